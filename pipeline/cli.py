@@ -1,0 +1,356 @@
+"""``python -m pipeline``: the operator's commands.
+
+- ``demo-data``: build a demo warehouse (SQLite) of N lots, deterministic for a seed.
+- ``trace``: run one trace through the four stage functions in this process.
+- ``demo``: build the demo warehouse if needed and trace a few hundred detection lots,
+  with progress bars, ending in a summary and the path of the results.
+
+Settings come from the environment (``Settings.from_env``), read once here. Exit codes:
+``EXIT_OK`` 0, ``EXIT_FAILED`` 1, ``EXIT_INVALID`` 2 (bad input or usage), ``EXIT_CONFIG`` 3,
+``EXIT_SOURCE`` 4 (the warehouse could not answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from pipeline import domains
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, InvalidInput, SourceError, TraceError
+from pipeline.runner import STAGES, TraceRequest, TraceSummary, run_trace, top_suspects
+from pipeline.sources import open_source
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_CONFIG = 3
+EXIT_SOURCE = 4
+
+DEFAULT_DEMO_LOTS = 20_000
+DEFAULT_DEMO_SEED = 1
+DEFAULT_DEMO_SEEDS = 300
+DEFAULT_DB = "var/demo-warehouse.db"
+RESULTS_DIR = Path("var/results")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        settings = Settings.from_env()
+        return int(args.func(args, settings, console))
+    except InvalidInput as exc:
+        console.print(f"[red]{exc.code}[/]: {exc.message}")
+        return EXIT_INVALID
+    except ConfigError as exc:
+        console.print(f"[red]{exc.code}[/]: {exc.message}")
+        return EXIT_CONFIG
+    except SourceError as exc:
+        console.print(f"[red]{exc.code}[/]: {exc.message}")
+        return EXIT_SOURCE
+    except TraceError as exc:
+        console.print(f"[red]{exc.code}[/]: {exc.message}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("demo-data", help="build a demo MES warehouse (SQLite)")
+    _warehouse_options(p)
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="rebuild even if the file already holds this size and seed",
+    )
+    p.set_defaults(func=cmd_demo_data)
+
+    p = commands.add_parser("trace", help="run one trace through the four stages, in process")
+    p.add_argument("--profile", required=True, choices=domains.PROFILES)
+    p.add_argument(
+        "--resolve-type",
+        help="lot_id, work_order, wafer_lot, serial_number, "
+        "gd_work_order, gd_lot_id or container_id (mid_section_defect: omit it "
+        "to resolve detection lots by --station and dates)",
+    )
+    p.add_argument(
+        "--values",
+        nargs="+",
+        default=[],
+        metavar="VALUE",
+        help="what to resolve (a '*' makes a value a wildcard pattern)",
+    )
+    p.add_argument("--station", help="detection station (mid_section_defect; default 測試)")
+    p.add_argument("--start-date", help="YYYY-MM-DD (mid_section_defect)")
+    p.add_argument("--end-date", help="YYYY-MM-DD, inclusive (mid_section_defect)")
+    p.add_argument(
+        "--direction", choices=domains.DIRECTIONS, help="lineage direction (default by profile)"
+    )
+    p.add_argument("--loss-reasons", nargs="+", default=[], metavar="REASON")
+    p.add_argument(
+        "--domains",
+        nargs="+",
+        default=[],
+        metavar="DOMAIN",
+        help="event domains (default: the dashboard's set for the profile); 'all' for every domain",
+    )
+    p.add_argument("--out", type=Path, help="results directory (default var/results/<time>)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_trace)
+
+    p = commands.add_parser("demo", help="build the demo warehouse and trace detection lots")
+    _warehouse_options(p)
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=DEFAULT_DEMO_SEEDS,
+        help="about how many detection lots to trace (default %(default)s)",
+    )
+    p.add_argument("--out", type=Path, help="results directory (default var/results/<time>)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _warehouse_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--lots", type=int, default=DEFAULT_DEMO_LOTS, help="lots to generate (default %(default)s)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_DEMO_SEED,
+        help="random seed: same seed and size, same data (default %(default)s)",
+    )
+    p.add_argument(
+        "--db",
+        type=Path,
+        help=f"warehouse file (default: the path of TRACE_SOURCE_URL, or {DEFAULT_DB})",
+    )
+
+
+# ---- commands -----------------------------------------------------------------------------
+
+
+def cmd_demo_data(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    db = _db_path(args, settings)
+    ensure_warehouse(db, args.lots, args.seed, console, force=args.force)
+    return EXIT_OK
+
+
+def cmd_trace(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    params: dict[str, Any] = {}
+    if args.resolve_type:
+        params.update(resolve_type=args.resolve_type, values=args.values)
+    for key in ("station", "start_date", "end_date", "direction"):
+        if getattr(args, key):
+            params[key] = getattr(args, key)
+    if args.loss_reasons:
+        params["loss_reasons"] = args.loss_reasons
+    wanted = domains.DOMAINS if args.domains == ["all"] else tuple(args.domains)
+    request = TraceRequest(profile=args.profile, params=params, domains=wanted)
+    with open_source(settings) as source:
+        summary = _run(source, request, settings, args.out, console)
+    _report(summary, console, as_json=args.json)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from pipeline.demo import info
+    from pipeline.sources.sqlite import SqliteSource
+
+    db = _db_path(args, settings)
+    ensure_warehouse(db, args.lots, args.seed, console)
+    start, end = info.detection_window(db, args.seeds)
+    console.print(
+        f"Tracing the lots tested at 測試 from {start} to {end} "
+        "(mid-section defect, backward, every event domain)"
+    )
+    request = TraceRequest(
+        profile=domains.MID_SECTION_DEFECT,
+        params={"station": "測試", "start_date": start, "end_date": end},
+        domains=domains.DOMAINS,
+    )
+    with SqliteSource(
+        db, fetch_rows=settings.fetch_rows, in_list_size=settings.in_list_size
+    ) as source:
+        summary = _run(source, request, settings, args.out, console)
+    _report(summary, console, as_json=args.json, truth=info.read_truth(db))
+    return EXIT_OK
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+def _db_path(args: argparse.Namespace, settings: Settings) -> Path:
+    if args.db:
+        return Path(args.db)
+    location = settings.source
+    return Path(location.path) if location.kind == "sqlite" and location.path else Path(DEFAULT_DB)
+
+
+def ensure_warehouse(
+    db: Path, lots: int, seed: int, console: Console, *, force: bool = False
+) -> None:
+    """Build ``db`` unless it already holds a warehouse of ``lots`` and ``seed``."""
+    from pipeline.demo import generator, info
+
+    recorded = info.read_info(db)
+    if (
+        not force
+        and recorded.get("lots") == str(lots)
+        and recorded.get("seed") == str(seed)
+        and recorded.get("generator_version") == generator.GENERATOR_VERSION
+    ):
+        console.print(f"Demo warehouse {db} already holds {lots:,} lots (seed {seed}).")
+        return
+    with _bars(console) as bars:
+        task = bars.add_task(f"demo warehouse: {lots:,} lots", total=lots, rows="")
+        counts = generator.generate(
+            db, lots=lots, seed=seed, progress=lambda n: bars.advance(task, n)
+        )
+    table = Table(title=f"Demo warehouse {db}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in counts.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+
+
+def _bars(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<36}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rows]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+class _StageBars:
+    """Draws the runner's progress: one bar per stage."""
+
+    def __init__(self, bars: Progress) -> None:
+        self.bars = bars
+        self.tasks: dict[str, TaskID] = {}
+        self.rows: dict[str, int] = {}
+
+    def start(self, stage: str, total: int | None) -> None:
+        self.tasks[stage] = self.bars.add_task(stage, total=total, rows="")
+        self.rows[stage] = 0
+
+    def advance(self, stage: str, units: int = 1, rows: int = 0) -> None:
+        self.rows[stage] += rows
+        self.bars.update(self.tasks[stage], advance=units, rows=f"{self.rows[stage]:,} rows")
+
+    def finish(self, stage: str, note: str = "") -> None:
+        task = self.tasks[stage]
+        total = self.bars.tasks[task].total or 1
+        self.bars.update(task, total=total, completed=total, rows=note)
+
+
+def _run(
+    source: Any, request: TraceRequest, settings: Settings, out: Path | None, console: Console
+) -> TraceSummary:
+    out_dir = out or RESULTS_DIR / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    with _bars(console) as bars:
+        return run_trace(source, request, settings, out_dir, progress=_StageBars(bars))
+
+
+def _report(
+    summary: TraceSummary,
+    console: Console,
+    *,
+    as_json: bool,
+    truth: list[dict[str, Any]] | None = None,
+) -> None:
+    if as_json:
+        sys.stdout.write(
+            orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
+        return
+    out = Console()
+    stages = Table(title="Lots per stage")
+    stages.add_column("stage")
+    stages.add_column("lots", justify="right")
+    stages.add_column("seconds", justify="right")
+    stages.add_row(
+        "seed-resolve", f"{summary.seed_count:,}", f"{summary.seconds.get('seed-resolve', 0):.2f}"
+    )
+    stages.add_row(
+        "lineage", f"{summary.lineage_nodes:,}", f"{summary.seconds.get('lineage', 0):.2f}"
+    )
+    stages.add_row("events", f"{summary.event_cids:,}", f"{summary.seconds.get('events', 0):.2f}")
+    if "aggregation" in summary.seconds:
+        stages.add_row("aggregation", "", f"{summary.seconds['aggregation']:.2f}")
+    out.print(stages)
+    rows = Table(title="Rows per domain")
+    rows.add_column("domain")
+    rows.add_column("rows", justify="right")
+    for domain, count in summary.rows.items():
+        rows.add_row(domain, f"{count:,}")
+    out.print(rows)
+    suspects = top_suspects(summary.aggregation)
+    if suspects:
+        planted = {t["EQUIPMENTID"] for t in truth or [] if t["KIND"] == "bad_machine"}
+        table = Table(title="Top suspect machines (upstream of the detection station)")
+        for column in ("rank", "group", "machine", "lots", "input", "defects", "defect rate %"):
+            table.add_column(column, justify="right" if column != "group" else "left")
+        if planted:
+            table.add_column("planted?")
+        for rank, row in enumerate(suspects, 1):
+            cells = [
+                str(rank),
+                row["WORKCENTER_GROUP"],
+                row["EQUIPMENT_NAME"],
+                f"{row['DETECTION_LOT_COUNT']:,}",
+                f"{row['INPUT_QTY']:,}",
+                f"{row['DEFECT_QTY']:,}",
+                f"{row['DEFECT_RATE']:.4f}",
+            ]
+            if planted:
+                cells.append("yes" if row["EQUIPMENT_ID"] in planted else "")
+            table.add_row(*cells)
+        out.print(table)
+        if planted:
+            found = sum(1 for row in suspects[: len(planted)] if row["EQUIPMENT_ID"] in planted)
+            out.print(
+                f"Planted bad machines among the top {len(planted)}: {found} of {len(planted)}"
+            )
+    if summary.not_found:
+        out.print(f"Not found: {', '.join(summary.not_found[:20])}")
+    out.print(
+        f"Results: {summary.out_dir.resolve()}/ "
+        f"({', '.join(sorted(p.name for p in summary.out_dir.iterdir()))})"
+    )
+
+
+__all__ = ["STAGES", "main"]

@@ -1,0 +1,218 @@
+"""Settings: read from the environment once, validated, then passed down explicitly.
+
+Nothing else in the project reads ``os.environ``. Every default lives here with its unit, and every
+setting is documented in ``.env.example`` (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from pipeline.errors import ConfigError
+
+#: Where the warehouse is: the embedded SQLite file (relative to the working directory).
+DEFAULT_SOURCE_URL = "sqlite:///var/demo-warehouse.db"
+#: The checkpoint store (Redis, database 0).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: The broker's Redis database when ``TRACE_BROKER_URL`` is unset (never the store's database:
+#: the broker's maintenance runs ``KEYS`` over its whole database).
+DEFAULT_BROKER_DB = 1
+#: Rows per ``fetchmany`` call, and the Oracle cursor's ``arraysize``/``prefetchrows`` (rows).
+DEFAULT_FETCH_ROWS = 5000
+#: Ids per ``IN (...)`` list (ids). Oracle refuses more than 1000.
+DEFAULT_IN_LIST_SIZE = 1000
+MAX_IN_LIST_SIZE = 1000
+#: Lineage levels followed from a seed (levels).
+DEFAULT_LINEAGE_MAX_DEPTH = 20
+#: Oracle round-trip timeout (milliseconds); a hung query becomes a retryable error.
+DEFAULT_ORACLE_CALL_TIMEOUT_MS = 60_000
+#: Oracle connection pool size per process (connections).
+DEFAULT_ORACLE_POOL_MIN = 1
+DEFAULT_ORACLE_POOL_MAX = 4
+#: Literal characters a wildcard seed (``GA2310*``) needs before its first wildcard (characters).
+DEFAULT_RESOLVE_MIN_PREFIX = 2
+#: Lots whose maintenance jobs are matched inside the SQL; above this the jobs table is scanned
+#: once and matched in Python (lots).
+DEFAULT_JOBS_PROBE_MAX = 100
+#: Items a Pareto chart keeps before folding the rest into "其他" (items).
+DEFAULT_PARETO_TOP_N = 10
+#: Longest date range a mid-section-defect seed query may span (days).
+DEFAULT_MSD_MAX_DAYS = 730
+
+SourceKind = Literal["sqlite", "oracle"]
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """Where the warehouse lives, parsed from ``TRACE_SOURCE_URL``.
+
+    ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` (SQLAlchemy's convention),
+    or ``oracle://user@host:port/service`` (the password comes from ``TRACE_ORACLE_PASSWORD``).
+    """
+
+    kind: SourceKind
+    path: str | None = None
+    user: str | None = None
+    dsn: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> SourceLocation:
+        """Parse a source URL; raise ``ConfigError`` naming what is wrong."""
+        if url.startswith("sqlite:///"):
+            path = unquote(url[len("sqlite:///") :])
+            if not path:
+                raise ConfigError("TRACE_SOURCE_URL: sqlite URL has no file path")
+            return cls(kind="sqlite", path=path)
+        parts = urlsplit(url)
+        if parts.scheme == "oracle":
+            if parts.password:
+                raise ConfigError(
+                    "TRACE_SOURCE_URL must not contain a password; set TRACE_ORACLE_PASSWORD"
+                )
+            service = parts.path.lstrip("/")
+            if not parts.username or not parts.hostname or not service:
+                raise ConfigError(
+                    "TRACE_SOURCE_URL: expected oracle://user@host:port/service, got " + repr(url)
+                )
+            port = parts.port or 1521
+            return cls(
+                kind="oracle",
+                user=unquote(parts.username),
+                dsn=f"{parts.hostname}:{port}/{service}",
+            )
+        raise ConfigError(
+            "TRACE_SOURCE_URL must start with sqlite:/// or oracle://, got " + repr(url)
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service. Build it with ``Settings.from_env()``."""
+
+    source_url: str = DEFAULT_SOURCE_URL
+    oracle_password: str | None = field(default=None, repr=False)
+    redis_url: str = DEFAULT_REDIS_URL
+    broker_url: str = ""
+    fetch_rows: int = DEFAULT_FETCH_ROWS
+    in_list_size: int = DEFAULT_IN_LIST_SIZE
+    lineage_max_depth: int = DEFAULT_LINEAGE_MAX_DEPTH
+    oracle_call_timeout_ms: int = DEFAULT_ORACLE_CALL_TIMEOUT_MS
+    oracle_pool_min: int = DEFAULT_ORACLE_POOL_MIN
+    oracle_pool_max: int = DEFAULT_ORACLE_POOL_MAX
+    resolve_min_prefix: int = DEFAULT_RESOLVE_MIN_PREFIX
+    jobs_probe_max: int = DEFAULT_JOBS_PROBE_MAX
+    pareto_top_n: int = DEFAULT_PARETO_TOP_N
+    msd_max_days: int = DEFAULT_MSD_MAX_DAYS
+
+    def __post_init__(self) -> None:
+        if not self.broker_url:
+            object.__setattr__(self, "broker_url", default_broker_url(self.redis_url))
+        _check_separate_databases(self.redis_url, self.broker_url)
+        if not 1 <= self.in_list_size <= MAX_IN_LIST_SIZE:
+            raise ConfigError(f"TRACE_IN_LIST_SIZE must be 1..{MAX_IN_LIST_SIZE}")
+        for name in (
+            "fetch_rows",
+            "lineage_max_depth",
+            "oracle_call_timeout_ms",
+            "oracle_pool_max",
+            "pareto_top_n",
+            "msd_max_days",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"TRACE_{name.upper()} must be at least 1")
+        if self.oracle_pool_min < 0 or self.oracle_pool_min > self.oracle_pool_max:
+            raise ConfigError("TRACE_ORACLE_POOL_MIN must be 0..TRACE_ORACLE_POOL_MAX")
+        SourceLocation.parse(self.source_url)  # fail at startup, not at first query
+
+    @property
+    def source(self) -> SourceLocation:
+        """The parsed ``TRACE_SOURCE_URL``."""
+        return SourceLocation.parse(self.source_url)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``TRACE_*`` setting once; unset or empty variables take their default."""
+        env = os.environ if environ is None else environ
+
+        def text(name: str, default: str) -> str:
+            value = env.get(name, "").strip()
+            return value or default
+
+        def integer(name: str, default: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+        return cls(
+            source_url=text("TRACE_SOURCE_URL", DEFAULT_SOURCE_URL),
+            oracle_password=env.get("TRACE_ORACLE_PASSWORD") or None,
+            redis_url=text("TRACE_REDIS_URL", DEFAULT_REDIS_URL),
+            broker_url=text("TRACE_BROKER_URL", ""),
+            fetch_rows=integer("TRACE_FETCH_ROWS", DEFAULT_FETCH_ROWS),
+            in_list_size=integer("TRACE_IN_LIST_SIZE", DEFAULT_IN_LIST_SIZE),
+            lineage_max_depth=integer("TRACE_LINEAGE_MAX_DEPTH", DEFAULT_LINEAGE_MAX_DEPTH),
+            oracle_call_timeout_ms=integer(
+                "TRACE_ORACLE_CALL_TIMEOUT_MS", DEFAULT_ORACLE_CALL_TIMEOUT_MS
+            ),
+            oracle_pool_min=integer("TRACE_ORACLE_POOL_MIN", DEFAULT_ORACLE_POOL_MIN),
+            oracle_pool_max=integer("TRACE_ORACLE_POOL_MAX", DEFAULT_ORACLE_POOL_MAX),
+            resolve_min_prefix=integer("TRACE_RESOLVE_MIN_PREFIX", DEFAULT_RESOLVE_MIN_PREFIX),
+            jobs_probe_max=integer("TRACE_JOBS_PROBE_MAX", DEFAULT_JOBS_PROBE_MAX),
+            pareto_top_n=integer("TRACE_PARETO_TOP_N", DEFAULT_PARETO_TOP_N),
+            msd_max_days=integer("TRACE_MSD_MAX_DAYS", DEFAULT_MSD_MAX_DAYS),
+        )
+
+
+def default_broker_url(redis_url: str) -> str:
+    """The store's Redis server, database ``DEFAULT_BROKER_DB``."""
+    if _redis_db(redis_url) == DEFAULT_BROKER_DB:
+        raise ConfigError(
+            f"TRACE_REDIS_URL uses database {DEFAULT_BROKER_DB}, the broker's default; "
+            "set TRACE_BROKER_URL to a different database"
+        )
+    return _with_redis_db(redis_url, DEFAULT_BROKER_DB)
+
+
+def _check_separate_databases(redis_url: str, broker_url: str) -> None:
+    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
+        return  # e.g. amqp://: the broker cannot touch the store
+    store, broker = urlsplit(redis_url), urlsplit(broker_url)
+    same_server = (store.hostname, store.port, store.path if store.scheme == "unix" else "") == (
+        broker.hostname,
+        broker.port,
+        broker.path if broker.scheme == "unix" else "",
+    )
+    if same_server and _redis_db(redis_url) == _redis_db(broker_url):
+        raise ConfigError(
+            "TRACE_BROKER_URL and TRACE_REDIS_URL name the same Redis database; the broker's "
+            "maintenance scans its whole database, so give it its own (e.g. /1)"
+        )
+
+
+def _redis_db(url: str) -> int:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"not a Redis URL: {url!r}")
+    query = dict(parse_qsl(parts.query))
+    raw = query.get("db") if parts.scheme == "unix" else (parts.path.lstrip("/") or "0")
+    try:
+        return int(raw or 0)
+    except ValueError:
+        raise ConfigError(f"Redis URL has a bad database number: {url!r}") from None
+
+
+def _with_redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = dict(parse_qsl(parts.query))
+        query["db"] = str(db)
+        return urlunsplit(parts._replace(query=urlencode(query)))
+    return urlunsplit(parts._replace(path=f"/{db}"))

@@ -1,0 +1,290 @@
+"""Runs a whole trace in this process: seed resolve -> lineage -> events -> aggregation.
+
+The stages are the plain functions of ``pipeline.stages``; this module only chains them, streams
+every event batch to ``<out>/<domain>.ndjson`` (one JSON object per row, as the dashboard's stream
+carries them) and feeds the mid-section-defect aggregator on the way. Event rows are never held
+beyond one batch. The staged engine (Dramatiq actors with checkpoints) runs the same functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from pipeline import domains
+from pipeline.config import Settings
+from pipeline.errors import InvalidInput
+from pipeline.rows import RowBatch, batched
+from pipeline.sources.base import Source
+from pipeline.stages import seed_resolve
+from pipeline.stages.aggregation import MsdAggregator
+from pipeline.stages.events import fetch_events
+from pipeline.stages.lineage import trace_lineage
+from pipeline.workcenters import DEFAULT_STATION
+
+STAGES = ("seed-resolve", "lineage", "events", "aggregation")
+
+
+class Progress(Protocol):
+    """What the runner reports; the CLI draws it as progress bars."""
+
+    def start(self, stage: str, total: int | None) -> None: ...
+
+    def advance(self, stage: str, units: int = 1, rows: int = 0) -> None: ...
+
+    def finish(self, stage: str, note: str = "") -> None: ...
+
+
+class _Silent:
+    def start(self, stage: str, total: int | None) -> None:
+        pass
+
+    def advance(self, stage: str, units: int = 1, rows: int = 0) -> None:
+        pass
+
+    def finish(self, stage: str, note: str = "") -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class TraceRequest:
+    """A whole trace: the seed-resolve ``params`` of ``profile``, then events of ``domains``."""
+
+    profile: str
+    params: Mapping[str, Any]
+    domains: tuple[str, ...] = ()  # empty: the dashboard's set for the profile and direction
+
+    def direction(self) -> str:
+        return domains.validate_direction(self.params.get("direction"), self.profile)
+
+    def event_domains(self) -> tuple[str, ...]:
+        if self.domains:
+            return domains.validate_domains(self.domains)
+        if self.profile == domains.MID_SECTION_DEFECT:
+            return domains.MSD_DOMAINS[self.direction()]
+        return domains.QUERY_TOOL_DOMAINS
+
+
+@dataclass
+class TraceSummary:
+    """What a trace produced, and where."""
+
+    out_dir: Path
+    seed_count: int = 0
+    not_found: list[str] = field(default_factory=list)
+    lineage_nodes: int = 0
+    event_cids: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    aggregation: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "out_dir": str(self.out_dir),
+            "seed_count": self.seed_count,
+            "not_found": self.not_found,
+            "lineage_nodes": self.lineage_nodes,
+            "event_cids": self.event_cids,
+            "rows": self.rows,
+            "seconds": self.seconds,
+            "top_suspects": top_suspects(self.aggregation),
+        }
+
+
+def run_trace(
+    source: Source,
+    request: TraceRequest,
+    settings: Settings,
+    out_dir: str | Path,
+    progress: Progress | None = None,
+) -> TraceSummary:
+    """Run every stage of ``request``; write results under ``out_dir``; return a summary."""
+    report = progress or _Silent()
+    profile = domains.validate_profile(request.profile)
+    direction = request.direction()
+    wanted = request.event_domains()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = TraceSummary(out_dir=out)
+
+    clock = time.perf_counter()
+    report.start("seed-resolve", None)
+    seeds = seed_resolve.resolve(
+        source,
+        profile,
+        request.params,
+        min_prefix=settings.resolve_min_prefix,
+        max_days=settings.msd_max_days,
+    )
+    _write_json(out / "seeds.json", seeds.payload())
+    summary.seed_count, summary.not_found = len(seeds.seeds), seeds.not_found
+    summary.seconds["seed-resolve"] = time.perf_counter() - clock
+    report.finish("seed-resolve", f"{len(seeds.seeds)} seeds")
+    if not seeds.seeds:
+        raise InvalidInput("no seed matched: nothing to trace", field="values", code="NO_SEEDS")
+
+    clock = time.perf_counter()
+    report.start("lineage", None)
+    lineage = trace_lineage(
+        source, seeds.container_ids, direction, max_depth=settings.lineage_max_depth
+    )
+    lineage_data = lineage.payload()
+    _write_json(out / "lineage.json", lineage_data)
+    cids = lineage.all_cids()
+    summary.lineage_nodes, summary.event_cids = len(lineage.nodes), len(cids)
+    summary.seconds["lineage"] = time.perf_counter() - clock
+    report.finish("lineage", f"{len(lineage.nodes)} lots")
+
+    aggregator = None
+    if profile == domains.MID_SECTION_DEFECT:
+        aggregator = _prepare_aggregation(source, request, seeds, lineage_data, direction, settings)
+
+    clock = time.perf_counter()
+    batches_per_domain = -(-len(cids) // source.in_list_size)
+    report.start("events", sum(1 if d == domains.JOBS else batches_per_domain for d in wanted))
+    for domain in wanted:
+        summary.rows[domain] = _stream_domain(
+            source, domain, cids, settings, out, aggregator, report
+        )
+    summary.seconds["events"] = time.perf_counter() - clock
+    report.finish("events", f"{sum(summary.rows.values())} rows")
+
+    if aggregator is not None:
+        clock = time.perf_counter()
+        report.start("aggregation", None)
+        families = _families(source, aggregator.machine_ids())
+        summary.aggregation = aggregator.result(families)
+        _write_json(out / "aggregation.json", summary.aggregation)
+        with open(out / "detail.ndjson", "wb") as fh:
+            for row in aggregator.detail_rows():
+                fh.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+        summary.seconds["aggregation"] = time.perf_counter() - clock
+        report.finish("aggregation", f"{len(summary.aggregation['attribution'])} machines")
+    _write_json(out / "summary.json", summary.as_dict())
+    return summary
+
+
+def _prepare_aggregation(
+    source: Source,
+    request: TraceRequest,
+    seeds: seed_resolve.SeedResolution,
+    lineage_data: Mapping[str, Any],
+    direction: str,
+    settings: Settings,
+) -> MsdAggregator:
+    params = request.params
+    station = params.get("station") or DEFAULT_STATION
+    date_mode = not (params.get("resolve_type") or params.get("input_type"))
+    if date_mode:
+        scope = seed_resolve.detection_scope(
+            station,
+            params.get("start_date"),
+            params.get("end_date"),
+            max_days=settings.msd_max_days,
+        )
+        seed_set = set(seeds.container_ids)  # pj_types/packages may have narrowed the seeds
+    else:
+        scope = seed_resolve.DetectionScope(str(station), container_ids=tuple(seeds.container_ids))
+        seed_set = None
+    aggregator = MsdAggregator(
+        direction=direction,
+        station=scope.station,
+        loss_reasons=_reasons(params.get("loss_reasons")),
+        date_mode=date_mode,
+        top_n=settings.pareto_top_n,
+    )
+    for batch in scope.lots_query(source):
+        if seed_set is not None:
+            at = batch.index("CONTAINERID")
+            batch = RowBatch(batch.columns, [r for r in batch.rows if r[at] in seed_set])
+        aggregator.add_detection_lots(batch)
+    detected = [lot.cid for lot in aggregator.lots]
+    if detected:
+        for batch in scope.rejects_query(source, detected):
+            aggregator.add_detection_rejects(batch)
+    backward = direction == domains.BACKWARD
+    related = lineage_data["ancestors"] if backward else lineage_data["descendants"]
+    aggregator.set_lineage(related, lineage_data.get("seed_roots"))
+    return aggregator
+
+
+def _stream_domain(
+    source: Source,
+    domain: str,
+    cids: list[str],
+    settings: Settings,
+    out: Path,
+    aggregator: MsdAggregator | None,
+    report: Progress,
+) -> int:
+    rows = 0
+    groups: Iterable[list[str]] = (
+        [cids] if domain == domains.JOBS else batched(cids, source.in_list_size)
+    )
+    with open(out / f"{domain}.ndjson", "wb") as fh:
+        for group in groups:
+            for batch in fetch_events(
+                source, domain, group, jobs_probe_max=settings.jobs_probe_max
+            ):
+                fh.write(ndjson(batch))
+                rows += len(batch)
+                if aggregator is not None:
+                    aggregator.add_events(domain, batch)
+                report.advance("events", 0, len(batch))
+            report.advance("events", 1)
+    return rows
+
+
+def ndjson(batch: RowBatch) -> bytes:
+    """One JSON object per row, newline-terminated (rows become dicts only here, at the edge)."""
+    columns, option = batch.columns, orjson.OPT_APPEND_NEWLINE
+    return b"".join(
+        orjson.dumps(dict(zip(columns, row, strict=True)), option=option) for row in batch.rows
+    )
+
+
+def _families(source: Source, equipment_ids: list[str]) -> dict[str, str]:
+    families: dict[str, str] = {}
+    for batch in source.query_in("msd/resource_families", "ids", equipment_ids):
+        families.update((rid, family) for rid, family in batch.rows if family)
+    return families
+
+
+def _reasons(value: object) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, Iterable):
+        raise InvalidInput("loss_reasons must be a list of strings", field="loss_reasons")
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def top_suspects(aggregation: Mapping[str, Any] | None, n: int = 5) -> list[dict[str, Any]]:
+    """The first ``n`` machines of the backward attribution (highest defect rate first)."""
+    if not aggregation:
+        return []
+    return [
+        {
+            k: row[k]
+            for k in (
+                "WORKCENTER_GROUP",
+                "EQUIPMENT_NAME",
+                "EQUIPMENT_ID",
+                "DETECTION_LOT_COUNT",
+                "INPUT_QTY",
+                "DEFECT_QTY",
+                "DEFECT_RATE",
+            )
+        }
+        for row in aggregation.get("attribution", [])[:n]
+    ]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_bytes(orjson.dumps(data))

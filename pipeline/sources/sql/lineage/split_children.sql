@@ -1,0 +1,4 @@
+-- Lineage forward: containers split off the given ones.
+SELECT c.CONTAINERID, c.SPLITFROMID, c.CONTAINERNAME, c.MFGORDERNAME, c.FIRSTNAME, c.OBJECTTYPE
+FROM DWH.DW_MES_CONTAINER c
+WHERE c.SPLITFROMID IN (:cids)

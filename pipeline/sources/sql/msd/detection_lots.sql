@@ -1,0 +1,29 @@
+-- Mid-section defect: the lots that tracked in at the detection station, one row per lot: its
+-- latest track-in there (equipment, time), with the largest track-in qty at the station as input
+-- (partial track-outs and later steps of the station see less).
+-- {{ station_filter }}: the station's workcenter patterns as :wc_* binds (pipeline.workcenters).
+-- {{ scope }}: a date window (:start_date <= track-in < :end_date) or an id list (:cids).
+SELECT t.CONTAINERID, t.CONTAINERNAME, t.MFGORDERNAME, t.PJ_TYPE, t.PRODUCTLINENAME, t.WORKFLOW,
+       t.FINISHEDRUNCARD, t.DETECTION_EQUIPMENTID, t.DETECTION_EQUIPMENTNAME, t.TRACKINQTY,
+       t.TRACKINTIMESTAMP
+FROM (
+    SELECT h.CONTAINERID, c.CONTAINERNAME, c.MFGORDERNAME, c.PJ_TYPE,
+           TRIM(c.PRODUCTLINENAME) AS PRODUCTLINENAME, h.SPECNAME AS WORKFLOW,
+           h.FINISHEDRUNCARD, h.EQUIPMENTID AS DETECTION_EQUIPMENTID,
+           h.EQUIPMENTNAME AS DETECTION_EQUIPMENTNAME,
+           MAX(COALESCE(h.TRACKINQTY, 0)) OVER (PARTITION BY h.CONTAINERID) AS TRACKINQTY,
+           h.TRACKINTIMESTAMP,
+           ROW_NUMBER() OVER (
+               PARTITION BY h.CONTAINERID
+               ORDER BY h.TRACKINTIMESTAMP DESC, h.TRACKOUTTIMESTAMP DESC NULLS LAST, h.SPECNAME
+           ) AS RN
+    FROM DWH.DW_MES_LOTWIPHISTORY h
+    JOIN DWH.DW_MES_CONTAINER c ON c.CONTAINERID = h.CONTAINERID
+    WHERE {{ scope }}
+      AND h.EQUIPMENTID IS NOT NULL
+      AND h.TRACKINTIMESTAMP IS NOT NULL
+      AND c.OBJECTTYPE = 'LOT'
+      AND {{ station_filter }}
+) t
+WHERE t.RN = 1
+ORDER BY t.CONTAINERID

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from pipeline.errors import ConfigError
@@ -89,24 +89,31 @@ class SourceLocation:
         )
 
 
+def _env(name: str, default: Any, **kwargs: Any) -> Any:
+    """A settings field read from environment variable ``name``."""
+    return field(default=default, metadata={"env": name}, **kwargs)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the service. Build it with ``Settings.from_env()``."""
 
-    source_url: str = DEFAULT_SOURCE_URL
-    oracle_password: str | None = field(default=None, repr=False)
-    redis_url: str = DEFAULT_REDIS_URL
-    broker_url: str = ""
-    fetch_rows: int = DEFAULT_FETCH_ROWS
-    in_list_size: int = DEFAULT_IN_LIST_SIZE
-    lineage_max_depth: int = DEFAULT_LINEAGE_MAX_DEPTH
-    oracle_call_timeout_ms: int = DEFAULT_ORACLE_CALL_TIMEOUT_MS
-    oracle_pool_min: int = DEFAULT_ORACLE_POOL_MIN
-    oracle_pool_max: int = DEFAULT_ORACLE_POOL_MAX
-    resolve_min_prefix: int = DEFAULT_RESOLVE_MIN_PREFIX
-    jobs_probe_max: int = DEFAULT_JOBS_PROBE_MAX
-    pareto_top_n: int = DEFAULT_PARETO_TOP_N
-    msd_max_days: int = DEFAULT_MSD_MAX_DAYS
+    source_url: str = _env("TRACE_SOURCE_URL", DEFAULT_SOURCE_URL)
+    oracle_password: str | None = _env("TRACE_ORACLE_PASSWORD", None, repr=False)
+    redis_url: str = _env("TRACE_REDIS_URL", DEFAULT_REDIS_URL)
+    broker_url: str = _env("TRACE_BROKER_URL", "")  # "": the store's server, database 1
+    fetch_rows: int = _env("TRACE_FETCH_ROWS", DEFAULT_FETCH_ROWS)
+    in_list_size: int = _env("TRACE_IN_LIST_SIZE", DEFAULT_IN_LIST_SIZE)
+    lineage_max_depth: int = _env("TRACE_LINEAGE_MAX_DEPTH", DEFAULT_LINEAGE_MAX_DEPTH)
+    oracle_call_timeout_ms: int = _env(
+        "TRACE_ORACLE_CALL_TIMEOUT_MS", DEFAULT_ORACLE_CALL_TIMEOUT_MS
+    )
+    oracle_pool_min: int = _env("TRACE_ORACLE_POOL_MIN", DEFAULT_ORACLE_POOL_MIN)
+    oracle_pool_max: int = _env("TRACE_ORACLE_POOL_MAX", DEFAULT_ORACLE_POOL_MAX)
+    resolve_min_prefix: int = _env("TRACE_RESOLVE_MIN_PREFIX", DEFAULT_RESOLVE_MIN_PREFIX)
+    jobs_probe_max: int = _env("TRACE_JOBS_PROBE_MAX", DEFAULT_JOBS_PROBE_MAX)
+    pareto_top_n: int = _env("TRACE_PARETO_TOP_N", DEFAULT_PARETO_TOP_N)
+    msd_max_days: int = _env("TRACE_MSD_MAX_DAYS", DEFAULT_MSD_MAX_DAYS)
 
     def __post_init__(self) -> None:
         if not self.broker_url:
@@ -137,38 +144,25 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every ``TRACE_*`` setting once; unset or empty variables take their default."""
         env = os.environ if environ is None else environ
-
-        def text(name: str, default: str) -> str:
-            value = env.get(name, "").strip()
-            return value or default
-
-        def integer(name: str, default: int) -> int:
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            name = spec.metadata["env"]
             raw = env.get(name, "").strip()
             if not raw:
-                return default
-            try:
-                return int(raw)
-            except ValueError:
-                raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+                continue
+            if isinstance(spec.default, int):
+                try:
+                    values[spec.name] = int(raw)
+                except ValueError:
+                    raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+            else:
+                values[spec.name] = raw
+        return cls(**values)
 
-        return cls(
-            source_url=text("TRACE_SOURCE_URL", DEFAULT_SOURCE_URL),
-            oracle_password=env.get("TRACE_ORACLE_PASSWORD") or None,
-            redis_url=text("TRACE_REDIS_URL", DEFAULT_REDIS_URL),
-            broker_url=text("TRACE_BROKER_URL", ""),
-            fetch_rows=integer("TRACE_FETCH_ROWS", DEFAULT_FETCH_ROWS),
-            in_list_size=integer("TRACE_IN_LIST_SIZE", DEFAULT_IN_LIST_SIZE),
-            lineage_max_depth=integer("TRACE_LINEAGE_MAX_DEPTH", DEFAULT_LINEAGE_MAX_DEPTH),
-            oracle_call_timeout_ms=integer(
-                "TRACE_ORACLE_CALL_TIMEOUT_MS", DEFAULT_ORACLE_CALL_TIMEOUT_MS
-            ),
-            oracle_pool_min=integer("TRACE_ORACLE_POOL_MIN", DEFAULT_ORACLE_POOL_MIN),
-            oracle_pool_max=integer("TRACE_ORACLE_POOL_MAX", DEFAULT_ORACLE_POOL_MAX),
-            resolve_min_prefix=integer("TRACE_RESOLVE_MIN_PREFIX", DEFAULT_RESOLVE_MIN_PREFIX),
-            jobs_probe_max=integer("TRACE_JOBS_PROBE_MAX", DEFAULT_JOBS_PROBE_MAX),
-            pareto_top_n=integer("TRACE_PARETO_TOP_N", DEFAULT_PARETO_TOP_N),
-            msd_max_days=integer("TRACE_MSD_MAX_DAYS", DEFAULT_MSD_MAX_DAYS),
-        )
+
+def env_names() -> dict[str, str]:
+    """Environment variable -> settings field, for every setting."""
+    return {spec.metadata["env"]: spec.name for spec in fields(Settings)}
 
 
 def default_broker_url(redis_url: str) -> str:

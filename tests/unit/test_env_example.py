@@ -1,0 +1,29 @@
+"""`.env.example` documents every setting the code reads, with its default."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from pipeline.config import Settings, env_names
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_ONLY = {"TRACE_ORACLE_TEST_DSN"}  # read by the test suite, not by Settings
+
+
+def _documented() -> dict[str, str]:
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    return dict(re.findall(r"^#?\s*(TRACE_[A-Z0-9_]+)=(.*)$", text, flags=re.MULTILINE))
+
+
+def test_every_setting_is_documented_and_nothing_else() -> None:
+    assert set(_documented()) - TEST_ONLY == set(env_names())
+
+
+def test_documented_defaults_are_the_code_defaults() -> None:
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    for env, value in _documented().items():
+        if env in TEST_ONLY or not value:
+            continue
+        assert value == str(defaults[env_names()[env]]), env

@@ -592,8 +592,8 @@ class DemoFactory:
                 rng.choice(F.JOB_CAUSES),
                 rng.choice(F.JOB_REPAIRS) if done else None,
                 rng.choice(F.JOB_SYMPTOMS),
-                ",".join(cid for cid, _ in recent),
-                ",".join(name for _, name in recent),
+                ",".join(dict.fromkeys(cid for cid, _ in recent)),
+                ",".join(dict.fromkeys(name for _, name in recent)),
             ),
         )
 

@@ -34,7 +34,7 @@ def read_truth(path: str | Path) -> list[dict[str, Any]]:
     with closing(_connect(path)) as conn:
         cursor = conn.execute(
             "SELECT KIND, WORKCENTER_GROUP, EQUIPMENTID, EQUIPMENTNAME, CONTAINERID, NOTE "
-            "FROM DEMO_TRUTH ORDER BY KIND, WORKCENTER_GROUP, CONTAINERID"
+            "FROM DEMO_TRUTH ORDER BY KIND, rowid"  # rowid: the order they were planted
         )
         columns = [d[0] for d in cursor.description]
         return [dict(zip(columns, row, strict=True)) for row in cursor]

@@ -1,6 +1,7 @@
 -- Seed resolve by finished serial number: the finished (combined assembly) lot it was packed as.
-SELECT DISTINCT m.LOTID AS CONTAINERID, c.CONTAINERNAME, m.FINISHEDNAME AS MATCHED_VALUE
+-- {{ column }} is the serial column (m.FINISHEDNAME), given by the resolver.
+SELECT DISTINCT m.LOTID AS CONTAINERID, c.CONTAINERNAME, {{ column }} AS MATCHED_VALUE
 FROM DWH.DW_MES_PJ_COMBINEDASSYLOTS m
 JOIN DWH.DW_MES_CONTAINER c ON c.CONTAINERID = m.LOTID
 WHERE c.OBJECTTYPE = 'LOT'
-  AND m.FINISHEDNAME IN (:values)
+  AND {{ column }} IN (:values)

@@ -1,0 +1,341 @@
+"""The mid-section-defect aggregation: it finds the planted bad machines, and its numbers equal an
+independent computation from raw rows (recursive-CTE lineage, Python group mapping)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline.config import Settings
+from pipeline.demo.generator import generate
+from pipeline.demo.info import read_truth
+from pipeline.rows import RowBatch
+from pipeline.runner import TraceRequest, run_trace
+from pipeline.sources.sqlite import SqliteSource
+from pipeline.stages.aggregation import MsdAggregator
+from pipeline.stages.events import fetch_events
+from tests.integration.test_events import GROUP, ORDER
+from tests.integration.test_lineage import expected_relatives
+
+WINDOW = {"start_date": "2026-05-01", "end_date": "2026-08-31"}
+SIX = ("REJECTQTY", "STANDBYQTY", "QTYTOPROCESS", "INPROCESSQTY", "PROCESSEDQTY", "DEFECTQTY")
+
+
+def _trace(warehouse: Path, tmp_path: Path, **params: Any) -> dict[str, Any]:
+    request = TraceRequest("mid_section_defect", {"station": "測試", **WINDOW, **params})
+    with SqliteSource(warehouse) as source:
+        summary = run_trace(source, request, Settings(), tmp_path)
+    assert summary.aggregation is not None
+    return summary.aggregation
+
+
+@pytest.fixture(scope="module")
+def backward(warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _trace(warehouse, tmp_path_factory.mktemp("msd"))
+
+
+def _planted(warehouse: Path) -> set[str]:
+    return {t["EQUIPMENTID"] for t in read_truth(warehouse) if t["KIND"] == "bad_machine"}
+
+
+def test_the_planted_bad_machines_rank_first(backward: dict, warehouse: Path) -> None:
+    top = {row["EQUIPMENT_ID"] for row in backward["attribution"][:3]}
+    assert top == _planted(warehouse)
+
+
+@pytest.mark.parametrize("seed", [101, 202])
+def test_the_planted_bad_machines_rank_first_in_other_warehouses(tmp_path: Path, seed: int) -> None:
+    warehouse = tmp_path / "w.db"
+    generate(warehouse, lots=1500, seed=seed)
+    aggregation = _trace(warehouse, tmp_path)
+    assert {r["EQUIPMENT_ID"] for r in aggregation["attribution"][:3]} == _planted(warehouse)
+
+
+def _detection(db: sqlite3.Connection, start: str, end: str) -> dict[str, dict[str, Any]]:
+    """Detection lots computed from raw rows: latest track-in at a test workcenter, max qty."""
+    lots: dict[str, dict[str, Any]] = {}
+    for cid, qty in db.execute(
+        "SELECT h.CONTAINERID, h.TRACKINQTY "
+        "FROM DW_MES_LOTWIPHISTORY h JOIN DW_MES_CONTAINER c ON c.CONTAINERID = h.CONTAINERID "
+        "WHERE c.OBJECTTYPE = 'LOT' AND h.EQUIPMENTID IS NOT NULL AND h.TRACKINTIMESTAMP >= ? "
+        "AND h.TRACKINTIMESTAMP < ? AND h.WORKCENTERNAME IN ('TMTT', '測試')",
+        (start, end),
+    ):
+        lot = lots.setdefault(cid, {"input": 0, "defect": 0, "reasons": defaultdict(int)})
+        lot["input"] = max(lot["input"], qty or 0)
+    for cid, reason, *qty in db.execute(
+        f"SELECT CONTAINERID, LOSSREASONNAME, {', '.join(SIX)} FROM DW_MES_LOTREJECTHISTORY "
+        "WHERE WORKCENTERNAME IN ('TMTT', '測試') AND TXNDATE >= ? AND TXNDATE < ?",
+        (start, end),
+    ):
+        if cid in lots:
+            total = sum(q or 0 for q in qty)
+            lots[cid]["defect"] += total
+            lots[cid]["reasons"][reason or "(未填寫)"] += total
+    return lots
+
+
+def test_every_machine_of_the_attribution_matches_a_direct_computation(
+    backward: dict, db: sqlite3.Connection
+) -> None:
+    # Given the detection lots, their ancestors (recursive CTE) and their raw history
+    lots = _detection(db, "2026-05-01", "2026-09-01")
+    ancestors = expected_relatives(db, sorted(lots), "backward")
+    owner: dict[str, set[str]] = defaultdict(set)
+    for cid in lots:
+        for member in {cid, *ancestors[cid]}:
+            owner[member].add(cid)
+    linked: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for cid, workcenter, eq_id, eq_name in db.execute(
+        "SELECT CONTAINERID, WORKCENTERNAME, EQUIPMENTID, EQUIPMENTNAME FROM DW_MES_LOTWIPHISTORY "
+        "WHERE EQUIPMENTID IS NOT NULL AND TRACKINTIMESTAMP IS NOT NULL"
+    ):
+        group = GROUP[workcenter]
+        if ORDER[group] < ORDER["測試"]:
+            for lot in owner.get(cid, ()):
+                linked[(group, eq_name, eq_id)].add(lot)
+    expected = {
+        key: (
+            len(members),
+            sum(lots[m]["input"] for m in members),
+            sum(lots[m]["defect"] for m in members),
+        )
+        for key, members in linked.items()
+    }
+    # Then the aggregation reports the same lots, input and defects for every machine
+    got = {
+        (r["WORKCENTER_GROUP"], r["EQUIPMENT_NAME"], r["EQUIPMENT_ID"]): (
+            r["DETECTION_LOT_COUNT"],
+            r["INPUT_QTY"],
+            r["DEFECT_QTY"],
+        )
+        for r in backward["attribution"]
+    }
+    assert got == expected
+    kpi = backward["kpi"]
+    assert kpi["lot_count"] == len(lots)
+    assert kpi["total_input"] == sum(lot["input"] for lot in lots.values())
+    assert kpi["total_defect_qty"] == sum(lot["defect"] for lot in lots.values())
+    assert kpi["defective_lot_count"] == sum(1 for lot in lots.values() if lot["defect"])
+
+
+def test_the_output_has_the_contract_fields(backward: dict) -> None:
+    assert set(backward) >= {
+        "kpi",
+        "charts",
+        "daily_trend",
+        "available_loss_reasons",
+        "genealogy_status",
+        "detail_total_count",
+        "attribution",
+    }
+    assert backward["genealogy_status"] == "ready"
+    assert set(backward["kpi"]) == {
+        "total_input",
+        "lot_count",
+        "defective_lot_count",
+        "total_defect_qty",
+        "total_defect_rate",
+        "top_loss_reason",
+        "affected_machine_count",
+    }
+    row = backward["attribution"][0]
+    assert set(row) >= {
+        "WORKCENTER_GROUP",
+        "EQUIPMENT_NAME",
+        "EQUIPMENT_ID",
+        "RESOURCEFAMILYNAME",
+        "DETECTION_LOT_COUNT",
+        "INPUT_QTY",
+        "DEFECT_QTY",
+        "DEFECT_RATE",
+    }
+    assert row["RESOURCEFAMILYNAME"] != "(未知)"
+    assert row["DEFECT_RATE"] == round(row["DEFECT_QTY"] / row["INPUT_QTY"] * 100, 4)
+    rates = [r["DEFECT_RATE"] for r in backward["attribution"]]
+    assert rates == sorted(rates, reverse=True)
+    charts = backward["charts"]
+    for name in (
+        "by_station",
+        "by_machine",
+        "by_detection_machine",
+        "by_material",
+        "by_wafer_root",
+        "by_loss_reason",
+    ):
+        assert charts[name], name
+        assert charts[name][-1]["cumulative_pct"] == 100.0
+    assert len(charts["by_machine"]) <= 11
+    assert set(charts["by_machine"][0]) == {
+        "name",
+        "input_qty",
+        "defect_qty",
+        "defect_rate",
+        "lot_count",
+        "cumulative_pct",
+    }
+    assert {i["name"] for i in charts["by_station"]} <= set(ORDER) - {"測試"}
+
+
+def test_the_daily_trend_adds_up_to_the_kpi(backward: dict) -> None:
+    trend = backward["daily_trend"]
+    assert [d["date"] for d in trend] == sorted(d["date"] for d in trend)
+    assert all(len(d["date"]) == 10 for d in trend)
+    assert sum(d["input_qty"] for d in trend) == backward["kpi"]["total_input"]
+    assert sum(d["defect_qty"] for d in trend) == backward["kpi"]["total_defect_qty"]
+
+
+def test_a_loss_reason_filter_counts_only_those_defects(
+    backward: dict, warehouse: Path, tmp_path: Path, db: sqlite3.Connection
+) -> None:
+    reason = backward["kpi"]["top_loss_reason"]
+    filtered = _trace(warehouse, tmp_path, loss_reasons=[reason])
+    lots = _detection(db, "2026-05-01", "2026-09-01")
+    assert filtered["kpi"]["total_defect_qty"] == sum(
+        lot["reasons"][reason] for lot in lots.values()
+    )
+    assert filtered["kpi"]["lot_count"] == backward["kpi"]["lot_count"]
+    assert filtered["available_loss_reasons"] == backward["available_loss_reasons"]
+    assert [i["name"] for i in filtered["charts"]["by_loss_reason"]] == [reason]
+
+
+def test_a_batch_seen_twice_changes_nothing(warehouse: Path) -> None:
+    # A lot counts once per machine, so folding the same rows again must not move any number,
+    # and the aggregator keeps no rows: its state is the same size after the repeat.
+    cids = _some_lots(warehouse)
+    with SqliteSource(warehouse) as source:
+
+        def fresh() -> tuple[MsdAggregator, list[RowBatch]]:
+            agg = MsdAggregator(station="測試")
+            agg.add_detection_lots(
+                RowBatch(
+                    (
+                        "CONTAINERID",
+                        "CONTAINERNAME",
+                        "PJ_TYPE",
+                        "PRODUCTLINENAME",
+                        "WORKFLOW",
+                        "FINISHEDRUNCARD",
+                        "DETECTION_EQUIPMENTNAME",
+                        "TRACKINQTY",
+                        "TRACKINTIMESTAMP",
+                    ),
+                    [
+                        (cid, cid, "T", "P", "W", None, "TS-01", 1000, "2026-06-01 00:00:00")
+                        for cid in cids
+                    ],
+                )
+            )
+            agg.set_lineage({})
+            return agg, list(fetch_events(source, "upstream_history", cids))
+
+        once, batches = fresh()
+        for batch in batches:
+            once.add_events("upstream_history", batch)
+        twice, _ = fresh()
+        for batch in batches + batches:
+            twice.add_events("upstream_history", batch)
+    assert once.result() == twice.result()
+    assert [len(lot.machines) for lot in once.lots] == [len(lot.machines) for lot in twice.lots]
+
+
+def _some_lots(warehouse: Path) -> list[str]:
+    with sqlite3.connect(warehouse) as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT CONTAINERID FROM DW_MES_CONTAINER WHERE OBJECTTYPE='LOT' LIMIT 200"
+            )
+        ]
+
+
+def test_detail_rows_list_each_lot_and_loss_reason(
+    backward: dict, tmp_path: Path, warehouse: Path
+) -> None:
+    out = tmp_path / "detail"
+    request = TraceRequest("mid_section_defect", {"station": "測試", **WINDOW})
+    with SqliteSource(warehouse) as source:
+        run_trace(source, request, Settings(), out)
+    rows = [orjson.loads(line) for line in (out / "detail.ndjson").read_bytes().splitlines()]
+    assert len(rows) == backward["detail_total_count"]
+    assert len({r["CONTAINERNAME"] for r in rows}) == backward["kpi"]["lot_count"]
+    machine = rows[0]["UPSTREAM_MACHINES"][0]
+    assert set(machine) == {"station", "machine"}
+    assert all(ORDER[m["station"]] < ORDER["測試"] for r in rows for m in r["UPSTREAM_MACHINES"])
+    clean = [r for r in rows if r["DEFECT_QTY"] == 0]
+    assert all(r["LOSS_REASON"] == "" for r in clean)
+
+
+def test_forward_reports_reject_rates_of_the_stations_after_detection(
+    warehouse: Path, tmp_path: Path, db: sqlite3.Connection
+) -> None:
+    # Given the lots molded (成型) in June, traced forward
+    request = TraceRequest(
+        "mid_section_defect",
+        {
+            "station": "成型",
+            "direction": "forward",
+            "start_date": "2026-06-01",
+            "end_date": "2026-06-30",
+        },
+    )
+    with SqliteSource(warehouse) as source:
+        summary = run_trace(source, request, Settings(), tmp_path)
+    aggregation = summary.aggregation
+    assert aggregation is not None and aggregation["attribution"] == []
+    # Then each downstream station's rejects are those of the lots and their descendants there
+    seeds = [
+        r[0]
+        for r in db.execute(
+            "SELECT DISTINCT h.CONTAINERID FROM DW_MES_LOTWIPHISTORY h "
+            "WHERE h.WORKCENTERNAME = '成型' AND h.EQUIPMENTID IS NOT NULL "
+            "AND h.TRACKINTIMESTAMP >= '2026-06-01' "
+            "AND h.TRACKINTIMESTAMP < '2026-07-01'"
+        )
+    ]
+    family = set(seeds) | {c for d in expected_relatives(db, seeds, "forward").values() for c in d}
+    rejects: dict[str, int] = defaultdict(int)
+    for cid, workcenter, *qty in db.execute(
+        f"SELECT CONTAINERID, WORKCENTERNAME, {', '.join(SIX)} FROM DW_MES_LOTREJECTHISTORY"
+    ):
+        if cid in family and ORDER[GROUP[workcenter]] > ORDER["成型"]:
+            rejects[GROUP[workcenter]] += sum(q or 0 for q in qty)
+    stations = {i["name"]: i["defect_qty"] for i in aggregation["charts"]["by_downstream_station"]}
+    assert stations == dict(rejects) and stations
+    assert aggregation["kpi"]["downstream_total_reject"] == sum(rejects.values())
+    assert aggregation["kpi"]["detection_lot_count"] == len(seeds)
+
+
+def test_without_lineage_the_status_says_error() -> None:
+    agg = MsdAggregator(station="測試")
+    agg.add_detection_lots(
+        RowBatch(
+            (
+                "CONTAINERID",
+                "CONTAINERNAME",
+                "PJ_TYPE",
+                "PRODUCTLINENAME",
+                "WORKFLOW",
+                "FINISHEDRUNCARD",
+                "DETECTION_EQUIPMENTNAME",
+                "TRACKINQTY",
+                "TRACKINTIMESTAMP",
+            ),
+            [("a", "A", None, None, None, None, None, 10, "2026-06-01 10:00:00")],
+        )
+    )
+    agg.set_lineage(None)
+    assert agg.result()["genealogy_status"] == "error"
+
+
+def test_container_mode_without_detection_rows_says_so() -> None:
+    agg = MsdAggregator(station="測試", date_mode=False)
+    agg.set_lineage({})
+    result = agg.result()
+    assert result["daily_trend"] == [] and result["container_mode_hint"]
+    assert result["kpi"]["lot_count"] == 0 and result["attribution"] == []

@@ -1,0 +1,156 @@
+"""The command line: demo-data, trace and demo, with their exit codes."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pipeline import cli
+
+
+@pytest.fixture
+def use_warehouse(monkeypatch: pytest.MonkeyPatch, warehouse: Path) -> Path:
+    monkeypatch.setenv("TRACE_SOURCE_URL", "sqlite:///" + str(warehouse))  # absolute: ////
+    return warehouse
+
+
+def test_demo_data_builds_once_and_reuses_the_same_size_and_seed(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    assert cli.main(["demo-data", "--lots", "60", "--seed", "3", "--db", str(db)]) == cli.EXIT_OK
+    built = db.stat().st_mtime_ns
+    assert cli.main(["demo-data", "--lots", "60", "--seed", "3", "--db", str(db)]) == cli.EXIT_OK
+    assert db.stat().st_mtime_ns == built
+    assert (
+        cli.main(["demo-data", "--lots", "60", "--seed", "3", "--db", str(db), "--force"])
+        == cli.EXIT_OK
+    )
+    assert db.stat().st_mtime_ns != built
+    with sqlite3.connect(db) as conn:
+        assert (
+            conn.execute("SELECT COUNT(*) FROM DW_MES_CONTAINER WHERE OBJECTTYPE='LOT'").fetchone()[
+                0
+            ]
+            == 60
+        )
+
+
+def test_trace_writes_every_domain_and_prints_a_json_summary(
+    use_warehouse: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with sqlite3.connect(use_warehouse) as conn:
+        order = conn.execute(
+            "SELECT MFGORDERNAME FROM DW_MES_CONTAINER WHERE MFGORDERNAME "
+            "LIKE 'GA%' GROUP BY 1 ORDER BY COUNT(*) DESC"
+        ).fetchone()[0]
+    code = cli.main(
+        [
+            "trace",
+            "--profile",
+            "query_tool",
+            "--resolve-type",
+            "work_order",
+            "--values",
+            order,
+            "NOPE",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ]
+    )
+    assert code == cli.EXIT_OK
+    summary = orjson.loads(capsys.readouterr().out)
+    assert summary["not_found"] == ["NOPE"] and summary["seed_count"] > 1
+    assert list(summary["rows"]) == ["history", "materials", "rejects", "holds", "jobs"]
+    for domain, count in summary["rows"].items():
+        lines = (tmp_path / f"{domain}.ndjson").read_bytes().splitlines()
+        assert len(lines) == count
+    assert summary["rows"]["history"] > 0
+
+
+def test_bad_input_exits_2_and_names_the_problem(
+    use_warehouse: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(
+        [
+            "trace",
+            "--profile",
+            "query_tool",
+            "--resolve-type",
+            "serial_number",
+            "--values",
+            "x",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == cli.EXIT_INVALID
+    assert "INVALID_PARAMS" in capsys.readouterr().err
+
+
+def test_a_missing_warehouse_exits_4(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TRACE_SOURCE_URL", f"sqlite:///{tmp_path}/missing.db")
+    code = cli.main(
+        [
+            "trace",
+            "--profile",
+            "query_tool",
+            "--resolve-type",
+            "lot_id",
+            "--values",
+            "x",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == cli.EXIT_SOURCE
+    assert "warehouse file not found" in capsys.readouterr().err
+
+
+def test_a_bad_setting_exits_3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TRACE_FETCH_ROWS", "many")
+    assert cli.main(["demo-data", "--db", str(tmp_path / "x.db")]) == cli.EXIT_CONFIG
+
+
+def test_demo_traces_detection_lots_and_finds_the_planted_machines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, out = tmp_path / "demo.db", tmp_path / "out"
+    code = cli.main(
+        [
+            "demo",
+            "--lots",
+            "1500",
+            "--seed",
+            "101",
+            "--seeds",
+            "500",
+            "--db",
+            str(db),
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
+    assert code == cli.EXIT_OK
+    summary = orjson.loads(capsys.readouterr().out)
+    assert 400 <= summary["seed_count"] <= 700
+    assert summary["lineage_nodes"] >= summary["seed_count"]
+    assert set(summary["rows"]) == {
+        "history",
+        "materials",
+        "rejects",
+        "holds",
+        "jobs",
+        "upstream_history",
+        "downstream_rejects",
+    }
+    from pipeline.demo.info import read_truth
+
+    planted = {t["EQUIPMENTID"] for t in read_truth(db) if t["KIND"] == "bad_machine"}
+    assert {s["EQUIPMENT_ID"] for s in summary["top_suspects"][:3]} == planted
+    assert (out / "aggregation.json").is_file() and (out / "lineage.json").is_file()

@@ -1,0 +1,210 @@
+"""Seed resolve: every resolve type against direct SQL on the same warehouse."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from pipeline.errors import InvalidInput, InvalidProfile
+from pipeline.sources.base import Source
+from pipeline.sources.sqlite import SqliteSource
+from pipeline.stages.seed_resolve import resolve, resolve_detection_seeds, resolve_seeds
+
+
+def _lots(db: sqlite3.Connection, where: str, *args: object) -> set[str]:
+    return {
+        r[0]
+        for r in db.execute(
+            f"SELECT CONTAINERID FROM DW_MES_CONTAINER WHERE OBJECTTYPE = 'LOT' AND {where}", args
+        )
+    }
+
+
+def _one(db: sqlite3.Connection, sql: str) -> str:
+    return db.execute(sql).fetchone()[0]
+
+
+def test_lot_names_resolve_to_their_lots_and_unknown_names_are_reported(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    names = [
+        r[0]
+        for r in db.execute(
+            "SELECT CONTAINERNAME FROM DW_MES_CONTAINER WHERE OBJECTTYPE='LOT' "
+            "ORDER BY CONTAINERID LIMIT 3"
+        )
+    ]
+    result = resolve_seeds(sqlite_source, "lot_id", [*names, "NO-SUCH-LOT", names[0], "  "])
+    assert [s.container_name for s in result.seeds] == names
+    assert {s.container_id for s in result.seeds} == _lots(db, "CONTAINERNAME IN (?, ?, ?)", *names)
+    assert all(s.lot_id == s.container_name for s in result.seeds)
+    assert result.not_found == ["NO-SUCH-LOT"]
+    payload = result.payload()
+    assert payload["seed_count"] == 3 and payload["stage"] == "seed-resolve"
+    assert payload["seed_container_ids"] == [s["container_id"] for s in payload["seeds"]]
+
+
+def test_lot_names_are_case_sensitive(sqlite_source: SqliteSource, db: sqlite3.Connection) -> None:
+    name = _one(db, "SELECT CONTAINERNAME FROM DW_MES_CONTAINER WHERE CONTAINERNAME LIKE 'GA%'")
+    assert resolve_seeds(sqlite_source, "lot_id", [name.lower()]).not_found == [name.lower()]
+
+
+def test_a_work_order_resolves_to_all_its_lots_but_not_its_boxes(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    # Given a GC work order of a combined lot, whose packing box shares the work order
+    order = _one(db, "SELECT c.MFGORDERNAME FROM DW_MES_CONTAINER c WHERE c.OBJECTTYPE='BOX'")
+    (boxes,) = db.execute(
+        "SELECT COUNT(*) FROM DW_MES_CONTAINER WHERE MFGORDERNAME=? AND OBJECTTYPE='BOX'", (order,)
+    ).fetchone()
+    assert boxes >= 1
+    # When it is resolved (typed in lower case)
+    result = resolve_seeds(sqlite_source, "work_order", [order.lower()])
+    # Then every LOT of the order comes back, and no box
+    assert set(result.container_ids) == _lots(db, "MFGORDERNAME = ?", order)
+    ga = _one(db, "SELECT MFGORDERNAME FROM DW_MES_CONTAINER WHERE MFGORDERNAME LIKE 'GA%'")
+    assert set(resolve_seeds(sqlite_source, "work_order", [ga]).container_ids) == _lots(
+        db, "MFGORDERNAME = ?", ga
+    )
+
+
+def test_a_wafer_lot_resolves_to_every_lot_cut_from_it(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    wafer = _one(
+        db,
+        "SELECT FIRSTNAME FROM DW_MES_CONTAINER GROUP BY FIRSTNAME ORDER BY COUNT(*) DESC LIMIT 1",
+    )
+    result = resolve_seeds(sqlite_source, "wafer_lot", [wafer])
+    assert set(result.container_ids) == _lots(db, "FIRSTNAME = ?", wafer)
+    assert len(result.seeds) > 3
+
+
+def test_a_serial_number_resolves_to_its_finished_lot_then_falls_back_to_names(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    serial, lot = db.execute(
+        "SELECT FINISHEDNAME, LOTID FROM DW_MES_PJ_COMBINEDASSYLOTS LIMIT 1"
+    ).fetchone()
+    name = _one(db, "SELECT CONTAINERNAME FROM DW_MES_CONTAINER WHERE OBJECTTYPE='LOT'")
+    result = resolve_seeds(sqlite_source, "serial_number", [serial, name, "SN-UNKNOWN"])
+    assert result.container_ids[0] == lot
+    assert result.container_ids[1:] == list(_lots(db, "CONTAINERNAME = ?", name))
+    assert result.not_found == ["SN-UNKNOWN"]
+
+
+def test_rework_types_find_gd_lots_and_refuse_other_values(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    order, name = db.execute(
+        "SELECT MFGORDERNAME, CONTAINERNAME FROM DW_MES_CONTAINER WHERE MFGORDERNAME LIKE 'GD%'"
+    ).fetchone()
+    assert set(resolve_seeds(sqlite_source, "gd_work_order", [order]).container_ids) == _lots(
+        db, "MFGORDERNAME = ?", order
+    )
+    assert set(resolve_seeds(sqlite_source, "gd_lot_id", [name.lower()]).container_ids) == _lots(
+        db, "CONTAINERNAME = ?", name
+    )
+    with pytest.raises(InvalidInput, match="must start with GD"):
+        resolve_seeds(sqlite_source, "gd_lot_id", ["GA123"])
+    with pytest.raises(InvalidInput, match="use gd_work_order"):
+        resolve_seeds(sqlite_source, "work_order", [order])
+
+
+def test_raw_container_ids_resolve_only_to_lots(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    lot = _one(db, "SELECT CONTAINERID FROM DW_MES_CONTAINER WHERE OBJECTTYPE='LOT'")
+    box = _one(db, "SELECT CONTAINERID FROM DW_MES_CONTAINER WHERE OBJECTTYPE='BOX'")
+    result = resolve_seeds(sqlite_source, "container_id", [lot, box, "ffffffffffffffff"])
+    assert result.container_ids == [lot]
+    assert result.not_found == [box, "ffffffffffffffff"]
+
+
+def test_a_star_is_a_wildcard_but_percent_and_underscore_are_literal(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    order = _one(
+        db,
+        "SELECT MFGORDERNAME FROM DW_MES_CONTAINER WHERE MFGORDERNAME LIKE 'GA%' "
+        "GROUP BY MFGORDERNAME HAVING COUNT(*) > 3 ORDER BY 1 LIMIT 1",
+    )
+    result = resolve_seeds(sqlite_source, "lot_id", [f"{order}-A0*"])
+    assert set(result.container_ids) == _lots(db, "CONTAINERNAME LIKE ?", f"{order}-A0%")
+    assert result.matches[f"{order}-A0*"] == len(result.seeds) > 1
+    literal = resolve_seeds(sqlite_source, "lot_id", [f"{order}%", f"{order}-A00_001"])
+    assert literal.seeds == [] and len(literal.not_found) == 2
+    with pytest.raises(InvalidInput, match="at least 2 characters before"):
+        resolve_seeds(sqlite_source, "lot_id", ["G*"])
+
+
+def test_more_values_than_one_in_list_are_batched(warehouse, db: sqlite3.Connection) -> None:
+    names = [
+        r[0]
+        for r in db.execute(
+            "SELECT CONTAINERNAME FROM DW_MES_CONTAINER WHERE OBJECTTYPE='LOT' LIMIT 1500"
+        )
+    ]
+    with SqliteSource(warehouse, in_list_size=1000) as source:
+        result = resolve_seeds(source, "lot_id", names)
+        assert source.queries["seeds/containers_in"] == 2
+    assert len(result.seeds) == 1500 and not result.not_found
+
+
+def test_detection_seeds_are_the_lots_tested_in_the_date_range(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    expected = {
+        r[0]
+        for r in db.execute(
+            "SELECT DISTINCT h.CONTAINERID FROM DW_MES_LOTWIPHISTORY h "
+            "JOIN DW_MES_CONTAINER c ON c.CONTAINERID = h.CONTAINERID AND c.OBJECTTYPE='LOT' "
+            "WHERE h.WORKCENTERNAME IN ('TMTT', '測試') AND h.EQUIPMENTID IS NOT NULL "
+            "AND h.TRACKINTIMESTAMP >= '2026-06-01' AND h.TRACKINTIMESTAMP < '2026-06-11'"
+        )
+    }
+    result = resolve_detection_seeds(
+        sqlite_source, station="測試", start_date="2026-06-01", end_date="2026-06-10"
+    )
+    assert set(result.container_ids) == expected and len(expected) > 50
+    assert [s.lot_id for s in result.seeds] == sorted(s.lot_id for s in result.seeds)
+    sbd = resolve_detection_seeds(
+        sqlite_source,
+        station="測試",
+        start_date="2026-06-01",
+        end_date="2026-06-10",
+        pj_types=["SBD"],
+    )
+    assert 0 < len(sbd.seeds) < len(result.seeds)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"start_date": "2026-06-10", "end_date": "2026-06-01"}, "start_date is after end_date"),
+        ({"start_date": "20260601", "end_date": "2026-06-10"}, "start_date must be YYYY-MM-DD"),
+        ({"start_date": "2026-06-01"}, "end_date is required"),
+        ({"start_date": "2024-01-01", "end_date": "2026-06-10"}, "at most 730 days"),
+        (
+            {"start_date": "2026-06-01", "end_date": "2026-06-02", "station": "QA"},
+            "unknown station",
+        ),
+    ],
+)
+def test_bad_detection_ranges_are_refused(source: Source, params: dict, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        resolve(source, "mid_section_defect", params)
+
+
+def test_each_profile_accepts_only_its_resolve_types(source: Source) -> None:
+    with pytest.raises(InvalidInput, match="not valid for query_tool"):
+        resolve(source, "query_tool", {"resolve_type": "serial_number", "values": ["x"]})
+    with pytest.raises(InvalidProfile, match="unknown profile"):
+        resolve(source, "lot_tool", {"resolve_type": "lot_id", "values": ["x"]})
+    with pytest.raises(InvalidInput, match="params must be an object"):
+        resolve(source, "query_tool", ["lot_id"])  # type: ignore[arg-type]
+    result = resolve(
+        source, "query_tool_reverse", {"input_type": "serial_number", "values": ["NOPE"]}
+    )
+    assert result.not_found == ["NOPE"]

@@ -43,6 +43,12 @@ EXIT_INVALID = 2
 EXIT_CONFIG = 3
 EXIT_SOURCE = 4
 
+EXIT_CODES: tuple[tuple[type[TraceError], int], ...] = (
+    (InvalidInput, EXIT_INVALID),
+    (ConfigError, EXIT_CONFIG),
+    (SourceError, EXIT_SOURCE),
+)
+
 DEFAULT_DEMO_LOTS = 20_000
 DEFAULT_DEMO_SEED = 1
 DEFAULT_DEMO_SEEDS = 500
@@ -58,21 +64,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return int(args.func(args, settings, console))
-    except InvalidInput as exc:
-        console.print(f"[red]{exc.code}[/]: {exc.message}")
-        return EXIT_INVALID
-    except ConfigError as exc:
-        console.print(f"[red]{exc.code}[/]: {exc.message}")
-        return EXIT_CONFIG
-    except SourceError as exc:
-        console.print(f"[red]{exc.code}[/]: {exc.message}")
-        return EXIT_SOURCE
     except TraceError as exc:
         console.print(f"[red]{exc.code}[/]: {exc.message}")
-        return EXIT_FAILED
+        return exit_code(exc)
     except KeyboardInterrupt:
         console.print("interrupted")
         return EXIT_FAILED
+
+
+def exit_code(error: TraceError) -> int:
+    """The exit code a script can act on for ``error``."""
+    for kind, code in EXIT_CODES:
+        if isinstance(error, kind):
+            return code
+    return EXIT_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,14 +20,14 @@ import datetime as dt
 import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.demo import factory as F
+from pipeline.demo.records import BAD_MACHINE_LIFT, Lot, Records
 from pipeline.demo.writer import WarehouseWriter
 from pipeline.workcenters import group_of
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 #: The first lot starts here; lots start evenly over ``SPAN_DAYS``.
 START = dt.datetime(2026, 4, 1)
 SPAN_DAYS = 180
@@ -40,36 +40,14 @@ P_FULL_SPLIT = 0.5  # the parent hands on all its qty and stops
 P_MERGE = 0.12  # chance a lot arriving at marking joins a combined assembly lot
 P_GD_REWORK = 0.004  # per step after molding
 P_PARTIAL_TRACKOUT = 0.04
-P_PROCESS_REJECT = 0.06
-P_UNNAMED_REASON = 0.03
 P_HOLD = 0.012
-P_STUCK_HOLD = 0.08  # a hold that is never released; the lot stops there
-P_JOB = 0.003  # per equipment step: a maintenance job on that machine
 P_SHARED_WAFER = 0.2
 P_GC_ORDER = 0.2
 JOB_RECENT_LOTS = 6
-BASE_TEST_REJECT = 0.006  # fraction of qty rejected at test
-BAD_MACHINE_LIFT = 0.035  # added per bad machine in a lot's path
 N_BAD_MACHINES = 3
 
 _MASK64 = (1 << 64) - 1
 _CID_MULTIPLIER = 0x9E3779B97F4A7C15  # odd, so counter -> id is a bijection (ids never collide)
-
-
-@dataclass(slots=True)
-class Lot:
-    cid: str
-    name: str
-    order: str  # work order (MFGORDERNAME / PJ_WORKORDER)
-    wafer: str  # FIRSTNAME
-    product: tuple[str, str, str, str, str]  # PRODUCTNAME, PRODUCTLINENAME, PJ_TYPE, FUNCTION, BOP
-    qty: int
-    clock: int  # seconds since START
-    exposure: int  # bit i set: bad machine i is in this lot's path (itself or an ancestor)
-    depth: int
-    split_from: str | None = None
-    original: str | None = None
-    last_spec: str | None = None
 
 
 class Clock:
@@ -87,7 +65,7 @@ class Clock:
         return f"{self._days[day]} {hours:02d}:{minutes:02d}:{secs:02d}"
 
 
-class DemoFactory:
+class DemoFactory(Records):
     """Simulates ``lots`` lots into ``writer``. Call ``run()`` once."""
 
     def __init__(
@@ -249,7 +227,7 @@ class DemoFactory:
         allow_merge: bool = True,
         stop_at: int | None = None,
     ) -> None:
-        rng, add, time = self.rng, self.w.add, self.time
+        rng = self.rng
         split_at, full_split = None, False
         if allow_split and lot.depth < len(P_SPLIT) and rng.random() < P_SPLIT[lot.depth]:
             lo, hi = F.SPLIT_WINDOWS[lot.depth]
@@ -263,101 +241,18 @@ class DemoFactory:
                 self.join_merge(lot)
                 return
             step = F.ROUTE[i]
-            wait = rng.randrange(600, 36_000)
-            track_in = lot.clock + wait
+            track_in = lot.clock + rng.randrange(600, 36_000)  # queue time
             lot.last_spec = step.spec
             if step.pool is None:  # a checkpoint: no equipment, no processing time
                 lot.clock = track_in + 60
-                stamp = time(track_in)
-                add(
-                    "DW_MES_LOTWIPHISTORY",
-                    (
-                        lot.cid,
-                        step.workcenter,
-                        None,
-                        None,
-                        step.spec,
-                        stamp,
-                        time(lot.clock),
-                        lot.qty,
-                        lot.qty,
-                        None,
-                        lot.order,
-                    ),
-                )
+                self.track(lot, step, (None, None), track_in, [(lot.clock, lot.qty)])
                 continue
             machine = machine_for.get(step.pool)
             if machine is None or rng.random() < F.P_OTHER_MACHINE:
                 machine = rng.choice(self.machines[step.pool])
                 machine_for.setdefault(step.pool, machine)
-            equipment_id, equipment = machine
-            lot.exposure |= self.bad.get(equipment_id, 0)
             track_out = track_in + rng.randrange(1800, 18_000)
-            lot.clock = track_out
-            t_in, t_out = time(track_in), time(track_out)
-            rejected = self.rejects(lot, i, step, equipment, t_out)
-            qty_in, qty_out = lot.qty, max(lot.qty - rejected, 0)
-            runcard = (
-                f"RC{self.yymm(track_in)}{self.next_seq('runcard'):07d}"
-                if i == F.TEST_STEP
-                else None
-            )
-            if rng.random() < P_PARTIAL_TRACKOUT and qty_out > 1:
-                first = qty_out // 3
-                t_mid = time(track_in + (track_out - track_in) // 2)
-                add(
-                    "DW_MES_LOTWIPHISTORY",
-                    (
-                        lot.cid,
-                        step.workcenter,
-                        equipment_id,
-                        equipment,
-                        step.spec,
-                        t_in,
-                        t_mid,
-                        qty_in,
-                        first,
-                        runcard,
-                        lot.order,
-                    ),
-                )
-                add(
-                    "DW_MES_LOTWIPHISTORY",
-                    (
-                        lot.cid,
-                        step.workcenter,
-                        equipment_id,
-                        equipment,
-                        step.spec,
-                        t_in,
-                        t_out,
-                        qty_in,
-                        qty_out - first,
-                        runcard,
-                        lot.order,
-                    ),
-                )
-            else:
-                add(
-                    "DW_MES_LOTWIPHISTORY",
-                    (
-                        lot.cid,
-                        step.workcenter,
-                        equipment_id,
-                        equipment,
-                        step.spec,
-                        t_in,
-                        t_out,
-                        qty_in,
-                        qty_out,
-                        runcard,
-                        lot.order,
-                    ),
-                )
-            lot.qty = qty_out
-            if step.material:
-                self.consume(lot, step, equipment, t_out)
-            self.maybe_job(lot, equipment_id, equipment, track_out)
+            self.run_step(lot, i, step, machine, track_in, track_out)
             if rng.random() < P_HOLD and self.hold(lot, step, track_out):
                 self.finish(lot)
                 return
@@ -373,6 +268,54 @@ class DemoFactory:
             ):
                 self.rework(lot, i)
         self.finish(lot)
+
+    def run_step(
+        self,
+        lot: Lot,
+        i: int,
+        step: F.Step,
+        machine: tuple[str, str],
+        track_in: int,
+        track_out: int,
+    ) -> None:
+        """Process ``lot`` at route step ``i`` on ``machine``: rejects, history, materials, jobs."""
+        equipment_id, equipment = machine
+        lot.exposure |= self.bad.get(equipment_id, 0)
+        lot.clock = track_out
+        rejected = self.rejects(lot, i, step, equipment, self.time(track_out))
+        qty_out = max(lot.qty - rejected, 0)
+        runcard = None
+        if i == F.TEST_STEP:
+            runcard = f"RC{self.yymm(track_in)}{self.next_seq('runcard'):07d}"
+        if self.rng.random() < P_PARTIAL_TRACKOUT and qty_out > 1:  # the lot left in two parts
+            first = qty_out // 3
+            middle = track_in + (track_out - track_in) // 2
+            outs = [(middle, first), (track_out, qty_out - first)]
+        else:
+            outs = [(track_out, qty_out)]
+        self.track(lot, step, machine, track_in, outs, runcard)
+        lot.qty = qty_out
+        if step.material:
+            self.consume(lot, step, equipment, self.time(track_out))
+        self.maybe_job(lot, equipment_id, equipment, track_out)
+
+    def track(
+        self,
+        lot: Lot,
+        step: F.Step,
+        machine: tuple[str | None, str | None],
+        track_in: int,
+        outs: list[tuple[int, int]],
+        runcard: str | None = None,
+    ) -> None:
+        """History rows of one step: one per track-out ``(time, qty)`` (partial track-outs
+        repeat the track-in time and qty)."""
+        equipment_id, equipment = machine
+        t_in = self.time(track_in)
+        for track_out, qty_out in outs:
+            row = (lot.cid, step.workcenter, equipment_id, equipment, step.spec, t_in,
+                   self.time(track_out), lot.qty, qty_out, runcard, lot.order)  # fmt: skip
+            self.w.add("DW_MES_LOTWIPHISTORY", row)
 
     def finish(self, lot: Lot) -> None:
         name, line, pj_type, function, bop = lot.product
@@ -501,128 +444,6 @@ class DemoFactory:
             ),
         )
         self._stack.append((merged, F.MERGE_STEP))
-
-    # ---- events along the way ------------------------------------------------------------
-    def rejects(self, lot: Lot, i: int, step: F.Step, equipment: str, stamp: str) -> int:
-        rng = self.rng
-        if i == F.TEST_STEP:
-            rate = BASE_TEST_REJECT * rng.uniform(0.5, 1.5)
-            rate += BAD_MACHINE_LIFT * lot.exposure.bit_count() * rng.uniform(0.7, 1.3)
-            total = int(lot.qty * rate)
-            reasons = rng.sample(F.TEST_LOSS_REASONS, rng.randint(1, 3))
-        elif rng.random() < P_PROCESS_REJECT:
-            total = max(1, int(lot.qty * rng.uniform(0.0005, 0.004)))
-            reasons = [rng.choice(F.PROCESS_LOSS_REASONS[F.STEP_GROUP_ORDER[i]])]
-        else:
-            return 0
-        total = min(total, lot.qty)
-        if total <= 0:
-            return 0
-        left = total
-        for n, reason in enumerate(reasons):
-            part = left if n == len(reasons) - 1 else rng.randint(0, left)
-            left -= part
-            defect = part // 10 if rng.random() < 0.3 else 0
-            standby = 1 if part > 20 and rng.random() < 0.1 else 0
-            reject = part - defect - standby
-            name = None if rng.random() < P_UNNAMED_REASON else reason
-            comment = None if rng.random() < 0.7 else f"{step.spec} 抽檢"
-            self.w.add(
-                "DW_MES_LOTREJECTHISTORY",
-                (
-                    lot.cid,
-                    step.workcenter,
-                    step.spec,
-                    equipment,
-                    name,
-                    comment,
-                    reject,
-                    standby,
-                    0,
-                    0,
-                    0,
-                    defect,
-                    stamp,
-                ),
-            )
-        return total
-
-    def consume(self, lot: Lot, step: F.Step, equipment: str, stamp: str) -> None:
-        part = step.material
-        assert part is not None
-        uses = self.material_uses.get(part, 0)
-        self.material_uses[part] = uses + 1
-        material_lot = f"{part.split('-')[0]}{uses // F.MATERIAL_LOT_SIZE + 1:06d}"
-        qty = round(lot.qty * self.rng.uniform(0.0008, 0.0015), 3)
-        self.w.add(
-            "DW_MES_LOTMATERIALSHISTORY",
-            (
-                lot.cid,
-                part,
-                material_lot,
-                F.MATERIAL_DESCRIPTIONS[part],
-                qty,
-                step.workcenter,
-                step.spec,
-                equipment,
-                stamp,
-            ),
-        )
-
-    def maybe_job(self, lot: Lot, equipment_id: str, equipment: str, clock: int) -> None:
-        recent = self.recent[equipment_id]
-        recent.append((lot.cid, lot.name))
-        if self.rng.random() >= P_JOB:
-            return
-        rng = self.rng
-        created = clock + rng.randrange(60, 3600)
-        completed = created + rng.randrange(1800, 8 * 3600)
-        done = rng.random() < 0.9
-        self.w.add(
-            "DW_MES_JOB",
-            (
-                f"JOB{self.next_seq('job'):08d}",
-                equipment_id,
-                equipment,
-                "Completed" if done else "InProgress",
-                rng.choice(F.JOB_MODELS),
-                f"JO{self.yymm(created)}{self.next_seq('joborder'):06d}",
-                self.time(created),
-                self.time(completed) if done else None,
-                rng.choice(F.JOB_CAUSES),
-                rng.choice(F.JOB_REPAIRS) if done else None,
-                rng.choice(F.JOB_SYMPTOMS),
-                ",".join(dict.fromkeys(cid for cid, _ in recent)),
-                ",".join(dict.fromkeys(name for _, name in recent)),
-            ),
-        )
-
-    def hold(self, lot: Lot, step: F.Step, clock: int) -> bool:
-        """Write a hold; return True when it is never released (the lot stops)."""
-        rng = self.rng
-        stuck = rng.random() < P_STUCK_HOLD
-        released = None if stuck else clock + rng.randrange(3600, 72 * 3600)
-        reason = rng.choice(F.HOLD_REASONS)
-        ncr = f"NCR{self.next_seq('ncr'):06d}" if reason == "品質異常" else None
-        self.w.add(
-            "DW_MES_HOLDRELEASEHISTORY",
-            (
-                lot.cid,
-                step.workcenter,
-                self.time(clock),
-                rng.choice(F.EMPLOYEES),
-                rng.choice(F.HOLD_DEPARTMENTS),
-                reason,
-                f"{step.spec} {reason}",
-                None if released is None else self.time(released),
-                None if released is None else rng.choice(F.EMPLOYEES),
-                None if released is None else "確認後放行",
-                ncr,
-            ),
-        )
-        if released is not None:
-            lot.clock = released
-        return stuck
 
     def write_info(self) -> None:
         info = {

@@ -93,6 +93,16 @@ class Source(ABC):
         self.close()
 
 
+def drain(cursor: Any, size: int) -> Iterator[RowBatch]:
+    """A DB-API cursor's rows in batches of at most ``size`` (UPPER_CASE column names).
+
+    Driver errors propagate; the caller converts them.
+    """
+    columns = tuple(d[0].upper() for d in cursor.description or ())
+    while rows := cursor.fetchmany(size):
+        yield RowBatch(columns, rows)
+
+
 def expand_binds(text: str, binds: Binds, limit: int) -> tuple[str, dict[str, Any]]:
     """Expand list binds into numbered placeholders; check every bind is used and scalar.
 

@@ -22,7 +22,7 @@ import oracledb
 
 from pipeline.errors import ConfigError, SourceError, SourceQueryError, SourceUnavailable
 from pipeline.rows import RowBatch
-from pipeline.sources.base import Source
+from pipeline.sources.base import Source, drain
 
 #: Error codes after which the same query may succeed (lost connection, timeout, instance
 #: restarting, pool exhausted). Everything else (bad SQL, missing table, bad bind) is permanent.
@@ -105,17 +105,9 @@ class OracleSource(Source):
             cursor.outputtypehandler = _output_type_handler
             try:
                 cursor.execute(text, binds)
-                columns = tuple(d[0].upper() for d in cursor.description or ())
+                yield from drain(cursor, self.fetch_rows)
             except oracledb.Error as exc:
                 raise convert_error(exc) from exc
-            while True:
-                try:
-                    rows = cursor.fetchmany()
-                except oracledb.Error as exc:
-                    raise convert_error(exc) from exc
-                if not rows:
-                    return
-                yield RowBatch(columns, rows)
         finally:
             # A broken connection is dropped by the pool; the error was already raised.
             with contextlib.suppress(oracledb.Error):

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.errors import SourceError, SourceQueryError, SourceUnavailable
 from pipeline.rows import RowBatch
-from pipeline.sources.base import Source
+from pipeline.sources.base import Source, drain
 
 #: Memory-mapped I/O window per connection (bytes); reads skip a copy through SQLite's page cache.
 MMAP_BYTES = 256 * 1024 * 1024
@@ -62,20 +62,12 @@ class SqliteSource(Source):
         conn = self._connection()
         try:
             cursor = conn.execute(text, {k: _text_date(v) for k, v in binds.items()})
+            try:
+                yield from drain(cursor, self.fetch_rows)
+            finally:
+                cursor.close()
         except sqlite3.Error as exc:
             raise _convert(exc) from exc
-        try:
-            columns = tuple(d[0].upper() for d in cursor.description or ())
-            while True:
-                try:
-                    rows = cursor.fetchmany(self.fetch_rows)
-                except sqlite3.Error as exc:
-                    raise _convert(exc) from exc
-                if not rows:
-                    return
-                yield RowBatch(columns, rows)
-        finally:
-            cursor.close()
 
     def close(self) -> None:
         with self._lock:

@@ -29,6 +29,18 @@ from pipeline.stages.pareto import UNKNOWN, Tally, joined, pareto, rate, reason_
 from pipeline.workcenters import UNKNOWN_ORDER, group_order, require_group
 
 NA = "(NA)"
+#: The columns of a detection lot the analysis reads (``msd/detection_lots`` has them all).
+DETECTION_COLUMNS = (
+    "CONTAINERID",
+    "CONTAINERNAME",
+    "PJ_TYPE",
+    "PRODUCTLINENAME",
+    "WORKFLOW",
+    "FINISHEDRUNCARD",
+    "DETECTION_EQUIPMENTNAME",
+    "TRACKINQTY",
+    "TRACKINTIMESTAMP",
+)
 NO_RECORDS_HINT = "所選容器在此偵測站無記錄"
 
 
@@ -112,20 +124,7 @@ class MsdAggregator:
     # ---- inputs --------------------------------------------------------------------------
     def add_detection_lots(self, batch: RowBatch) -> None:
         """Rows of ``msd/detection_lots``: one per lot."""
-        c = {
-            name: batch.index(name)
-            for name in (
-                "CONTAINERID",
-                "CONTAINERNAME",
-                "PJ_TYPE",
-                "PRODUCTLINENAME",
-                "WORKFLOW",
-                "FINISHEDRUNCARD",
-                "DETECTION_EQUIPMENTNAME",
-                "TRACKINQTY",
-                "TRACKINTIMESTAMP",
-            )
-        }
+        c = {name: batch.index(name) for name in DETECTION_COLUMNS}
         for row in batch.rows:
             cid = row[c["CONTAINERID"]]
             if cid in self.by_cid:

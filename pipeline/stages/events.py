@@ -46,14 +46,17 @@ def with_group(batch: RowBatch) -> RowBatch:
     )
 
 
-def with_group_and_order(batch: RowBatch) -> RowBatch:
-    """Append ``WORKCENTER_GROUP`` and its process position ``WORKCENTERSEQUENCE_GROUP``."""
-    at = batch.index("WORKCENTERNAME")
+def with_reject_fields(batch: RowBatch) -> RowBatch:
+    """Append ``TXN_DAY`` (the transaction's day at midnight), ``WORKCENTER_GROUP`` and its
+    process position ``WORKCENTERSEQUENCE_GROUP`` (999 when unmapped)."""
+    at, txn = batch.index("WORKCENTERNAME"), batch.index("TXNDATE")
     rows = []
     for row in batch.rows:
         group = group_of(row[at])
-        rows.append((*row, group, group_order(group)))
-    return RowBatch((*batch.columns, "WORKCENTER_GROUP", "WORKCENTERSEQUENCE_GROUP"), rows)
+        day = row[txn][:10] + " 00:00:00" if row[txn] else None
+        rows.append((*row, day, group, group_order(group)))
+    columns = (*batch.columns, "TXN_DAY", "WORKCENTER_GROUP", "WORKCENTERSEQUENCE_GROUP")
+    return RowBatch(columns, rows)
 
 
 SPECS: dict[str, DomainSpec] = {
@@ -61,7 +64,7 @@ SPECS: dict[str, DomainSpec] = {
     for spec in (
         DomainSpec(domains.HISTORY, "events/history"),
         DomainSpec(domains.MATERIALS, "events/materials", float_columns=("QTYCONSUMED",)),
-        DomainSpec(domains.REJECTS, "events/rejects", derive=with_group_and_order),
+        DomainSpec(domains.REJECTS, "events/rejects", derive=with_reject_fields),
         DomainSpec(domains.HOLDS, "events/holds", float_columns=("HOLD_HOURS",)),
         DomainSpec(domains.JOBS, "events/jobs_scan"),
         DomainSpec(domains.UPSTREAM_HISTORY, "events/upstream_history", derive=with_group),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from pipeline.demo.info import read_truth
 from pipeline.rows import RowBatch
 from pipeline.runner import TraceRequest, run_trace
 from pipeline.sources.sqlite import SqliteSource
-from pipeline.stages.aggregation import MsdAggregator
+from pipeline.stages.aggregation import DETECTION_COLUMNS, MsdAggregator
 from pipeline.stages.events import fetch_events
 from tests.integration.test_events import GROUP, ORDER
 from tests.integration.test_lineage import expected_relatives
@@ -213,22 +214,9 @@ def test_a_batch_seen_twice_changes_nothing(warehouse: Path) -> None:
         def fresh() -> tuple[MsdAggregator, list[RowBatch]]:
             agg = MsdAggregator(station="測試")
             agg.add_detection_lots(
-                RowBatch(
-                    (
-                        "CONTAINERID",
-                        "CONTAINERNAME",
-                        "PJ_TYPE",
-                        "PRODUCTLINENAME",
-                        "WORKFLOW",
-                        "FINISHEDRUNCARD",
-                        "DETECTION_EQUIPMENTNAME",
-                        "TRACKINQTY",
-                        "TRACKINTIMESTAMP",
-                    ),
-                    [
-                        (cid, cid, "T", "P", "W", None, "TS-01", 1000, "2026-06-01 00:00:00")
-                        for cid in cids
-                    ],
+                _detection_batch(
+                    (cid, cid, "T", "P", "W", None, "TS-01", 1000, "2026-06-01 00:00:00")
+                    for cid in cids
                 )
             )
             agg.set_lineage({})
@@ -242,6 +230,10 @@ def test_a_batch_seen_twice_changes_nothing(warehouse: Path) -> None:
             twice.add_events("upstream_history", batch)
     assert once.result() == twice.result()
     assert [len(lot.machines) for lot in once.lots] == [len(lot.machines) for lot in twice.lots]
+
+
+def _detection_batch(rows: Iterable[tuple[Any, ...]]) -> RowBatch:
+    return RowBatch(DETECTION_COLUMNS, list(rows))
 
 
 def _some_lots(warehouse: Path) -> list[str]:
@@ -314,20 +306,7 @@ def test_forward_reports_reject_rates_of_the_stations_after_detection(
 def test_without_lineage_the_status_says_error() -> None:
     agg = MsdAggregator(station="測試")
     agg.add_detection_lots(
-        RowBatch(
-            (
-                "CONTAINERID",
-                "CONTAINERNAME",
-                "PJ_TYPE",
-                "PRODUCTLINENAME",
-                "WORKFLOW",
-                "FINISHEDRUNCARD",
-                "DETECTION_EQUIPMENTNAME",
-                "TRACKINQTY",
-                "TRACKINTIMESTAMP",
-            ),
-            [("a", "A", None, None, None, None, None, 10, "2026-06-01 10:00:00")],
-        )
+        _detection_batch([("a", "A", None, None, None, None, None, 10, "2026-06-01 10:00:00")])
     )
     agg.set_lineage(None)
     assert agg.result()["genealogy_status"] == "error"

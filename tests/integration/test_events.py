@@ -23,25 +23,11 @@ from pipeline.rows import RowBatch
 from pipeline.sources.base import Source
 from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.events import fetch_events, finite_floats
+from tests.unit.test_workcenters import EXPECTED as EXPECTED_GROUPS
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
-# The demo route's workcenters and their groups, written out independently of the code.
-GROUP = {
-    "切割": "切割",
-    "晶圓切割": "切割",
-    "焊接_DB": "焊接_DB",
-    "焊接_WB": "焊接_WB",
-    "焊接_DW": "焊接_DW",
-    "成型": "成型",
-    "去膠": "去膠",
-    "水吹砂": "水吹砂",
-    "電鍍": "電鍍",
-    "滾鍍": "電鍍",
-    "移印": "移印",
-    "切彎腳": "切彎腳",
-    "TMTT": "測試",
-    "測試": "測試",
-}
+# The demo route's workcenters and their groups, written out by hand (not derived from the code).
+GROUP = {name: group for name, group in EXPECTED_GROUPS.items() if group}
 ORDER = {
     "切割": 0,
     "焊接_DB": 1,

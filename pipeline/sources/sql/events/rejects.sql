@@ -1,7 +1,6 @@
 -- rejects: reject transactions with the lot's attributes; nulls shown as '(NA)' / '(未填寫)'.
 -- REJECT_TOTAL_QTY is the five charge-off quantities; DEFECT_QTY (non-charge-off scrap) is apart.
--- WORKCENTER_GROUP and WORKCENTERSEQUENCE_GROUP are added by pipeline.workcenters.
--- SQLite keeps timestamps as text: the day is its date part at midnight.
+-- TXN_DAY, WORKCENTER_GROUP and WORKCENTERSEQUENCE_GROUP are added by pipeline.stages.events.
 SELECT r.CONTAINERID,
        COALESCE(c.CONTAINERNAME, r.CONTAINERID) AS CONTAINERNAME,
        COALESCE(r.WORKCENTERNAME, '(NA)') AS WORKCENTERNAME,
@@ -22,8 +21,7 @@ SELECT r.CONTAINERID,
          + COALESCE(r.INPROCESSQTY, 0) + COALESCE(r.PROCESSEDQTY, 0) AS REJECT_TOTAL_QTY,
        COALESCE(r.DEFECTQTY, 0) AS DEFECT_QTY,
        r.TXNDATE AS TXN_TIME,
-       r.TXNDATE,
-       date(r.TXNDATE) || ' 00:00:00' AS TXN_DAY
+       r.TXNDATE
 FROM DWH.DW_MES_LOTREJECTHISTORY r
 LEFT JOIN DWH.DW_MES_CONTAINER c ON c.CONTAINERID = r.CONTAINERID
 WHERE r.CONTAINERID IN (:cids)

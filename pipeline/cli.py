@@ -34,8 +34,8 @@ from rich.table import Table
 from pipeline import domains
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, InvalidInput, SourceError, TraceError
-from pipeline.runner import STAGES, TraceRequest, TraceSummary, run_trace, top_suspects
-from pipeline.sources import open_source
+from pipeline.runner import TraceRequest, TraceSummary, run_trace, top_suspects
+from pipeline.sources import Source, open_source
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -283,7 +283,7 @@ class _StageBars:
 
 
 def _run(
-    source: Any, request: TraceRequest, settings: Settings, out: Path | None, console: Console
+    source: Source, request: TraceRequest, settings: Settings, out: Path | None, console: Console
 ) -> TraceSummary:
     out_dir = out or RESULTS_DIR / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     with _bars(console) as bars:
@@ -356,6 +356,3 @@ def _report(
         f"Results: {summary.out_dir.resolve()}/ "
         f"({', '.join(sorted(p.name for p in summary.out_dir.iterdir()))})"
     )
-
-
-__all__ = ["STAGES", "main"]

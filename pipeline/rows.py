@@ -8,9 +8,6 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-#: The contract's timestamp form: a space, no ``T``, no zone, whole seconds.
-TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
-
 
 @dataclass(frozen=True, slots=True)
 class RowBatch:

@@ -3,7 +3,8 @@
 The stages are the plain functions of ``pipeline.stages``; this module only chains them, streams
 every event batch to ``<out>/<domain>.ndjson`` (one JSON object per row, as the dashboard's stream
 carries them) and feeds the mid-section-defect aggregator on the way. Event rows are never held
-beyond one batch. The staged engine (Dramatiq actors with checkpoints) runs the same functions.
+beyond one batch. The staged engine (Dramatiq actors with checkpoints, next) will run the same
+functions.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from pipeline.stages.aggregation import MsdAggregator
 from pipeline.stages.events import fetch_events
 from pipeline.stages.lineage import trace_lineage
 from pipeline.workcenters import DEFAULT_STATION
-
-STAGES = ("seed-resolve", "lineage", "events", "aggregation")
 
 
 class Progress(Protocol):
@@ -137,12 +136,18 @@ def run_trace(
     _write_json(out / "lineage.json", lineage_data)
     cids = lineage.all_cids()
     summary.lineage_nodes, summary.event_cids = len(lineage.nodes), len(cids)
+    relations = lineage_data["ancestors" if lineage.backward else "descendants"]
+    roots = lineage_data.get("seed_roots", {})
+    del lineage, lineage_data  # from here on only the ids and the per-seed relations are needed
     summary.seconds["lineage"] = time.perf_counter() - clock
-    report.finish("lineage", f"{len(lineage.nodes)} lots")
+    report.finish("lineage", f"{summary.lineage_nodes} lots")
 
     aggregator = None
     if profile == domains.MID_SECTION_DEFECT:
-        aggregator = _prepare_aggregation(source, request, seeds, lineage_data, direction, settings)
+        aggregator = _prepare_aggregation(
+            source, request, seeds, relations, roots, direction, settings
+        )
+    del seeds, relations, roots
 
     clock = time.perf_counter()
     batches_per_domain = -(-len(cids) // source.in_list_size)
@@ -173,7 +178,8 @@ def _prepare_aggregation(
     source: Source,
     request: TraceRequest,
     seeds: seed_resolve.SeedResolution,
-    lineage_data: Mapping[str, Any],
+    relations: Mapping[str, list[str]],
+    roots: Mapping[str, str],
     direction: str,
     settings: Settings,
 ) -> MsdAggregator:
@@ -207,9 +213,7 @@ def _prepare_aggregation(
     if detected:
         for batch in scope.rejects_query(source, detected):
             aggregator.add_detection_rejects(batch)
-    backward = direction == domains.BACKWARD
-    related = lineage_data["ancestors"] if backward else lineage_data["descendants"]
-    aggregator.set_lineage(related, lineage_data.get("seed_roots"))
+    aggregator.set_lineage(relations, roots)
     return aggregator
 
 

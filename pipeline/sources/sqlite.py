@@ -18,8 +18,6 @@ from pipeline.errors import SourceError, SourceQueryError, SourceUnavailable
 from pipeline.rows import RowBatch
 from pipeline.sources.base import Source, drain
 
-#: Memory-mapped I/O window per connection (bytes); reads skip a copy through SQLite's page cache.
-MMAP_BYTES = 256 * 1024 * 1024
 _TRANSIENT_MARKERS = ("locked", "busy", "interrupted", "disk i/o error")
 
 
@@ -50,7 +48,6 @@ class SqliteSource(Source):
                 conn.execute("ATTACH DATABASE ? AS DWH", (self._uri,))
                 # Oracle's LIKE is case-sensitive; make SQLite's the same.
                 conn.execute("PRAGMA case_sensitive_like = ON")
-                conn.execute(f"PRAGMA DWH.mmap_size = {MMAP_BYTES:d}")
             except sqlite3.Error as exc:
                 raise _convert(exc) from exc
             self._local.conn = conn

@@ -11,7 +11,7 @@ query whose markers and fragments do not match exactly.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
@@ -62,9 +62,3 @@ def query_names() -> list[str]:
             stem = stem.removesuffix(f".{dialect}")
         names.add(stem)
     return sorted(names)
-
-
-def dialect_texts(dialect: str) -> Iterator[tuple[str, str]]:
-    """``(name, text)`` of every query as ``dialect`` sees it."""
-    for name in query_names():
-        yield name, load(name, dialect)

@@ -2,7 +2,9 @@
 
 Feed it in order: the detection lots and their rejects at the station (``add_detection_lots``,
 ``add_detection_rejects``), the lineage of those lots (``set_lineage``), then event batches as they
-stream (``add_events``). ``result()`` builds the output. State grows with the detection lots, their
+stream (``add_events``); calls out of order raise ``RuntimeError``. ``result()`` builds the output.
+Backward, a repeated batch changes nothing (links are sets); forward sums rows, so each event
+batch must be fed exactly once. State grows with the detection lots, their
 lineage and the machines/materials seen, never with the number of event rows: each event row is
 folded into per-lot links (a lot counts once per machine) and per-machine sums, then dropped.
 
@@ -105,6 +107,7 @@ class MsdAggregator:
         self.by_cid: dict[str, int] = {}
         self.owners: dict[str, list[int]] = {}  # cid -> detection lots it belongs to
         self.lineage_given = False
+        self._lineage_set = False  # detection rows before, events after
         self.machines: list[Machine] = []
         self.machine_index: dict[tuple[str, str, str], int] = {}
         self.material_keys: list[tuple[str, str]] = []
@@ -124,6 +127,7 @@ class MsdAggregator:
     # ---- inputs --------------------------------------------------------------------------
     def add_detection_lots(self, batch: RowBatch) -> None:
         """Rows of ``msd/detection_lots``: one per lot."""
+        self._require(lineage_set=False)
         c = {name: batch.index(name) for name in DETECTION_COLUMNS}
         for row in batch.rows:
             cid = row[c["CONTAINERID"]]
@@ -146,6 +150,7 @@ class MsdAggregator:
 
     def add_detection_rejects(self, batch: RowBatch) -> None:
         """Rows of ``msd/detection_rejects``: (lot, loss reason, qty)."""
+        self._require(lineage_set=False)
         cid_at, reason_at = batch.index("CONTAINERID"), batch.index("LOSSREASONNAME")
         qty_at = batch.index("REJECTQTY")
         for row in batch.rows:
@@ -167,6 +172,8 @@ class MsdAggregator:
         """Ancestors (backward) or descendants (forward) of each detection lot, and the root lot
         name of each (backward). ``None``: no lineage, each lot stands alone (and the result says
         ``genealogy_status: error``)."""
+        self._require(lineage_set=False)
+        self._lineage_set = True
         self.lineage_given = related is not None
         related = related or {}
         roots = roots or {}
@@ -179,6 +186,7 @@ class MsdAggregator:
 
     def add_events(self, domain: str, batch: RowBatch) -> None:
         """Fold one batch of ``upstream_history``, ``materials`` or ``downstream_rejects``."""
+        self._require(lineage_set=True)
         if domain == domains.UPSTREAM_HISTORY:
             self._add_history(batch)
         elif domain == domains.MATERIALS and self.backward:
@@ -186,6 +194,11 @@ class MsdAggregator:
         elif domain == domains.DOWNSTREAM_REJECTS and not self.backward:
             self._add_downstream_rejects(batch)
         # other domains (and materials forward, rejects backward) carry nothing it uses
+
+    def _require(self, *, lineage_set: bool) -> None:
+        if self._lineage_set != lineage_set:
+            step = "before" if lineage_set else "after"
+            raise RuntimeError(f"call set_lineage() {step} this (detection, lineage, events)")
 
     def _add_history(self, batch: RowBatch) -> None:
         cid_at, group_at = batch.index("CONTAINERID"), batch.index("WORKCENTER_GROUP")

@@ -312,6 +312,15 @@ def test_without_lineage_the_status_says_error() -> None:
     assert agg.result()["genealogy_status"] == "error"
 
 
+def test_inputs_out_of_order_are_refused() -> None:
+    agg = MsdAggregator(station="測試")
+    with pytest.raises(RuntimeError, match="before"):
+        agg.add_events("upstream_history", RowBatch(("CONTAINERID",), []))
+    agg.set_lineage({})
+    with pytest.raises(RuntimeError, match="after"):
+        agg.add_detection_lots(_detection_batch([]))
+
+
 def test_container_mode_without_detection_rows_says_so() -> None:
     agg = MsdAggregator(station="測試", date_mode=False)
     agg.set_lineage({})

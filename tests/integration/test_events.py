@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from pipeline.domains import DOMAINS
 from pipeline.errors import InvalidInput
 from pipeline.rows import RowBatch
 from pipeline.sources.base import Source
 from pipeline.sources.sqlite import SqliteSource
-from pipeline.stages.events import fetch_events, finite_floats
+from pipeline.stages.events import SPECS, fetch_events, finite_floats
 from tests.unit.test_workcenters import EXPECTED as EXPECTED_GROUPS
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
@@ -486,11 +487,15 @@ def test_non_finite_floats_become_null() -> None:
     assert finite_floats(RowBatch(("Q",), [(2.0,)]), "Q").rows == [(2.0,)]
 
 
-def test_unknown_domains_and_empty_id_lists_are_refused(source: Source) -> None:
+def test_unknown_domains_and_empty_id_lists_are_refused_at_the_call(source: Source) -> None:
     with pytest.raises(InvalidInput, match="unsupported domains: wafers"):
-        list(fetch_events(source, "wafers", ["a"]))
+        fetch_events(source, "wafers", ["a"])
     with pytest.raises(InvalidInput, match="container_ids is empty"):
-        list(fetch_events(source, "history", []))
+        fetch_events(source, "history", [])
+
+
+def test_every_domain_of_the_contract_can_be_fetched() -> None:
+    assert set(SPECS) == set(DOMAINS) == set(COLUMNS)
 
 
 def test_ids_with_quotes_and_semicolons_are_plain_values(source: Source) -> None:

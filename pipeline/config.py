@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from redis.connection import parse_url as parse_redis_url
+
 from pipeline.errors import ConfigError
 
 #: Where the warehouse is: the embedded SQLite file (relative to the working directory).
@@ -128,9 +130,14 @@ class Settings:
             "oracle_pool_max",
             "pareto_top_n",
             "msd_max_days",
+            "resolve_min_prefix",  # 0 would let a bare '*' resolve every lot in the warehouse
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TRACE_{name.upper()} must be at least 1")
+        if not 0 <= self.jobs_probe_max <= self.in_list_size:
+            raise ConfigError(
+                "TRACE_JOBS_PROBE_MAX must be 0..TRACE_IN_LIST_SIZE (one bind per lot)"
+            )
         if self.oracle_pool_min < 0 or self.oracle_pool_min > self.oracle_pool_max:
             raise ConfigError("TRACE_ORACLE_POOL_MIN must be 0..TRACE_ORACLE_POOL_MAX")
         SourceLocation.parse(self.source_url)  # fail at startup, not at first query
@@ -165,6 +172,10 @@ def env_names() -> dict[str, str]:
     return {spec.metadata["env"]: spec.name for spec in fields(Settings)}
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
 def default_broker_url(redis_url: str) -> str:
     """The store's Redis server, database ``DEFAULT_BROKER_DB``."""
     if _redis_db(redis_url) == DEFAULT_BROKER_DB:
@@ -176,37 +187,45 @@ def default_broker_url(redis_url: str) -> str:
 
 
 def _check_separate_databases(redis_url: str, broker_url: str) -> None:
-    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if not broker_url.startswith(REDIS_SCHEMES):
         return  # e.g. amqp://: the broker cannot touch the store
-    store, broker = urlsplit(redis_url), urlsplit(broker_url)
-    same_server = (store.hostname, store.port, store.path if store.scheme == "unix" else "") == (
-        broker.hostname,
-        broker.port,
-        broker.path if broker.scheme == "unix" else "",
-    )
-    if same_server and _redis_db(redis_url) == _redis_db(broker_url):
+    if _redis_target(redis_url) == _redis_target(broker_url):
         raise ConfigError(
             "TRACE_BROKER_URL and TRACE_REDIS_URL name the same Redis database; the broker's "
             "maintenance scans its whole database, so give it its own (e.g. /1)"
         )
 
 
-def _redis_db(url: str) -> int:
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
+def _redis_target(url: str) -> tuple[str, int, int]:
+    """``(server, port, db)`` as redis-py reads ``url`` (a ``?db=`` query wins over the path);
+    the loopback names count as one server, so two spellings of one database compare equal."""
+    if not url.startswith(REDIS_SCHEMES):
         raise ConfigError(f"not a Redis URL: {url!r}")
-    query = dict(parse_qsl(parts.query))
-    raw = query.get("db") if parts.scheme == "unix" else (parts.path.lstrip("/") or "0")
+    parts = urlsplit(url)
+    db_texts = [v for k, v in parse_qsl(parts.query) if k == "db"]
+    if parts.scheme != "unix":
+        db_texts.append(parts.path.strip("/") or "0")
+    if not all(text.isdigit() for text in db_texts):  # redis-py would quietly use database 0
+        raise ConfigError(f"Redis URL has a bad database number: {url!r}")
     try:
-        return int(raw or 0)
-    except ValueError:
-        raise ConfigError(f"Redis URL has a bad database number: {url!r}") from None
+        parsed = parse_redis_url(url)
+    except ValueError as error:
+        raise ConfigError(f"bad Redis URL {url!r}: {error}") from None
+    if "path" in parsed:  # unix socket
+        return (str(parsed["path"]), 0, int(parsed.get("db", 0)))
+    host = str(parsed.get("host", "localhost")).lower()
+    if host in _LOOPBACK:
+        host = "loopback"
+    return (host, int(parsed.get("port", 6379)), int(parsed.get("db", 0)))
+
+
+def _redis_db(url: str) -> int:
+    return _redis_target(url)[2]
 
 
 def _with_redis_db(url: str, db: int) -> str:
     parts = urlsplit(url)
-    if parts.scheme == "unix":
-        query = dict(parse_qsl(parts.query))
-        query["db"] = str(db)
-        return urlunsplit(parts._replace(query=urlencode(query)))
-    return urlunsplit(parts._replace(path=f"/{db}"))
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"]
+    if parts.scheme == "unix":  # urlunsplit would drop the empty host: unix:/path
+        return f"unix://{parts.path}?{urlencode([*query, ('db', str(db))])}"
+    return urlunsplit(parts._replace(path=f"/{db}", query=urlencode(query)))

@@ -25,7 +25,7 @@ from pipeline.sources.base import Source
 from pipeline.stages import seed_resolve
 from pipeline.stages.aggregation import MsdAggregator
 from pipeline.stages.events import fetch_events
-from pipeline.stages.lineage import trace_lineage
+from pipeline.stages.lineage import Lineage, trace_lineage
 from pipeline.workcenters import DEFAULT_STATION
 
 
@@ -108,7 +108,6 @@ def run_trace(
     direction = request.direction()
     wanted = request.event_domains()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     summary = TraceSummary(out_dir=out)
 
     clock = time.perf_counter()
@@ -120,17 +119,22 @@ def run_trace(
         min_prefix=settings.resolve_min_prefix,
         max_days=settings.msd_max_days,
     )
-    _write_json(out / "seeds.json", seeds.payload())
     summary.seed_count, summary.not_found = len(seeds.seeds), seeds.not_found
     summary.seconds["seed-resolve"] = time.perf_counter() - clock
     report.finish("seed-resolve", f"{len(seeds.seeds)} seeds")
-    if not seeds.seeds:
+    if not seeds.seeds and profile != domains.MID_SECTION_DEFECT:
         raise InvalidInput("no seed matched: nothing to trace", field="values", code="NO_SEEDS")
+    # Nothing is written before the request proved valid. An analysis whose detection station saw
+    # no lot goes on: its answer is an empty result with zeroed KPIs, not an error.
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "seeds.json", seeds.payload())
 
     clock = time.perf_counter()
     report.start("lineage", None)
-    lineage = trace_lineage(
-        source, seeds.container_ids, direction, max_depth=settings.lineage_max_depth
+    lineage = (
+        trace_lineage(source, seeds.container_ids, direction, max_depth=settings.lineage_max_depth)
+        if seeds.seeds
+        else Lineage(direction, [], settings.lineage_max_depth)
     )
     lineage_data = lineage.payload()
     _write_json(out / "lineage.json", lineage_data)
@@ -151,7 +155,10 @@ def run_trace(
 
     clock = time.perf_counter()
     batches_per_domain = -(-len(cids) // source.in_list_size)
-    report.start("events", sum(1 if d == domains.JOBS else batches_per_domain for d in wanted))
+    jobs_batches = 1 if cids else 0
+    report.start(
+        "events", sum(jobs_batches if d == domains.JOBS else batches_per_domain for d in wanted)
+    )
     for domain in wanted:
         summary.rows[domain] = _stream_domain(
             source, domain, cids, settings, out, aggregator, report
@@ -227,9 +234,13 @@ def _stream_domain(
     report: Progress,
 ) -> int:
     rows = 0
-    groups: Iterable[list[str]] = (
-        [cids] if domain == domains.JOBS else batched(cids, source.in_list_size)
-    )
+    groups: Iterable[list[str]]
+    if not cids:
+        groups = ()
+    elif domain == domains.JOBS:
+        groups = [cids]  # one pass over the jobs serves every lot (see fetch_events)
+    else:
+        groups = batched(cids, source.in_list_size)
     with open(out / f"{domain}.ndjson", "wb") as fh:
         for group in groups:
             for batch in fetch_events(

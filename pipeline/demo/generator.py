@@ -25,6 +25,7 @@ from pathlib import Path
 from pipeline.demo import factory as F
 from pipeline.demo.records import BAD_MACHINE_LIFT, Lot, Records
 from pipeline.demo.writer import WarehouseWriter
+from pipeline.errors import InvalidInput
 from pipeline.workcenters import group_of
 
 GENERATOR_VERSION = "2"
@@ -76,8 +77,6 @@ class DemoFactory(Records):
         seed: int,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        if lots < MIN_LOTS:
-            raise ValueError(f"--lots must be at least {MIN_LOTS}")
         self.w = writer
         self.target = lots
         self.seed = seed
@@ -467,7 +466,10 @@ def generate(
     """Write a demo warehouse of ``lots`` lots to ``path``; return row counts per table.
 
     Deterministic for a given ``(lots, seed)``. The file appears at ``path`` only when complete.
+    Raises ``InvalidInput`` for fewer than ``MIN_LOTS`` lots (too few to hold every planted case).
     """
+    if lots < MIN_LOTS:
+        raise InvalidInput(f"--lots must be at least {MIN_LOTS}, got {lots}", field="lots")
     with WarehouseWriter(path) as writer:
         DemoFactory(writer, lots=lots, seed=seed, progress=progress).run()
         writer.finish()

@@ -118,6 +118,7 @@ class MsdAggregator:
         self.station_lots: dict[str, set[str]] = {}
         self.machine_input: dict[str, float] = {}
         self.machine_reject: dict[str, float] = {}
+        self.machine_lots: dict[str, set[str]] = {}
         self.reason_reject: dict[str, float] = {}
 
     @property
@@ -223,6 +224,7 @@ class MsdAggregator:
                 self.station_input[group] = self.station_input.get(group, 0) + qty
                 self.station_lots.setdefault(group, set()).add(row[cid_at])
                 self.machine_input[machine_name] = self.machine_input.get(machine_name, 0) + qty
+                self.machine_lots.setdefault(machine_name, set()).add(row[cid_at])
                 for index in lots:
                     self.lots[index].downstream.setdefault(group, 0)
 
@@ -387,7 +389,11 @@ class MsdAggregator:
             for group in set(self.station_input) | set(self.station_reject)
         }
         machines = {
-            name: Tally(self.machine_input.get(name, 0), self.machine_reject.get(name, 0), 0)
+            name: Tally(
+                self.machine_input.get(name, 0),
+                self.machine_reject.get(name, 0),
+                len(self.machine_lots.get(name, ())),
+            )
             for name in set(self.machine_input) | set(self.machine_reject)
         }
         total_input = sum(self.station_input.values())

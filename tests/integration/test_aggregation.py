@@ -301,6 +301,41 @@ def test_forward_reports_reject_rates_of_the_stations_after_detection(
     assert stations == dict(rejects) and stations
     assert aggregation["kpi"]["downstream_total_reject"] == sum(rejects.values())
     assert aggregation["kpi"]["detection_lot_count"] == len(seeds)
+    # And every station and machine counts the distinct lots that reached it
+    station_lots: dict[str, set[str]] = defaultdict(set)
+    machine_lots: dict[str, set[str]] = defaultdict(set)
+    for cid, workcenter, machine in db.execute(
+        "SELECT CONTAINERID, WORKCENTERNAME, EQUIPMENTNAME FROM DW_MES_LOTWIPHISTORY "
+        "WHERE EQUIPMENTID IS NOT NULL AND TRACKINTIMESTAMP IS NOT NULL"
+    ):
+        if cid in family and ORDER[GROUP[workcenter]] > ORDER["成型"]:
+            station_lots[GROUP[workcenter]].add(cid)
+            machine_lots[machine].add(cid)
+    charts = aggregation["charts"]
+    assert {i["name"]: i["lot_count"] for i in charts["by_downstream_station"]} == {
+        g: len(c) for g, c in station_lots.items()
+    }
+    named = [i for i in charts["by_downstream_machine"] if i["name"] != "其他"]
+    assert named and all(i["lot_count"] == len(machine_lots[i["name"]]) for i in named)
+
+
+def test_a_date_range_without_detection_lots_gives_zeroed_kpis(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    # Given a window before the factory's first day: the detection station saw no lot
+    request = TraceRequest(
+        "mid_section_defect",
+        {"station": "測試", "start_date": "2001-01-01", "end_date": "2001-01-31"},
+    )
+    with SqliteSource(warehouse) as source:
+        summary = run_trace(source, request, Settings(), tmp_path)
+    # Then the analysis answers with an empty result, not an error
+    aggregation = summary.aggregation
+    assert aggregation is not None
+    assert aggregation["kpi"]["lot_count"] == 0 and aggregation["kpi"]["total_defect_rate"] == 0
+    assert aggregation["attribution"] == [] and aggregation["daily_trend"] == []
+    assert summary.seed_count == 0 and set(summary.rows.values()) == {0}
+    assert (tmp_path / "aggregation.json").exists()
 
 
 def test_without_lineage_the_status_says_error() -> None:

@@ -73,6 +73,7 @@ def test_trace_writes_every_domain_and_prints_a_json_summary(
 def test_bad_input_exits_2_and_names_the_problem(
     use_warehouse: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    out = tmp_path / "results"
     code = cli.main(
         [
             "trace",
@@ -83,11 +84,32 @@ def test_bad_input_exits_2_and_names_the_problem(
             "--values",
             "x",
             "--out",
-            str(tmp_path),
+            str(out),
         ]
     )
     assert code == cli.EXIT_INVALID
     assert "INVALID_PARAMS" in capsys.readouterr().err
+    assert not out.exists()  # a refused request leaves nothing behind
+
+
+def test_a_trace_where_nothing_matches_exits_2_and_writes_nothing(
+    use_warehouse: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "results"
+    args = ["trace", "--profile", "query_tool", "--resolve-type", "lot_id"]
+    code = cli.main([*args, "--values", "NOPE-1", "NOPE-2", "--out", str(out)])
+    assert code == cli.EXIT_INVALID
+    assert "NO_SEEDS" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_too_few_demo_lots_exit_2_and_name_the_minimum(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "w.db"
+    assert cli.main(["demo-data", "--lots", "10", "--db", str(db)]) == cli.EXIT_INVALID
+    assert "--lots must be at least 50" in capsys.readouterr().err
+    assert not db.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_a_missing_warehouse_exits_4(

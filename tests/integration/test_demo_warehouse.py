@@ -11,6 +11,7 @@ import pytest
 from pipeline.demo.generator import MIN_LOTS, generate
 from pipeline.demo.info import read_info, read_truth
 from pipeline.demo.writer import COLUMNS
+from pipeline.errors import InvalidInput
 from pipeline.workcenters import group_of
 from tests.conftest import WAREHOUSE_LOTS, WAREHOUSE_SEED
 
@@ -222,6 +223,6 @@ def test_the_planted_truth_is_recorded(warehouse: Path) -> None:
 
 
 def test_too_small_a_warehouse_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=f"at least {MIN_LOTS}"):
+    with pytest.raises(InvalidInput, match=f"at least {MIN_LOTS}"):
         generate(tmp_path / "tiny.db", lots=MIN_LOTS - 1, seed=1)
     assert not (tmp_path / "tiny.db").exists()

@@ -388,6 +388,10 @@ def _collect(batches: Iterable[RowBatch], domain: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _desc(text: str) -> tuple[int, ...]:
+    return tuple(-ord(ch) for ch in text)
+
+
 def _key(row: dict[str, Any]) -> tuple:
     return tuple(sorted((k, repr(v)) for k, v in row.items()))
 
@@ -477,6 +481,13 @@ def test_jobs_match_whole_ids_the_same_way_for_few_and_many_lots(
         == Counter(map(_key, scan))
         == Counter(map(_key, expect_jobs(db, ids)))
     )
+
+    # and both list the jobs newest first
+    def order(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        return [(r["CREATEDATE"], r["JOBID"]) for r in rows]
+
+    assert order(probe) == order(scan)
+    assert order(scan) == sorted(order(scan), key=lambda k: (_desc(k[0]), k[1]))
     # and a prefix of an id matches nothing (no substring matching)
     assert list(fetch_events(sqlite_source, "jobs", [ids[0][:8]])) == []
 

@@ -20,14 +20,34 @@ def test_the_broker_follows_the_store_server_when_only_the_store_is_set() -> Non
     assert settings.broker_url == "redis://cache.local:6380/1"
 
 
-def test_the_broker_may_not_share_the_store_database() -> None:
+@pytest.mark.parametrize(
+    ("store", "broker"),
+    [
+        ("redis://127.0.0.1:6379/3", "redis://127.0.0.1:6379/3"),
+        ("redis://127.0.0.1:6379/0", "redis://localhost:6379/0"),  # two names, one server
+        ("redis://127.0.0.1/0", "redis://127.0.0.1:6379"),  # default port, default db
+        ("redis://127.0.0.1:6379/0?db=2", "redis://127.0.0.1:6379/2"),  # ?db= wins, as in redis-py
+        ("unix:///tmp/redis.sock?db=4", "unix:///tmp/redis.sock?db=4"),
+    ],
+)
+def test_the_broker_may_not_share_the_store_database(store: str, broker: str) -> None:
     with pytest.raises(ConfigError, match="same Redis database"):
-        Settings.from_env(
-            {
-                "TRACE_REDIS_URL": "redis://127.0.0.1:6379/3",
-                "TRACE_BROKER_URL": "redis://127.0.0.1:6379/3",
-            }
-        )
+        Settings.from_env({"TRACE_REDIS_URL": store, "TRACE_BROKER_URL": broker})
+
+
+def test_the_default_broker_reads_the_store_database_as_redis_py_does() -> None:
+    with pytest.raises(ConfigError, match="TRACE_BROKER_URL"):
+        Settings.from_env({"TRACE_REDIS_URL": "redis://127.0.0.1:6379?db=1"})
+    settings = Settings.from_env({"TRACE_REDIS_URL": "redis://127.0.0.1:6379/5?db=3"})
+    assert settings.broker_url == "redis://127.0.0.1:6379/1"
+    unix = Settings.from_env({"TRACE_REDIS_URL": "unix:///tmp/redis.sock?db=3"})
+    assert unix.broker_url == "unix:///tmp/redis.sock?db=1"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379/0", "redis://127.0.0.1:6379/zero"])
+def test_a_bad_redis_url_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="Redis URL"):
+        Settings.from_env({"TRACE_REDIS_URL": url})
 
 
 def test_a_store_on_database_1_needs_an_explicit_broker() -> None:
@@ -88,6 +108,23 @@ def test_integers_are_parsed_and_checked() -> None:
         Settings.from_env({"TRACE_FETCH_ROWS": "lots"})
     with pytest.raises(ConfigError, match=r"TRACE_IN_LIST_SIZE must be 1\.\.1000"):
         Settings.from_env({"TRACE_IN_LIST_SIZE": "1001"})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TRACE_RESOLVE_MIN_PREFIX": "0"}, "TRACE_RESOLVE_MIN_PREFIX must be at least 1"),
+        ({"TRACE_JOBS_PROBE_MAX": "-1"}, "TRACE_JOBS_PROBE_MAX must be 0..TRACE_IN_LIST_SIZE"),
+        (
+            {"TRACE_JOBS_PROBE_MAX": "600", "TRACE_IN_LIST_SIZE": "500"},
+            "TRACE_JOBS_PROBE_MAX must be 0..TRACE_IN_LIST_SIZE",
+        ),
+        ({"TRACE_ORACLE_POOL_MIN": "5"}, "TRACE_ORACLE_POOL_MIN must be 0..TRACE_ORACLE_POOL_MAX"),
+    ],
+)
+def test_settings_out_of_range_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
 
 
 def test_empty_variables_take_the_default() -> None:

@@ -23,7 +23,7 @@ from pipeline.errors import InvalidInput
 from pipeline.rows import RowBatch, batched
 from pipeline.sources.base import Source
 from pipeline.stages import seed_resolve
-from pipeline.stages.aggregation import MsdAggregator
+from pipeline.stages.aggregation import MsdAggregator, machine_families
 from pipeline.stages.events import fetch_events
 from pipeline.stages.lineage import Lineage, trace_lineage
 from pipeline.workcenters import DEFAULT_STATION
@@ -169,7 +169,7 @@ def run_trace(
     if aggregator is not None:
         clock = time.perf_counter()
         report.start("aggregation", None)
-        families = _families(source, aggregator.machine_ids())
+        families = machine_families(source, aggregator.machine_ids())
         summary.aggregation = aggregator.result(families)
         _write_json(out / "aggregation.json", summary.aggregation)
         with open(out / "detail.ndjson", "wb") as fh:
@@ -261,13 +261,6 @@ def ndjson(batch: RowBatch) -> bytes:
     return b"".join(
         orjson.dumps(dict(zip(columns, row, strict=True)), option=option) for row in batch.rows
     )
-
-
-def _families(source: Source, equipment_ids: list[str]) -> dict[str, str]:
-    families: dict[str, str] = {}
-    for batch in source.query_in("msd/resource_families", "ids", equipment_ids):
-        families.update((rid, family) for rid, family in batch.rows if family)
-    return families
 
 
 def _reasons(value: object) -> list[str]:

@@ -18,6 +18,7 @@ of every station *after* the detection station.
 
 from __future__ import annotations
 
+import logging
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,8 +26,9 @@ from typing import Any
 
 from pipeline import domains
 from pipeline.config import DEFAULT_PARETO_TOP_N
-from pipeline.errors import InvalidInput
+from pipeline.errors import InvalidInput, SourceQueryError
 from pipeline.rows import RowBatch
+from pipeline.sources.base import Source
 from pipeline.stages.pareto import UNKNOWN, Tally, joined, pareto, rate, reason_pareto
 from pipeline.workcenters import UNKNOWN_ORDER, group_order, require_group
 
@@ -543,3 +545,24 @@ class MsdAggregator:
 def material_key(part: str, lot: str) -> str:
     """``part (lot)``, or ``part`` when the material lot is unknown."""
     return f"{part} ({lot})" if lot else part
+
+
+log = logging.getLogger(__name__)
+
+
+def machine_families(source: Source, equipment_ids: Iterable[str]) -> dict[str, str]:
+    """``RESOURCEFAMILYNAME`` per equipment id, from ``DWH.DW_MES_RESOURCE``.
+
+    The family only labels the attribution rows, and that table lies outside the trace's data
+    model: when the warehouse refuses the query (no such table, no grant) every family reads
+    ``(未知)`` and a warning is logged, rather than failing an analysis whose work is done.
+    A transient error (``SourceUnavailable``) still propagates, so the stage is retried.
+    """
+    families: dict[str, str] = {}
+    try:
+        for batch in source.query_in("msd/resource_families", "ids", equipment_ids):
+            families.update((rid, family) for rid, family in batch.rows if family)
+    except SourceQueryError as error:
+        log.warning("machine families unavailable, shown as %s: %s", UNKNOWN, error.message)
+        return {}
+    return families

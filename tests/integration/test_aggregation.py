@@ -18,7 +18,7 @@ from pipeline.demo.info import read_truth
 from pipeline.rows import RowBatch
 from pipeline.runner import TraceRequest, run_trace
 from pipeline.sources.sqlite import SqliteSource
-from pipeline.stages.aggregation import DETECTION_COLUMNS, MsdAggregator
+from pipeline.stages.aggregation import DETECTION_COLUMNS, MsdAggregator, machine_families
 from pipeline.stages.events import fetch_events
 from tests.integration.test_events import GROUP, ORDER
 from tests.integration.test_lineage import expected_relatives
@@ -362,3 +362,24 @@ def test_container_mode_without_detection_rows_says_so() -> None:
     result = agg.result()
     assert result["daily_trend"] == [] and result["container_mode_hint"]
     assert result["kpi"]["lot_count"] == 0 and result["attribution"] == []
+
+
+def test_machine_families_come_from_the_resource_table(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    expected = dict(
+        db.execute("SELECT RESOURCEID, RESOURCEFAMILYNAME FROM DW_MES_RESOURCE LIMIT 5").fetchall()
+    )
+    assert machine_families(sqlite_source, [*expected, "no-such-machine"]) == expected
+
+
+def test_a_warehouse_without_the_resource_table_gives_unknown_families(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a warehouse that lacks DW_MES_RESOURCE (outside the trace's data model)
+    bare = tmp_path / "bare.db"
+    sqlite3.connect(bare).close()
+    with SqliteSource(bare) as source, caplog.at_level("WARNING"):
+        # Then families read as unknown and the reason is logged, not raised
+        assert machine_families(source, ["EQ-1"]) == {}
+    assert "DW_MES_RESOURCE" in caplog.text

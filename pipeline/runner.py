@@ -154,11 +154,8 @@ def run_trace(
     del seeds, relations, roots
 
     clock = time.perf_counter()
-    batches_per_domain = -(-len(cids) // source.in_list_size)
-    jobs_batches = 1 if cids else 0
-    report.start(
-        "events", sum(jobs_batches if d == domains.JOBS else batches_per_domain for d in wanted)
-    )
+    size = source.in_list_size
+    report.start("events", sum(len(cid_groups(d, cids, size)) for d in wanted))
     for domain in wanted:
         summary.rows[domain] = _stream_domain(
             source, domain, cids, settings, out, aggregator, report
@@ -234,15 +231,8 @@ def _stream_domain(
     report: Progress,
 ) -> int:
     rows = 0
-    groups: Iterable[list[str]]
-    if not cids:
-        groups = ()
-    elif domain == domains.JOBS:
-        groups = [cids]  # one pass over the jobs serves every lot (see fetch_events)
-    else:
-        groups = batched(cids, source.in_list_size)
     with open(out / f"{domain}.ndjson", "wb") as fh:
-        for group in groups:
+        for group in cid_groups(domain, cids, source.in_list_size):
             for batch in fetch_events(
                 source, domain, group, jobs_probe_max=settings.jobs_probe_max
             ):
@@ -253,6 +243,14 @@ def _stream_domain(
                 report.advance("events", 0, len(batch))
             report.advance("events", 1)
     return rows
+
+
+def cid_groups(domain: str, cids: list[str], size: int) -> list[list[str]]:
+    """The lot lists one domain is fetched by: IN lists of at most ``size`` ids, except jobs,
+    whose table is read in one pass for all the lots (see ``fetch_events``)."""
+    if domain == domains.JOBS:
+        return [cids] if cids else []
+    return list(batched(cids, size))
 
 
 def ndjson(batch: RowBatch) -> bytes:

@@ -32,6 +32,8 @@ from pipeline.sources.base import Source
 from pipeline.stages.pareto import UNKNOWN, Tally, joined, pareto, rate, reason_pareto
 from pipeline.workcenters import UNKNOWN_ORDER, group_order, require_group
 
+log = logging.getLogger(__name__)
+
 NA = "(NA)"
 #: The columns of a detection lot the analysis reads (``msd/detection_lots`` has them all).
 DETECTION_COLUMNS = (
@@ -545,9 +547,6 @@ class MsdAggregator:
 def material_key(part: str, lot: str) -> str:
     """``part (lot)``, or ``part`` when the material lot is unknown."""
     return f"{part} ({lot})" if lot else part
-
-
-log = logging.getLogger(__name__)
 
 
 def machine_families(source: Source, equipment_ids: Iterable[str]) -> dict[str, str]:

@@ -388,10 +388,6 @@ def _collect(batches: Iterable[RowBatch], domain: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _desc(text: str) -> tuple[int, ...]:
-    return tuple(-ord(ch) for ch in text)
-
-
 def _key(row: dict[str, Any]) -> tuple:
     return tuple(sorted((k, repr(v)) for k, v in row.items()))
 
@@ -487,7 +483,8 @@ def test_jobs_match_whole_ids_the_same_way_for_few_and_many_lots(
         return [(r["CREATEDATE"], r["JOBID"]) for r in rows]
 
     assert order(probe) == order(scan)
-    assert order(scan) == sorted(order(scan), key=lambda k: (_desc(k[0]), k[1]))
+    by_job = sorted(order(scan), key=lambda k: k[1])
+    assert order(scan) == sorted(by_job, key=lambda k: k[0], reverse=True)  # stable: JOBID asc
     # and a prefix of an id matches nothing (no substring matching)
     assert list(fetch_events(sqlite_source, "jobs", [ids[0][:8]])) == []
 

@@ -45,6 +45,36 @@ DEFAULT_PARETO_TOP_N = 10
 #: Longest date range a mid-section-defect seed query may span (days).
 DEFAULT_MSD_MAX_DAYS = 730
 
+# ---- the staged engine -------------------------------------------------------------------------
+#: How long every key of a job lives; refreshed when the job ends (seconds).
+DEFAULT_JOB_TTL_SECONDS = 3600
+#: CID batches (of ``in_list_size`` lots) one events message fetches (batches).
+DEFAULT_EVENTS_GROUP_BATCHES = 4
+#: Dramatiq retries of a message after a transient error (retries), and their backoff (ms).
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_RETRY_MIN_BACKOFF_MS = 1000
+DEFAULT_RETRY_MAX_BACKOFF_MS = 10_000
+#: A message running longer than this is interrupted and retried (seconds).
+DEFAULT_MESSAGE_TIME_LIMIT_SECONDS = 300
+#: Starts of one batch (retries, redeliveries, reaper) before it fails for good (attempts).
+DEFAULT_BATCH_MAX_ATTEMPTS = 3
+#: A running message renews its job's lease this often (seconds) ...
+DEFAULT_HEARTBEAT_SECONDS = 5
+#: ... and a lease not renewed for this long belongs to a dead worker (seconds).
+DEFAULT_STALL_SECONDS = 30
+#: How often each worker process looks for stale leases (seconds).
+DEFAULT_REAPER_INTERVAL_SECONDS = 5
+#: Jobs with more lots than this run on the large-job queue (lots).
+DEFAULT_LARGE_JOB_CIDS = 20_000
+#: Most lots one trace may reach, per profile (lots). The old system refused non-MSD traces over
+#: 50,000 because it held every row in memory; workers here hold one batch, so the limit is set by
+#: Redis memory and time instead: ~11 rows x ~180 bytes per lot and domain, so 250,000 lots of a
+#: five-domain query_tool trace is ~2.5 GB of chunks at most, 500,000 lots of a two-domain
+#: mid-section-defect analysis about the same.
+DEFAULT_MAX_CIDS = {"query_tool": 250_000, "query_tool_reverse": 250_000, "mid_section_defect": 500_000}
+#: Rows kept per domain of one job; the rest is cut and ``quality_meta`` says so (rows).
+DEFAULT_MAX_ROWS_PER_DOMAIN = 2_000_000
+
 SourceKind = Literal["sqlite", "oracle"]
 
 
@@ -116,6 +146,29 @@ class Settings:
     jobs_probe_max: int = _env("TRACE_JOBS_PROBE_MAX", DEFAULT_JOBS_PROBE_MAX)
     pareto_top_n: int = _env("TRACE_PARETO_TOP_N", DEFAULT_PARETO_TOP_N)
     msd_max_days: int = _env("TRACE_MSD_MAX_DAYS", DEFAULT_MSD_MAX_DAYS)
+    job_ttl_seconds: int = _env("TRACE_JOB_TTL_SECONDS", DEFAULT_JOB_TTL_SECONDS)
+    events_group_batches: int = _env("TRACE_EVENTS_GROUP_BATCHES", DEFAULT_EVENTS_GROUP_BATCHES)
+    max_retries: int = _env("TRACE_MAX_RETRIES", DEFAULT_MAX_RETRIES)
+    retry_min_backoff_ms: int = _env("TRACE_RETRY_MIN_BACKOFF_MS", DEFAULT_RETRY_MIN_BACKOFF_MS)
+    retry_max_backoff_ms: int = _env("TRACE_RETRY_MAX_BACKOFF_MS", DEFAULT_RETRY_MAX_BACKOFF_MS)
+    message_time_limit_seconds: int = _env(
+        "TRACE_MESSAGE_TIME_LIMIT_SECONDS", DEFAULT_MESSAGE_TIME_LIMIT_SECONDS
+    )
+    batch_max_attempts: int = _env("TRACE_BATCH_MAX_ATTEMPTS", DEFAULT_BATCH_MAX_ATTEMPTS)
+    heartbeat_seconds: int = _env("TRACE_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS)
+    stall_seconds: int = _env("TRACE_STALL_SECONDS", DEFAULT_STALL_SECONDS)
+    reaper_interval_seconds: int = _env(
+        "TRACE_REAPER_INTERVAL_SECONDS", DEFAULT_REAPER_INTERVAL_SECONDS
+    )
+    large_job_cids: int = _env("TRACE_LARGE_JOB_CIDS", DEFAULT_LARGE_JOB_CIDS)
+    max_cids_query_tool: int = _env("TRACE_MAX_CIDS_QUERY_TOOL", DEFAULT_MAX_CIDS["query_tool"])
+    max_cids_query_tool_reverse: int = _env(
+        "TRACE_MAX_CIDS_QUERY_TOOL_REVERSE", DEFAULT_MAX_CIDS["query_tool_reverse"]
+    )
+    max_cids_mid_section_defect: int = _env(
+        "TRACE_MAX_CIDS_MID_SECTION_DEFECT", DEFAULT_MAX_CIDS["mid_section_defect"]
+    )
+    max_rows_per_domain: int = _env("TRACE_MAX_ROWS_PER_DOMAIN", DEFAULT_MAX_ROWS_PER_DOMAIN)
 
     def __post_init__(self) -> None:
         if not self.broker_url:
@@ -131,6 +184,17 @@ class Settings:
             "pareto_top_n",
             "msd_max_days",
             "resolve_min_prefix",  # 0 would let a bare '*' resolve every lot in the warehouse
+            "job_ttl_seconds",
+            "events_group_batches",
+            "retry_min_backoff_ms",
+            "message_time_limit_seconds",
+            "batch_max_attempts",
+            "heartbeat_seconds",
+            "reaper_interval_seconds",
+            "max_cids_query_tool",
+            "max_cids_query_tool_reverse",
+            "max_cids_mid_section_defect",
+            "max_rows_per_domain",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TRACE_{name.upper()} must be at least 1")
@@ -138,9 +202,20 @@ class Settings:
             raise ConfigError(
                 "TRACE_JOBS_PROBE_MAX must be 0..TRACE_IN_LIST_SIZE (one bind per lot)"
             )
+        if self.max_retries < 0:
+            raise ConfigError("TRACE_MAX_RETRIES must not be negative")
+        if self.retry_max_backoff_ms < self.retry_min_backoff_ms:
+            raise ConfigError("TRACE_RETRY_MAX_BACKOFF_MS must be >= TRACE_RETRY_MIN_BACKOFF_MS")
+        if self.stall_seconds < 2 * self.heartbeat_seconds:
+            # One late heartbeat must not make a live worker's job look dead.
+            raise ConfigError("TRACE_STALL_SECONDS must be at least 2 x TRACE_HEARTBEAT_SECONDS")
         if self.oracle_pool_min < 0 or self.oracle_pool_min > self.oracle_pool_max:
             raise ConfigError("TRACE_ORACLE_POOL_MIN must be 0..TRACE_ORACLE_POOL_MAX")
         SourceLocation.parse(self.source_url)  # fail at startup, not at first query
+
+    def max_cids(self, profile: str) -> int:
+        """The most lots one trace of ``profile`` may reach (``TRACE_MAX_CIDS_<PROFILE>``)."""
+        return int(getattr(self, f"max_cids_{profile}"))
 
     @property
     def source(self) -> SourceLocation:

@@ -20,13 +20,16 @@ import orjson
 from pipeline import domains
 from pipeline.config import Settings
 from pipeline.errors import InvalidInput
+from pipeline.request import TraceRequest
 from pipeline.rows import RowBatch, batched
 from pipeline.sources.base import Source
 from pipeline.stages import seed_resolve
 from pipeline.stages.aggregation import MsdAggregator, machine_families
+from pipeline.stages.detection import prepare_aggregator
 from pipeline.stages.events import fetch_events
 from pipeline.stages.lineage import Lineage, trace_lineage
-from pipeline.workcenters import DEFAULT_STATION
+
+__all__ = ["Progress", "TraceRequest", "TraceSummary", "run_trace", "cid_groups", "ndjson"]
 
 
 class Progress(Protocol):
@@ -48,25 +51,6 @@ class _Silent:
 
     def finish(self, stage: str, note: str = "") -> None:
         pass
-
-
-@dataclass(frozen=True)
-class TraceRequest:
-    """A whole trace: the seed-resolve ``params`` of ``profile``, then events of ``domains``."""
-
-    profile: str
-    params: Mapping[str, Any]
-    domains: tuple[str, ...] = ()  # empty: the dashboard's set for the profile and direction
-
-    def direction(self) -> str:
-        return domains.validate_direction(self.params.get("direction"), self.profile)
-
-    def event_domains(self) -> tuple[str, ...]:
-        if self.domains:
-            return domains.validate_domains(self.domains)
-        if self.profile == domains.MID_SECTION_DEFECT:
-            return domains.MSD_DOMAINS[self.direction()]
-        return domains.QUERY_TOOL_DOMAINS
 
 
 @dataclass
@@ -148,9 +132,10 @@ def run_trace(
 
     aggregator = None
     if profile == domains.MID_SECTION_DEFECT:
-        aggregator = _prepare_aggregation(
-            source, request, seeds, relations, roots, direction, settings
+        aggregator = prepare_aggregator(
+            source, request.params, seeds.container_ids, direction, settings
         )
+        aggregator.set_lineage(relations.items(), roots)
     del seeds, relations, roots
 
     clock = time.perf_counter()
@@ -176,49 +161,6 @@ def run_trace(
         report.finish("aggregation", f"{len(summary.aggregation['attribution'])} machines")
     _write_json(out / "summary.json", summary.as_dict())
     return summary
-
-
-def _prepare_aggregation(
-    source: Source,
-    request: TraceRequest,
-    seeds: seed_resolve.SeedResolution,
-    relations: Mapping[str, list[str]],
-    roots: Mapping[str, str],
-    direction: str,
-    settings: Settings,
-) -> MsdAggregator:
-    params = request.params
-    station = params.get("station") or DEFAULT_STATION
-    date_mode = not (params.get("resolve_type") or params.get("input_type"))
-    if date_mode:
-        scope = seed_resolve.detection_scope(
-            station,
-            params.get("start_date"),
-            params.get("end_date"),
-            max_days=settings.msd_max_days,
-        )
-        seed_set = set(seeds.container_ids)  # pj_types/packages may have narrowed the seeds
-    else:
-        scope = seed_resolve.DetectionScope(str(station), container_ids=tuple(seeds.container_ids))
-        seed_set = None
-    aggregator = MsdAggregator(
-        direction=direction,
-        station=scope.station,
-        loss_reasons=_reasons(params.get("loss_reasons")),
-        date_mode=date_mode,
-        top_n=settings.pareto_top_n,
-    )
-    for batch in scope.lots_query(source):
-        if seed_set is not None:
-            at = batch.index("CONTAINERID")
-            batch = RowBatch(batch.columns, [r for r in batch.rows if r[at] in seed_set])
-        aggregator.add_detection_lots(batch)
-    detected = [lot.cid for lot in aggregator.lots]
-    if detected:
-        for batch in scope.rejects_query(source, detected):
-            aggregator.add_detection_rejects(batch)
-    aggregator.set_lineage(relations, roots)
-    return aggregator
 
 
 def _stream_domain(
@@ -259,16 +201,6 @@ def ndjson(batch: RowBatch) -> bytes:
     return b"".join(
         orjson.dumps(dict(zip(columns, row, strict=True)), option=option) for row in batch.rows
     )
-
-
-def _reasons(value: object) -> list[str]:
-    if not value:
-        return []
-    if isinstance(value, str):
-        value = value.split(",")
-    if not isinstance(value, Iterable):
-        raise InvalidInput("loss_reasons must be a list of strings", field="loss_reasons")
-    return [str(v).strip() for v in value if str(v).strip()]
 
 
 def top_suspects(aggregation: Mapping[str, Any] | None, n: int = 5) -> list[dict[str, Any]]:

@@ -171,23 +171,29 @@ class MsdAggregator:
 
     def set_lineage(
         self,
-        related: Mapping[str, Iterable[str]] | None,
+        related: Iterable[tuple[str, Iterable[str]]] | None,
         roots: Mapping[str, str] | None = None,
     ) -> None:
-        """Ancestors (backward) or descendants (forward) of each detection lot, and the root lot
-        name of each (backward). ``None``: no lineage, each lot stands alone (and the result says
+        """Ancestors (backward) or descendants (forward) of each detection lot, as ``(seed,
+        related lots)`` pairs (streamed: pairs of other lots are skipped), and the root lot name
+        of each (backward). ``None``: no lineage, each lot stands alone (and the result says
         ``genealogy_status: error``)."""
         self._require(lineage_set=False)
         self._lineage_set = True
         self.lineage_given = related is not None
-        related = related or {}
         roots = roots or {}
         for lot in self.lots:
-            others = [c for c in related.get(lot.cid, ()) if c != lot.cid]
-            lot.related_count = len(others)
             lot.root = roots.get(lot.cid) or lot.name
-            for cid in (lot.cid, *others):
-                self.owners.setdefault(cid, []).append(lot.index)
+            self.owners.setdefault(lot.cid, []).append(lot.index)
+        for seed, lots in related or ():
+            index = self.by_cid.get(seed)
+            if index is None:
+                continue
+            lot = self.lots[index]
+            others = [c for c in dict.fromkeys(lots) if c != seed]
+            lot.related_count += len(others)
+            for cid in others:
+                self.owners.setdefault(cid, []).append(index)
 
     def add_events(self, domain: str, batch: RowBatch) -> None:
         """Fold one batch of ``upstream_history``, ``materials`` or ``downstream_rejects``."""

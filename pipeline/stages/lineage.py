@@ -14,7 +14,7 @@ expanded again). Memory is proportional to the nodes and edges of the graph, nev
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,8 @@ class Node:
 
 
 UNKNOWN_NODE = Node()
+#: Keys the contract lets a backward lineage document leave out when they are empty.
+OPTIONAL_KEYS = frozenset(("seed_roots", "names", "parent_map", "merge_edges", "nodes", "edges"))
 
 
 class Lineage:
@@ -111,9 +113,9 @@ class Lineage:
             return EDGE_GD_REWORK
         return EDGE_SPLIT_FROM
 
-    def _common(self) -> dict[str, Any]:
-        names = {cid: n.name for cid, n in sorted(self.nodes.items()) if n.name}
-        nodes = {
+    def _common(self) -> Iterator[tuple[str, Any]]:
+        yield "names", {cid: n.name for cid, n in sorted(self.nodes.items()) if n.name}
+        yield "nodes", {
             cid: {
                 "container_id": cid,
                 "container_name": n.name,
@@ -123,49 +125,41 @@ class Lineage:
             }
             for cid, n in sorted(self.nodes.items())
         }
-        edges = [
+        yield "edges", [
             {"from_cid": p, "to_cid": c, "edge_type": self.edge_type(p, c, k)}
             for p, c, k in sorted(self.edges())
         ]
-        return {"names": names, "nodes": nodes, "edges": edges}
 
-    def backward_payload(self) -> dict[str, Any]:
-        """The contract's backward lineage data (optional keys omitted when empty)."""
+    def _backward_parts(self) -> Iterator[tuple[str, Any]]:
         ancestors: dict[str, list[str]] = {}
         seed_roots: dict[str, str] = {}
+        distinct: set[str] = set()
         for seed in self.seeds:
             dist = self.reach(seed)
             ancestors[seed] = sorted(c for c in dist if c != seed)
+            distinct.update(ancestors[seed])
             # The farthest ancestor without parents (the wafer lot's root); ties: smallest id.
             tops = [c for c in dist if not self.links.get(c)]
             root = min(tops, key=lambda c: (-dist[c], c)) if tops else seed
             seed_roots[seed] = self.node(root).name or root
-        seed_set = set(self.seeds)
-        distinct = {c for anc in ancestors.values() for c in anc} - seed_set
-        parent_map = {c: sorted(ps) for c, ps in sorted(self.links.items()) if ps}
-        merge_edges = {
+        distinct.difference_update(self.seeds)
+        yield "stage", "lineage"
+        yield "ancestors", ancestors
+        del ancestors
+        yield "merges", {}
+        yield "total_nodes", len(self.nodes)
+        yield "total_ancestor_count", len(distinct)
+        yield "roots", list(self.seeds)
+        yield "seed_roots", seed_roots
+        yield "parent_map", {c: sorted(ps) for c, ps in sorted(self.links.items()) if ps}
+        yield "merge_edges", {
             c: sorted(p for p, k in ps.items() if k == MERGE)
             for c, ps in sorted(self.links.items())
             if any(k == MERGE for k in ps.values())
         }
-        data: dict[str, Any] = {
-            "stage": "lineage",
-            "ancestors": ancestors,
-            "merges": {},
-            "total_nodes": len(self.nodes),
-            "total_ancestor_count": len(distinct),
-            "roots": list(self.seeds),
-            "seed_roots": seed_roots,
-            "parent_map": parent_map,
-            "merge_edges": merge_edges,
-            **self._common(),
-        }
-        optional = ("seed_roots", "names", "parent_map", "merge_edges", "nodes", "edges")
-        return {k: v for k, v in data.items() if v or k not in optional}
+        yield from self._common()
 
-    def forward_payload(self) -> dict[str, Any]:
-        """The contract's forward lineage data, plus ``descendants`` per seed (an extension:
-        merges included, which ``children_map`` leaves out by contract)."""
+    def _forward_parts(self) -> Iterator[tuple[str, Any]]:
         children_map = {
             p: sorted(c for c, k in cs.items() if k == SPLIT)
             for p, cs in sorted(self.links.items())
@@ -173,18 +167,29 @@ class Lineage:
         }
         has_parent = {c for cs in children_map.values() for c in cs}
         leaves = [c for c in sorted(self.nodes) if c not in children_map]
-        return {
-            "stage": "lineage",
-            "roots": [c for c in sorted(self.nodes) if c not in has_parent],
-            "children_map": children_map,
-            "leaf_serials": {c: sorted(self.serials[c]) for c in leaves if self.serials.get(c)},
-            "total_nodes": len(self.nodes),
-            "descendants": {seed: self.related(seed) for seed in self.seeds},
-            **self._common(),
-        }
+        yield "stage", "lineage"
+        yield "roots", [c for c in sorted(self.nodes) if c not in has_parent]
+        yield "children_map", children_map
+        del children_map, has_parent
+        yield "leaf_serials", {c: sorted(self.serials[c]) for c in leaves if self.serials.get(c)}
+        yield "total_nodes", len(self.nodes)
+        yield "descendants", {seed: self.related(seed) for seed in self.seeds}
+        yield from self._common()
+
+    def payload_parts(self) -> Iterator[tuple[str, Any]]:
+        """The contract's lineage data one top-level key at a time, each built only when asked
+        for, so a caller that stores and drops each part never holds the whole document.
+        Optional keys (backward) are left out when empty. Forward adds ``descendants`` per seed (an
+        extension: merges included, which ``children_map`` leaves out by contract)."""
+        parts = self._backward_parts() if self.backward else self._forward_parts()
+        optional = OPTIONAL_KEYS if self.backward else frozenset()
+        for key, value in parts:
+            if value or key not in optional:
+                yield key, value
 
     def payload(self) -> dict[str, Any]:
-        return self.backward_payload() if self.backward else self.forward_payload()
+        """The whole lineage document (``payload_parts`` as one dict)."""
+        return dict(self.payload_parts())
 
     def all_cids(self) -> list[str]:
         """Seeds first, then every other node of the graph (the events stage's input)."""

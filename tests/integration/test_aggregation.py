@@ -219,7 +219,7 @@ def test_a_batch_seen_twice_changes_nothing(warehouse: Path) -> None:
                     for cid in cids
                 )
             )
-            agg.set_lineage({})
+            agg.set_lineage([])
             return agg, list(fetch_events(source, "upstream_history", cids))
 
         once, batches = fresh()
@@ -351,14 +351,14 @@ def test_inputs_out_of_order_are_refused() -> None:
     agg = MsdAggregator(station="測試")
     with pytest.raises(RuntimeError, match="before"):
         agg.add_events("upstream_history", RowBatch(("CONTAINERID",), []))
-    agg.set_lineage({})
+    agg.set_lineage([])
     with pytest.raises(RuntimeError, match="after"):
         agg.add_detection_lots(_detection_batch([]))
 
 
 def test_container_mode_without_detection_rows_says_so() -> None:
     agg = MsdAggregator(station="測試", date_mode=False)
-    agg.set_lineage({})
+    agg.set_lineage([])
     result = agg.result()
     assert result["daily_trend"] == [] and result["container_mode_hint"]
     assert result["kpi"]["lot_count"] == 0 and result["attribution"] == []

@@ -61,7 +61,7 @@ def test_hostile_ids_flow_through_lineage_and_events_as_values(
 ) -> None:
     before = _counts(db)
     graph = trace_lineage(sqlite_source, HOSTILE, "forward")
-    assert graph.forward_payload()["children_map"] == {}
+    assert graph.payload()["children_map"] == {}
     for domain in ("history", "jobs", "holds"):
         assert list(fetch_events(sqlite_source, domain, HOSTILE)) == []
     assert _counts(db) == before

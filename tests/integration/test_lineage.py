@@ -109,7 +109,7 @@ def test_cycles_terminate_and_keep_their_edges(
     # Given the planted split cycle A<-B, B<-A, C<-A
     a, b, c = (t["CONTAINERID"] for t in read_truth(warehouse) if t["KIND"] == "split_cycle")
     # When tracing from C backward
-    data = trace_lineage(sqlite_source, [c], "backward").backward_payload()
+    data = trace_lineage(sqlite_source, [c], "backward").payload()
     # Then the cycle is walked once, and both edges of the cycle are kept
     assert data["ancestors"][c] == sorted([a, b])
     assert {(e["from_cid"], e["to_cid"]) for e in data["edges"]} == {(a, c), (b, a), (a, b)}
@@ -117,10 +117,10 @@ def test_cycles_terminate_and_keep_their_edges(
 
 def test_merge_cycles_terminate(sqlite_source: SqliteSource, warehouse: Path) -> None:
     x, y = (t["CONTAINERID"] for t in read_truth(warehouse) if t["KIND"] == "merge_cycle")
-    backward = trace_lineage(sqlite_source, [y], "backward").backward_payload()
+    backward = trace_lineage(sqlite_source, [y], "backward").payload()
     assert backward["ancestors"][y] == [x]
     assert backward["merge_edges"] == {y: [x]}
-    forward = trace_lineage(sqlite_source, [x], "forward").forward_payload()
+    forward = trace_lineage(sqlite_source, [x], "forward").payload()
     assert forward["descendants"][x] == [y]
 
 
@@ -132,7 +132,7 @@ def test_backward_payload_has_the_contract_shape(
         "SELECT LOTID FROM DW_MES_PJ_COMBINEDASSYLOTS GROUP BY LOTID "
         "HAVING COUNT(*) >= 2 ORDER BY LOTID LIMIT 1"
     ).fetchone()[0]
-    data = trace_lineage(sqlite_source, [target], "backward").backward_payload()
+    data = trace_lineage(sqlite_source, [target], "backward").payload()
     assert set(data) >= {
         "stage",
         "ancestors",
@@ -180,7 +180,7 @@ def test_forward_payload_has_the_contract_shape(
         "SELECT SPLITFROMID FROM DW_MES_CONTAINER WHERE SPLITFROMID IS NOT NULL "
         "GROUP BY SPLITFROMID ORDER BY COUNT(*) DESC LIMIT 1"
     ).fetchone()[0]
-    data = trace_lineage(sqlite_source, [root], "forward").forward_payload()
+    data = trace_lineage(sqlite_source, [root], "forward").payload()
     assert set(data) >= {
         "stage",
         "roots",
@@ -214,7 +214,7 @@ def test_leaf_serials_name_the_finished_products(
         "SELECT CONTAINERID, LOTID, FINISHEDNAME FROM DW_MES_PJ_COMBINEDASSYLOTS "
         "ORDER BY CONTAINERID LIMIT 1"
     ).fetchone()
-    data = trace_lineage(sqlite_source, [source_lot], "forward").forward_payload()
+    data = trace_lineage(sqlite_source, [source_lot], "forward").payload()
     assert serial in data["leaf_serials"][target]
 
 
@@ -230,7 +230,7 @@ def test_lookups_are_batched_by_frontier_not_by_lot(warehouse: Path, seeds: list
 
 def test_unknown_ids_become_unknown_nodes_and_quotes_stay_values(source: Source) -> None:
     weird = "x'); DROP TABLE DW_MES_CONTAINER; --"
-    data = trace_lineage(source, [weird, "ffffffffffffffff"], "backward").backward_payload()
+    data = trace_lineage(source, [weird, "ffffffffffffffff"], "backward").payload()
     assert data["ancestors"] == {weird: [], "ffffffffffffffff": []}
     assert data["nodes"][weird]["node_type"] == "UNKNOWN"
     assert list(source.query("lineage/containers", {"cids": ["ffffffffffffffff"]})) == []

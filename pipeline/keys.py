@@ -1,0 +1,92 @@
+"""Every Redis key of the checkpoint store, built in one place, under one namespace.
+
+A job's keys all start with ``trace:job:{id}`` and carry the job's TTL. The cross-job indexes
+(``trace:jobs:*``, ``trace:leases``) are sorted sets scored by time, so listing and cleanup never
+need ``SCAN``/``KEYS``; their members are trimmed by score instead of expiring.
+"""
+
+from __future__ import annotations
+
+NAMESPACE = "trace"
+
+#: Index of every job by creation time (score: epoch seconds).
+RECENT = f"{NAMESPACE}:jobs:recent"
+#: Jobs that are queued or started (score: last state change).
+RUNNING = f"{NAMESPACE}:jobs:running"
+#: Jobs that failed (score: when).
+FAILED = f"{NAMESPACE}:jobs:failed"
+#: Work a worker holds right now, ``{job_id}|{message key}`` scored by its last heartbeat.
+LEASES = f"{NAMESPACE}:leases"
+#: Held by the reaper that is looking for stale leases (one at a time across all workers).
+REAPER_LOCK = f"{NAMESPACE}:reaper:lock"
+
+
+def job(job_id: str) -> str:
+    """Hash: the job's request, state, stages, timestamps and error."""
+    return f"{NAMESPACE}:job:{job_id}"
+
+
+def job_keys(job_id: str) -> str:
+    """Set: every other key the job has written (for TTL refresh and release)."""
+    return f"{job(job_id)}:keys"
+
+
+def progress(job_id: str) -> str:
+    """Hash: ``{part}:done``/``{part}:total``/``{part}:rows`` counters, stage run counts."""
+    return f"{job(job_id)}:progress"
+
+
+def attempts(job_id: str) -> str:
+    """Hash: starts per batch (``{part}:{batch}``), to stop a batch that keeps killing workers."""
+    return f"{job(job_id)}:attempts"
+
+
+def queries(job_id: str) -> str:
+    """Hash: source queries issued per batch (``{part}:{batch}``)."""
+    return f"{job(job_id)}:queries"
+
+
+def domains(job_id: str) -> str:
+    """Hash: per events domain, its state (``failed``/``truncated``) and why."""
+    return f"{job(job_id)}:domains"
+
+
+def manifest(job_id: str, part: str) -> str:
+    """Hash: finished input batch number -> its manifest entry (chunk keys, rows, checksums)."""
+    return f"{job(job_id)}:manifest:{part}"
+
+
+def columns(job_id: str, part: str) -> str:
+    """String: the column names of ``part``'s rows, written once."""
+    return f"{job(job_id)}:columns:{part}"
+
+
+def chunk(job_id: str, part: str, batch: int, index: int, attempt: str) -> str:
+    """String: one msgpack chunk of rows. ``attempt`` keeps a half-written earlier attempt of the
+    same batch from being overwritten while a reader might trust it."""
+    return f"{job(job_id)}:chunk:{part}:{batch}:{index}:{attempt}"
+
+
+def blob(job_id: str, name: str) -> str:
+    """String: one small msgpack document (a stage's summary, the aggregation result)."""
+    return f"{job(job_id)}:blob:{name}"
+
+
+def claim(job_id: str, step: str) -> str:
+    """String, set once: who dispatched ``step``, so a fan-in dispatches it once."""
+    return f"{job(job_id)}:claim:{step}"
+
+
+def dedupe(fingerprint: str) -> str:
+    """String: the job id serving a request fingerprint."""
+    return f"{NAMESPACE}:dedupe:{fingerprint}"
+
+
+def lease(job_id: str, message_key: str) -> str:
+    """Member of ``LEASES``: one message of one job held by a worker."""
+    return f"{job_id}|{message_key}"
+
+
+def parse_lease(member: str) -> tuple[str, str]:
+    job_id, _, message_key = member.partition("|")
+    return job_id, message_key

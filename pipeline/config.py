@@ -71,7 +71,11 @@ DEFAULT_LARGE_JOB_CIDS = 20_000
 #: Redis memory and time instead: ~11 rows x ~180 bytes per lot and domain, so 250,000 lots of a
 #: five-domain query_tool trace is ~2.5 GB of chunks at most, 500,000 lots of a two-domain
 #: mid-section-defect analysis about the same.
-DEFAULT_MAX_CIDS = {"query_tool": 250_000, "query_tool_reverse": 250_000, "mid_section_defect": 500_000}
+DEFAULT_MAX_CIDS = {
+    "query_tool": 250_000,
+    "query_tool_reverse": 250_000,
+    "mid_section_defect": 500_000,
+}
 #: Rows kept per domain of one job; the rest is cut and ``quality_meta`` says so (rows).
 DEFAULT_MAX_ROWS_PER_DOMAIN = 2_000_000
 

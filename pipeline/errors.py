@@ -60,3 +60,10 @@ class SourceQueryError(SourceError):
     """Permanent: bad SQL, missing table, unreadable file. Retrying cannot help."""
 
     code = "SOURCE_QUERY_FAILED"
+
+
+class ServiceUnavailable(TraceError):
+    """Redis or the broker cannot be reached: nothing was started; try again shortly (503)."""
+
+    code = "SERVICE_UNAVAILABLE"
+    retryable = True

@@ -82,11 +82,14 @@ def dedupe(fingerprint: str) -> str:
     return f"{NAMESPACE}:dedupe:{fingerprint}"
 
 
-def lease(job_id: str, message_key: str) -> str:
-    """Member of ``LEASES``: one message of one job held by a worker."""
-    return f"{job_id}|{message_key}"
+def lease(job_id: str, message_key: str, holder: str) -> str:
+    """Member of ``LEASES``: one message of one job held by one worker thread (``holder``), so
+    two workers running the same message (a redelivery) hold two leases."""
+    return f"{job_id}|{message_key}|{holder}"
 
 
 def parse_lease(member: str) -> tuple[str, str]:
-    job_id, _, message_key = member.partition("|")
+    """``(job_id, message_key)`` of a ``LEASES`` member."""
+    job_id, _, rest = member.partition("|")
+    message_key, _, _holder = rest.rpartition("|")
     return job_id, message_key

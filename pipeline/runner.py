@@ -10,7 +10,7 @@ functions.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +29,7 @@ from pipeline.stages.detection import prepare_aggregator
 from pipeline.stages.events import fetch_events
 from pipeline.stages.lineage import Lineage, trace_lineage
 
-__all__ = ["Progress", "TraceRequest", "TraceSummary", "run_trace", "cid_groups", "ndjson"]
+__all__ = ["Progress", "TraceRequest", "TraceSummary", "cid_groups", "ndjson", "run_trace"]
 
 
 class Progress(Protocol):

@@ -16,7 +16,7 @@ any lot (``jobs_scan``), matched against the whole id set in Python.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from pipeline import domains
@@ -80,7 +80,7 @@ def fetch_events(
     cids: Iterable[object],
     *,
     jobs_probe_max: int = DEFAULT_JOBS_PROBE_MAX,
-) -> Iterator[RowBatch]:
+) -> Generator[RowBatch, None, None]:
     """Row batches of ``domain`` for the lots ``cids`` (any number; batched internally).
 
     Raises ``InvalidInput`` at once for an unknown domain or no ids; source errors are raised
@@ -97,7 +97,7 @@ def fetch_events(
 
 def _stream(
     source: Source, spec: DomainSpec, ids: list[str], jobs_probe_max: int
-) -> Iterator[RowBatch]:
+) -> Generator[RowBatch, None, None]:
     if spec.name == domains.JOBS:
         batches = _jobs(source, ids, jobs_probe_max)
     else:

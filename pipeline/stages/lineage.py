@@ -115,20 +115,26 @@ class Lineage:
 
     def _common(self) -> Iterator[tuple[str, Any]]:
         yield "names", {cid: n.name for cid, n in sorted(self.nodes.items()) if n.name}
-        yield "nodes", {
-            cid: {
-                "container_id": cid,
-                "container_name": n.name,
-                "mfgorder_name": n.mfgorder,
-                "wafer_lot": n.wafer,
-                "node_type": n.node_type,
-            }
-            for cid, n in sorted(self.nodes.items())
-        }
-        yield "edges", [
-            {"from_cid": p, "to_cid": c, "edge_type": self.edge_type(p, c, k)}
-            for p, c, k in sorted(self.edges())
-        ]
+        yield (
+            "nodes",
+            {
+                cid: {
+                    "container_id": cid,
+                    "container_name": n.name,
+                    "mfgorder_name": n.mfgorder,
+                    "wafer_lot": n.wafer,
+                    "node_type": n.node_type,
+                }
+                for cid, n in sorted(self.nodes.items())
+            },
+        )
+        yield (
+            "edges",
+            [
+                {"from_cid": p, "to_cid": c, "edge_type": self.edge_type(p, c, k)}
+                for p, c, k in sorted(self.edges())
+            ],
+        )
 
     def _backward_parts(self) -> Iterator[tuple[str, Any]]:
         ancestors: dict[str, list[str]] = {}
@@ -152,11 +158,14 @@ class Lineage:
         yield "roots", list(self.seeds)
         yield "seed_roots", seed_roots
         yield "parent_map", {c: sorted(ps) for c, ps in sorted(self.links.items()) if ps}
-        yield "merge_edges", {
-            c: sorted(p for p, k in ps.items() if k == MERGE)
-            for c, ps in sorted(self.links.items())
-            if any(k == MERGE for k in ps.values())
-        }
+        yield (
+            "merge_edges",
+            {
+                c: sorted(p for p, k in ps.items() if k == MERGE)
+                for c, ps in sorted(self.links.items())
+                if any(k == MERGE for k in ps.values())
+            },
+        )
         yield from self._common()
 
     def _forward_parts(self) -> Iterator[tuple[str, Any]]:

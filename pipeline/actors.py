@@ -1,0 +1,52 @@
+"""The Dramatiq actors of a trace, one per stage: ``dramatiq pipeline.actors`` starts a worker.
+
+Importing this module reads the settings from the environment once, builds the broker
+(``TRACE_BROKER_URL``: Redis by default, RabbitMQ for ``amqp://``) and sets it as Dramatiq's
+global broker. Each actor is a thin wrapper: ``Runtime.handle`` loads the job, runs the stage
+function and hands on. Messages go to queue ``trace``, or ``trace_large`` for jobs over
+``TRACE_LARGE_JOB_CIDS`` lots (run workers for both: ``--queues trace trace_large``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+
+from pipeline.broker import make_broker
+from pipeline.config import Settings
+from pipeline.job import AGGREGATION, EVENTS, LINEAGE, QUEUE, SEED_RESOLVE
+from pipeline.messages import ACTOR_NAMES, MessageKey
+from pipeline.worker import EngineMiddleware, Runtime, runtime_for
+
+settings = Settings.from_env()
+broker = make_broker(settings)
+runtime: Runtime = runtime_for(settings, broker)
+broker.add_middleware(EngineMiddleware(runtime))
+dramatiq.set_broker(broker)
+
+_options: dict[str, Any] = {"queue_name": QUEUE, "broker": broker}
+
+
+@dramatiq.actor(actor_name=ACTOR_NAMES[SEED_RESOLVE], **_options)
+def seed_resolve(job_id: str, resumed: bool = False) -> None:
+    """Resolve the job's seeds."""
+    runtime.handle(job_id, MessageKey(SEED_RESOLVE), resumed=resumed)
+
+
+@dramatiq.actor(actor_name=ACTOR_NAMES[LINEAGE], **_options)
+def lineage(job_id: str, resumed: bool = False) -> None:
+    """Trace the genealogy of the job's seeds."""
+    runtime.handle(job_id, MessageKey(LINEAGE), resumed=resumed)
+
+
+@dramatiq.actor(actor_name=ACTOR_NAMES[EVENTS], **_options)
+def events(job_id: str, domain: str, group: int, resumed: bool = False) -> None:
+    """Fetch one group of input batches of one domain."""
+    runtime.handle(job_id, MessageKey(EVENTS, domain, group), resumed=resumed)
+
+
+@dramatiq.actor(actor_name=ACTOR_NAMES[AGGREGATION], **_options)
+def aggregation(job_id: str, resumed: bool = False) -> None:
+    """Run the mid-section-defect analysis over the stored events."""
+    runtime.handle(job_id, MessageKey(AGGREGATION), resumed=resumed)

@@ -1,0 +1,63 @@
+"""How rows and small documents are stored: msgpack, rows as arrays (columns kept apart), with a
+CRC-32 per chunk so a damaged or replaced chunk is noticed on read."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import msgpack
+
+
+def _plain(value: Any) -> Any:
+    # Oracle hands back Decimal for NUMBER and datetime for DATE; the contract wants JSON
+    # numbers and "YYYY-MM-DD HH:MM:SS" text, so they are stored that way.
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"cannot store a {type(value).__name__}")
+
+
+def pack(value: Any) -> bytes:
+    """msgpack bytes of ``value`` (tuples become arrays)."""
+    return msgpack.packb(value, use_bin_type=True, default=_plain)
+
+
+def unpack(data: bytes) -> Any:
+    """The value of ``pack`` bytes; arrays come back as lists."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def pack_rows(rows: Sequence[Sequence[Any]]) -> bytes:
+    """One chunk: the rows as msgpack arrays."""
+    return pack(rows)
+
+
+def unpack_rows(data: bytes) -> list[tuple[Any, ...]]:
+    """The rows of a chunk, as tuples."""
+    return list(msgpack.unpackb(data, raw=False, use_list=False))
+
+
+def checksum(data: bytes) -> int:
+    """CRC-32 of stored bytes (detects a damaged or replaced chunk, not an attacker)."""
+    return zlib.crc32(data)
+
+
+def as_bytes(value: object) -> bytes:
+    """A value read from the store's Redis client (which never decodes responses)."""
+    if not isinstance(value, bytes):
+        raise TypeError(f"expected bytes from Redis, got {type(value).__name__}")
+    return value
+
+
+def as_text(value: object) -> str:
+    """A Redis response as text (ids, field names)."""
+    return as_bytes(value).decode()

@@ -1,0 +1,57 @@
+"""The aggregation stage of a job (mid-section-defect): the detection lots, the stored lineage
+and the stored event rows folded into the analysis, written as a blob plus its detail rows.
+
+It reads the events from the checkpoints, never from the source, and folds each committed chunk
+exactly once per run (a run starts from a fresh aggregator, so a re-run cannot double-count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pipeline import domains
+from pipeline.engine.context import StageContext
+from pipeline.engine.flow import events_part
+from pipeline.engine.lineage import lineage_part
+from pipeline.engine.recording import RecordingSource
+from pipeline.engine.seed_resolve import seed_cids
+from pipeline.stages.aggregation import machine_families
+from pipeline.stages.detection import prepare_aggregator
+
+QUERIES_PART = "aggregation:q"
+DETAIL_PART = "aggregation:detail"
+DETAIL_COLUMNS = ("row",)  # one dict per row: the detail table's keys differ by direction
+
+
+def run_aggregation(ctx: StageContext) -> None:
+    """Compute the analysis; store it as blob ``aggregation`` and rows ``DETAIL_PART``."""
+    job, store, settings = ctx.job, ctx.store, ctx.settings
+    source = RecordingSource(ctx, QUERIES_PART)
+    direction = job.request.direction()
+    aggregator = prepare_aggregator(source, job.request.params, seed_cids(ctx), direction, settings)
+    roots = dict(_pairs(ctx, "seed_roots"))
+    related = "ancestors" if direction == domains.BACKWARD else "descendants"
+    aggregator.set_lineage(_pairs(ctx, related), roots)
+    failed = ctx.registry.domain_states(job.id)
+    for domain in job.domains:
+        if domain in failed:
+            continue
+        for batch in store.read(job.id, events_part(domain)):
+            ctx.check_active()
+            aggregator.add_events(domain, batch)
+    families = machine_families(source, aggregator.machine_ids())
+    store.put_blob(job.id, "aggregation", aggregator.result(families))
+    store.write_rows(
+        job.id,
+        DETAIL_PART,
+        DETAIL_COLUMNS,
+        ((r,) for r in aggregator.detail_rows()),
+        settings.fetch_rows,
+    )
+
+
+def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:
+    """The (key, value) rows of a stored map part of the lineage document, streamed."""
+    for batch in ctx.store.read(ctx.job.id, lineage_part(key)):
+        yield from ((name, value) for name, value in batch.rows)

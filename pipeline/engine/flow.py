@@ -1,0 +1,120 @@
+"""How a job moves from stage to stage: which messages a stage needs, the events fan-in, and
+resuming a job whose work was interrupted.
+
+The fan-in counts distinct committed batches (manifest entries), never messages: a redelivered
+events message finds its batches committed, adds nothing, and the hand-over to aggregation is
+claimed once (``JobRegistry.claim``), so it is dispatched once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from pipeline import domains
+from pipeline.engine.context import StageContext
+from pipeline.job import EVENTS, Job
+from pipeline.messages import MessageKey
+from pipeline.registry import JobRegistry
+from pipeline.store import CheckpointStore
+
+log = logging.getLogger(__name__)
+
+#: The part holding a job's lots, in batches of ``in_list_size`` (the events stage's input).
+CIDS_PART = "lineage:cids"
+
+
+def events_part(domain: str) -> str:
+    return f"{EVENTS}:{domain}"
+
+
+def events_totals(job: Job, cid_count: int, in_list_size: int) -> dict[str, int]:
+    """Input batches per events domain: one per ``in_list_size`` lots; ``jobs`` is one batch
+    (its table is read in one pass for all the lots: see ``fetch_events``)."""
+    batches = math.ceil(cid_count / in_list_size)
+    return {
+        events_part(d): (min(batches, 1) if d == domains.JOBS else batches) for d in job.domains
+    }
+
+
+def events_groups(total: int, group_batches: int) -> int:
+    return math.ceil(total / group_batches)
+
+
+def group_batches(group: int, total: int, group_size: int) -> range:
+    """The input batches events message ``group`` fetches."""
+    return range(group * group_size, min(total, (group + 1) * group_size))
+
+
+def stage_messages(ctx: StageContext, stage: str) -> list[MessageKey]:
+    """The messages ``stage`` still needs: events groups with an uncommitted batch (domains
+    that failed excluded); one message for the other stages."""
+    if stage != EVENTS:
+        return [MessageKey(stage)]
+    job, store = ctx.job, ctx.store
+    progress = ctx.registry.progress(job.id)
+    failed = ctx.registry.domain_states(job.id)
+    size = ctx.settings.events_group_batches
+    messages = []
+    for domain in job.domains:
+        if domain in failed:
+            continue
+        part = events_part(domain)
+        total = progress.get(f"{part}:total", 0)
+        done = store.finished(job.id, part)
+        for group in range(events_groups(total, size)):
+            if any(b not in done for b in group_batches(group, total, size)):
+                messages.append(MessageKey(EVENTS, domain, group))
+    return messages
+
+
+def events_settled(registry: JobRegistry, store: CheckpointStore, job: Job) -> bool:
+    """Every domain either failed or has every input batch committed."""
+    progress = registry.progress(job.id)
+    failed = registry.domain_states(job.id)
+    for domain in job.domains:
+        if domain in failed:
+            continue
+        part = events_part(domain)
+        if len(store.finished(job.id, part)) < progress.get(f"{part}:total", 0):
+            return False
+    return True
+
+
+def dispatch_stage(ctx: StageContext, stage: str, *, resumed: bool = False) -> None:
+    """Send the messages of ``stage``; an events stage with nothing left hands on at once."""
+    messages = stage_messages(ctx, stage)
+    if stage == EVENTS and not messages and events_settled(ctx.registry, ctx.store, ctx.job):
+        advance(ctx, EVENTS, resumed=resumed)
+        return
+    ctx.dispatch(ctx.job, messages, resumed=resumed)
+
+
+def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
+    """``finished`` is complete: dispatch the next stage once (or finish the job).
+
+    ``resumed`` work skips the once-only claim: a worker that died after claiming the hand-over
+    but before sending it must not leave the job stuck.
+    """
+    job, registry = ctx.job, ctx.registry
+    registry.complete_stage(job.id, finished)
+    after = job.next_stage(finished)
+    if after is None:
+        if registry.finish(job.id):
+            log.info("job %s finished", job.id)
+        return
+    if registry.claim(job.id, after) or resumed:
+        fresh = registry.load(job.id)  # queue and counts may have changed in this stage
+        if fresh is None:
+            return
+        ctx.job = fresh
+        dispatch_stage(ctx, after, resumed=resumed)
+
+
+def resume(ctx: StageContext) -> None:
+    """Send again whatever the job's first unfinished stage still needs (operator retry)."""
+    stage = ctx.job.pending_stage()
+    if stage is None:
+        ctx.registry.finish(ctx.job.id)
+        return
+    dispatch_stage(ctx, stage, resumed=True)

@@ -1,0 +1,67 @@
+"""A source that checkpoints every query it runs, for the stages whose work is a sequence of
+queries (seed-resolve, lineage, the aggregation's own lookups).
+
+Such a stage is deterministic: run again on the same checkpoints it asks the same queries in the
+same order. So query number *n* of the stage is batch *n* of its part: when the manifest has it
+(and the query text and binds match), its rows are read back from Redis instead of the source;
+otherwise the query runs, its rows are stored chunk by chunk as they stream through, and the
+batch is committed once the caller has read them all. A killed stage therefore re-asks the
+source only for the queries it had not finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from pipeline.engine.context import StageContext
+from pipeline.errors import SourceQueryError
+from pipeline.rows import RowBatch
+from pipeline.sources.base import Source
+
+
+class RecordingSource(Source):
+    """Wraps ``ctx.source``; records its queries under ``part`` of the job."""
+
+    def __init__(self, ctx: StageContext, part: str) -> None:
+        inner = ctx.source
+        super().__init__(fetch_rows=inner.fetch_rows, in_list_size=inner.in_list_size)
+        self.dialect = inner.dialect  # type: ignore[misc]  # the wrapped source's SQL
+        self.inner = inner
+        self.ctx = ctx
+        self.part = part
+        self._next = 0
+
+    def _execute(self, text: str, binds: dict[str, Any]) -> Iterator[RowBatch]:
+        number, self._next = self._next, self._next + 1
+        digest = hashlib.sha256(
+            text.encode() + orjson.dumps(binds, option=orjson.OPT_SORT_KEYS, default=str)
+        ).hexdigest()[:16]
+        return self._replay_or_run(number, digest, text, binds)
+
+    def _replay_or_run(
+        self, number: int, digest: str, text: str, binds: dict[str, Any]
+    ) -> Iterator[RowBatch]:
+        ctx, job_id = self.ctx, self.ctx.job.id
+        entry = ctx.store.entry(job_id, self.part, number)
+        if entry is not None:
+            if entry.note.get("query") != digest:
+                raise SourceQueryError(
+                    f"{self.part} query {number} differs from the recorded one: the stage "
+                    "did not repeat itself, so its checkpoints cannot be reused"
+                )
+            yield from ctx.store.read_entry(job_id, self.part, entry)
+            return
+        ctx.check_active()
+        ctx.start_batch(self.part, number)
+        writer = ctx.store.writer(job_id, self.part, number, shared_columns=False)
+        for batch in self.inner._execute(text, binds):  # the same seam, wrapped
+            writer.add(batch)
+            yield batch
+        ctx.store.commit(job_id, self.part, writer.entry({"query": digest}))
+
+    def close(self) -> None:
+        """The wrapped source belongs to the worker; nothing to close here."""

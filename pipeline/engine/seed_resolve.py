@@ -1,0 +1,50 @@
+"""The seed-resolve stage of a job: the request's inputs -> seed lots, stored as a part."""
+
+from __future__ import annotations
+
+from pipeline import domains
+from pipeline.engine.context import StageContext
+from pipeline.engine.recording import RecordingSource
+from pipeline.errors import InvalidInput
+from pipeline.stages import seed_resolve
+
+#: Seed lots of the job: rows of ``SEED_COLUMNS``.
+SEEDS_PART = "seed-resolve:seeds"
+SEED_COLUMNS = ("container_id", "container_name", "lot_id")
+#: The queries this stage ran (replayed when it runs again).
+QUERIES_PART = "seed-resolve:q"
+
+
+def run_seed_resolve(ctx: StageContext) -> None:
+    """Resolve the request's seeds; store them (``SEEDS_PART``) and a summary blob.
+
+    Raises ``InvalidInput`` (``NO_SEEDS``) when a query-tool trace matches nothing; a
+    mid-section-defect range without detection lots goes on to an empty result.
+    """
+    job, settings = ctx.job, ctx.settings
+    request = job.request
+    found = seed_resolve.resolve(
+        RecordingSource(ctx, QUERIES_PART),
+        request.profile,
+        request.params,
+        min_prefix=settings.resolve_min_prefix,
+        max_days=settings.msd_max_days,
+    )
+    if not found.seeds and request.profile != domains.MID_SECTION_DEFECT:
+        raise InvalidInput("no seed matched: nothing to trace", field="values", code="NO_SEEDS")
+    ctx.store.write_rows(
+        job.id,
+        SEEDS_PART,
+        SEED_COLUMNS,
+        ((s.container_id, s.container_name, s.lot_id) for s in found.seeds),
+        settings.fetch_rows,
+    )
+    ctx.store.put_blob(
+        job.id, "seed-resolve", {"seed_count": len(found.seeds), "not_found": found.not_found}
+    )
+    ctx.registry.update(job.id, seed_count=len(found.seeds))
+
+
+def seed_cids(ctx: StageContext) -> list[str]:
+    """The job's seed lots, in resolve order."""
+    return [row[0] for batch in ctx.store.read(ctx.job.id, SEEDS_PART) for row in batch.rows]

@@ -1,0 +1,130 @@
+"""A trace job as stored: its request, state, stages, timestamps and error.
+
+States are the contract's (``queued``, ``started``, ``finished``, ``failed``) plus ``cancelled``.
+A job runs the stages of its plan in order; a job given CIDs skips seed-resolve and lineage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from pipeline import domains
+from pipeline.request import TraceRequest
+
+QUEUED = "queued"
+STARTED = "started"
+FINISHED = "finished"
+FAILED = "failed"
+CANCELLED = "cancelled"
+STATES = (QUEUED, STARTED, FINISHED, FAILED, CANCELLED)
+ACTIVE = (QUEUED, STARTED)
+#: States a job is in when its request may be served again instead of starting a new job.
+REUSABLE = (QUEUED, STARTED, FINISHED)
+
+SEED_RESOLVE = "seed-resolve"
+LINEAGE = "lineage"
+EVENTS = "events"
+AGGREGATION = "aggregation"
+STAGES = (SEED_RESOLVE, LINEAGE, EVENTS, AGGREGATION)
+
+#: The queue of small jobs and the queue of jobs over ``TRACE_LARGE_JOB_CIDS`` lots.
+QUEUE = "trace"
+LARGE_QUEUE = "trace_large"
+QUEUES = (QUEUE, LARGE_QUEUE)
+
+
+def plan(request: TraceRequest) -> tuple[str, ...]:
+    """The stages ``request`` runs, in order."""
+    head: tuple[str, ...] = () if request.from_cids else (SEED_RESOLVE, LINEAGE)
+    tail = (AGGREGATION,) if request.profile == domains.MID_SECTION_DEFECT and head else ()
+    return (*head, EVENTS, *tail)
+
+
+@dataclass
+class Job:
+    """One job, as read from its Redis hash."""
+
+    id: str
+    request: TraceRequest
+    state: str = QUEUED
+    stage: str | None = None
+    completed: list[str] = field(default_factory=list)
+    queue: str = QUEUE
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    cid_count: int = 0
+    seed_count: int = 0
+    error: dict[str, Any] | None = None
+    fingerprint: str = ""
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return plan(self.request)
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return self.request.domains
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    def next_stage(self, after: str) -> str | None:
+        """The stage that follows ``after`` in this job's plan (``None``: it was the last)."""
+        stages = self.stages
+        at = stages.index(after)
+        return stages[at + 1] if at + 1 < len(stages) else None
+
+    def pending_stage(self) -> str | None:
+        """The first stage of the plan not completed yet (``None``: all are)."""
+        return next((s for s in self.stages if s not in self.completed), None)
+
+    def elapsed_seconds(self, now: float | None = None) -> float:
+        end = self.finished_at or (now if now is not None else time.time())
+        return round(max(0.0, end - self.created_at), 1)
+
+    # ---- storage ---------------------------------------------------------------------------
+    def to_hash(self) -> dict[str, str]:
+        """The fields written when the job is created."""
+        return {
+            "id": self.id,
+            "request": orjson.dumps(self.request.as_dict()).decode(),
+            "fingerprint": self.fingerprint,
+            "state": self.state,
+            "queue": self.queue,
+            "created_at": repr(self.created_at),
+            "updated_at": repr(self.created_at),
+            "cid_count": str(self.cid_count),
+            "seed_count": str(self.seed_count),
+        }
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[bytes, bytes]) -> Job:
+        data = {k.decode(): v.decode() for k, v in raw.items()}
+        request = TraceRequest.from_dict(orjson.loads(data["request"]))
+        completed = [s for s in STAGES if f"done:{s}" in data]
+        return cls(
+            id=data["id"],
+            request=request,
+            state=data["state"],
+            stage=data.get("stage") or None,
+            completed=completed,
+            queue=data.get("queue") or QUEUE,
+            created_at=float(data["created_at"]),
+            started_at=_float(data.get("started_at")),
+            finished_at=_float(data.get("finished_at")),
+            cid_count=int(data.get("cid_count") or 0),
+            seed_count=int(data.get("seed_count") or 0),
+            error=orjson.loads(data["error"]) if data.get("error") else None,
+            fingerprint=data.get("fingerprint", ""),
+        )
+
+
+def _float(text: str | None) -> float | None:
+    return float(text) if text else None

@@ -1,0 +1,250 @@
+"""Jobs in Redis: creation with dedupe, state changes, progress counters, indexes, claims.
+
+State changes are compare-and-set (a Lua script), so a cancel racing a finish leaves one answer.
+The indexes ``recent``, ``running`` and ``failed`` are sorted sets scored by time; entries older
+than the job TTL are trimmed when jobs are created.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import redis
+
+from pipeline import codec, keys
+from pipeline.job import (
+    ACTIVE,
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    QUEUE,
+    QUEUED,
+    REUSABLE,
+    STARTED,
+    Job,
+)
+from pipeline.request import TraceRequest
+from pipeline.store import CheckpointStore
+
+# Set fields of a job hash only when its state is one of a comma-separated list.
+# KEYS[1] job hash; ARGV[1] allowed states; ARGV[2..] field, value, field, value...
+_SET_IF_STATE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -1 end
+for allowed in string.gmatch(ARGV[1], '[^,]+') do
+  if allowed == state then
+    redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+    return 1
+  end
+end
+return 0
+"""
+
+
+class JobRegistry:
+    """Creates, reads and moves jobs; owns every job field but the checkpoints."""
+
+    def __init__(self, client: redis.Redis, store: CheckpointStore) -> None:
+        self.redis = client
+        self.store = store
+        self._set_if_state = client.register_script(_SET_IF_STATE)
+
+    @property
+    def ttl(self) -> int:
+        return self.store.ttl
+
+    # ---- creation --------------------------------------------------------------------------
+    def submit(
+        self, request: TraceRequest, *, fresh: bool = False, queue: str = QUEUE
+    ) -> tuple[Job, bool]:
+        """The job for ``request``: an existing queued, started or finished one for the same
+        request (unless ``fresh``), or a new queued one. Returns the job and whether it is new."""
+        fingerprint = request.fingerprint()
+        dedupe_key = keys.dedupe(fingerprint)
+        outcome: dict[str, Any] = {}
+
+        def attempt(pipe: Any) -> None:
+            if not fresh:
+                existing = pipe.get(dedupe_key)
+                job = self.load(codec.as_text(existing)) if existing else None
+                if job is not None and job.state in REUSABLE:
+                    outcome.update(job=job, created=False)
+                    pipe.multi()
+                    return
+            now = time.time()
+            job = Job(
+                id=secrets.token_hex(16),  # 128 random bits
+                request=request,
+                queue=queue,
+                created_at=now,
+                fingerprint=fingerprint,
+                cid_count=len(request.container_ids),
+            )
+            pipe.multi()
+            pipe.hset(keys.job(job.id), mapping=job.to_hash())
+            pipe.expire(keys.job(job.id), self.ttl)
+            pipe.set(dedupe_key, job.id, ex=self.ttl)
+            pipe.zadd(keys.RECENT, {job.id: now})
+            pipe.zadd(keys.RUNNING, {job.id: now})
+            for index in (keys.RECENT, keys.FAILED):
+                pipe.zremrangebyscore(index, "-inf", now - self.ttl)
+            outcome.update(job=job, created=True)
+
+        self.redis.transaction(attempt, dedupe_key)
+        return outcome["job"], outcome["created"]
+
+    # ---- reading ---------------------------------------------------------------------------
+    def load(self, job_id: str) -> Job | None:
+        """The job, or ``None`` when unknown or expired."""
+        raw = self.redis.hgetall(keys.job(job_id))
+        return (
+            Job.from_hash({codec.as_bytes(k): codec.as_bytes(v) for k, v in raw.items()})
+            if raw
+            else None
+        )
+
+    def state(self, job_id: str) -> str | None:
+        value = self.redis.hget(keys.job(job_id), "state")
+        return codec.as_text(value) if value else None
+
+    def progress(self, job_id: str) -> dict[str, int]:
+        """Counters: ``{part}:done``/``:total``/``:rows``, ``runs:{stage}``."""
+        raw = self.redis.hgetall(keys.progress(job_id))
+        return {codec.as_text(k): int(v) for k, v in raw.items()}
+
+    def queries(self, job_id: str) -> dict[str, int]:
+        """Source queries issued per batch (``{part}:{batch}``)."""
+        raw = self.redis.hgetall(keys.queries(job_id))
+        return {codec.as_text(k): int(v) for k, v in raw.items()}
+
+    def domain_states(self, job_id: str) -> dict[str, dict[str, Any]]:
+        """Per events domain that did not simply complete: its status, code and message."""
+        raw = self.redis.hgetall(keys.domains(job_id))
+        return {codec.as_text(k): orjson.loads(codec.as_bytes(v)) for k, v in raw.items()}
+
+    def ids(self, index: str, *, limit: int = 100) -> list[str]:
+        """Job ids of an index (``keys.RECENT``/``RUNNING``/``FAILED``), newest first."""
+        return [codec.as_text(m) for m in self.redis.zrevrange(index, 0, limit - 1)]
+
+    # ---- state changes ---------------------------------------------------------------------
+    def _set(self, job_id: str, allowed: Iterable[str], **values: Any) -> bool:
+        values["updated_at"] = repr(time.time())
+        flat: list[Any] = []
+        for name, value in values.items():
+            flat += [name, value]
+        result = self._set_if_state(keys=[keys.job(job_id)], args=[",".join(allowed), *flat])
+        return int(result) == 1
+
+    def update(self, job_id: str, **values: Any) -> bool:
+        """Set plain fields (``cid_count``, ``queue``...) of an active job."""
+        return self._set(job_id, ACTIVE, **{k: str(v) for k, v in values.items()})
+
+    def start_stage(self, job_id: str, stage: str) -> bool:
+        """The job is now running ``stage`` (False: it is no longer active)."""
+        now = time.time()
+        if not self._set(job_id, ACTIVE, state=STARTED, stage=stage):
+            return False
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(keys.job(job_id), "started_at", repr(now))
+        pipe.hincrby(keys.progress(job_id), f"runs:{stage}", 1)
+        self.store.register(pipe, job_id, keys.progress(job_id))
+        pipe.zadd(keys.RUNNING, {job_id: now})
+        pipe.execute()
+        return True
+
+    def complete_stage(self, job_id: str, stage: str) -> bool:
+        """Record ``stage`` as completed; True only for the first call."""
+        return bool(self.redis.hsetnx(keys.job(job_id), f"done:{stage}", repr(time.time())))
+
+    def finish(self, job_id: str) -> bool:
+        """started -> finished; every key of the job gets a fresh TTL."""
+        if not self._set(job_id, (STARTED,), state=FINISHED, finished_at=repr(time.time())):
+            return False
+        self._ended(job_id)
+        return True
+
+    def fail(self, job_id: str, stage: str | None, code: str, message: str) -> bool:
+        """queued/started -> failed, with the stage, code and message in its status."""
+        error = orjson.dumps({"stage": stage, "code": code, "message": message}).decode()
+        now = time.time()
+        if not self._set(job_id, ACTIVE, state=FAILED, error=error, finished_at=repr(now)):
+            return False
+        self.redis.zadd(keys.FAILED, {job_id: now})
+        self._ended(job_id)
+        return True
+
+    def cancel(self, job_id: str) -> str | None:
+        """queued/started -> cancelled; the job's checkpoints are released (its status stays
+        readable until its TTL). Returns the state the job is in afterwards (``None``: unknown)."""
+        if self._set(job_id, ACTIVE, state=CANCELLED, finished_at=repr(time.time())):
+            self.redis.zrem(keys.RUNNING, job_id)
+            self.store.release(job_id)
+            self.redis.expire(keys.job(job_id), self.ttl)
+        return self.state(job_id)
+
+    def _ended(self, job_id: str) -> None:
+        self.redis.zrem(keys.RUNNING, job_id)
+        self.store.touch(job_id)
+        job = self.load(job_id)
+        if job is not None:  # keep a finished job's dedupe entry as long as the job itself
+            dedupe_key = keys.dedupe(job.fingerprint)
+            if self.redis.get(dedupe_key) == job.id.encode():
+                self.redis.expire(dedupe_key, self.ttl)
+
+    def reopen(self, job_id: str) -> bool:
+        """failed -> queued, keeping completed stages and batches (operator retry)."""
+        if not self._set(job_id, (FAILED,), state=QUEUED, error="", finished_at=""):
+            return False
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(keys.FAILED, job_id)
+        pipe.zadd(keys.RUNNING, {job_id: time.time()})
+        pipe.delete(keys.attempts(job_id), keys.domains(job_id))
+        pipe.execute()
+        return True
+
+    # ---- counters and claims ---------------------------------------------------------------
+    def set_totals(self, job_id: str, totals: dict[str, int]) -> None:
+        """Set ``{part}:total`` counters (input batches per part)."""
+        if not totals:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(keys.progress(job_id), mapping={f"{p}:total": n for p, n in totals.items()})
+        self.store.register(pipe, job_id, keys.progress(job_id))
+        pipe.execute()
+
+    def add_attempt(self, job_id: str, tag: str) -> int:
+        """Count one more start of batch ``tag``; returns the starts so far."""
+        return self._count(keys.attempts(job_id), job_id, tag)
+
+    def add_query(self, job_id: str, tag: str) -> int:
+        """Count one source query issued for batch ``tag``."""
+        return self._count(keys.queries(job_id), job_id, tag)
+
+    def _count(self, key: str, job_id: str, tag: str) -> int:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(key, tag, 1)
+        self.store.register(pipe, job_id, key)
+        return int(pipe.execute()[0])
+
+    def mark_domain(self, job_id: str, domain: str, status: str, code: str, message: str) -> bool:
+        """Record that ``domain`` ended ``failed`` (first reason kept). True if this call did."""
+        value = orjson.dumps({"status": status, "code": code, "message": message})
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(keys.domains(job_id), domain, value)
+        self.store.register(pipe, job_id, keys.domains(job_id))
+        return bool(pipe.execute()[0])
+
+    def claim(self, job_id: str, step: str) -> bool:
+        """True for the first caller only: that caller dispatches ``step``."""
+        key = keys.claim(job_id, step)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(key, "1", nx=True, ex=self.ttl)
+        self.store.register(pipe, job_id, key)
+        return bool(pipe.execute()[0])
+
+    def unclaim(self, job_id: str, step: str) -> None:
+        self.redis.delete(keys.claim(job_id, step))

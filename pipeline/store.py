@@ -1,0 +1,316 @@
+"""The checkpoint store: a job's rows as msgpack chunks in Redis, and a manifest per part.
+
+A *part* is one output of a stage (``events:history``, ``lineage:cids``, ``seed-resolve:q``...).
+Its input is cut into numbered *batches*; a batch's rows are written as chunks (one per fetched
+batch of rows, columns stored once per part), then the batch is *committed*: its manifest entry
+(chunk keys, rows per chunk, CRC-32 per chunk) is added to the part's manifest hash. Only committed
+batches count: a stage that starts again skips them, and readers only see them. A batch that died
+half-written leaves chunks no manifest names (they carry the TTL and go with the job).
+
+Every key is registered in the job's key set and carries the job's TTL; ``touch`` refreshes them
+all and ``release`` unlinks them (non-blocking deletes) without any ``SCAN``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import redis
+
+from pipeline import codec, keys
+from pipeline.errors import TraceError
+from pipeline.rows import RowBatch, batched
+
+#: Keys per pipelined round trip when refreshing or releasing a job's keys.
+KEY_BATCH = 500
+
+
+class ChunkLost(TraceError):
+    """A committed chunk is gone (expired, evicted) or no longer matches its checksum."""
+
+    code = "CHUNK_LOST"
+
+    def __init__(self, part: str, batch: int, key: str, why: str) -> None:
+        super().__init__(f"{part} batch {batch}: chunk {key} {why}")
+        self.part, self.batch, self.key = part, batch, key
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """One stored chunk: its key, how many of its rows count, its CRC-32."""
+
+    key: str
+    rows: int
+    checksum: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The manifest entry of one committed batch."""
+
+    batch: int
+    chunks: tuple[ChunkRef, ...] = ()
+    truncated: bool = False  # the domain's row guard cut this batch (or dropped it)
+    note: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(c.rows for c in self.chunks)
+
+    def cut(self, keep: int) -> tuple[Entry, list[str]]:
+        """This entry keeping only its first ``keep`` rows, and the chunk keys no longer used."""
+        if keep >= self.rows:
+            return self, []
+        kept: list[ChunkRef] = []
+        dropped: list[str] = []
+        for ref in self.chunks:
+            if keep <= 0:
+                dropped.append(ref.key)
+            else:
+                kept.append(replace(ref, rows=min(ref.rows, keep)))
+                keep -= ref.rows
+        return replace(self, chunks=tuple(kept), truncated=True), dropped
+
+    def to_bytes(self) -> bytes:
+        return codec.pack(
+            {
+                "chunks": [(c.key, c.rows, c.checksum) for c in self.chunks],
+                "truncated": self.truncated,
+                "note": self.note,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, batch: int, data: bytes) -> Entry:
+        raw = codec.unpack(data)
+        chunks = tuple(ChunkRef(k, r, c) for k, r, c in raw["chunks"])
+        return cls(batch, chunks, bool(raw.get("truncated")), raw.get("note") or {})
+
+
+class CheckpointStore:
+    """Chunks, manifests and small documents of jobs, in one Redis database."""
+
+    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+        self.redis = client
+        self.ttl = ttl_seconds
+
+    # ---- writing ---------------------------------------------------------------------------
+    def register(self, pipe: Any, job_id: str, *names: str) -> None:
+        """Queue, on ``pipe``, the TTL of ``names`` and their entry in the job's key set."""
+        for name in names:
+            pipe.expire(name, self.ttl)
+        pipe.sadd(keys.job_keys(job_id), *names)
+        pipe.expire(keys.job_keys(job_id), self.ttl)
+
+    def writer(
+        self, job_id: str, part: str, batch: int, *, shared_columns: bool = True
+    ) -> ChunkWriter:
+        """A writer for the chunks of input ``batch`` of ``part`` (see ``ChunkWriter``)."""
+        return ChunkWriter(self, job_id, part, batch, shared_columns=shared_columns)
+
+    def write_batch(self, job_id: str, part: str, batch: int, batches: Iterable[RowBatch]) -> Entry:
+        """Store every row batch of ``batches`` as chunks of input ``batch``; return the entry
+        to ``commit``."""
+        writer = self.writer(job_id, part, batch)
+        for rows in batches:
+            writer.add(rows)
+        return writer.entry()
+
+    def commit(
+        self, job_id: str, part: str, entry: Entry, *, row_limit: int | None = None
+    ) -> tuple[Entry, bool]:
+        """Add ``entry`` to the manifest unless its batch is there already; with ``row_limit``
+        keep the part's committed rows within it (the entry is cut, and says so).
+
+        Returns the entry as committed (or the one already there) and whether this call added
+        it. Atomic against concurrent commits to the same part.
+        """
+        manifest_key = keys.manifest(job_id, part)
+        progress_key = keys.progress(job_id)
+        field_name = str(entry.batch)
+        outcome: dict[str, Any] = {}
+
+        def attempt(pipe: Any) -> None:
+            existing = pipe.hget(manifest_key, field_name)
+            if existing is not None:
+                outcome.update(
+                    entry=Entry.from_bytes(entry.batch, codec.as_bytes(existing)), added=False
+                )
+                pipe.multi()
+                return
+            final, dropped = entry, list[str]()
+            if row_limit is not None:
+                committed = int(pipe.hget(progress_key, f"{part}:rows") or 0)
+                final, dropped = entry.cut(max(0, row_limit - committed))
+            pipe.multi()
+            pipe.hset(manifest_key, field_name, final.to_bytes())
+            pipe.hincrby(progress_key, f"{part}:done", 1)
+            pipe.hincrby(progress_key, f"{part}:rows", final.rows)
+            self.register(pipe, job_id, manifest_key, progress_key)
+            if dropped:
+                pipe.unlink(*dropped)
+            outcome.update(entry=final, added=True)
+
+        self.redis.transaction(attempt, manifest_key)
+        return outcome["entry"], outcome["added"]
+
+    def put_blob(self, job_id: str, name: str, value: Any) -> None:
+        """Store one small document (a stage's summary) under ``name``."""
+        key = keys.blob(job_id, name)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(key, codec.pack(value), ex=self.ttl)
+        self.register(pipe, job_id, key)
+        pipe.execute()
+
+    def write_rows(
+        self, job_id: str, part: str, columns: tuple[str, ...], rows: Iterable[Any], size: int
+    ) -> int:
+        """Store a stage's own output (not a query's): ``rows`` cut into batches of ``size``,
+        each committed as batch 0, 1, ... (already committed ones are kept). Returns batches."""
+        done = self.finished(job_id, part)
+        batch = -1
+        for batch, chunk in enumerate(batched(rows, size)):
+            if batch in done:
+                continue
+            entry = self.write_batch(job_id, part, batch, [RowBatch(columns, chunk)])
+            self.commit(job_id, part, entry)
+        return batch + 1
+
+    # ---- reading ---------------------------------------------------------------------------
+    def entry(self, job_id: str, part: str, batch: int) -> Entry | None:
+        data = self.redis.hget(keys.manifest(job_id, part), str(batch))
+        return None if data is None else Entry.from_bytes(batch, codec.as_bytes(data))
+
+    def finished(self, job_id: str, part: str) -> set[int]:
+        """Numbers of the committed batches of ``part``."""
+        return {int(b) for b in self.redis.hkeys(keys.manifest(job_id, part))}
+
+    def manifest(self, job_id: str, part: str) -> dict[int, Entry]:
+        """Every committed entry of ``part``, by batch number (in order)."""
+        raw = self.redis.hgetall(keys.manifest(job_id, part))
+        entries = {
+            int(b): Entry.from_bytes(int(b), codec.as_bytes(data)) for b, data in raw.items()
+        }
+        return dict(sorted(entries.items()))
+
+    def columns(self, job_id: str, part: str) -> tuple[str, ...]:
+        data = self.redis.get(keys.columns(job_id, part))
+        return () if data is None else tuple(codec.unpack(codec.as_bytes(data)))
+
+    def read_entry(
+        self, job_id: str, part: str, entry: Entry, columns: tuple[str, ...] | None = None
+    ) -> Iterator[RowBatch]:
+        """The rows of one committed batch, chunk by chunk (one GET per chunk).
+
+        Raises ``ChunkLost`` for a chunk that is gone or fails its checksum.
+        """
+        if columns is None:
+            columns = tuple(entry.note.get("columns") or self.columns(job_id, part))
+        for ref in entry.chunks:
+            found = self.redis.get(ref.key)
+            if found is None:
+                raise ChunkLost(part, entry.batch, ref.key, "is missing (expired or evicted)")
+            data = codec.as_bytes(found)
+            if codec.checksum(data) != ref.checksum:
+                raise ChunkLost(part, entry.batch, ref.key, "fails its checksum")
+            rows = codec.unpack_rows(data)
+            yield RowBatch(columns, rows[: ref.rows] if ref.rows < len(rows) else rows)
+
+    def read(self, job_id: str, part: str) -> Iterator[RowBatch]:
+        """Every committed row of ``part`` in batch order, one chunk at a time."""
+        columns = self.columns(job_id, part)
+        for entry in self.manifest(job_id, part).values():
+            yield from self.read_entry(job_id, part, entry, columns)
+
+    def read_batch(self, job_id: str, part: str, batch: int) -> list[tuple[Any, ...]]:
+        """The rows of one committed batch (a batch of a stage's own output: small)."""
+        entry = self.entry(job_id, part, batch)
+        if entry is None:
+            raise KeyError(f"{part} batch {batch} is not committed")
+        return [row for rows in self.read_entry(job_id, part, entry) for row in rows.rows]
+
+    def get_blob(self, job_id: str, name: str) -> Any:
+        data = self.redis.get(keys.blob(job_id, name))
+        return None if data is None else codec.unpack(codec.as_bytes(data))
+
+    # ---- lifetime --------------------------------------------------------------------------
+    def _job_keys(self, job_id: str) -> Iterator[list[bytes]]:
+        batch: list[bytes] = []
+        for name in self.redis.sscan_iter(keys.job_keys(job_id), count=KEY_BATCH):
+            batch.append(name)
+            if len(batch) == KEY_BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def touch(self, job_id: str, ttl_seconds: int | None = None) -> None:
+        """Give every key of the job a fresh TTL (the job hash included)."""
+        ttl = self.ttl if ttl_seconds is None else ttl_seconds
+        for batch in self._job_keys(job_id):
+            pipe = self.redis.pipeline(transaction=False)
+            for name in batch:
+                pipe.expire(name, ttl)
+            pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.expire(keys.job_keys(job_id), ttl)
+        pipe.expire(keys.job(job_id), ttl)
+        pipe.execute()
+
+    def release(self, job_id: str) -> int:
+        """Unlink every key of the job but its hash (its status stays readable until its TTL).
+        Returns the keys released."""
+        count = 0
+        for batch in self._job_keys(job_id):
+            self.redis.unlink(*batch)
+            count += len(batch)
+        self.redis.unlink(keys.job_keys(job_id))
+        return count
+
+
+class ChunkWriter:
+    """Writes the row batches of one input batch as chunks, one round trip per chunk.
+
+    With ``shared_columns`` the part's columns are stored once for all its batches; otherwise
+    (recorded queries, whose columns differ) the entry's note carries them.
+    """
+
+    def __init__(
+        self, store: CheckpointStore, job_id: str, part: str, batch: int, *, shared_columns: bool
+    ) -> None:
+        self.store, self.job_id, self.part, self.batch = store, job_id, part, batch
+        self.shared_columns = shared_columns
+        self.attempt = secrets.token_hex(4)
+        self.refs: list[ChunkRef] = []
+        self.columns: tuple[str, ...] = ()
+        self.rows = 0
+
+    def add(self, rows: RowBatch) -> None:
+        """Store ``rows`` as the next chunk (an empty batch stores nothing)."""
+        if not rows.rows:
+            return
+        store, job_id = self.store, self.job_id
+        data = codec.pack_rows(rows.rows)
+        key = keys.chunk(job_id, self.part, self.batch, len(self.refs), self.attempt)
+        pipe = store.redis.pipeline(transaction=False)
+        pipe.set(key, data, ex=store.ttl)
+        names = [key]
+        if self.shared_columns and not self.refs:
+            columns_key = keys.columns(job_id, self.part)
+            pipe.set(columns_key, codec.pack(list(rows.columns)), nx=True, ex=store.ttl)
+            names.append(columns_key)
+        store.register(pipe, job_id, *names)
+        pipe.execute()
+        self.refs.append(ChunkRef(key, len(rows.rows), codec.checksum(data)))
+        self.columns = rows.columns
+        self.rows += len(rows.rows)
+
+    def entry(self, note: dict[str, Any] | None = None, *, truncated: bool = False) -> Entry:
+        """The manifest entry of what was written (commit it with ``CheckpointStore.commit``)."""
+        note = dict(note or {})
+        if not self.shared_columns:
+            note["columns"] = list(self.columns)
+        return Entry(self.batch, tuple(self.refs), truncated, note)

@@ -1,0 +1,259 @@
+"""The glue between Dramatiq and the stage functions, one ``Runtime`` per worker process.
+
+``Runtime.handle`` is what every actor calls: it loads the job, skips work that is no longer
+wanted, holds a lease while the stage function runs, turns errors into retries or failures, and
+hands the job on. Transient errors (``SourceUnavailable``, Redis hiccups, anything unexpected) are
+raised for Dramatiq to retry while retries are left; permanent ones (``InvalidInput``,
+``SourceQueryError``, too many attempts) fail the job at once, or, in the events stage, only the
+domain (the job then ends with ``EVENTS_PARTIAL_FAILURE``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import cached_property
+
+import dramatiq
+import redis
+from dramatiq.middleware import CurrentMessage, Middleware
+
+from pipeline.config import Settings
+from pipeline.engine.aggregation import run_aggregation
+from pipeline.engine.context import JobInactive, StageContext
+from pipeline.engine.events import run_events_group
+from pipeline.engine.flow import (
+    CIDS_PART,
+    advance,
+    dispatch_stage,
+    events_settled,
+    events_totals,
+    resume,
+)
+from pipeline.engine.lineage import check_cid_limit, run_lineage
+from pipeline.engine.seed_resolve import run_seed_resolve
+from pipeline.errors import ServiceUnavailable, TraceError
+from pipeline.job import AGGREGATION, EVENTS, LARGE_QUEUE, LINEAGE, QUEUE, SEED_RESOLVE, Job
+from pipeline.leases import LeaseBook, Ticker, reap_once
+from pipeline.messages import BrokerDispatcher, Dispatcher, MessageKey
+from pipeline.registry import JobRegistry
+from pipeline.request import TraceRequest
+from pipeline.sources import open_source
+from pipeline.sources.base import Source
+from pipeline.store import CheckpointStore
+
+log = logging.getLogger(__name__)
+
+#: The code of a failure nobody planned for (a bug); its message names the exception.
+INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class Runtime:
+    """What one worker process shares between its threads: Redis, the source, the dispatcher."""
+
+    def __init__(
+        self, settings: Settings, dispatch: Dispatcher, source: Source | None = None
+    ) -> None:
+        self.settings = settings
+        self.dispatch = dispatch
+        self._source = source
+        self._lock = threading.Lock()
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.redis_url, health_check_interval=30)
+
+    @cached_property
+    def store(self) -> CheckpointStore:
+        return CheckpointStore(self.redis, self.settings.job_ttl_seconds)
+
+    @cached_property
+    def registry(self) -> JobRegistry:
+        return JobRegistry(self.redis, self.store)
+
+    @cached_property
+    def leases(self) -> LeaseBook:
+        return LeaseBook(self.redis)
+
+    @property
+    def source(self) -> Source:
+        with self._lock:  # opened on first use, in the worker process (after the fork)
+            if self._source is None:
+                self._source = open_source(self.settings)
+            return self._source
+
+    def context(self, job: Job) -> StageContext:
+        return StageContext(
+            job, self.store, self.registry, self.source, self.settings, self.dispatch
+        )
+
+    # ---- one message -----------------------------------------------------------------------
+    def handle(self, job_id: str, key: MessageKey, *, resumed: bool = False) -> None:
+        """Run the work ``key`` of job ``job_id``; see the module docstring for errors."""
+        job = self.registry.load(job_id)
+        if job is None:
+            log.warning("job %s: gone (expired or purged); %s dropped", job_id, key)
+            return
+        if not job.active:
+            log.info("job %s: %s; %s not needed", job_id, job.state, key)
+            return
+        ctx = self.context(job)
+        if key.stage in job.completed:  # a redelivery after the stage finished
+            if resumed:
+                advance(ctx, key.stage, resumed=True)
+            return
+        if not self.registry.start_stage(job_id, key.stage):
+            return
+        with self.leases.hold(job_id, str(key)):
+            try:
+                STEPS[key.stage](ctx, key)
+            except JobInactive:
+                log.info("job %s: no longer active; %s stopped", job_id, key)
+                return
+            except TraceError as error:
+                if error.retryable and self._retries_left():
+                    log.warning("job %s: %s will be retried: %s", job_id, key, error.message)
+                    raise
+                self._give_up(ctx, key, error.code, error.message)
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise  # the store is away: nothing can be recorded; Dramatiq retries
+            except Exception as error:
+                if self._retries_left():
+                    log.exception("job %s: %s failed; it will be retried", job_id, key)
+                    raise
+                self._give_up(ctx, key, INTERNAL_ERROR, f"{type(error).__name__}: {error}")
+            if key.stage != EVENTS:
+                if self.registry.state(job_id) == "started":
+                    advance(ctx, key.stage, resumed=resumed)
+            elif events_settled(self.registry, self.store, ctx.job):
+                advance(ctx, EVENTS, resumed=resumed)
+
+    def _retries_left(self) -> bool:
+        message = CurrentMessage.get_current_message()
+        retries = message.options.get("retries", 0) if message is not None else 0
+        return bool(retries < self.settings.max_retries)
+
+    def _give_up(self, ctx: StageContext, key: MessageKey, code: str, message: str) -> None:
+        job_id = ctx.job.id
+        if key.stage == EVENTS and key.domain is not None:
+            if self.registry.mark_domain(job_id, key.domain, "failed", code, message):
+                log.error("job %s: domain %s failed (%s): %s", job_id, key.domain, code, message)
+            return
+        if self.registry.fail(job_id, key.stage, code, message):
+            log.error("job %s: failed in %s (%s): %s", job_id, key.stage, code, message)
+
+    # ---- submitting -----------------------------------------------------------------------
+    def submit(self, request: TraceRequest, *, fresh: bool = False) -> tuple[Job, bool]:
+        """The job for ``request``: the running or finished one for the same request (unless
+        ``fresh``), or a new one whose first stage is sent to the workers. Returns the job and
+        whether it is new.
+
+        Raises ``InvalidInput`` for a bad request (``CID_LIMIT_EXCEEDED`` past the profile's
+        limit) and ``ServiceUnavailable`` when Redis or the broker is down.
+        """
+        request = request.validated()
+        settings = self.settings
+        count = len(request.container_ids)
+        if request.from_cids:
+            check_cid_limit(count, request.profile, settings.max_cids(request.profile))
+        queue = LARGE_QUEUE if count > settings.large_job_cids else QUEUE
+        try:
+            job, created = self.registry.submit(request, fresh=fresh, queue=queue)
+            if not created:
+                return job, False
+            ctx = self.context(job)
+            if request.from_cids:
+                self.store.write_rows(
+                    job.id,
+                    CIDS_PART,
+                    ("CONTAINERID",),
+                    ((c,) for c in request.container_ids),
+                    settings.in_list_size,
+                )
+                self.registry.set_totals(job.id, events_totals(job, count, settings.in_list_size))
+        except redis.RedisError as error:
+            raise ServiceUnavailable(f"the job store cannot be reached: {error}") from error
+        try:
+            dispatch_stage(ctx, job.stages[0])
+        except Exception as error:
+            self.registry.fail(job.id, None, ServiceUnavailable.code, "the broker is unavailable")
+            raise ServiceUnavailable(f"the broker cannot be reached: {error}") from error
+        log.info("job %s: accepted (%s, %d lots given)", job.id, request.profile, count)
+        return job, True
+
+    # ---- dead workers ----------------------------------------------------------------------
+    def resend(self, job_id: str, message_key: str) -> bool:
+        """Send a stalled message again (the reaper); False when the job no longer wants it."""
+        job = self.registry.load(job_id)
+        if job is None or not job.active:
+            return False
+        self.dispatch(job, [MessageKey.parse(message_key)], resumed=True)
+        return True
+
+    def reap(self) -> int:
+        settings = self.settings
+        return reap_once(
+            self.leases, settings.stall_seconds, settings.reaper_interval_seconds, self.resend
+        )
+
+    def retry(self, job_id: str) -> bool:
+        """Operator retry: a failed job goes back to queued and resumes at its failed stage,
+        keeping finished stages and batches. False when the job is not failed."""
+        if not self.registry.reopen(job_id):
+            return False
+        job = self.registry.load(job_id)
+        if job is None:
+            return False
+        resume(self.context(job))
+        return True
+
+
+def _seed_resolve(ctx: StageContext, key: MessageKey) -> None:
+    run_seed_resolve(ctx)
+
+
+def _lineage(ctx: StageContext, key: MessageKey) -> None:
+    run_lineage(ctx)
+
+
+def _events(ctx: StageContext, key: MessageKey) -> None:
+    assert key.domain is not None and key.group is not None
+    run_events_group(ctx, key.domain, key.group)
+
+
+def _aggregation(ctx: StageContext, key: MessageKey) -> None:
+    run_aggregation(ctx)
+
+
+STEPS = {
+    SEED_RESOLVE: _seed_resolve,
+    LINEAGE: _lineage,
+    EVENTS: _events,
+    AGGREGATION: _aggregation,
+}
+
+
+class EngineMiddleware(Middleware):
+    """Starts, in every worker process, the lease heartbeat and the reaper."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.tickers: list[Ticker] = []
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        settings, runtime = self.runtime.settings, self.runtime
+        self.tickers = [
+            Ticker("trace-heartbeat", settings.heartbeat_seconds, runtime.leases.renew),
+            Ticker("trace-reaper", settings.reaper_interval_seconds, runtime.reap),
+        ]
+        for ticker in self.tickers:
+            ticker.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        for ticker in self.tickers:
+            ticker.stop()
+
+
+def runtime_for(settings: Settings, broker: dramatiq.Broker) -> Runtime:
+    """A runtime sending messages through ``broker``."""
+    return Runtime(settings, BrokerDispatcher(broker))

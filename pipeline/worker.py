@@ -75,6 +75,12 @@ class Runtime:
     def leases(self) -> LeaseBook:
         return LeaseBook(self.redis)
 
+    def use_source(self, source: Source) -> None:
+        """Read from ``source`` instead of the one ``TRACE_SOURCE_URL`` names (a worker plugin
+        module can wrap the warehouse this way, e.g. to inject faults in tests)."""
+        with self._lock:
+            self._source = source
+
     @property
     def source(self) -> Source:
         with self._lock:  # opened on first use, in the worker process (after the fork)

@@ -12,7 +12,7 @@ source only for the queries it had not finished.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ import orjson
 from pipeline.engine.context import StageContext
 from pipeline.errors import SourceQueryError
 from pipeline.rows import RowBatch
-from pipeline.sources.base import Source
+from pipeline.sources.base import Binds, Source
 
 
 class RecordingSource(Source):
@@ -35,15 +35,27 @@ class RecordingSource(Source):
         self.part = part
         self._next = 0
 
-    def _execute(self, text: str, binds: dict[str, Any]) -> Iterator[RowBatch]:
+    def query(
+        self, name: str, binds: Binds | None = None, *, fragments: Mapping[str, str] | None = None
+    ) -> Iterator[RowBatch]:
+        """Query ``name`` (see ``Source.query``), replayed from the checkpoints when recorded."""
         number, self._next = self._next, self._next + 1
         digest = hashlib.sha256(
-            text.encode() + orjson.dumps(binds, option=orjson.OPT_SORT_KEYS, default=str)
+            orjson.dumps(
+                [name, dict(binds or {}), dict(fragments or {})],
+                option=orjson.OPT_SORT_KEYS,
+                default=str,
+            )
         ).hexdigest()[:16]
-        return self._replay_or_run(number, digest, text, binds)
+        return self._replay_or_run(
+            number, digest, lambda: self.inner.query(name, binds, fragments=fragments)
+        )
+
+    def _execute(self, text: str, binds: dict[str, Any]) -> Iterator[RowBatch]:
+        raise NotImplementedError("RecordingSource runs whole queries through the wrapped source")
 
     def _replay_or_run(
-        self, number: int, digest: str, text: str, binds: dict[str, Any]
+        self, number: int, digest: str, run: Callable[[], Iterator[RowBatch]]
     ) -> Iterator[RowBatch]:
         ctx, job_id = self.ctx, self.ctx.job.id
         entry = ctx.store.entry(job_id, self.part, number)
@@ -58,7 +70,7 @@ class RecordingSource(Source):
         ctx.check_active()
         ctx.start_batch(self.part, number)
         writer = ctx.store.writer(job_id, self.part, number, shared_columns=False)
-        for batch in self.inner._execute(text, binds):  # the same seam, wrapped
+        for batch in run():
             writer.add(batch)
             yield batch
         ctx.store.commit(job_id, self.part, writer.entry({"query": digest}))

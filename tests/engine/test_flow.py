@@ -1,0 +1,358 @@
+"""The engine's logic against real Redis, messages run in this process (no broker): what a job
+stores, how stages hand on, and how errors end up in the job's status."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from pipeline import keys
+from pipeline.config import Settings
+from pipeline.engine.flow import events_part
+from pipeline.errors import InvalidInput, SourceUnavailable
+from pipeline.job import AGGREGATION, CANCELLED, EVENTS, FAILED, FINISHED, LARGE_QUEUE
+from pipeline.messages import MessageKey
+from pipeline.request import TraceRequest
+from pipeline.runner import run_trace
+from pipeline.sources.sqlite import SqliteSource
+from pipeline.worker import Runtime
+from tests.engine.helpers import InlineDispatcher, direct_rows, job_rows
+from tests.support.faults import FAULTS_KEY, FaultySqliteSource
+
+MSD = TraceRequest(
+    "mid_section_defect", {"station": "測試", "start_date": "2026-01-01", "end_date": "2026-12-31"}
+)
+
+
+def lots(warehouse: Path, column: str, n: int) -> list[str]:
+    """``n`` lots of the warehouse (``CONTAINERNAME`` or ``CONTAINERID``), in a fixed order."""
+    assert column in ("CONTAINERNAME", "CONTAINERID")
+    with closing(sqlite3.connect(warehouse)) as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                f"SELECT {column} FROM DW_MES_CONTAINER WHERE OBJECTTYPE = 'LOT' "
+                f"ORDER BY {column} LIMIT ?",
+                (n,),
+            )
+        ]
+
+
+def query_tool(warehouse: Path, n: int = 150) -> TraceRequest:
+    return TraceRequest(
+        "query_tool", {"resolve_type": "lot_id", "values": lots(warehouse, "CONTAINERNAME", n)}
+    )
+
+
+def run(inline: Runtime) -> None:
+    assert isinstance(inline.dispatch, InlineDispatcher)
+    inline.dispatch.run_all(inline)
+
+
+def test_a_job_from_seeds_stores_the_rows_the_stage_functions_return(
+    inline: Runtime, warehouse: Path, sqlite_source: SqliteSource, settings: Settings
+) -> None:
+    # Given a query-tool trace of 150 lots (about 200 after lineage: several batches per domain)
+    request = query_tool(warehouse)
+    job, created = inline.submit(request)
+    # When every message runs
+    run(inline)
+    # Then the job finished every stage, and each domain holds exactly the direct result
+    job = inline.registry.load(job.id)
+    assert created and job.state == FINISHED
+    assert job.completed == ["seed-resolve", "lineage", "events"]
+    expected = direct_rows(sqlite_source, request, settings)
+    assert job_rows(inline.store, job.id, job.domains) == expected
+    assert job.cid_count > settings.in_list_size  # the lots did span several batches
+    progress = inline.registry.progress(job.id)
+    for domain, rows in expected.items():
+        assert progress[f"{events_part(domain)}:rows"] == len(rows)
+
+
+def test_an_msd_job_computes_the_same_analysis_as_the_in_process_runner(
+    inline: Runtime, sqlite_source: SqliteSource, settings: Settings, tmp_path: Path
+) -> None:
+    # Given the mid-section-defect trace the in-process runner computes
+    run_trace(sqlite_source, MSD, settings, tmp_path)
+    expected = orjson.loads((tmp_path / "aggregation.json").read_bytes())
+    # When the same request runs as a job
+    job, _ = inline.submit(MSD)
+    run(inline)
+    # Then it finishes all four stages with the same analysis and detail rows
+    job = inline.registry.load(job.id)
+    assert job.state == FINISHED and job.completed[-1] == AGGREGATION
+    assert orjson.loads(orjson.dumps(inline.store.get_blob(job.id, "aggregation"))) == expected
+    detail = [r[0] for b in inline.store.read(job.id, "aggregation:detail") for r in b.rows]
+    expected_detail = [
+        orjson.loads(line) for line in (tmp_path / "detail.ndjson").read_bytes().splitlines()
+    ]
+    assert orjson.loads(orjson.dumps(detail)) == expected_detail
+
+
+def test_a_job_from_cids_skips_seed_resolve_and_lineage(
+    inline: Runtime, sqlite_source: SqliteSource, settings: Settings, warehouse: Path
+) -> None:
+    # Given the lots themselves (the dashboard's events call)
+    cids = lots(warehouse, "CONTAINERID", 250)
+    request = TraceRequest("query_tool", domains=("history", "jobs"), container_ids=tuple(cids))
+    # When it runs
+    job, _ = inline.submit(request)
+    run(inline)
+    # Then only the events stage ran, and it stored the direct result
+    job = inline.registry.load(job.id)
+    assert job.state == FINISHED and job.completed == [EVENTS]
+    assert "runs:seed-resolve" not in inline.registry.progress(job.id)
+    assert job_rows(inline.store, job.id, job.domains) == direct_rows(
+        sqlite_source, request, settings
+    )
+
+
+def faulty_runtime(settings: Settings, warehouse: Path, client: redis.Redis) -> Runtime:
+    source = FaultySqliteSource(
+        str(warehouse), client, fetch_rows=settings.fetch_rows, in_list_size=settings.in_list_size
+    )
+    return Runtime(settings, InlineDispatcher(), source=source)
+
+
+def run_until(runtime: Runtime, stage: str) -> None:
+    """Run messages until the next one belongs to ``stage`` (left unsent in the list)."""
+    dispatcher = runtime.dispatch
+    assert isinstance(dispatcher, InlineDispatcher)
+    while dispatcher.sent and dispatcher.sent[0][1].stage != stage:
+        job_id, key, resumed, _ = dispatcher.sent.pop(0)
+        runtime.handle(job_id, key, resumed=resumed)
+
+
+def test_a_redelivered_events_message_neither_refetches_nor_starts_aggregation_twice(
+    inline: Runtime,
+) -> None:
+    # Given an MSD job whose events messages all ran once
+    job, _ = inline.submit(MSD)
+    run_until(inline, EVENTS)
+    dispatcher = inline.dispatch
+    assert isinstance(dispatcher, InlineDispatcher)
+    events = [m for m in dispatcher.sent if m[1].stage == EVENTS]
+    assert len(events) > 1
+    dispatcher.sent.clear()
+    for job_id, key, _, _ in events:
+        inline.handle(job_id, key)
+    queries_before = inline.registry.queries(job.id)
+    # When the broker delivers every events message a second time
+    for job_id, key, _, _ in events:
+        inline.handle(job_id, key)
+    # Then no batch was queried again and aggregation was sent exactly once
+    assert inline.registry.queries(job.id) == queries_before
+    assert [m[1] for m in dispatcher.sent] == [MessageKey(AGGREGATION)]
+    run(inline)
+    assert inline.registry.progress(job.id)["runs:aggregation"] == 1
+    assert inline.registry.load(job.id).state == FINISHED
+
+
+def test_aggregation_waits_for_every_batch_not_for_a_count_of_messages(inline: Runtime) -> None:
+    # Given an MSD job in its events stage
+    inline.submit(MSD)
+    run_until(inline, EVENTS)
+    dispatcher = inline.dispatch
+    assert isinstance(dispatcher, InlineDispatcher)
+    events = [m for m in dispatcher.sent if m[1].stage == EVENTS]
+    dispatcher.sent.clear()
+    first, rest = events[0], events[1:]
+    # When the first message is delivered as many times as there are messages
+    for _ in events:
+        inline.handle(first[0], first[1])
+    # Then nothing was handed on: other batches are still missing
+    assert dispatcher.sent == []
+    # ... until every other message ran
+    for job_id, key, _, _ in rest:
+        inline.handle(job_id, key)
+    assert [m[1] for m in dispatcher.sent] == [MessageKey(AGGREGATION)]
+
+
+def test_a_domain_that_fails_for_good_ends_the_job_with_the_others_kept(
+    settings: Settings, warehouse: Path, store_redis: redis.Redis, sqlite_source: SqliteSource
+) -> None:
+    # Given a warehouse whose holds query fails permanently
+    runtime = faulty_runtime(settings, warehouse, store_redis)
+    store_redis.hset(FAULTS_KEY, "fail:events/holds", "permanent")
+    request = query_tool(warehouse)
+    # When the job runs
+    job, _ = runtime.submit(request)
+    run(runtime)
+    # Then it finished; holds is marked failed with the error; the other domains are complete
+    job = runtime.registry.load(job.id)
+    assert job.state == FINISHED
+    failed = runtime.registry.domain_states(job.id)
+    assert list(failed) == ["holds"]
+    assert failed["holds"]["code"] == "SOURCE_QUERY_FAILED"
+    expected = direct_rows(sqlite_source, request.validated(), settings)
+    stored = job_rows(runtime.store, job.id, ["history", "materials", "rejects", "jobs"])
+    assert stored == {d: expected[d] for d in stored}
+
+
+def test_a_permanent_error_fails_the_job_at_once_with_stage_code_and_message(
+    settings: Settings, warehouse: Path, store_redis: redis.Redis
+) -> None:
+    # Given a warehouse whose lineage query is broken
+    runtime = faulty_runtime(settings, warehouse, store_redis)
+    store_redis.hset(FAULTS_KEY, "fail:lineage/containers", "permanent")
+    # When a job runs
+    job, _ = runtime.submit(query_tool(warehouse))
+    run(runtime)
+    # Then it failed in lineage, saying why, and nothing after lineage was sent
+    job = runtime.registry.load(job.id)
+    assert job.state == FAILED
+    assert job.error is not None
+    assert job.error["stage"] == "lineage" and job.error["code"] == "SOURCE_QUERY_FAILED"
+    assert "lineage/containers" in job.error["message"]
+    assert job.id.encode() in store_redis.zrange(keys.FAILED, 0, -1)
+
+
+def test_a_transient_error_is_raised_for_dramatiq_to_retry_and_the_retry_resumes(
+    settings: Settings, warehouse: Path, store_redis: redis.Redis
+) -> None:
+    # Given a history query that fails once with a connection error
+    runtime = faulty_runtime(settings, warehouse, store_redis)
+    job, _ = runtime.submit(query_tool(warehouse))
+    run_until(runtime, EVENTS)
+    store_redis.hset(FAULTS_KEY, "transient:events/history", 1)
+    dispatcher = runtime.dispatch
+    assert isinstance(dispatcher, InlineDispatcher)
+    history = next(m for m in dispatcher.sent if m[1].domain == "history")
+    # When its message runs, the error reaches Dramatiq (which retries while retries are left)
+    with pytest.raises(SourceUnavailable):
+        runtime.handle(history[0], history[1])
+    # Then the retry finishes the batch and the job
+    run(runtime)
+    runtime.handle(history[0], history[1])
+    run(runtime)
+    assert runtime.registry.load(job.id).state == FINISHED
+    assert runtime.registry.queries(job.id)["events:history:0"] == 2
+
+
+def test_a_batch_started_too_often_fails_its_domain_with_a_clear_code(inline: Runtime) -> None:
+    # Given a job whose first history batch was already started as often as allowed
+    job, _ = inline.submit(TraceRequest("query_tool", domains=("history",), container_ids=("x",)))
+    limit = inline.settings.batch_max_attempts
+    inline.registry.redis.hset(keys.attempts(job.id), "events:history:0", limit)
+    # When it is delivered once more (e.g. after killing its worker again)
+    run(inline)
+    # Then the domain failed with BATCH_ATTEMPTS_EXCEEDED and the source was not asked
+    states = inline.registry.domain_states(job.id)
+    assert states["history"]["code"] == "BATCH_ATTEMPTS_EXCEEDED"
+    assert "events:history:0" not in inline.registry.queries(job.id)
+
+
+def test_a_trace_over_the_profile_limit_is_refused_or_fails_with_cid_limit_exceeded(
+    engine_env: dict[str, str], store_redis: redis.Redis, warehouse: Path
+) -> None:
+    settings = Settings.from_env({**engine_env, "TRACE_MAX_CIDS_QUERY_TOOL": "100"})
+    runtime = Runtime(settings, InlineDispatcher())
+    # Given more lots than the limit, when submitted as CIDs, then it is refused at once
+    with pytest.raises(InvalidInput) as refused:
+        runtime.submit(TraceRequest("query_tool", container_ids=tuple(f"c{i}" for i in range(101))))
+    assert refused.value.code == "CID_LIMIT_EXCEEDED"
+    assert "container_ids count (101) exceeds limit (100)" in refused.value.message
+    # When seeds grow past it in lineage, the job fails there with the same code
+    job, _ = runtime.submit(query_tool(warehouse, 150))
+    run(runtime)
+    job = runtime.registry.load(job.id)
+    assert job.state == FAILED and job.error is not None
+    assert (job.error["stage"], job.error["code"]) == ("lineage", "CID_LIMIT_EXCEEDED")
+
+
+def test_the_row_guard_cuts_a_domain_at_its_limit_and_says_so(
+    engine_env: dict[str, str], store_redis: redis.Redis, warehouse: Path
+) -> None:
+    # Given a limit of 1,000 rows per domain
+    settings = Settings.from_env({**engine_env, "TRACE_MAX_ROWS_PER_DOMAIN": "1000"})
+    runtime = Runtime(settings, InlineDispatcher())
+    job, _ = runtime.submit(query_tool(warehouse))
+    # When a trace with far more history rows runs
+    run(runtime)
+    # Then history holds exactly 1,000 rows and its manifest says it was truncated
+    rows = job_rows(runtime.store, job.id, ["history"])["history"]
+    assert len(rows) == 1000
+    manifest = runtime.store.manifest(job.id, events_part("history"))
+    assert any(e.truncated for e in manifest.values())
+    assert runtime.registry.load(job.id).state == FINISHED
+
+
+def test_a_big_job_moves_to_the_large_queue_once_its_size_is_known(
+    engine_env: dict[str, str], store_redis: redis.Redis, warehouse: Path
+) -> None:
+    settings = Settings.from_env({**engine_env, "TRACE_LARGE_JOB_CIDS": "100"})
+    runtime = Runtime(settings, InlineDispatcher())
+    # Given a trace of 150 seed lots, when seed-resolve and lineage ran
+    job, _ = runtime.submit(query_tool(warehouse, 150))
+    run_until(runtime, EVENTS)
+    dispatcher = runtime.dispatch
+    assert isinstance(dispatcher, InlineDispatcher)
+    # Then its events messages go to the large-job queue
+    assert {m[3] for m in dispatcher.sent} == {LARGE_QUEUE}
+    assert runtime.registry.load(job.id).queue == LARGE_QUEUE
+    # And a small CID job goes to the normal queue from the start
+    small, _ = runtime.submit(TraceRequest("query_tool", container_ids=("a", "b")))
+    assert small.queue == "trace"
+
+
+def test_a_cancelled_job_stops_and_releases_its_keys(
+    inline: Runtime, store_redis: redis.Redis
+) -> None:
+    # Given a job in its events stage
+    job, _ = inline.submit(MSD)
+    run_until(inline, EVENTS)
+    # When it is cancelled
+    assert inline.registry.cancel(job.id) == CANCELLED
+    # Then its pending messages do nothing and only the job's status remains
+    run(inline)
+    assert inline.registry.load(job.id).state == CANCELLED
+    leftover = [k for k in store_redis.keys(f"trace:job:{job.id}*")]
+    assert leftover == [keys.job(job.id).encode()]
+
+
+def test_every_key_of_a_finished_job_expires_and_the_indexes_list_it(
+    inline: Runtime, store_redis: redis.Redis
+) -> None:
+    # Given a finished MSD job (every kind of key: chunks, manifests, blobs, claims, counters)
+    job, _ = inline.submit(MSD)
+    run(inline)
+    # Then every key of it carries a TTL no longer than the job's
+    names = store_redis.keys(f"trace:job:{job.id}*")
+    assert len(names) > 20
+    ttls = {n: store_redis.ttl(n) for n in names}
+    assert all(0 < t <= inline.settings.job_ttl_seconds for t in ttls.values()), ttls
+    # And the job is listed as recent, no longer as running
+    assert store_redis.zscore(keys.RECENT, job.id) is not None
+    assert store_redis.zscore(keys.RUNNING, job.id) is None
+
+
+def test_an_operator_retry_resumes_at_the_failed_stage_without_rerunning_earlier_ones(
+    settings: Settings, warehouse: Path, store_redis: redis.Redis, tmp_path: Path
+) -> None:
+    # Given an MSD job that failed in aggregation (its rejects lookup was broken)
+    runtime = faulty_runtime(settings, warehouse, store_redis)
+    store_redis.hset(FAULTS_KEY, "fail:msd/detection_rejects", "permanent")
+    job, _ = runtime.submit(MSD)
+    run(runtime)
+    failed = runtime.registry.load(job.id)
+    assert failed.state == FAILED and failed.error is not None
+    assert failed.error["stage"] == AGGREGATION
+    queries = runtime.registry.queries(job.id)
+    # When the cause is fixed and the job is retried
+    store_redis.hdel(FAULTS_KEY, "fail:msd/detection_rejects")
+    assert runtime.retry(job.id)
+    run(runtime)
+    # Then it finishes; seed-resolve, lineage and events ran once and queried nothing again
+    done = runtime.registry.load(job.id)
+    assert done.state == FINISHED
+    progress = runtime.registry.progress(job.id)
+    assert (progress["runs:seed-resolve"], progress["runs:lineage"]) == (1, 1)
+    after = runtime.registry.queries(job.id)
+    assert {k: v for k, v in after.items() if not k.startswith("aggregation")} == {
+        k: v for k, v in queries.items() if not k.startswith("aggregation")
+    }

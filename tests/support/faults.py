@@ -1,0 +1,45 @@
+"""A real SQLite source that obeys faults a test sets in Redis (hash ``FAULTS_KEY`` in the
+store's database): slow queries down, break one query permanently or for a few calls, or make
+one query kill its process outright (SIGKILL, as the kernel's OOM killer would)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import redis
+
+from pipeline.errors import SourceQueryError, SourceUnavailable
+from pipeline.rows import RowBatch
+from pipeline.sources.sqlite import SqliteSource
+
+FAULTS_KEY = "test:faults"
+
+
+class FaultySqliteSource(SqliteSource):
+    """SQLite, plus the faults in ``FAULTS_KEY``: ``delay_ms`` before every query;
+    ``fail:{query}`` = ``permanent`` or ``kill``; ``transient:{query}`` = calls left to fail."""
+
+    def __init__(self, path: str, client: redis.Redis, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.client = client
+
+    def query(
+        self, name: str, binds: Mapping[str, Any] | None = None, *, fragments: Any = None
+    ) -> Iterator[RowBatch]:
+        faults = {k.decode(): v.decode() for k, v in self.client.hgetall(FAULTS_KEY).items()}
+        delay = int(faults.get("delay_ms", 0))
+        if delay:
+            time.sleep(delay / 1000)
+        mode = faults.get(f"fail:{name}")
+        if mode == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if mode == "permanent":
+            raise SourceQueryError(f"injected failure of {name}")
+        if int(faults.get(f"transient:{name}", 0)) > 0:
+            self.client.hincrby(FAULTS_KEY, f"transient:{name}", -1)
+            raise SourceUnavailable(f"injected outage of {name}")
+        return super().query(name, binds, fragments=fragments)

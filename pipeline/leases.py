@@ -55,8 +55,18 @@ class LeaseBook:
         with self._lock:
             held = list(self._held)
         if held:
-            self.redis.zadd(keys.LEASES, dict.fromkeys(held, time.time()), xx=True)
+            now = time.time()
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zadd(keys.LEASES, dict.fromkeys(held, now), xx=True)
+            jobs = {keys.parse_lease(m)[0] for m in held}
+            pipe.zadd(keys.RUNNING, dict.fromkeys(jobs, now), xx=True)  # the job is alive
+            pipe.execute()
         return len(held)
+
+    def jobs_with_leases(self) -> set[str]:
+        """Jobs some worker holds work of right now (a few members per live worker thread)."""
+        members = self.redis.zrange(keys.LEASES, 0, -1)
+        return {keys.parse_lease(codec.as_text(m))[0] for m in members}
 
     def stale(self, older_than_seconds: float) -> list[str]:
         """Leases of any process not renewed for ``older_than_seconds``."""
@@ -68,16 +78,16 @@ class LeaseBook:
         return bool(self.redis.zrem(keys.LEASES, member))
 
 
-def reap_once(
-    book: LeaseBook,
-    stall_seconds: float,
-    lock_seconds: float,
-    resend: Callable[[str, str], bool],
-) -> int:
-    """Take the stale leases and ``resend(job_id, message_key)`` each; returns how many were
-    sent. One reaper at a time across all workers (a lock that expires by itself)."""
-    if not book.redis.set(keys.REAPER_LOCK, book.process, nx=True, px=int(lock_seconds * 1000)):
-        return 0
+def take_reaper_lock(book: LeaseBook, lock_seconds: float) -> bool:
+    """True for the one process that reaps this round (the lock expires by itself)."""
+    return bool(
+        book.redis.set(keys.REAPER_LOCK, book.process, nx=True, px=int(lock_seconds * 1000))
+    )
+
+
+def resend_stale(book: LeaseBook, stall_seconds: float, resend: Callable[[str, str], bool]) -> int:
+    """Take the leases not renewed for ``stall_seconds`` and ``resend(job_id, message_key)``
+    each; returns how many were sent again."""
     sent = 0
     for member in book.stale(stall_seconds):
         if not book.take(member):

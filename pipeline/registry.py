@@ -150,6 +150,7 @@ class JobRegistry:
             return False
         pipe = self.redis.pipeline(transaction=False)
         pipe.hsetnx(keys.job(job_id), "started_at", repr(now))
+        pipe.hset(keys.job(job_id), "revivals", 0)  # it moves: a later stall is news again
         pipe.hincrby(keys.progress(job_id), f"runs:{stage}", 1)
         self.store.register(pipe, job_id, keys.progress(job_id))
         pipe.zadd(keys.RUNNING, {job_id: now})
@@ -205,6 +206,29 @@ class JobRegistry:
         pipe.delete(keys.attempts(job_id), keys.domains(job_id))
         pipe.execute()
         return True
+
+    # ---- liveness (the reaper) -------------------------------------------------------------
+    def quiet_jobs(self, since: float) -> list[tuple[str, float]]:
+        """Active jobs with no sign of life since ``since`` (epoch seconds), with when they
+        were last seen."""
+        found: list[Any] = self.redis.zrangebyscore(keys.RUNNING, "-inf", since, withscores=True)
+        return [(codec.as_text(m), float(score)) for m, score in found]
+
+    def seen(self, job_id: str) -> None:
+        """Note a sign of life of an active job (work was sent for it)."""
+        self.redis.zadd(keys.RUNNING, {job_id: time.time()}, xx=True)
+
+    def revivals(self, job_id: str) -> int:
+        return int(self.redis.hget(keys.job(job_id), "revivals") or 0)
+
+    def note_revival(self, job_id: str, now: float) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(keys.job(job_id), "revivals", 1)
+        pipe.zadd(keys.RUNNING, {job_id: now}, xx=True)
+        pipe.execute()
+
+    def forget_running(self, job_id: str) -> None:
+        self.redis.zrem(keys.RUNNING, job_id)
 
     # ---- counters and claims ---------------------------------------------------------------
     def set_totals(self, job_id: str, totals: dict[str, int]) -> None:

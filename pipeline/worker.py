@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from functools import cached_property
 
 import dramatiq
@@ -34,7 +35,7 @@ from pipeline.engine.lineage import check_cid_limit, run_lineage
 from pipeline.engine.seed_resolve import run_seed_resolve
 from pipeline.errors import ServiceUnavailable, TraceError
 from pipeline.job import AGGREGATION, EVENTS, LARGE_QUEUE, LINEAGE, QUEUE, SEED_RESOLVE, Job
-from pipeline.leases import LeaseBook, Ticker, reap_once
+from pipeline.leases import LeaseBook, Ticker, resend_stale, take_reaper_lock
 from pipeline.messages import BrokerDispatcher, Dispatcher, MessageKey
 from pipeline.registry import JobRegistry
 from pipeline.request import TraceRequest
@@ -194,13 +195,51 @@ class Runtime:
         if job is None or not job.active:
             return False
         self.dispatch(job, [MessageKey.parse(message_key)], resumed=True)
+        self.registry.seen(job_id)  # not quiet: its work was just sent again
         return True
 
     def reap(self) -> int:
+        """One reaper round: resend the work of dead workers (stale leases), then revive jobs
+        that went quiet with no work held at all. Returns the messages/jobs sent again."""
         settings = self.settings
-        return reap_once(
-            self.leases, settings.stall_seconds, settings.reaper_interval_seconds, self.resend
+        if not take_reaper_lock(self.leases, settings.reaper_interval_seconds):
+            return 0  # another worker reaps this round
+        return resend_stale(self.leases, settings.stall_seconds, self.resend) + (
+            self.revive_quiet_jobs()
         )
+
+    def revive_quiet_jobs(self) -> int:
+        """Jobs with no lease anywhere and no sign of life for ``TRACE_STALL_SECONDS`` lost
+        their messages (a killed worker had prefetched them, not started them, so no lease
+        covered them): send again whatever their current stage still needs.
+
+        A job that is merely waiting in a busy queue looks the same, so each revival doubles
+        the quiet time the next one needs (stall, 2 x stall, 4 x ...): duplicates stay few and
+        are harmless (committed batches are skipped).
+        """
+        now = time.time()
+        quiet = self.registry.quiet_jobs(now - self.settings.stall_seconds)
+        if not quiet:
+            return 0
+        busy = self.leases.jobs_with_leases()
+        revived = 0
+        for job_id, last_seen in quiet:
+            if job_id in busy:
+                continue
+            job = self.registry.load(job_id)
+            if job is None or not job.active:
+                self.registry.forget_running(job_id)
+                continue
+            revivals = self.registry.revivals(job_id)
+            if now - last_seen < self.settings.stall_seconds * 2**revivals:
+                continue
+            self.registry.note_revival(job_id, now)
+            log.warning(
+                "job %s: quiet for %.0f s with no work held; resumed", job_id, now - last_seen
+            )
+            resume(self.context(job))
+            revived += 1
+        return revived
 
     def retry(self, job_id: str) -> bool:
         """Operator retry: a failed job goes back to queued and resumes at its failed stage,

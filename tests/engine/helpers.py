@@ -60,7 +60,7 @@ def direct_rows(source: Source, request: TraceRequest, settings: Settings) -> di
     for domain in request.domains:
         groups = [cids] if domain == "jobs" else list(batched(cids, settings.in_list_size))
         rows[domain] = [
-            tuple(row)
+            stable(batch.columns, row)
             for group in groups
             for batch in fetch_events(source, domain, group, jobs_probe_max=settings.jobs_probe_max)
             for row in batch.rows
@@ -68,10 +68,23 @@ def direct_rows(source: Source, request: TraceRequest, settings: Settings) -> di
     return rows
 
 
+def stable(columns: Sequence[str], row: Sequence[Any]) -> tuple[Any, ...]:
+    """``row`` without what depends on the clock: an open hold's ``HOLD_HOURS`` counts up to
+    now, so two reads a minute apart differ there and nowhere else."""
+    if "HOLD_HOURS" in columns and row[columns.index("HOLD_STATUS")] == "HOLD":
+        at = columns.index("HOLD_HOURS")
+        return (*row[:at], None, *row[at + 1 :])
+    return tuple(row)
+
+
 def job_rows(store: CheckpointStore, job_id: str, domains: Sequence[str]) -> dict[str, list[Any]]:
     """Every committed row of each domain of a job, in batch order."""
     return {
-        d: [tuple(row) for batch in store.read(job_id, events_part(d)) for row in batch.rows]
+        d: [
+            stable(batch.columns, row)
+            for batch in store.read(job_id, events_part(d))
+            for row in batch.rows
+        ]
         for d in domains
     }
 
@@ -104,4 +117,10 @@ def wait_ended(runtime: Runtime, job_id: str, timeout: float = 60) -> Job:
         job = runtime.registry.load(job_id)
         return job if job is not None and not job.active else None
 
-    return wait_for(ended, timeout=timeout, what=f"job {job_id} to end")
+    try:
+        return wait_for(ended, timeout=timeout, what=f"job {job_id} to end")
+    except AssertionError as timeout_error:
+        job = runtime.registry.load(job_id)
+        detail = (job.state, job.stage, job.completed) if job else "gone"
+        progress = runtime.registry.progress(job_id)
+        raise AssertionError(f"{timeout_error}: {detail}, progress {progress}") from None

@@ -1,0 +1,238 @@
+"""The checkpoint store against real Redis (database 14): chunks, manifests, row limits, lost
+chunks, TTLs and release; and the codec that packs rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+import redis
+
+from pipeline import codec, keys
+from pipeline.rows import RowBatch
+from pipeline.store import CheckpointStore, ChunkLost, ChunkRef, Entry
+
+JOB = "0123456789abcdef0123456789abcdef"
+PART = "events:history"
+COLUMNS = ("CONTAINERID", "QTY")
+TTL = 600
+
+
+def make_rows(start: int, count: int) -> list[tuple[str, int]]:
+    return [(f"C{i:05d}", i) for i in range(start, start + count)]
+
+
+def write(store: CheckpointStore, batch: int, *sizes: int, start: int = 0) -> Entry:
+    """Write input ``batch`` of ``PART`` as one chunk per size; rows numbered from ``start``."""
+    chunks = []
+    for size in sizes:
+        chunks.append(RowBatch(COLUMNS, make_rows(start, size)))
+        start += size
+    return store.write_batch(JOB, PART, batch, chunks)
+
+
+def all_rows(store: CheckpointStore, part: str = PART) -> list[tuple[object, ...]]:
+    return [row for batch in store.read(JOB, part) for row in batch.rows]
+
+
+def progress(client: redis.Redis, part: str = PART) -> tuple[int, int]:
+    raw = client.hgetall(keys.progress(JOB))
+    return int(raw[f"{part}:done".encode()]), int(raw[f"{part}:rows".encode()])
+
+
+@pytest.fixture
+def store(store_redis: redis.Redis) -> CheckpointStore:
+    return CheckpointStore(store_redis, ttl_seconds=TTL)
+
+
+def test_committed_batches_read_back_in_batch_order_whatever_the_commit_order(
+    store: CheckpointStore,
+) -> None:
+    # Given batches 0, 1, 2 and 10 (two chunks each) committed in the order 2, 10, 0, 1
+    for batch in (2, 10, 0, 1):
+        entry = write(store, batch, 3, 2, start=batch * 100)
+        store.commit(JOB, PART, entry)
+    # When the part is read
+    batches = list(store.read(JOB, PART))
+    # Then every chunk carries the columns and rows come back in numeric batch order
+    assert all(b.columns == COLUMNS for b in batches)
+    assert all_rows(store) == [row for b in (0, 1, 2, 10) for row in make_rows(b * 100, 5)]
+    assert [len(b) for b in batches] == [3, 2] * 4
+
+
+def test_committing_a_batch_twice_keeps_the_first_entry_and_counts_it_once(
+    store: CheckpointStore, store_redis: redis.Redis
+) -> None:
+    # Given batch 0 committed once with 5 rows
+    first, added = store.commit(JOB, PART, write(store, 0, 5))
+    assert added is True
+    # When a second attempt of batch 0 (other rows, other chunk keys) is committed
+    again, added_again = store.commit(JOB, PART, write(store, 0, 3, start=50))
+    # Then it is not added, the first entry is returned, and the counters count it once
+    assert added_again is False
+    assert again == first
+    assert progress(store_redis) == (1, 5)
+    assert all_rows(store) == make_rows(0, 5)
+
+
+def test_row_limit_cuts_commits_to_exactly_the_limit_and_drops_unused_chunks(
+    store: CheckpointStore, store_redis: redis.Redis
+) -> None:
+    # Given a limit of 10 rows and batch 0 of 8 rows committed (within the limit)
+    entry0, _ = store.commit(JOB, PART, write(store, 0, 4, 4), row_limit=10)
+    assert (entry0.rows, entry0.truncated) == (8, False)
+    # When batch 1 (three chunks of 3) and, once the part is full, batch 2 are committed
+    written1 = write(store, 1, 3, 3, 3, start=100)
+    entry1, _ = store.commit(JOB, PART, written1, row_limit=10)
+    written2 = write(store, 2, 5, start=200)
+    entry2, _ = store.commit(JOB, PART, written2, row_limit=10)
+    # Then batch 1 keeps the 2 rows of room in its first chunk and its other chunks are deleted
+    assert (entry1.rows, entry1.truncated) == (2, True)
+    assert [c.key for c in entry1.chunks] == [written1.chunks[0].key]
+    assert store_redis.exists(written1.chunks[0].key) == 1
+    assert store_redis.exists(*(c.key for c in written1.chunks[1:])) == 0
+    # And batch 2 keeps no rows, its chunk deleted
+    assert (entry2.rows, entry2.truncated, entry2.chunks) == (0, True, ())
+    assert store_redis.exists(written2.chunks[0].key) == 0
+    # And the part reads exactly 10 rows, as the manifest and counters say
+    assert all_rows(store) == make_rows(0, 8) + make_rows(100, 2)
+    assert store.entry(JOB, PART, 1) == entry1
+    assert progress(store_redis) == (3, 10)
+
+
+def test_read_raises_chunk_lost_naming_part_and_batch_for_a_missing_chunk(
+    store: CheckpointStore, store_redis: redis.Redis
+) -> None:
+    # Given batches 0 and 1 committed, and the second chunk of batch 1 gone (expired, evicted)
+    store.commit(JOB, PART, write(store, 0, 2))
+    entry, _ = store.commit(JOB, PART, write(store, 1, 2, 2))
+    lost = entry.chunks[1].key
+    store_redis.delete(lost)
+    # When the part is read, Then ChunkLost names the part, the batch and the chunk
+    with pytest.raises(ChunkLost, match=r"events:history batch 1: .* is missing") as caught:
+        all_rows(store)
+    assert (caught.value.part, caught.value.batch, caught.value.key) == (PART, 1, lost)
+    assert caught.value.code == "CHUNK_LOST"
+
+
+def test_read_raises_chunk_lost_for_a_chunk_that_fails_its_checksum(
+    store: CheckpointStore, store_redis: redis.Redis
+) -> None:
+    # Given a committed chunk whose bytes were replaced by other (well-formed) rows
+    entry, _ = store.commit(JOB, PART, write(store, 3, 4))
+    key = entry.chunks[0].key
+    store_redis.set(key, codec.pack_rows(make_rows(900, 4)))
+    # When the batch is read, Then the checksum catches it
+    with pytest.raises(ChunkLost, match="fails its checksum") as caught:
+        store.read_batch(JOB, PART, 3)
+    assert (caught.value.part, caught.value.batch, caught.value.key) == (PART, 3, key)
+
+
+def test_every_job_key_carries_the_ttl_touch_refreshes_them_and_release_removes_them(
+    store: CheckpointStore, store_redis: redis.Redis
+) -> None:
+    # Given a committed batch of two chunks and a blob
+    entry, _ = store.commit(JOB, PART, write(store, 0, 2, 2))
+    store.put_blob(JOB, "summary", {"rows": 4})
+    written = {
+        *(c.key for c in entry.chunks),
+        keys.columns(JOB, PART),
+        keys.manifest(JOB, PART),
+        keys.progress(JOB),
+        keys.blob(JOB, "summary"),
+    }
+    registered = {m.decode() for m in store_redis.smembers(keys.job_keys(JOB))}
+    # Then every key written is registered, and all of them (the key set too) carry the TTL
+    assert registered == written
+    everything = [*written, keys.job_keys(JOB)]
+    assert all(0 < store_redis.ttl(k) <= TTL for k in everything)
+    # When the job is touched with a longer TTL, Then every key has the new one
+    store.touch(JOB, ttl_seconds=5000)
+    assert all(4990 < store_redis.ttl(k) <= 5000 for k in everything)
+    # When the job is released, Then every registered key and the key set are gone
+    assert store.release(JOB) == len(written)
+    assert store_redis.exists(*everything) == 0
+
+
+def test_write_rows_cuts_batches_and_keeps_the_committed_ones_on_a_rerun(
+    store: CheckpointStore, store_redis: redis.Redis
+) -> None:
+    # Given an earlier run that committed only batch 0 (rows 0-3) of a size-4 output
+    part = "lineage:cids"
+    rows = make_rows(0, 10)
+    first = store.write_batch(JOB, part, 0, [RowBatch(COLUMNS, rows[:4])])
+    store.commit(JOB, part, first)
+    # When write_rows runs over all 10 rows
+    count = store.write_rows(JOB, part, COLUMNS, iter(rows), 4)
+    # Then it reports 3 batches of 4, 4 and 2 rows, with batch 0 untouched (no new chunk)
+    assert count == 3
+    manifest = store.manifest(JOB, part)
+    assert {b: e.rows for b, e in manifest.items()} == {0: 4, 1: 4, 2: 2}
+    assert manifest[0].chunks == first.chunks
+    prefix = f"{keys.job(JOB)}:chunk:{part}:0:"
+    members = {m.decode() for m in store_redis.smembers(keys.job_keys(JOB))}
+    assert {m for m in members if m.startswith(prefix)} == {first.chunks[0].key}
+    assert all_rows(store, part) == rows
+    assert store.read_batch(JOB, part, 2) == rows[8:]
+    assert progress(store_redis, part) == (3, 10)
+
+
+def test_codec_packs_decimals_and_dates_as_contract_values_and_rows_come_back_as_tuples() -> None:
+    # Given a row of Oracle-style values
+    row = (
+        Decimal("42"),
+        Decimal("3.00"),
+        Decimal("2.5"),
+        dt.datetime(2026, 1, 2, 3, 4, 5, 678),
+        dt.date(2026, 1, 2),
+        "LOT-1",
+        None,
+    )
+    # When it is packed as a chunk and unpacked
+    rows = codec.unpack_rows(codec.pack_rows([row, ("x",)]))
+    # Then numbers are JSON numbers, dates are contract text, and rows are tuples
+    assert rows == [(42, 3, 2.5, "2026-01-02 03:04:05", "2026-01-02", "LOT-1", None), ("x",)]
+    assert all(type(r) is tuple for r in rows)
+    assert [type(v) for v in rows[0][:3]] == [int, int, float]
+    # And a packed document keeps the same conversions
+    assert codec.unpack(codec.pack({"at": dt.date(2026, 3, 4), "n": Decimal("7")})) == {
+        "at": "2026-03-04",
+        "n": 7,
+    }
+
+
+CHUNKS = (ChunkRef("a", 3, 11), ChunkRef("b", 3, 22), ChunkRef("c", 3, 33))
+
+
+@pytest.mark.parametrize(
+    ("keep", "kept", "dropped"),
+    [
+        pytest.param(0, (), ["a", "b", "c"], id="keep-0"),
+        pytest.param(3, (("a", 3),), ["b", "c"], id="chunk-edge"),
+        pytest.param(4, (("a", 3), ("b", 1)), ["c"], id="mid-chunk"),
+        pytest.param(8, (("a", 3), ("b", 3), ("c", 2)), [], id="last-chunk"),
+    ],
+)
+def test_entry_cut_keeps_the_first_rows_and_names_the_chunks_no_longer_used(
+    keep: int, kept: tuple[tuple[str, int], ...], dropped: list[str]
+) -> None:
+    # Given an entry of three chunks of 3 rows
+    entry = Entry(5, CHUNKS, note={"k": 1})
+    # When it is cut to ``keep`` rows
+    cut, gone = entry.cut(keep)
+    # Then the first ``keep`` rows stay (checksums kept), the rest of the chunks are named
+    assert [(c.key, c.rows) for c in cut.chunks] == list(kept)
+    assert all(c.checksum == {"a": 11, "b": 22, "c": 33}[c.key] for c in cut.chunks)
+    assert cut.rows == keep
+    assert gone == dropped
+    assert (cut.batch, cut.truncated, cut.note) == (5, True, {"k": 1})
+
+
+@pytest.mark.parametrize("keep", [9, 10, 1000])
+def test_entry_cut_at_or_past_its_rows_leaves_it_unchanged(keep: int) -> None:
+    # Given an entry of 9 rows
+    entry = Entry(5, CHUNKS)
+    # When it is cut to at least 9 rows, Then it is unchanged and not truncated
+    assert entry.cut(keep) == (entry, [])
+    assert entry.cut(keep)[0].truncated is False

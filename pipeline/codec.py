@@ -11,12 +11,18 @@ from typing import Any
 
 import msgpack
 
+_INT_LIMIT = 2**63
+
 
 def _plain(value: Any) -> Any:
     # Oracle hands back Decimal for NUMBER and datetime for DATE; the contract wants JSON
     # numbers and "YYYY-MM-DD HH:MM:SS" text, so they are stored that way.
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        if not value.is_finite():
+            return None  # the contract has no NaN/Infinity: null instead
+        if value == value.to_integral_value() and abs(value) < _INT_LIMIT:
+            return int(value)
+        return float(value)  # msgpack integers stop at 64 bits
     if isinstance(value, dt.datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, dt.date):

@@ -44,6 +44,12 @@ end
 return 0
 """
 
+# Set a field of an existing hash unless it is set (HSETNX would create a missing hash).
+_MARK_ONCE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+"""
+
 
 class JobRegistry:
     """Creates, reads and moves jobs; owns every job field but the checkpoints."""
@@ -52,6 +58,7 @@ class JobRegistry:
         self.redis = client
         self.store = store
         self._set_if_state = client.register_script(_SET_IF_STATE)
+        self._mark_once = client.register_script(_MARK_ONCE)
 
     @property
     def ttl(self) -> int:
@@ -158,8 +165,10 @@ class JobRegistry:
         return True
 
     def complete_stage(self, job_id: str, stage: str) -> bool:
-        """Record ``stage`` as completed; True only for the first call."""
-        return bool(self.redis.hsetnx(keys.job(job_id), f"done:{stage}", repr(time.time())))
+        """Record ``stage`` as completed; True only for the first call (False for a job that
+        is gone: its hash is never recreated)."""
+        marked = self._mark_once(keys=[keys.job(job_id)], args=[f"done:{stage}", repr(time.time())])
+        return int(marked) == 1
 
     def finish(self, job_id: str) -> bool:
         """started -> finished; every key of the job gets a fresh TTL."""

@@ -20,6 +20,7 @@ from pipeline.messages import MessageKey
 from pipeline.request import TraceRequest
 from pipeline.runner import run_trace
 from pipeline.sources.sqlite import SqliteSource
+from pipeline.status import domain_quality, job_status, query_quality
 from pipeline.worker import Runtime
 from tests.engine.helpers import InlineDispatcher, direct_rows, job_rows
 from tests.support.faults import FAULTS_KEY, FaultySqliteSource
@@ -192,6 +193,11 @@ def test_a_domain_that_fails_for_good_ends_the_job_with_the_others_kept(
     expected = direct_rows(sqlite_source, request.validated(), settings)
     stored = job_rows(runtime.store, job.id, ["history", "materials", "rejects", "jobs"])
     assert stored == {d: expected[d] for d in stored}
+    # ... and its status and quality_meta say which domain failed
+    assert job_status(job, runtime.registry)["failed_domains"] == ["holds"]
+    quality = domain_quality(job, runtime.registry, runtime.store, settings.max_rows_per_domain)
+    assert quality["holds"]["status"] == "failed" and quality["history"]["status"] == "complete"
+    assert query_quality(quality)["status"] == "partial"
 
 
 def test_a_permanent_error_fails_the_job_at_once_with_stage_code_and_message(
@@ -274,12 +280,16 @@ def test_the_row_guard_cuts_a_domain_at_its_limit_and_says_so(
     job, _ = runtime.submit(query_tool(warehouse))
     # When a trace with far more history rows runs
     run(runtime)
-    # Then history holds exactly 1,000 rows and its manifest says it was truncated
+    # Then history holds exactly 1,000 rows and its quality_meta says it was truncated
     rows = job_rows(runtime.store, job.id, ["history"])["history"]
     assert len(rows) == 1000
-    manifest = runtime.store.manifest(job.id, events_part("history"))
-    assert any(e.truncated for e in manifest.values())
-    assert runtime.registry.load(job.id).state == FINISHED
+    job = runtime.registry.load(job.id)
+    assert job.state == FINISHED
+    quality = domain_quality(job, runtime.registry, runtime.store, 1000)
+    assert quality["history"]["status"] == "truncated"
+    assert (quality["history"]["observed_rows"], quality["history"]["max_rows"]) == (1000, 1000)
+    assert quality["holds"]["status"] == "complete"  # fewer rows than the guard
+    assert query_quality(quality)["status"] == "truncated"
 
 
 def test_a_big_job_moves_to_the_large_queue_once_its_size_is_known(
@@ -356,3 +366,48 @@ def test_an_operator_retry_resumes_at_the_failed_stage_without_rerunning_earlier
     assert {k: v for k, v in after.items() if not k.startswith("aggregation")} == {
         k: v for k, v in queries.items() if not k.startswith("aggregation")
     }
+
+
+def test_the_status_document_has_the_contract_fields_and_stage_progress(
+    inline: Runtime, warehouse: Path
+) -> None:
+    # Given a job that ran seed-resolve and lineage only
+    job, _ = inline.submit(query_tool(warehouse))
+    run_until(inline, EVENTS)
+    status = job_status(inline.registry.load(job.id), inline.registry)
+    # Then the contract's fields are there, and the events stage knows its batch totals
+    contract = {
+        "job_id",
+        "status",
+        "profile",
+        "cid_count",
+        "domains",
+        "progress",
+        "created_at",
+        "elapsed_seconds",
+        "error",
+        "stage",
+        "completed_stages",
+    }
+    assert contract <= set(status)
+    assert status["status"] == "started" and status["completed_stages"] == [
+        "seed-resolve",
+        "lineage",
+    ]
+    assert isinstance(status["created_at"], int) and status["error"] is None
+    events = status["stages"]["events"]
+    assert events["batches_done"] == 0 and events["batches_total"] > len(status["domains"])
+    # When every message ran, the progress is the final state and counts every batch
+    run(inline)
+    done = job_status(inline.registry.load(job.id), inline.registry)
+    assert done["status"] == "finished" and done["progress"] == "finished"
+    assert done["stages"]["events"]["batches_done"] == events["batches_total"]
+
+
+def test_completing_a_stage_of_a_job_that_is_gone_recreates_nothing(
+    inline: Runtime, store_redis: redis.Redis
+) -> None:
+    # Given a job id whose keys expired, when a late message completes a stage of it
+    assert not inline.registry.complete_stage("0" * 32, EVENTS)
+    # Then no half job appears
+    assert not store_redis.exists(keys.job("0" * 32))

@@ -236,3 +236,10 @@ def test_entry_cut_at_or_past_its_rows_leaves_it_unchanged(keep: int) -> None:
     # When it is cut to at least 9 rows, Then it is unchanged and not truncated
     assert entry.cut(keep) == (entry, [])
     assert entry.cut(keep)[0].truncated is False
+
+
+def test_numbers_json_cannot_carry_are_stored_as_floats_or_null() -> None:
+    # Given an Oracle NUMBER(38) past 64 bits and a non-finite Decimal
+    rows = [(Decimal("1e30"), Decimal("Infinity"), Decimal("NaN"), Decimal("-12"))]
+    # Then they pack (as a float, null, null) and small integers stay integers
+    assert codec.unpack_rows(codec.pack_rows(rows)) == [(1e30, None, None, -12)]

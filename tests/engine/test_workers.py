@@ -246,3 +246,35 @@ def test_the_same_job_runs_on_rabbitmq(
     # Then it gives the same result as on Redis
     assert_same_result(runtime, job.id, expected_result(MSD, sqlite_source, settings, tmp_path))
     broker.close()
+
+
+def test_a_job_failed_in_a_stage_and_retried_does_not_rerun_earlier_stages(
+    runtime: Runtime,
+    workers: Workers,
+    store_redis: redis.Redis,
+    sqlite_source: SqliteSource,
+    tmp_path: Path,
+) -> None:
+    # Given a worker and an MSD job that fails in aggregation (its rejects lookup is broken)
+    store_redis.hset(FAULTS_KEY, "fail:msd/detection_rejects", "permanent")
+    workers.start()
+    job, _ = runtime.submit(MSD)
+    failed = wait_ended(runtime, job.id)
+    assert failed.state == "failed" and failed.error is not None
+    assert failed.error["stage"] == AGGREGATION
+    before = runtime.registry.queries(job.id)
+    # When the cause is fixed and an operator retries the job
+    store_redis.hdel(FAULTS_KEY, "fail:msd/detection_rejects")
+    assert runtime.retry(job.id)
+    # Then it finishes with the undisturbed result, and only aggregation asked the source again
+    wait_ended(runtime, job.id)
+    assert_same_result(
+        runtime, job.id, expected_result(MSD, sqlite_source, runtime.settings, tmp_path)
+    )
+    progress = runtime.registry.progress(job.id)
+    assert (progress["runs:seed-resolve"], progress["runs:lineage"]) == (1, 1)
+    after = runtime.registry.queries(job.id)
+    earlier = {k: v for k, v in before.items() if not k.startswith("aggregation")}
+    assert (
+        earlier and {k: v for k, v in after.items() if not k.startswith("aggregation")} == earlier
+    )

@@ -1,0 +1,138 @@
+"""What a job looks like from outside: the contract's status document and ``quality_meta``.
+
+Both are computed from the registry and the manifests on demand (a few small Redis reads), so
+they are always as current as the checkpoints.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pipeline.engine.flow import events_part
+from pipeline.job import EVENTS, Job
+from pipeline.registry import JobRegistry
+from pipeline.store import CheckpointStore
+
+#: ``quality_meta.status`` values (the contract's).
+COMPLETE, PARTIAL, TRUNCATED, FAILED = "complete", "partial", "truncated", "failed"
+
+
+def stage_progress(job: Job, registry: JobRegistry) -> dict[str, dict[str, Any]]:
+    """Per stage of the job's plan: input batches done (and total, where known), rows written.
+
+    Events is summed over its domains and also given per domain (``domains``).
+    """
+    counters = registry.progress(job.id)
+    stages: dict[str, dict[str, Any]] = {}
+    for stage in job.stages:
+        if stage == EVENTS:
+            per_domain = {
+                d: {
+                    "batches_done": counters.get(f"{events_part(d)}:done", 0),
+                    "batches_total": counters.get(f"{events_part(d)}:total"),
+                    "rows": counters.get(f"{events_part(d)}:rows", 0),
+                }
+                for d in job.domains
+            }
+            totals = [p["batches_total"] for p in per_domain.values()]
+            stages[stage] = {
+                "batches_done": sum(p["batches_done"] for p in per_domain.values()),
+                "batches_total": None if None in totals else sum(totals),
+                "rows": sum(p["rows"] for p in per_domain.values()),
+                "domains": per_domain,
+            }
+        else:
+            queries = f"{stage}:q"
+            stages[stage] = {
+                "batches_done": counters.get(f"{queries}:done", 0),
+                "batches_total": None,  # a sequence of queries whose length is found on the way
+                "rows": counters.get(f"{queries}:rows", 0),
+            }
+        stages[stage]["runs"] = counters.get(f"runs:{stage}", 0)
+        stages[stage]["completed"] = stage in job.completed
+    return stages
+
+
+def progress_text(job: Job, stages: dict[str, dict[str, Any]]) -> str:
+    """One line for the dashboard's spinner, e.g. ``events: 37/112 batches, 412,000 rows``."""
+    if not job.active:
+        return job.state
+    stage = job.stage or job.pending_stage()
+    if stage is None:
+        return job.state
+    info = stages.get(stage, {})
+    total = info.get("batches_total")
+    done = info.get("batches_done", 0)
+    batches = f"{done}/{total}" if total is not None else str(done)
+    return f"{stage}: {batches} batches, {info.get('rows', 0):,} rows"
+
+
+def job_status(job: Job, registry: JobRegistry, now: float | None = None) -> dict[str, Any]:
+    """The contract's job status document, plus ``queue``, ``stages`` (progress per stage),
+    ``failed_domains`` and ``error_detail`` (stage, code, message)."""
+    stages = stage_progress(job, registry)
+    failed = sorted(registry.domain_states(job.id))
+    return {
+        "job_id": job.id,
+        "status": job.state,
+        "profile": job.request.profile,
+        "cid_count": job.cid_count,
+        "domains": list(job.domains),
+        "progress": progress_text(job, stages),
+        "created_at": int(job.created_at),
+        "elapsed_seconds": job.elapsed_seconds(now if now is not None else time.time()),
+        "error": job.error["message"] if job.error else None,
+        "stage": job.stage,
+        "completed_stages": list(job.completed),
+        "queue": job.queue,
+        "stages": stages,
+        "failed_domains": failed,
+        "error_detail": job.error,
+    }
+
+
+def domain_quality(
+    job: Job, registry: JobRegistry, store: CheckpointStore, max_rows: int
+) -> dict[str, dict[str, Any]]:
+    """``quality_meta`` of each events domain: failed (with the error), truncated by the row
+    guard (with ``max_rows``), or complete."""
+    failed = registry.domain_states(job.id)
+    counters = registry.progress(job.id)
+    quality: dict[str, dict[str, Any]] = {}
+    for domain in job.domains:
+        part = events_part(domain)
+        meta: dict[str, Any] = {
+            "status": COMPLETE,
+            "scope": "domain",
+            "domain": domain,
+            "reasons": [],
+            "observed_rows": counters.get(f"{part}:rows", 0),
+        }
+        if domain in failed:
+            meta.update(status=FAILED, observed_rows=0)
+            meta["reasons"].append(f"{failed[domain]['code']}: {failed[domain]['message']}")
+        elif any(e.truncated for e in store.manifest(job.id, part).values()):
+            meta.update(status=TRUNCATED, max_rows=max_rows)
+            meta["reasons"].append(f"row guard: kept the first {max_rows:,} rows")
+        quality[domain] = meta
+    return quality
+
+
+def query_quality(domains: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The job-wide ``quality_meta`` over its domains' (worst status wins; all failed: failed)."""
+    statuses = [m["status"] for m in domains.values()]
+    if statuses and all(s == FAILED for s in statuses):
+        status = FAILED
+    elif FAILED in statuses:
+        status = PARTIAL
+    elif TRUNCATED in statuses:
+        status = TRUNCATED
+    else:
+        status = COMPLETE
+    return {
+        "status": status,
+        "scope": "query",
+        "reasons": [f"{d}: {r}" for d, m in domains.items() for r in m["reasons"]],
+        "observed_rows": sum(m["observed_rows"] for m in domains.values()),
+    }

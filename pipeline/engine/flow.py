@@ -97,7 +97,10 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
     but before sending it must not leave the job stuck.
     """
     job, registry = ctx.job, ctx.registry
-    registry.complete_stage(job.id, finished)
+    if registry.complete_stage(job.id, finished):
+        # A job may wait in its queue and run for longer than its TTL: every stage boundary
+        # gives all its keys (earlier stages' outputs included) a fresh TTL.
+        ctx.store.touch(job.id)
     after = job.next_stage(finished)
     if after is None:
         if registry.finish(job.id):

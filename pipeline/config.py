@@ -78,6 +78,21 @@ DEFAULT_MAX_CIDS = {
 }
 #: Rows kept per domain of one job; the rest is cut and ``quality_meta`` says so (rows).
 DEFAULT_MAX_ROWS_PER_DOMAIN = 2_000_000
+#: Events requests over this many lots answer 202 at once (the old system's threshold).
+DEFAULT_ASYNC_CID_THRESHOLD = 20_000
+#: Lineage requests over this many seed lots answer 202 at once (the old system's 5,000).
+DEFAULT_LINEAGE_ASYNC_SEEDS = 5_000
+#: How long a request under the thresholds waits for its job before answering 202 instead.
+DEFAULT_SYNC_WAIT_SECONDS = 120
+#: Status, result and stream requests per client per window (the old system's 60 per 60 s).
+DEFAULT_RATE_LIMIT_REQUESTS = 60
+DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60
+#: Submissions (seed-resolve, lineage, events, jobs) per client per window.
+DEFAULT_SUBMIT_RATE_LIMIT_REQUESTS = 30
+#: Largest request body: an inline MSD lineage map of a 100K-lot trace is tens of MB.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+#: Retry-After of a 503 (Redis or the broker away).
+DEFAULT_RETRY_AFTER_SECONDS = 30
 
 SourceKind = Literal["sqlite", "oracle"]
 
@@ -173,6 +188,20 @@ class Settings:
         "TRACE_MAX_CIDS_MID_SECTION_DEFECT", DEFAULT_MAX_CIDS["mid_section_defect"]
     )
     max_rows_per_domain: int = _env("TRACE_MAX_ROWS_PER_DOMAIN", DEFAULT_MAX_ROWS_PER_DOMAIN)
+    async_cid_threshold: int = _env("TRACE_ASYNC_CID_THRESHOLD", DEFAULT_ASYNC_CID_THRESHOLD)
+    lineage_async_seeds: int = _env("TRACE_LINEAGE_ASYNC_SEEDS", DEFAULT_LINEAGE_ASYNC_SEEDS)
+    sync_wait_seconds: int = _env("TRACE_SYNC_WAIT_SECONDS", DEFAULT_SYNC_WAIT_SECONDS)
+    rate_limit_requests: int = _env("TRACE_RATE_LIMIT_REQUESTS", DEFAULT_RATE_LIMIT_REQUESTS)
+    rate_limit_window_seconds: int = _env(
+        "TRACE_RATE_LIMIT_WINDOW_SECONDS", DEFAULT_RATE_LIMIT_WINDOW_SECONDS
+    )
+    submit_rate_limit_requests: int = _env(
+        "TRACE_SUBMIT_RATE_LIMIT_REQUESTS", DEFAULT_SUBMIT_RATE_LIMIT_REQUESTS
+    )
+    trusted_proxies: str = _env("TRACE_TRUSTED_PROXIES", "")  # comma list of addresses
+    max_body_bytes: int = _env("TRACE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+    api_token: str = _env("TRACE_API_TOKEN", "", repr=False)  # "": no token needed
+    retry_after_seconds: int = _env("TRACE_RETRY_AFTER_SECONDS", DEFAULT_RETRY_AFTER_SECONDS)
 
     def __post_init__(self) -> None:
         if not self.broker_url:
@@ -199,6 +228,13 @@ class Settings:
             "max_cids_query_tool_reverse",
             "max_cids_mid_section_defect",
             "max_rows_per_domain",
+            "async_cid_threshold",
+            "lineage_async_seeds",
+            "rate_limit_requests",
+            "rate_limit_window_seconds",
+            "submit_rate_limit_requests",
+            "max_body_bytes",
+            "retry_after_seconds",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TRACE_{name.upper()} must be at least 1")
@@ -206,6 +242,8 @@ class Settings:
             raise ConfigError(
                 "TRACE_JOBS_PROBE_MAX must be 0..TRACE_IN_LIST_SIZE (one bind per lot)"
             )
+        if self.sync_wait_seconds < 0:
+            raise ConfigError("TRACE_SYNC_WAIT_SECONDS must not be negative")
         if self.max_retries < 0:
             raise ConfigError("TRACE_MAX_RETRIES must not be negative")
         if self.retry_max_backoff_ms < self.retry_min_backoff_ms:
@@ -216,6 +254,11 @@ class Settings:
         if self.oracle_pool_min < 0 or self.oracle_pool_min > self.oracle_pool_max:
             raise ConfigError("TRACE_ORACLE_POOL_MIN must be 0..TRACE_ORACLE_POOL_MAX")
         SourceLocation.parse(self.source_url)  # fail at startup, not at first query
+
+    @property
+    def proxies(self) -> frozenset[str]:
+        """``TRACE_TRUSTED_PROXIES`` as a set of addresses."""
+        return frozenset(p.strip() for p in self.trusted_proxies.split(",") if p.strip())
 
     def max_cids(self, profile: str) -> int:
         """The most lots one trace of ``profile`` may reach (``TRACE_MAX_CIDS_<PROFILE>``)."""

@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 
-from pipeline import domains
 from pipeline.request import TraceRequest
 
 QUEUED = "queued"
@@ -39,9 +38,14 @@ QUEUES = (QUEUE, LARGE_QUEUE)
 
 
 def plan(request: TraceRequest) -> tuple[str, ...]:
-    """The stages ``request`` runs, in order."""
-    head: tuple[str, ...] = () if request.from_cids else (SEED_RESOLVE, LINEAGE)
-    tail = (AGGREGATION,) if request.profile == domains.MID_SECTION_DEFECT and head else ()
+    """The stages ``request`` runs, in order (see ``TraceRequest`` for the kinds)."""
+    kind = request.job_kind
+    if kind == SEED_RESOLVE:
+        return (SEED_RESOLVE,)
+    if kind == LINEAGE:
+        return (LINEAGE,)
+    head: tuple[str, ...] = () if kind == EVENTS else (SEED_RESOLVE, LINEAGE)
+    tail = (AGGREGATION,) if request.aggregates else ()
     return (*head, EVENTS, *tail)
 
 

@@ -19,6 +19,10 @@ FAILED = f"{NAMESPACE}:jobs:failed"
 LEASES = f"{NAMESPACE}:leases"
 #: Held by the reaper that is looking for stale leases (one at a time across all workers).
 REAPER_LOCK = f"{NAMESPACE}:reaper:lock"
+#: Worker processes alive, ``host:pid`` scored by their last heartbeat (``/readyz``).
+WORKERS = f"{NAMESPACE}:workers"
+#: Hash of the service's counters (``pipeline.metrics``): shared by every process.
+METRICS = f"{NAMESPACE}:metrics"
 
 
 def job(job_id: str) -> str:
@@ -65,6 +69,16 @@ def chunk(job_id: str, part: str, batch: int, index: int, attempt: str) -> str:
     """String: one msgpack chunk of rows. ``attempt`` keeps a half-written earlier attempt of the
     same batch from being overwritten while a reader might trust it."""
     return f"{job(job_id)}:chunk:{part}:{batch}:{index}:{attempt}"
+
+
+def page_index(job_id: str, part: str) -> str:
+    """Sorted set: a finished part's chunks scored by the offset of their first row."""
+    return f"{job(job_id)}:index:{part}"
+
+
+def rate(bucket: str, client: str, window: int) -> str:
+    """String counter: requests of ``client`` to ``bucket`` in fixed window number ``window``."""
+    return f"{NAMESPACE}:rate:{bucket}:{client}:{window}"
 
 
 def blob(job_id: str, name: str) -> str:

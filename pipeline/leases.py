@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ class LeaseBook:
         self._held: set[str] = set()
         self._lock = threading.Lock()
         self.process = f"{os.getpid()}-{secrets.token_hex(3)}"
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
 
     @contextmanager
     def hold(self, job_id: str, message_key: str) -> Iterator[str]:
@@ -51,11 +53,14 @@ class LeaseBook:
             self.redis.zrem(keys.LEASES, member)
 
     def renew(self) -> int:
-        """Renew every lease this process holds (a lease already reaped stays gone)."""
+        """Renew every lease this process holds (a lease already reaped stays gone), and say
+        this worker process is alive (``keys.WORKERS``, read by ``/readyz``)."""
         with self._lock:
             held = list(self._held)
+        now = time.time()
+        self.redis.zadd(keys.WORKERS, {self.worker_name: now})
+        self.redis.zremrangebyscore(keys.WORKERS, "-inf", now - 3600)  # long gone: forget
         if held:
-            now = time.time()
             pipe = self.redis.pipeline(transaction=False)
             pipe.zadd(keys.LEASES, dict.fromkeys(held, now), xx=True)
             jobs = {keys.parse_lease(m)[0] for m in held}

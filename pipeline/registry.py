@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import redis
 
-from pipeline import codec, keys
+from pipeline import codec, keys, metrics
 from pipeline.job import (
     ACTIVE,
     CANCELLED,
@@ -157,6 +157,7 @@ class JobRegistry:
             return False
         pipe = self.redis.pipeline(transaction=False)
         pipe.hsetnx(keys.job(job_id), "started_at", repr(now))
+        pipe.hsetnx(keys.job(job_id), f"began:{stage}", repr(now))
         pipe.hset(keys.job(job_id), "revivals", 0)  # it moves: a later stall is news again
         pipe.hincrby(keys.progress(job_id), f"runs:{stage}", 1)
         self.store.register(pipe, job_id, keys.progress(job_id))
@@ -170,21 +171,34 @@ class JobRegistry:
         marked = self._mark_once(keys=[keys.job(job_id)], args=[f"done:{stage}", repr(time.time())])
         return int(marked) == 1
 
+    def stage_began(self, job_id: str, stage: str) -> float | None:
+        """When ``stage`` first started (for its duration)."""
+        value = self.redis.hget(keys.job(job_id), f"began:{stage}")
+        return float(value) if value else None
+
     def finish(self, job_id: str) -> bool:
         """started -> finished; every key of the job gets a fresh TTL."""
         if not self._set(job_id, (STARTED,), state=FINISHED, finished_at=repr(time.time())):
             return False
         self._ended(job_id)
+        metrics.count(self.redis, "jobs", event="finished")
         return True
 
-    def fail(self, job_id: str, stage: str | None, code: str, message: str) -> bool:
-        """queued/started -> failed, with the stage, code and message in its status."""
-        error = orjson.dumps({"stage": stage, "code": code, "message": message}).decode()
+    def fail(
+        self, job_id: str, stage: str | None, code: str, message: str, *, bad_input: bool = False
+    ) -> bool:
+        """queued/started -> failed, with the stage, code and message in its status
+        (``bad_input``: the request was at fault, not the service)."""
+        error: dict[str, Any] = {"stage": stage, "code": code, "message": message}
+        if bad_input:
+            error["input"] = True
+        error_text = orjson.dumps(error).decode()
         now = time.time()
-        if not self._set(job_id, ACTIVE, state=FAILED, error=error, finished_at=repr(now)):
+        if not self._set(job_id, ACTIVE, state=FAILED, error=error_text, finished_at=repr(now)):
             return False
         self.redis.zadd(keys.FAILED, {job_id: now})
         self._ended(job_id)
+        metrics.count(self.redis, "jobs", event="failed")
         return True
 
     def cancel(self, job_id: str) -> str | None:
@@ -194,6 +208,7 @@ class JobRegistry:
             self.redis.zrem(keys.RUNNING, job_id)
             self.store.release(job_id)
             self.redis.expire(keys.job(job_id), self.ttl)
+            metrics.count(self.redis, "jobs", event="cancelled")
         return self.state(job_id)
 
     def _ended(self, job_id: str) -> None:

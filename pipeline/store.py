@@ -179,6 +179,22 @@ class CheckpointStore:
             self.commit(job_id, part, entry)
         return batch + 1
 
+    def copy_part(self, from_job: str, to_job: str, part: str) -> int:
+        """Copy the committed rows of ``part`` of ``from_job`` into ``to_job``, batch for batch
+        and one chunk at a time; returns the rows copied."""
+        columns = self.columns(from_job, part)
+        rows = 0
+        for entry in self.manifest(from_job, part).values():
+            if self.entry(to_job, part, entry.batch) is not None:
+                rows += entry.rows
+                continue
+            writer = self.writer(to_job, part, entry.batch)
+            for chunk in self.read_entry(from_job, part, entry, columns):
+                writer.add(chunk)
+            self.commit(to_job, part, writer.entry(entry.note, truncated=entry.truncated))
+            rows += writer.rows
+        return rows
+
     # ---- reading ---------------------------------------------------------------------------
     def entry(self, job_id: str, part: str, batch: int) -> Entry | None:
         data = self.redis.hget(keys.manifest(job_id, part), str(batch))
@@ -210,14 +226,18 @@ class CheckpointStore:
         if columns is None:
             columns = tuple(entry.note.get("columns") or self.columns(job_id, part))
         for ref in entry.chunks:
-            found = self.redis.get(ref.key)
-            if found is None:
-                raise ChunkLost(part, entry.batch, ref.key, "is missing (expired or evicted)")
-            data = codec.as_bytes(found)
-            if codec.checksum(data) != ref.checksum:
-                raise ChunkLost(part, entry.batch, ref.key, "fails its checksum")
-            rows = codec.unpack_rows(data)
-            yield RowBatch(columns, rows[: ref.rows] if ref.rows < len(rows) else rows)
+            yield RowBatch(columns, self.read_chunk(part, entry.batch, ref))
+
+    def read_chunk(self, part: str, batch: int, ref: ChunkRef) -> list[tuple[Any, ...]]:
+        """The counted rows of one chunk; raises ``ChunkLost`` when it is gone or damaged."""
+        found = self.redis.get(ref.key)
+        if found is None:
+            raise ChunkLost(part, batch, ref.key, "is missing (expired or evicted)")
+        data = codec.as_bytes(found)
+        if codec.checksum(data) != ref.checksum:
+            raise ChunkLost(part, batch, ref.key, "fails its checksum")
+        rows = codec.unpack_rows(data)
+        return rows[: ref.rows] if ref.rows < len(rows) else rows
 
     def read(self, job_id: str, part: str) -> Iterator[RowBatch]:
         """Every committed row of ``part`` in batch order, one chunk at a time."""

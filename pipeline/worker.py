@@ -13,12 +13,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from functools import cached_property
+from typing import Any
 
 import dramatiq
 import redis
 from dramatiq.middleware import CurrentMessage, Middleware
 
+from pipeline import metrics
 from pipeline.config import Settings
 from pipeline.engine.aggregation import run_aggregation
 from pipeline.engine.context import JobInactive, StageContext
@@ -31,9 +34,10 @@ from pipeline.engine.flow import (
     events_totals,
     resume,
 )
+from pipeline.engine.inputs import lineage_maps, write_inputs
 from pipeline.engine.lineage import check_cid_limit, run_lineage
 from pipeline.engine.seed_resolve import run_seed_resolve
-from pipeline.errors import ServiceUnavailable, TraceError
+from pipeline.errors import InvalidInput, ServiceUnavailable, TraceError
 from pipeline.job import AGGREGATION, EVENTS, LARGE_QUEUE, LINEAGE, QUEUE, SEED_RESOLVE, Job
 from pipeline.leases import LeaseBook, Ticker, resend_stale, take_reaper_lock
 from pipeline.messages import BrokerDispatcher, Dispatcher, MessageKey
@@ -121,7 +125,9 @@ class Runtime:
                 if error.retryable and self._retries_left():
                     log.warning("job %s: %s will be retried: %s", job_id, key, error.message)
                     raise
-                self._give_up(ctx, key, error.code, error.message)
+                self._give_up(
+                    ctx, key, error.code, error.message, bad_input=isinstance(error, InvalidInput)
+                )
             except (redis.ConnectionError, redis.TimeoutError):
                 raise  # the store is away: nothing can be recorded; Dramatiq retries
             except Exception as error:
@@ -140,44 +146,67 @@ class Runtime:
         retries = message.options.get("retries", 0) if message is not None else 0
         return bool(retries < self.settings.max_retries)
 
-    def _give_up(self, ctx: StageContext, key: MessageKey, code: str, message: str) -> None:
+    def _give_up(
+        self,
+        ctx: StageContext,
+        key: MessageKey,
+        code: str,
+        message: str,
+        *,
+        bad_input: bool = False,
+    ) -> None:
         job_id = ctx.job.id
         if key.stage == EVENTS and key.domain is not None:
             if self.registry.mark_domain(job_id, key.domain, "failed", code, message):
                 log.error("job %s: domain %s failed (%s): %s", job_id, key.domain, code, message)
             return
-        if self.registry.fail(job_id, key.stage, code, message):
+        if self.registry.fail(job_id, key.stage, code, message, bad_input=bad_input):
             log.error("job %s: failed in %s (%s): %s", job_id, key.stage, code, message)
 
     # ---- submitting -----------------------------------------------------------------------
-    def submit(self, request: TraceRequest, *, fresh: bool = False) -> tuple[Job, bool]:
+    def submit(
+        self,
+        request: TraceRequest,
+        *,
+        fresh: bool = False,
+        lineage: Mapping[str, Any] | None = None,
+    ) -> tuple[Job, bool]:
         """The job for ``request``: the running or finished one for the same request (unless
         ``fresh``), or a new one whose first stage is sent to the workers. Returns the job and
-        whether it is new.
+        whether it is new. ``lineage`` is a dashboard's inline lineage map (an events request
+        of a mid-section-defect analysis); its digest must be in ``request.lineage_digest``.
 
         Raises ``InvalidInput`` for a bad request (``CID_LIMIT_EXCEEDED`` past the profile's
-        limit) and ``ServiceUnavailable`` when Redis or the broker is down.
+        limit, ``LINEAGE_JOB_NOT_FOUND``/``LINEAGE_JOB_NOT_READY`` for a ``lineage_job_id`` that
+        cannot serve) and ``ServiceUnavailable`` when Redis or the broker is down.
         """
         request = request.validated()
         settings = self.settings
         count = len(request.container_ids)
-        if request.from_cids:
+        if request.job_kind in (EVENTS, LINEAGE) and count:
             check_cid_limit(count, request.profile, settings.max_cids(request.profile))
-        queue = LARGE_QUEUE if count > settings.large_job_cids else QUEUE
+        if request.aggregates and lineage is not None:
+            lineage_maps(lineage, request.direction())  # a malformed map is refused up front
         try:
+            if request.lineage_job_id:
+                count = self._check_lineage_job(request)
+                check_cid_limit(count, request.profile, settings.max_cids(request.profile))
+            queue = LARGE_QUEUE if count > settings.large_job_cids else QUEUE
             job, created = self.registry.submit(request, fresh=fresh, queue=queue)
             if not created:
                 return job, False
             ctx = self.context(job)
+            cids = write_inputs(
+                self.store,
+                job,
+                batch_size=settings.fetch_rows,
+                in_list_size=settings.in_list_size,
+                lineage=lineage,
+            )
             if request.from_cids:
-                self.store.write_rows(
-                    job.id,
-                    CIDS_PART,
-                    ("CONTAINERID",),
-                    ((c,) for c in request.container_ids),
-                    settings.in_list_size,
-                )
-                self.registry.set_totals(job.id, events_totals(job, count, settings.in_list_size))
+                if cids != job.cid_count:
+                    self.registry.update(job.id, cid_count=cids)
+                self.registry.set_totals(job.id, events_totals(job, cids, settings.in_list_size))
         except redis.RedisError as error:
             raise ServiceUnavailable(f"the job store cannot be reached: {error}") from error
         try:
@@ -185,8 +214,36 @@ class Runtime:
         except Exception as error:
             self.registry.fail(job.id, None, ServiceUnavailable.code, "the broker is unavailable")
             raise ServiceUnavailable(f"the broker cannot be reached: {error}") from error
-        log.info("job %s: accepted (%s, %d lots given)", job.id, request.profile, count)
+        metrics.count(self.redis, "jobs", event="accepted")
+        log.info(
+            "job %s: accepted (%s %s, %d lots given)",
+            job.id,
+            request.profile,
+            request.job_kind,
+            count,
+        )
         return job, True
+
+    def _check_lineage_job(self, request: TraceRequest) -> int:
+        """The lots of the job named by ``lineage_job_id`` (its lineage must be complete); its
+        keys get a fresh TTL, as the new job will read them."""
+        source = self.registry.load(request.lineage_job_id)
+        if source is None:
+            raise InvalidInput(
+                f"lineage job {request.lineage_job_id} not found or expired",
+                field="lineage_job_id",
+                code="LINEAGE_JOB_NOT_FOUND",
+            )
+        if LINEAGE not in source.completed:
+            raise InvalidInput(
+                f"lineage job {source.id} has no finished lineage (it is {source.state})",
+                field="lineage_job_id",
+                code="LINEAGE_JOB_NOT_READY",
+            )
+        self.store.touch(source.id)
+        if request.container_ids:
+            return len(request.container_ids)
+        return self.registry.progress(source.id).get(f"{CIDS_PART}:rows", 0) or source.cid_count
 
     # ---- dead workers ----------------------------------------------------------------------
     def resend(self, job_id: str, message_key: str) -> bool:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
-from pipeline import domains
+from pipeline import domains, metrics
 from pipeline.engine.context import StageContext
 from pipeline.job import EVENTS, Job
 from pipeline.messages import MessageKey
+from pipeline.pages import PageIndex
 from pipeline.registry import JobRegistry
 from pipeline.store import CheckpointStore
 
@@ -101,6 +103,11 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
         # A job may wait in its queue and run for longer than its TTL: every stage boundary
         # gives all its keys (earlier stages' outputs included) a fresh TTL.
         ctx.store.touch(job.id)
+        if finished == EVENTS:  # its parts no longer change: index them for result pages
+            index = PageIndex(ctx.store)
+            for domain in job.domains:
+                index.ensure(job.id, events_part(domain))
+        _record_stage(ctx, finished)
     after = job.next_stage(finished)
     if after is None:
         if registry.finish(job.id):
@@ -112,6 +119,20 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
             return
         ctx.job = fresh
         dispatch_stage(ctx, after, resumed=resumed)
+
+
+def _record_stage(ctx: StageContext, stage: str) -> None:
+    """Count a completed stage: its seconds (first start to now) and the rows it wrote."""
+    job, client = ctx.job, ctx.store.redis
+    began = ctx.registry.stage_began(job.id, stage)
+    if began is not None:
+        metrics.count(client, "stage_seconds", time.time() - began, stage=stage)
+    metrics.count(client, "stage_runs", stage=stage)
+    if stage == EVENTS:
+        progress = ctx.registry.progress(job.id)
+        for domain in job.domains:
+            part = events_part(domain)
+            metrics.count(client, "rows_written", progress.get(f"{part}:rows", 0), part=part)
 
 
 def resume(ctx: StageContext) -> None:

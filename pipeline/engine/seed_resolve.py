@@ -6,6 +6,7 @@ from pipeline import domains
 from pipeline.engine.context import StageContext
 from pipeline.engine.recording import RecordingSource
 from pipeline.errors import InvalidInput
+from pipeline.request import SEED_RESOLVE
 from pipeline.stages import seed_resolve
 
 #: Seed lots of the job: rows of ``SEED_COLUMNS``.
@@ -19,7 +20,8 @@ def run_seed_resolve(ctx: StageContext) -> None:
     """Resolve the request's seeds; store them (``SEEDS_PART``) and a summary blob.
 
     Raises ``InvalidInput`` (``NO_SEEDS``) when a query-tool trace matches nothing; a
-    mid-section-defect range without detection lots goes on to an empty result.
+    mid-section-defect range without detection lots goes on to an empty result, and a job that
+    only resolves seeds answers with what was not found.
     """
     job, settings = ctx.job, ctx.settings
     request = job.request
@@ -30,7 +32,8 @@ def run_seed_resolve(ctx: StageContext) -> None:
         min_prefix=settings.resolve_min_prefix,
         max_days=settings.msd_max_days,
     )
-    if not found.seeds and request.profile != domains.MID_SECTION_DEFECT:
+    alone = request.job_kind == SEED_RESOLVE  # the dashboard's call: nothing found is an answer
+    if not found.seeds and request.profile != domains.MID_SECTION_DEFECT and not alone:
         raise InvalidInput("no seed matched: nothing to trace", field="values", code="NO_SEEDS")
     ctx.store.write_rows(
         job.id,

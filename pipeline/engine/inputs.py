@@ -1,0 +1,135 @@
+"""What a job is given before its first stage runs, written as the parts its stages read.
+
+A lineage job's seed lots go where seed-resolve would have put them. An events job's lots go
+where lineage would have put them; a mid-section-defect one also needs its detection lots and
+their lineage, which come with the request (the dashboard's ``seed_container_ids`` and
+``lineage`` map) or from the checkpoints of an earlier job (``lineage_job_id``), copied part by
+part, one chunk at a time.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from pipeline import domains
+from pipeline.engine.flow import CIDS_PART
+from pipeline.engine.lineage import MAP_COLUMNS, lineage_part
+from pipeline.engine.seed_resolve import SEED_COLUMNS, SEEDS_PART
+from pipeline.errors import InvalidInput
+from pipeline.job import Job
+from pipeline.request import EVENTS, LINEAGE
+from pipeline.rows import clean_values
+from pipeline.store import CheckpointStore
+
+#: The lineage maps the aggregation reads, by direction.
+RELATED = {domains.BACKWARD: "ancestors", domains.FORWARD: "descendants"}
+
+
+def lineage_maps(lineage: Mapping[str, Any], direction: str) -> dict[str, Mapping[str, Any]]:
+    """The parts of a dashboard's inline lineage the aggregation needs: ``seed_roots`` and the
+    related lots of each seed (backward: ``ancestors``; forward: ``descendants``, walked from
+    ``children_map`` as the dashboard does). Raises ``InvalidInput`` for a malformed map."""
+    maps: dict[str, Mapping[str, Any]] = {}
+    for key in ("ancestors", "children_map", "seed_roots", "descendants"):
+        value = lineage.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            raise InvalidInput(f"lineage.{key} must be an object", field="lineage")
+    if lineage.get("seed_roots"):
+        maps["seed_roots"] = lineage["seed_roots"]
+    related = RELATED[direction]
+    if lineage.get(related):
+        maps[related] = lineage[related]
+    elif direction == domains.FORWARD and lineage.get("children_map"):
+        maps[related] = _Descendants(lineage["children_map"])
+    for key, value in maps.items():
+        if key != "seed_roots" and not isinstance(value, _Descendants):
+            for lots in value.values():
+                if isinstance(lots, str) or not isinstance(lots, list):
+                    raise InvalidInput(f"lineage.{key} values must be lists", field="lineage")
+    return maps
+
+
+class _Descendants(Mapping[str, list[str]]):
+    """Every lot below a parent in ``children_map``, computed per parent when asked for."""
+
+    def __init__(self, children: Mapping[str, Any]) -> None:
+        self.children = children
+
+    def __getitem__(self, parent: str) -> list[str]:
+        found: dict[str, None] = {}
+        todo = deque(self.children.get(parent) or ())
+        while todo:
+            child = todo.popleft()
+            if child in found or child == parent:
+                continue
+            found[child] = None
+            todo.extend(self.children.get(child) or ())
+        return list(found)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.children)
+
+    def __len__(self) -> int:
+        return len(self.children)
+
+
+def seeds_of(request_seeds: Iterable[str], maps: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The detection lots: those given, else the keys of the lineage map (the old rule)."""
+    seeds = clean_values(request_seeds)
+    if seeds:
+        return seeds
+    related = maps.get("ancestors") or maps.get("descendants") or {}
+    return clean_values(related.keys())
+
+
+def write_inputs(
+    store: CheckpointStore,
+    job: Job,
+    *,
+    batch_size: int,
+    in_list_size: int,
+    lineage: Mapping[str, Any] | None = None,
+) -> int:
+    """Write what ``job``'s first stage reads; returns the number of lots its events stage
+    will read (0 for jobs that find them later). ``lineage`` is an inline lineage map."""
+    request = job.request
+    kind = request.job_kind
+    if kind == LINEAGE:
+        _write_seeds(store, job.id, request.container_ids, batch_size)
+        return 0
+    if kind != EVENTS:
+        return 0
+    count = len(request.container_ids)
+    source_job = request.lineage_job_id
+    if request.container_ids:
+        store.write_rows(
+            job.id,
+            CIDS_PART,
+            ("CONTAINERID",),
+            ((c,) for c in request.container_ids),
+            in_list_size,
+        )
+    elif source_job:
+        count = store.copy_part(source_job, job.id, CIDS_PART)
+    if not request.aggregates:
+        return count
+    direction = request.direction()
+    if source_job:
+        if request.seed_container_ids:
+            _write_seeds(store, job.id, request.seed_container_ids, batch_size)
+        else:
+            store.copy_part(source_job, job.id, SEEDS_PART)
+        for key in ("seed_roots", RELATED[direction]):
+            store.copy_part(source_job, job.id, lineage_part(key))
+        return count
+    maps = lineage_maps(lineage or {}, direction)
+    _write_seeds(store, job.id, seeds_of(request.seed_container_ids, maps), batch_size)
+    for key, value in maps.items():
+        store.write_rows(job.id, lineage_part(key), MAP_COLUMNS, value.items(), batch_size)
+    return count
+
+
+def _write_seeds(store: CheckpointStore, job_id: str, cids: Iterable[str], size: int) -> None:
+    store.write_rows(job_id, SEEDS_PART, SEED_COLUMNS, ((c, None, None) for c in cids), size)

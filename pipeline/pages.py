@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pipeline import codec, keys
 from pipeline.store import CheckpointStore, ChunkRef
@@ -92,7 +92,10 @@ class PageIndex:
         key = keys.page_index(job_id, part)
         first = self.redis.zrevrangebyscore(key, offset, "-inf", start=0, num=1, withscores=True)
         low = first[0][1] if first else 0
-        found = self.redis.zrangebyscore(key, low, f"({offset + count}", withscores=True)
+        found = cast(
+            "list[tuple[bytes, float]]",
+            self.redis.zrangebyscore(key, low, f"({offset + count}", withscores=True),
+        )
         chunks = tuple(
             _located(codec.as_bytes(member), int(score))
             for member, score in found

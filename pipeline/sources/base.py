@@ -78,6 +78,14 @@ class Source(ABC):
     def _execute(self, text: str, binds: dict[str, Any]) -> Iterator[RowBatch]:
         """Execute literal SQL with flat binds; yield batches; convert driver errors."""
 
+    #: A statement that reaches the warehouse and reads nothing (``ping``).
+    ping_sql: ClassVar[str] = "SELECT 1"
+
+    def ping(self) -> None:
+        """Reach the warehouse (``/readyz``); raises ``SourceUnavailable`` when it cannot."""
+        for _ in self._execute(self.ping_sql, {}):
+            pass
+
     def close(self) -> None:  # noqa: B027 - optional hook: a source may hold nothing to free
         """Release connections. The source may not be used afterwards."""
 

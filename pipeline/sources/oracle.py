@@ -61,6 +61,7 @@ class OracleSource(Source):
     """Streams queries from the MES data warehouse (schema ``DWH``)."""
 
     dialect = "oracle"
+    ping_sql = "SELECT 1 FROM DUAL"
 
     def __init__(
         self,

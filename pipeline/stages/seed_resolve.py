@@ -132,13 +132,7 @@ def resolve(
             packages=params.get("packages"),
             max_days=max_days,
         )
-    allowed = RESOLVE_TYPES[profile]
-    if resolve_type not in allowed:
-        raise InvalidInput(
-            f"resolve_type {resolve_type!r} is not valid for {profile}; "
-            f"expected one of {', '.join(allowed)}",
-            field="resolve_type",
-        )
+    _check_type(profile, resolve_type)
     return resolve_seeds(source, str(resolve_type), params.get("values"), min_prefix=min_prefix)
 
 
@@ -146,6 +140,54 @@ def resolve_seeds(
     source: Source, resolve_type: str, values: object, *, min_prefix: int = 2
 ) -> SeedResolution:
     """Resolve ``values`` of one resolve type; ``InvalidInput`` for a bad type or bad values."""
+    passes, inputs = _checked_inputs(resolve_type, values, min_prefix)
+    found: dict[str, dict[str, str]] = {}  # input -> {cid: name}, kept in the first pass hit
+    remaining = list(inputs)
+    for lookup in passes:
+        if not remaining:
+            break
+        for value, cid, name in _run_pass(source, lookup, remaining):
+            found.setdefault(value, {})[cid] = name
+        remaining = [v for v in remaining if v not in found]
+    return _assemble(inputs, found)
+
+
+def check_request(
+    profile: str, params: Mapping[str, Any], *, min_prefix: int = 2, max_days: int = 730
+) -> None:
+    """Every check ``resolve`` makes before its first query, without a source: raises
+    ``InvalidInput``/``InvalidProfile`` naming the problem (the API refuses bad input at once)."""
+    profile = domains.validate_profile(profile)
+    if not isinstance(params, Mapping):
+        raise InvalidInput("params must be an object", field="params")
+    resolve_type = params.get("resolve_type") or params.get("input_type")
+    if profile == domains.MID_SECTION_DEFECT and not resolve_type:
+        detection_scope(
+            params.get("station") or DEFAULT_STATION,
+            params.get("start_date"),
+            params.get("end_date"),
+            max_days=max_days,
+        )
+        _optional_set(params.get("pj_types"), "pj_types")
+        _optional_set(params.get("packages"), "packages")
+        return
+    _check_type(profile, resolve_type)
+    _checked_inputs(str(resolve_type), params.get("values"), min_prefix)
+
+
+def _check_type(profile: str, resolve_type: object) -> None:
+    allowed = RESOLVE_TYPES[profile]
+    if resolve_type not in allowed:
+        raise InvalidInput(
+            f"resolve_type {resolve_type!r} is not valid for {profile}; "
+            f"expected one of {', '.join(allowed)}",
+            field="resolve_type",
+        )
+
+
+def _checked_inputs(
+    resolve_type: str, values: object, min_prefix: int
+) -> tuple[Sequence[Pass], list[str]]:
     passes = PASSES.get(resolve_type)
     if passes is None:
         raise InvalidInput(
@@ -169,16 +211,7 @@ def resolve_seeds(
                 f"a wildcard value needs at least {min_prefix} characters before '*': {value!r}",
                 field="values",
             )
-
-    found: dict[str, dict[str, str]] = {}  # input -> {cid: name}, kept in the first pass hit
-    remaining = list(inputs)
-    for lookup in passes:
-        if not remaining:
-            break
-        for value, cid, name in _run_pass(source, lookup, remaining):
-            found.setdefault(value, {})[cid] = name
-        remaining = [v for v in remaining if v not in found]
-    return _assemble(inputs, found)
+    return passes, inputs
 
 
 def _clean_inputs(values: object) -> list[str]:

@@ -1,0 +1,177 @@
+"""The staged endpoints (``seed-resolve``, ``lineage``, ``events``) and ``POST /api/trace/jobs``.
+
+Each request becomes a job for the workers (the web process never queries the warehouse). A
+request under its threshold waits for its job (``TRACE_SYNC_WAIT_SECONDS``) and answers 200 with
+the result, streamed from the checkpoints; a bigger one, or one whose job is not done in time,
+answers 202 with the job's urls. The same request again is served by the same job (dedupe)
+unless the body says ``"fresh": true``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import falcon
+import orjson
+
+from http_api.body import bad_params, read_json
+from http_api.errors import api_error
+from http_api.results import result_document
+from http_api.services import Services
+from pipeline.job import FINISHED, Job
+from pipeline.request import EVENTS, LINEAGE, SEED_RESOLVE, TRACE, TraceRequest
+from pipeline.stages import seed_resolve
+
+
+def job_links(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "status_url": f"/api/trace/job/{job.id}",
+        "stream_url": f"/api/trace/job/{job.id}/stream",
+        "result_url": f"/api/trace/job/{job.id}/result",
+    }
+
+
+class _Submit:
+    """What every submitting endpoint shares."""
+
+    rate_bucket = "submit"
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def body(self, req: falcon.Request) -> dict[str, Any]:
+        return read_json(req, self.services.settings.max_body_bytes)
+
+    def answer(
+        self,
+        resp: falcon.Response,
+        request: TraceRequest,
+        body: dict[str, Any],
+        *,
+        wait: bool,
+        lineage: dict[str, Any] | None = None,
+    ) -> None:
+        fresh = body.get("fresh", False)
+        if not isinstance(fresh, bool):
+            raise bad_params("fresh must be true or false")
+        job, _created = self.services.runtime.submit(request, fresh=fresh, lineage=lineage)
+        settings = self.services.settings
+        if wait and settings.sync_wait_seconds > 0:
+            job = self.services.wait_for(job, settings.sync_wait_seconds)
+        if wait and job.state == FINISHED:
+            resp.status = falcon.HTTP_200
+            resp.content_type = falcon.MEDIA_JSON
+            resp.stream = result_document(self.services, job, None, 0, 0)
+            return
+        if wait and job.error:  # the request failed in the workers: say why, as a sync call would
+            error = job.error
+            raise api_error(
+                error["code"],
+                error["message"],
+                bad_input=bool(error.get("input")),
+                retry_after=settings.retry_after_seconds,
+            )
+        resp.status = falcon.HTTP_202
+        resp.media = {
+            "success": True,
+            "data": {
+                "stage": request.job_kind if request.job_kind != TRACE else "trace",
+                "async": True,
+                "status": job.state,
+                **job_links(job),
+            },
+        }
+
+
+def _request(body: dict[str, Any], **extra: Any) -> TraceRequest:
+    return TraceRequest.from_dict({**body, **extra})
+
+
+class SeedResolveResource(_Submit):
+    """``POST /api/trace/seed-resolve``: seeds from lot names, work orders, ... or a station
+    and date range (mid-section-defect)."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = self.body(req)
+        settings = self.services.settings
+        params = body.get("params") or {}
+        seed_resolve.check_request(
+            body.get("profile"),  # type: ignore[arg-type]
+            params,
+            min_prefix=settings.resolve_min_prefix,
+            max_days=settings.msd_max_days,
+        )
+        request = _request({"profile": body.get("profile"), "params": params}, kind=SEED_RESOLVE)
+        self.answer(resp, request, body, wait=True)
+
+
+class LineageResource(_Submit):
+    """``POST /api/trace/lineage``: the genealogy around the given lots (202 past
+    ``TRACE_LINEAGE_ASYNC_SEEDS`` lots)."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = self.body(req)
+        if not body.get("container_ids"):
+            raise bad_params("container_ids is missing or empty")
+        request = _request(
+            {k: body.get(k) for k in ("profile", "params", "container_ids")}, kind=LINEAGE
+        )
+        small = len(request.container_ids) <= self.services.settings.lineage_async_seeds
+        self.answer(resp, request, body, wait=small)
+
+
+class EventsResource(_Submit):
+    """``POST /api/trace/events``: the events of the given lots per domain (202 past
+    ``TRACE_ASYNC_CID_THRESHOLD`` lots). A mid-section-defect request with its detection lots
+    (``seed_container_ids``) and their lineage (``lineage`` map, or ``lineage_job_id``) also
+    gets the aggregation."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = self.body(req)
+        if not body.get("container_ids") and not body.get("lineage_job_id"):
+            raise bad_params("container_ids is missing or empty")
+        if not body.get("domains"):
+            raise bad_params("domains is missing or empty")
+        lineage = body.get("lineage")
+        if lineage is not None and not isinstance(lineage, dict):
+            raise bad_params("lineage must be an object")
+        fields = {
+            k: body.get(k)
+            for k in (
+                "profile",
+                "params",
+                "container_ids",
+                "domains",
+                "seed_container_ids",
+                "lineage_job_id",
+            )
+        }
+        digest = _digest(lineage) if lineage else ""
+        request = _request(fields, kind=EVENTS, lineage_digest=digest)
+        small = len(request.container_ids) <= self.services.settings.async_cid_threshold
+        self.answer(
+            resp, request, body, wait=small and bool(request.container_ids), lineage=lineage
+        )
+
+
+class JobsResource(_Submit):
+    """``POST /api/trace/jobs``: a whole trace from seeds (seed-resolve -> lineage -> events ->
+    aggregation) in the workers; always 202."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = self.body(req)
+        settings = self.services.settings
+        seed_resolve.check_request(
+            body.get("profile"),  # type: ignore[arg-type]
+            body.get("params") or {},
+            min_prefix=settings.resolve_min_prefix,
+            max_days=settings.msd_max_days,
+        )
+        request = _request({k: body.get(k) for k in ("profile", "params", "domains")}, kind=TRACE)
+        self.answer(resp, request, body, wait=False)
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()

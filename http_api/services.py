@@ -1,0 +1,75 @@
+"""What the API's resources share: the engine runtime (Redis, store, registry, a dispatcher to
+the broker), the broker itself (readiness), and the warehouse only for ``/readyz``.
+
+The web process never queries the warehouse for a trace: every request that needs data becomes a
+job that the workers run; the API reads the job's checkpoints.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dramatiq
+import redis
+
+from pipeline.broker import make_broker
+from pipeline.config import Settings
+from pipeline.job import ACTIVE, Job
+from pipeline.messages import BrokerDispatcher
+from pipeline.pages import PageIndex
+from pipeline.sources import open_source
+from pipeline.sources.base import Source
+from pipeline.worker import Runtime
+
+
+@dataclass
+class Services:
+    """The API's dependencies, built once per process (``from_settings``) or given by tests."""
+
+    settings: Settings
+    runtime: Runtime
+    broker: dramatiq.Broker | None = None
+    open_source: Callable[[], Source] | None = None
+    _source: Source | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        broker = make_broker(settings)
+        runtime = Runtime(settings, BrokerDispatcher(broker))
+        return cls(settings, runtime, broker, lambda: open_source(settings))
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.runtime.redis
+
+    @property
+    def pages(self) -> PageIndex:
+        return PageIndex(self.runtime.store)
+
+    def source(self) -> Source | None:
+        """The warehouse, opened on first use (``/readyz`` only)."""
+        if self.open_source is None:
+            return None
+        with self._lock:
+            if self._source is None:
+                self._source = self.open_source()
+            return self._source
+
+    def wait_for(self, job: Job, seconds: float) -> Job:
+        """``job`` once it left queued/started, or as it is after ``seconds``."""
+        registry = self.runtime.registry
+        deadline = time.monotonic() + seconds
+        pause = 0.02
+        current: Job | None = job
+        while current is not None and current.state in ACTIVE:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.5)
+            current = registry.load(job.id)
+        return current or job

@@ -76,6 +76,7 @@ def events_document(
         raise expired(job.id)
     fields: list[tuple[str, Any]] = [
         ("stage", "events"),
+        ("job_id", job.id),
         (
             "results",
             render.obj(

@@ -54,7 +54,7 @@ class JobResource:
         state = registry.cancel(job.id)
         if state is None:
             raise ApiError(falcon.HTTP_404, "JOB_NOT_FOUND", f"job {job_id} not found or expired")
-        if state != "cancelled":
+        if state != "cancelled":  # cancelling a cancelled job again is fine (idempotent)
             raise ApiError(
                 falcon.HTTP_409,
                 "JOB_NOT_CANCELLABLE",

@@ -20,7 +20,7 @@ from http_api.services import Services
 from pipeline.config import Settings
 from pipeline.job import Job
 from pipeline.messages import MessageKey
-from pipeline.sources.sqlite import SqliteSource
+from pipeline.sources import open_source
 from pipeline.worker import Runtime
 
 STORE_DB, BROKER_DB = 12, 13
@@ -110,9 +110,9 @@ def make_app(
         settings = Settings.from_env({**api_env, **{k: str(v) for k, v in env.items()}})
         dispatcher = ThreadDispatcher()
         dispatchers.append(dispatcher)
-        runtime = Runtime(settings, dispatcher, SqliteSource(warehouse))
+        runtime = Runtime(settings, dispatcher, open_source(settings))
         dispatcher.runtime = runtime
-        services = Services(settings, runtime, None, lambda: SqliteSource(warehouse))
+        services = Services(settings, runtime, None, lambda: open_source(settings))
         return falcon.testing.TestClient(create_app(settings, services)), services
 
     yield build

@@ -1,0 +1,370 @@
+"""The staged endpoints and the job endpoints, through Falcon's test client: envelopes, fields
+and status codes of the contract (``../shared/reference/api-contract.md``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import falcon.testing
+import pytest
+
+from http_api.services import Services
+from pipeline.request import TraceRequest
+from pipeline.sources.sqlite import SqliteSource
+from tests.api.conftest import AppFactory
+from tests.api.helpers import lot_ids, lot_names, wait_status
+from tests.engine.helpers import direct_rows, stable
+
+QUERY_TOOL = ("history", "materials", "rejects", "holds", "jobs")
+
+
+def seed_resolve(client: falcon.testing.TestClient, names: list[str]) -> falcon.testing.Result:
+    return client.simulate_post(
+        "/api/trace/seed-resolve",
+        json={"profile": "query_tool", "params": {"resolve_type": "lot_id", "values": names}},
+    )
+
+
+def test_the_dashboards_flow_answers_each_stage_with_the_contracts_fields(
+    client: falcon.testing.TestClient, warehouse: Path, api: tuple[object, Services]
+) -> None:
+    # Given lot names of the warehouse, and one that does not exist
+    names = lot_names(warehouse, 8)
+    # When the dashboard resolves them
+    seeds = seed_resolve(client, [*names, "NO-SUCH-LOT"])
+    # Then it gets the seeds, their ids and what matched nothing
+    assert seeds.status_code == 200
+    data = seeds.json["data"]
+    assert seeds.json["success"] is True
+    assert data["stage"] == "seed-resolve" and data["seed_count"] == 8
+    assert {s["container_name"] for s in data["seeds"]} == set(names)
+    assert set(data["seeds"][0]) == {"container_id", "container_name", "lot_id"}
+    assert data["seed_container_ids"] == [s["container_id"] for s in data["seeds"]]
+    assert data["not_found"] == ["NO-SUCH-LOT"]
+    cids = data["seed_container_ids"]
+
+    # When it asks for their lineage (query_tool: forward by default)
+    lineage = client.simulate_post(
+        "/api/trace/lineage", json={"profile": "query_tool", "container_ids": cids}
+    )
+    assert lineage.status_code == 200
+    tree = lineage.json["data"]
+    assert tree["stage"] == "lineage"
+    assert {"roots", "children_map", "names", "total_nodes"} <= set(tree)
+    descendants = set(cids)
+    todo = list(cids)
+    while todo:
+        for child in tree["children_map"].get(todo.pop(), []):
+            if child not in descendants:
+                descendants.add(child)
+                todo.append(child)
+
+    # When it asks for the events of every lot
+    body = {"profile": "query_tool", "container_ids": sorted(descendants), "domains": QUERY_TOOL}
+    events = client.simulate_post("/api/trace/events", json=body)
+    # Then a small request answers 200 with the full result: the source's rows, per domain
+    assert events.status_code == 200
+    result = events.json["data"]
+    assert result["stage"] == "events" and result["aggregation"] is None
+    assert list(result["results"]) == list(QUERY_TOOL)
+    assert result["quality_meta"]["status"] == "complete"
+    assert set(result["domain_quality_meta"]) == set(QUERY_TOOL)
+    settings = api[1].settings
+    with SqliteSource(warehouse) as source:
+        expected = direct_rows(
+            source, TraceRequest("query_tool", {}, QUERY_TOOL, tuple(sorted(descendants))), settings
+        )
+    for domain in QUERY_TOOL:
+        page = result["results"][domain]
+        assert page["count"] == page["total"] == len(page["data"]) == len(expected[domain])
+        assert page["quality_meta"]["status"] == "complete"
+        got = [stable(list(row), list(row.values())) for row in page["data"]]
+        columns = list(page["data"][0]) if page["data"] else []
+        assert got == [stable(columns, row) for row in expected[domain]]
+
+
+def test_a_large_events_request_answers_202_and_its_job_serves_status_result_and_stream(
+    make_app: AppFactory, warehouse: Path
+) -> None:
+    # Given a threshold of 50 lots
+    client, _ = make_app(TRACE_ASYNC_CID_THRESHOLD=50)
+    cids = lot_ids(warehouse, 120)
+    # When the dashboard asks for the events of 120 lots
+    answer = client.simulate_post(
+        "/api/trace/events",
+        json={"profile": "query_tool", "container_ids": cids, "domains": ["history", "holds"]},
+    )
+    # Then it gets 202 with the job's urls
+    assert answer.status_code == 202
+    data = answer.json["data"]
+    assert data["stage"] == "events" and data["async"] is True
+    job_id = data["job_id"]
+    assert data["status_url"] == f"/api/trace/job/{job_id}"
+    assert data["stream_url"] == f"/api/trace/job/{job_id}/stream"
+    # And the job's status has the contract's fields until it finishes
+    status = wait_status(client, job_id)
+    assert status["status"] == "finished"
+    assert {
+        "job_id", "status", "profile", "cid_count", "domains", "progress", "created_at",
+        "elapsed_seconds", "error", "stage", "completed_stages",
+    } <= set(status)  # fmt: skip
+    assert status["cid_count"] == 120 and status["domains"] == ["history", "holds"]
+    assert isinstance(status["created_at"], int) and status["error"] is None
+    assert status["completed_stages"] == ["events"]
+    # And its result and stream are served
+    result = client.simulate_get(f"/api/trace/job/{job_id}/result")
+    assert result.status_code == 200
+    assert result.json["data"]["results"]["history"]["total"] > 0
+    stream = client.simulate_get(f"/api/trace/job/{job_id}/stream")
+    assert stream.status_code == 200
+    assert stream.headers["content-type"] == "application/x-ndjson"
+    assert stream.headers["cache-control"] == "no-cache"
+    assert stream.headers["x-accel-buffering"] == "no"
+
+
+def test_the_same_request_is_served_by_the_same_job_unless_fresh(
+    client: falcon.testing.TestClient, warehouse: Path
+) -> None:
+    names = lot_names(warehouse, 3)
+    first = seed_resolve(client, names).json["data"]["job_id"]
+    again = seed_resolve(client, list(reversed(names))).json["data"]["job_id"]
+    assert again == first
+    fresh = client.simulate_post(
+        "/api/trace/seed-resolve",
+        json={
+            "profile": "query_tool",
+            "params": {"resolve_type": "lot_id", "values": names},
+            "fresh": True,
+        },
+    )
+    assert fresh.status_code == 200 and fresh.json["data"]["job_id"] != first
+
+
+def test_a_whole_trace_runs_as_one_job_from_seeds(
+    client: falcon.testing.TestClient, warehouse: Path
+) -> None:
+    # When a whole trace is submitted
+    answer = client.simulate_post(
+        "/api/trace/jobs",
+        json={
+            "profile": "query_tool",
+            "params": {"resolve_type": "lot_id", "values": lot_names(warehouse, 5)},
+            "domains": ["history"],
+        },
+    )
+    # Then it is accepted and runs every stage in the workers
+    assert answer.status_code == 202
+    status = wait_status(client, answer.json["data"]["job_id"])
+    assert status["status"] == "finished"
+    assert status["completed_stages"] == ["seed-resolve", "lineage", "events"]
+
+
+def test_an_msd_events_request_with_its_lineage_gets_the_aggregation(
+    client: falcon.testing.TestClient,
+) -> None:
+    # Given a mid-section-defect analysis resolved and traced backward
+    params = {"station": "測試", "start_date": "2026-01-01", "end_date": "2026-12-31"}
+    seeds = client.simulate_post(
+        "/api/trace/seed-resolve", json={"profile": "mid_section_defect", "params": params}
+    ).json["data"]
+    assert seeds["seed_count"] > 0
+    lineage = client.simulate_post(
+        "/api/trace/lineage",
+        json={"profile": "mid_section_defect", "container_ids": seeds["seed_container_ids"]},
+    ).json["data"]
+    cids = set(seeds["seed_container_ids"])
+    for ancestors in lineage["ancestors"].values():
+        cids.update(ancestors)
+    body = {
+        "profile": "mid_section_defect",
+        "params": params,
+        "container_ids": sorted(cids),
+        "domains": ["upstream_history", "materials"],
+        "seed_container_ids": seeds["seed_container_ids"],
+    }
+    # When the events are asked with the lineage inline, or naming the lineage job
+    inline = client.simulate_post("/api/trace/events", json={**body, "lineage": lineage})
+    named = client.simulate_post(
+        "/api/trace/events", json={**body, "lineage_job_id": lineage["job_id"]}
+    )
+    # Then both carry the same aggregation, with the analysis' fields
+    assert inline.status_code == named.status_code == 200
+    aggregation = inline.json["data"]["aggregation"]
+    assert aggregation is not None and "kpi" in aggregation
+    assert named.json["data"]["aggregation"] == aggregation
+
+
+def test_cancel_ends_a_waiting_job_and_a_finished_job_cannot_be_cancelled(
+    make_app: AppFactory, warehouse: Path
+) -> None:
+    client, services = make_app(TRACE_ASYNC_CID_THRESHOLD=10)
+    finished = seed_resolve(client, lot_names(warehouse, 2)).json["data"]["job_id"]
+    # Given a job that waits in its queue (the test worker is stopped)
+    services.runtime.dispatch.stop()  # type: ignore[attr-defined]
+    answer = client.simulate_post(
+        "/api/trace/events",
+        json={
+            "profile": "query_tool",
+            "container_ids": lot_ids(warehouse, 30),
+            "domains": ["history"],
+        },
+    )
+    job_id = answer.json["data"]["job_id"]
+    # When it is cancelled (twice: DELETE is idempotent)
+    for _ in range(2):
+        cancelled = client.simulate_delete(f"/api/trace/job/{job_id}")
+        assert cancelled.status_code == 200
+        assert cancelled.json["data"]["status"] == "cancelled"
+    # Then its result is not to be had, and its status says cancelled
+    result = client.simulate_get(f"/api/trace/job/{job_id}/result")
+    assert result.status_code == 409 and result.json["meta"] == {"job_status": "cancelled"}
+    # And a finished job is not cancelled
+    refused = client.simulate_delete(f"/api/trace/job/{finished}")
+    assert refused.status_code == 409 and refused.json["error"]["code"] == "JOB_NOT_CANCELLABLE"
+    assert refused.json["meta"] == {"job_status": "finished"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code"),
+    [
+        ("/api/trace/seed-resolve", {"profile": "nope", "params": {}}, 400, "INVALID_PROFILE"),
+        (
+            "/api/trace/seed-resolve",
+            {"profile": "query_tool", "params": {"resolve_type": "lot_id", "values": []}},
+            400,
+            "INVALID_PARAMS",
+        ),
+        (
+            "/api/trace/seed-resolve",
+            {"profile": "query_tool", "params": {"resolve_type": "bogus", "values": ["A"]}},
+            400,
+            "INVALID_PARAMS",
+        ),
+        (
+            "/api/trace/lineage",
+            {"profile": "query_tool", "container_ids": []},
+            400,
+            "INVALID_PARAMS",
+        ),
+        (
+            "/api/trace/lineage",
+            {"profile": "query_tool", "container_ids": ["a"], "params": {"direction": "up"}},
+            400,
+            "INVALID_PARAMS",
+        ),
+        (
+            "/api/trace/events",
+            {"profile": "query_tool", "domains": ["history"]},
+            400,
+            "INVALID_PARAMS",
+        ),
+        (
+            "/api/trace/events",
+            {"profile": "query_tool", "container_ids": ["a"]},
+            400,
+            "INVALID_PARAMS",
+        ),
+        (
+            "/api/trace/events",
+            {"profile": "query_tool", "container_ids": ["a"], "domains": ["history", "weather"]},
+            400,
+            "INVALID_PARAMS",
+        ),
+        (
+            "/api/trace/events",
+            {
+                "profile": "query_tool",
+                "container_ids": ["a"],
+                "domains": ["history"],
+                "lineage_job_id": "0" * 32,
+            },
+            404,
+            "LINEAGE_JOB_NOT_FOUND",
+        ),
+        ("/api/trace/jobs", {"profile": "query_tool", "params": {}}, 400, "INVALID_PARAMS"),
+    ],
+)
+def test_bad_requests_get_the_contracts_code_and_a_message_naming_the_problem(
+    client: falcon.testing.TestClient, path: str, body: dict[str, object], status: int, code: str
+) -> None:
+    answer = client.simulate_post(path, json=body)
+    assert answer.status_code == status, answer.text
+    assert answer.json["success"] is False
+    assert answer.json["error"]["code"] == code and answer.json["error"]["message"]
+
+
+def test_unknown_domains_are_named_in_the_message(client: falcon.testing.TestClient) -> None:
+    answer = client.simulate_post(
+        "/api/trace/events",
+        json={"profile": "query_tool", "container_ids": ["a"], "domains": ["weather", "tides"]},
+    )
+    assert "weather" in answer.json["error"]["message"]
+
+
+@pytest.mark.parametrize("body", [b"", b"[1, 2]", b"{not json", b'"text"'])
+def test_a_body_that_is_not_a_json_object_is_400(
+    client: falcon.testing.TestClient, body: bytes
+) -> None:
+    answer = client.simulate_post(
+        "/api/trace/events", body=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400 and answer.json["error"]["code"] == "INVALID_PARAMS"
+
+
+def test_over_the_profiles_cid_limit_is_413_with_the_contracts_message(
+    make_app: AppFactory,
+) -> None:
+    client, _ = make_app(TRACE_MAX_CIDS_QUERY_TOOL=100)
+    answer = client.simulate_post(
+        "/api/trace/events",
+        json={
+            "profile": "query_tool",
+            "container_ids": [f"c{i}" for i in range(101)],
+            "domains": ["history"],
+        },
+    )
+    assert answer.status_code == 413
+    assert answer.json["error"] == {
+        "code": "CID_LIMIT_EXCEEDED",
+        "message": "container_ids count (101) exceeds limit (100)",
+    }
+
+
+def test_unknown_jobs_are_404_and_unfinished_ones_409(
+    make_app: AppFactory, warehouse: Path
+) -> None:
+    client, services = make_app(TRACE_ASYNC_CID_THRESHOLD=10)
+    for path in ("", "/result", "/stream"):
+        missing = client.simulate_get(f"/api/trace/job/{'f' * 32}{path}")
+        assert missing.status_code == 404 and missing.json["error"]["code"] == "JOB_NOT_FOUND"
+    # A job that cannot run (its worker is stopped) stays queued
+    services.runtime.dispatch.stop()  # type: ignore[attr-defined]
+    answer = client.simulate_post(
+        "/api/trace/events",
+        json={
+            "profile": "query_tool",
+            "container_ids": lot_ids(warehouse, 20),
+            "domains": ["history"],
+        },
+    )
+    job_id = answer.json["data"]["job_id"]
+    for path in ("/result", "/stream"):
+        early = client.simulate_get(f"/api/trace/job/{job_id}{path}")
+        assert early.status_code == 409
+        assert early.json["error"]["code"] == "JOB_NOT_COMPLETE"
+        assert early.json["meta"] == {"job_status": "queued"}
+
+
+def test_an_expired_result_is_404_job_result_expired(
+    api: tuple[falcon.testing.TestClient, Services], warehouse: Path
+) -> None:
+    client, services = api
+    job_id = seed_resolve(client, lot_names(warehouse, 2)).json["data"]["job_id"]
+    # When every key of the job is gone (its TTL ran out) but the index still names it
+    services.runtime.store.release(job_id)
+    services.redis.delete(f"trace:job:{job_id}")
+    answer = client.simulate_get(f"/api/trace/job/{job_id}/result")
+    assert answer.status_code == 404
+    assert answer.json["error"]["code"] == "JOB_RESULT_EXPIRED"
+    status = client.simulate_get(f"/api/trace/job/{job_id}")
+    assert status.status_code == 404 and status.json["error"]["code"] == "JOB_NOT_FOUND"

@@ -49,9 +49,12 @@ def make_broker(settings: Settings, *extra: Middleware) -> dramatiq.Broker:
 
         broker = RabbitmqBroker(url=url, middleware=middleware)
     else:
+        import redis
         from dramatiq.brokers.redis import RedisBroker
 
-        broker = RedisBroker(url=url, middleware=middleware)
+        timeout = settings.redis_timeout_seconds  # enqueueing to a dead Redis fails, never hangs
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        broker = RedisBroker(client=client, middleware=middleware)
     for queue in QUEUES:
         broker.declare_queue(queue)
     return broker

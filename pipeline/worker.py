@@ -66,7 +66,13 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url, health_check_interval=30)
+        timeout = self.settings.redis_timeout_seconds  # a Redis that stops answering is an error
+        return redis.Redis.from_url(
+            self.settings.redis_url,
+            health_check_interval=30,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+        )
 
     @cached_property
     def store(self) -> CheckpointStore:

@@ -9,7 +9,6 @@ from typing import Any
 import falcon
 
 from http_api.services import Services
-from pipeline.codec import as_text
 from pipeline.metrics import live_workers
 
 
@@ -59,7 +58,7 @@ class ReadyResource:
 
     def _eviction(self) -> str:
         found = self.services.redis.config_get("maxmemory-policy")
-        policy = {as_text(k): as_text(v) for k, v in found.items()}.get("maxmemory-policy")
+        policy = {_text(k): _text(v) for k, v in found.items()}.get("maxmemory-policy")
         if policy != "noeviction":
             raise RuntimeError(
                 f"maxmemory-policy is {policy!r}: Redis may evict job keys (set noeviction)"
@@ -93,3 +92,7 @@ class ReadyResource:
 
 def _failing(checks: dict[str, dict[str, Any]]) -> str:
     return "; ".join(f"{name}: {c['detail']}" for name, c in checks.items() if not c["ok"])
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

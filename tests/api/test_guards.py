@@ -1,0 +1,158 @@
+"""Protection: per-client rate limits shared through Redis, the bearer token, the body size
+limit, and 503 (never a hang, never a 500) when Redis is away."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import falcon.testing
+import pytest
+
+from http_api.app import create_app
+from http_api.services import Services
+from pipeline.config import Settings
+from pipeline.worker import Runtime
+from tests.api.conftest import AppFactory, ThreadDispatcher
+
+
+def test_status_result_and_stream_share_one_limit_per_client_answering_429(
+    make_app: AppFactory,
+) -> None:
+    client, _ = make_app(TRACE_RATE_LIMIT_REQUESTS=3, TRACE_RATE_LIMIT_WINDOW_SECONDS=60)
+    job = "a" * 32
+    codes = [
+        client.simulate_get(f"/api/trace/job/{job}{path}").status_code
+        for path in ("", "/result", "/stream")
+    ]
+    assert codes == [404, 404, 404]
+    refused = client.simulate_get(f"/api/trace/job/{job}")
+    assert refused.status_code == 429
+    assert refused.json["error"]["code"] == "TOO_MANY_REQUESTS"
+    wait = int(refused.headers["retry-after"])
+    assert 1 <= wait <= 60 and refused.json["meta"] == {"retry_after_seconds": wait}
+    # Another client is not affected; nor is health
+    other = client.simulate_get(f"/api/trace/job/{job}", remote_addr="10.1.2.3")
+    assert other.status_code == 404
+    assert client.simulate_get("/healthz").status_code == 200
+
+
+def test_the_limit_is_shared_by_every_app_process_through_redis(make_app: AppFactory) -> None:
+    # Two apps stand for two gunicorn workers
+    first, _ = make_app(TRACE_RATE_LIMIT_REQUESTS=2)
+    second, _ = make_app(TRACE_RATE_LIMIT_REQUESTS=2)
+    assert first.simulate_get("/api/trace/job/x").status_code == 404
+    assert second.simulate_get("/api/trace/job/x").status_code == 404
+    assert first.simulate_get("/api/trace/job/x").status_code == 429
+    assert second.simulate_get("/api/trace/job/x").status_code == 429
+
+
+def test_forwarded_addresses_count_only_behind_a_trusted_proxy(make_app: AppFactory) -> None:
+    client, _ = make_app(TRACE_RATE_LIMIT_REQUESTS=1, TRACE_TRUSTED_PROXIES="10.0.0.1")
+
+    def status(remote: str, forwarded: str) -> int:
+        return client.simulate_get(
+            "/api/trace/job/x", remote_addr=remote, headers={"X-Forwarded-For": forwarded}
+        ).status_code
+
+    # Behind the proxy, each forwarded client has its own allowance
+    assert status("10.0.0.1", "192.168.0.7") == 404
+    assert status("10.0.0.1", "192.168.0.8") == 404
+    assert status("10.0.0.1", "192.168.0.7") == 429
+    # A direct client cannot escape its limit by sending the header
+    assert status("172.16.0.5", "1.1.1.1") == 404
+    assert status("172.16.0.5", "2.2.2.2") == 429
+
+
+def test_submissions_have_their_own_limit(make_app: AppFactory) -> None:
+    client, _ = make_app(TRACE_SUBMIT_RATE_LIMIT_REQUESTS=1)
+    body = {"profile": "query_tool", "container_ids": [], "domains": ["history"]}
+    assert client.simulate_post("/api/trace/events", json=body).status_code == 400
+    assert client.simulate_post("/api/trace/events", json=body).status_code == 429
+    assert client.simulate_get("/api/trace/job/x").status_code == 404  # the job bucket is apart
+
+
+def test_with_a_token_every_endpoint_but_health_needs_it(make_app: AppFactory) -> None:
+    client, _ = make_app(TRACE_API_TOKEN="s3cret")
+    for path in ("/api/trace/job/x", "/metrics", "/openapi.json"):
+        refused = client.simulate_get(path)
+        assert refused.status_code == 401, path
+        assert refused.json["error"]["code"] == "UNAUTHORIZED"
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+    wrong = client.simulate_get("/api/trace/job/x", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    right = client.simulate_get("/api/trace/job/x", headers={"Authorization": "Bearer s3cret"})
+    assert right.status_code == 404
+    post = client.simulate_post("/api/trace/events", json={})
+    assert post.status_code == 401
+    assert client.simulate_get("/healthz").status_code == 200
+    assert client.simulate_get("/readyz").status_code in (200, 503)  # open, whatever its verdict
+
+
+def test_a_body_over_the_limit_is_413_and_nothing_is_submitted(
+    make_app: AppFactory, api_redis: object
+) -> None:
+    client, services = make_app(TRACE_MAX_BODY_BYTES=1000)
+    body = {"profile": "query_tool", "container_ids": [f"lot-{i}" for i in range(200)],
+            "domains": ["history"]}  # fmt: skip
+    refused = client.simulate_post("/api/trace/events", json=body)
+    assert refused.status_code == 413
+    assert refused.json["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert "1000" in refused.json["error"]["message"]
+    assert services.runtime.registry.ids("trace:jobs:recent") == []
+
+
+def _app_against(redis_url: str, warehouse: Path, **extra: str) -> falcon.testing.TestClient:
+    settings = Settings.from_env(
+        {
+            "TRACE_REDIS_URL": redis_url,
+            "TRACE_BROKER_URL": redis_url.rsplit("/", 1)[0] + "/13",
+            "TRACE_SOURCE_URL": f"sqlite:///{warehouse}",
+            "TRACE_REDIS_TIMEOUT_SECONDS": "1",
+            **extra,
+        }
+    )
+    dispatcher = ThreadDispatcher()
+    runtime = Runtime(settings, dispatcher)
+    dispatcher.runtime = runtime
+    return falcon.testing.TestClient(create_app(settings, Services(settings, runtime)))
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers (a hung Redis)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_redis_down_is_503_with_retry_after(warehouse: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = _app_against(f"redis://127.0.0.1:{port}/12", warehouse)
+    for answer in (
+        client.simulate_get("/api/trace/job/x"),
+        client.simulate_post(
+            "/api/trace/events",
+            json={"profile": "query_tool", "container_ids": ["a"], "domains": ["history"]},
+        ),
+    ):
+        assert answer.status_code == 503
+        assert answer.json["error"]["code"] == "SERVICE_UNAVAILABLE"
+        assert answer.headers["retry-after"] == "30"
+        assert "Traceback" not in answer.text
+
+
+def test_a_hung_redis_is_503_within_the_timeout_not_a_hang(
+    warehouse: Path, silent_port: int
+) -> None:
+    client = _app_against(f"redis://127.0.0.1:{silent_port}/12", warehouse)
+    started = time.monotonic()
+    answer = client.simulate_get("/api/trace/job/x")
+    assert answer.status_code == 503
+    assert time.monotonic() - started < 10

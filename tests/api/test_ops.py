@@ -101,16 +101,18 @@ def test_a_broker_that_is_down_is_503_and_the_job_says_why(
             **api_env,
             "TRACE_BROKER_URL": f"redis://127.0.0.1:{port}/13",
             "TRACE_REDIS_TIMEOUT_SECONDS": "1",
-        }  # fmt: skip
+        }
     )
     broker = make_broker(settings)
     services = Services(settings, Runtime(settings, BrokerDispatcher(broker)), broker)
     client = falcon.testing.TestClient(create_app(settings, services))
     answer = client.simulate_post(
         "/api/trace/seed-resolve",
-        json={"profile": "query_tool", "params": {"resolve_type": "lot_id",
-                                                   "values": lot_names(warehouse, 2)}},
-    )  # fmt: skip
+        json={
+            "profile": "query_tool",
+            "params": {"resolve_type": "lot_id", "values": lot_names(warehouse, 2)},
+        },
+    )
     assert answer.status_code == 503 and answer.headers["retry-after"] == "30"
     assert answer.json["error"]["code"] == "SERVICE_UNAVAILABLE"
     # The job that could not be sent is failed (a retry of the request starts a new one)

@@ -64,12 +64,12 @@ class Services:
         registry = self.runtime.registry
         deadline = time.monotonic() + seconds
         pause = 0.02
-        current: Job | None = job
-        while current is not None and current.state in ACTIVE:
+        state: str | None = job.state
+        while state in ACTIVE:  # one HGET per look; the job is loaded once, at the end
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             time.sleep(min(pause, left))
             pause = min(pause * 2, 0.5)
-            current = registry.load(job.id)
-        return current or job
+            state = registry.state(job.id)
+        return registry.load(job.id) or job

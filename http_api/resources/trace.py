@@ -16,12 +16,15 @@ import falcon
 import orjson
 
 from http_api.body import bad_params, read_json
-from http_api.errors import api_error
+from http_api.errors import STATUS_BY_CODE, api_error
 from http_api.results import result_document
 from http_api.services import Services
 from pipeline.job import FINISHED, Job
 from pipeline.request import EVENTS, LINEAGE, SEED_RESOLVE, TRACE, TraceRequest
 from pipeline.stages import seed_resolve
+
+#: The contract's code for a seed-resolve or lineage call that failed on the service's side.
+STAGE_FAILURES = {SEED_RESOLVE: "SEED_RESOLVE_FAILED", LINEAGE: "LINEAGE_FAILED"}
 
 
 def job_links(job: Job) -> dict[str, Any]:
@@ -67,9 +70,13 @@ class _Submit:
             return
         if wait and job.error:  # the request failed in the workers: say why, as a sync call would
             error = job.error
+            code, message = error["code"], error["message"]
+            stage_code = STAGE_FAILURES.get(request.job_kind)
+            if stage_code and not error.get("input") and code not in STATUS_BY_CODE:
+                code, message = stage_code, f"{code}: {message}"
             raise api_error(
-                error["code"],
-                error["message"],
+                code,
+                message,
                 bad_input=bool(error.get("input")),
                 retry_after=settings.retry_after_seconds,
             )

@@ -14,6 +14,7 @@ from pipeline.sources.sqlite import SqliteSource
 from tests.api.conftest import AppFactory
 from tests.api.helpers import lot_ids, lot_names, wait_status
 from tests.engine.helpers import direct_rows, stable
+from tests.support.faults import FAULTS_KEY, FaultySqliteSource
 
 QUERY_TOOL = ("history", "materials", "rejects", "holds", "jobs")
 
@@ -368,3 +369,27 @@ def test_an_expired_result_is_404_job_result_expired(
     assert answer.json["error"]["code"] == "JOB_RESULT_EXPIRED"
     status = client.simulate_get(f"/api/trace/job/{job_id}")
     assert status.status_code == 404 and status.json["error"]["code"] == "JOB_NOT_FOUND"
+
+
+def test_a_resolver_that_fails_on_the_service_side_is_seed_resolve_failed(
+    api: tuple[falcon.testing.TestClient, Services], warehouse: Path
+) -> None:
+    client, services = api
+    # Given a warehouse whose lot lookup fails (bad SQL, say)
+    settings = services.settings
+    services.runtime.use_source(
+        FaultySqliteSource(
+            str(warehouse),
+            services.redis,
+            fetch_rows=settings.fetch_rows,
+            in_list_size=settings.in_list_size,
+        )
+    )
+    services.redis.hset(FAULTS_KEY, "fail:seeds/containers_in", "permanent")
+    # When the dashboard resolves lots
+    answer = seed_resolve(client, lot_names(warehouse, 2))
+    # Then it is told the resolver failed, and why, without a trace
+    assert answer.status_code == 500
+    assert answer.json["error"]["code"] == "SEED_RESOLVE_FAILED"
+    assert "SOURCE_QUERY_FAILED" in answer.json["error"]["message"]
+    assert "Traceback" not in answer.text

@@ -8,7 +8,7 @@ import pytest
 
 from http_api.app import create_app
 from pipeline.config import Settings
-from pipeline.errors import InvalidInput, SourceUnavailable
+from pipeline.errors import InvalidInput, SourceQueryError, SourceUnavailable
 
 
 @pytest.fixture
@@ -20,7 +20,13 @@ def client() -> falcon.testing.TestClient:
             raise InvalidInput("values is empty", field="values")
 
         def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+            raise SourceQueryError("oracle: ORA-00942")
+
+        def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
             raise SourceUnavailable("oracle: ORA-03113")
+
+        def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+            raise ZeroDivisionError("a bug")
 
     app.add_route("/boom", Boom())
     return falcon.testing.TestClient(app)
@@ -53,5 +59,21 @@ def test_other_trace_errors_are_500_without_a_stack_trace(
 ) -> None:
     result = client.simulate_post("/boom")
     assert result.status_code == 500
-    assert result.json["error"]["code"] == "SOURCE_UNAVAILABLE"
+    assert result.json["error"]["code"] == "SOURCE_QUERY_FAILED"
     assert "Traceback" not in result.text
+
+
+def test_a_warehouse_that_is_away_is_503_with_retry_after(
+    client: falcon.testing.TestClient,
+) -> None:
+    result = client.simulate_put("/boom")
+    assert result.status_code == 503 and result.headers["retry-after"] == "30"
+    assert result.json["error"]["code"] == "SOURCE_UNAVAILABLE"
+    assert result.json["meta"] == {"retry_after_seconds": 30}
+
+
+def test_a_bug_is_500_internal_error_without_its_trace(client: falcon.testing.TestClient) -> None:
+    result = client.simulate_delete("/boom")
+    assert result.status_code == 500
+    assert result.json["error"]["code"] == "INTERNAL_ERROR"
+    assert "ZeroDivisionError" not in result.text and "Traceback" not in result.text

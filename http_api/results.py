@@ -59,7 +59,7 @@ def events_document(
     runtime, settings = services.runtime, services.settings
     registry, store = runtime.registry, runtime.store
     failed = registry.domain_states(job.id)
-    quality = domain_quality(job, registry, store, settings.max_rows_per_domain)
+    quality = domain_quality(job, registry, settings.max_rows_per_domain)
     wanted = [d for d in job.domains if domain is None or d == domain]
     pages: dict[str, Page | None] = {}
     for name in wanted:

@@ -257,4 +257,4 @@ class JobStream:
 
     def _quality(self) -> dict[str, dict[str, Any]]:
         settings = self.services.settings
-        return domain_quality(self.job, self.registry, self.store, settings.max_rows_per_domain)
+        return domain_quality(self.job, self.registry, settings.max_rows_per_domain)

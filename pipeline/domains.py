@@ -60,7 +60,10 @@ def validate_domains(domains: object) -> tuple[str, ...]:
     """Requested domains, de-duplicated in request order; ``InvalidInput`` names unknown ones."""
     if isinstance(domains, str) or not isinstance(domains, Iterable):
         raise InvalidInput("domains must be a list of domain names", field="domains")
-    wanted = list(dict.fromkeys(domains))
+    names = list(domains)
+    if not all(isinstance(d, str) for d in names):
+        raise InvalidInput("domains must be a list of domain names", field="domains")
+    wanted = list(dict.fromkeys(names))
     if not wanted:
         raise InvalidInput("domains is empty", field="domains")
     unknown = [d for d in wanted if d not in DOMAINS]

@@ -12,7 +12,6 @@ from typing import Any
 from pipeline.engine.flow import events_part
 from pipeline.job import EVENTS, Job
 from pipeline.registry import JobRegistry
-from pipeline.store import CheckpointStore
 
 #: ``quality_meta.status`` values (the contract's).
 COMPLETE, PARTIAL, TRUNCATED, FAILED = "complete", "partial", "truncated", "failed"
@@ -68,6 +67,21 @@ def progress_text(job: Job, stages: dict[str, dict[str, Any]]) -> str:
     return f"{stage}: {batches} batches, {info.get('rows', 0):,} rows"
 
 
+#: The fields of the contract's status document that are always there (``stage`` and
+#: ``completed_stages`` are optional in the contract; ours always has them too).
+STATUS_FIELDS = (
+    "job_id",
+    "status",
+    "profile",
+    "cid_count",
+    "domains",
+    "progress",
+    "created_at",
+    "elapsed_seconds",
+    "error",
+)
+
+
 def job_status(job: Job, registry: JobRegistry, now: float | None = None) -> dict[str, Any]:
     """The contract's job status document, plus ``queue``, ``stages`` (progress per stage),
     ``failed_domains`` and ``error_detail`` (stage, code, message)."""
@@ -92,11 +106,9 @@ def job_status(job: Job, registry: JobRegistry, now: float | None = None) -> dic
     }
 
 
-def domain_quality(
-    job: Job, registry: JobRegistry, store: CheckpointStore, max_rows: int
-) -> dict[str, dict[str, Any]]:
+def domain_quality(job: Job, registry: JobRegistry, max_rows: int) -> dict[str, dict[str, Any]]:
     """``quality_meta`` of each events domain: failed (with the error), truncated by the row
-    guard (with ``max_rows``), or complete."""
+    guard (with ``max_rows``), or complete. Reads two small hashes, whatever the job's size."""
     failed = registry.domain_states(job.id)
     counters = registry.progress(job.id)
     quality: dict[str, dict[str, Any]] = {}
@@ -112,7 +124,7 @@ def domain_quality(
         if domain in failed:
             meta.update(status=FAILED, observed_rows=0)
             meta["reasons"].append(f"{failed[domain]['code']}: {failed[domain]['message']}")
-        elif any(e.truncated for e in store.manifest(job.id, part).values()):
+        elif counters.get(f"{part}:truncated", 0):
             meta.update(status=TRUNCATED, max_rows=max_rows)
             meta["reasons"].append(f"row guard: kept the first {max_rows:,} rows")
         quality[domain] = meta

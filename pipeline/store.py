@@ -149,6 +149,8 @@ class CheckpointStore:
             pipe.hset(manifest_key, field_name, final.to_bytes())
             pipe.hincrby(progress_key, f"{part}:done", 1)
             pipe.hincrby(progress_key, f"{part}:rows", final.rows)
+            if final.truncated:  # readers learn it from the counters, not the whole manifest
+                pipe.hincrby(progress_key, f"{part}:truncated", 1)
             self.register(pipe, job_id, manifest_key, progress_key)
             if dropped:
                 pipe.unlink(*dropped)

@@ -45,6 +45,7 @@ from pipeline.registry import JobRegistry
 from pipeline.request import TraceRequest
 from pipeline.sources import open_source
 from pipeline.sources.base import Source
+from pipeline.stages.detection import check_params as check_detection_params
 from pipeline.store import CheckpointStore
 
 log = logging.getLogger(__name__)
@@ -191,8 +192,10 @@ class Runtime:
         count = len(request.container_ids)
         if request.job_kind in (EVENTS, LINEAGE) and count:
             check_cid_limit(count, request.profile, settings.max_cids(request.profile))
-        if request.aggregates and lineage is not None:
-            lineage_maps(lineage, request.direction())  # a malformed map is refused up front
+        if request.aggregates and request.job_kind == EVENTS:  # refused up front, not in the job
+            check_detection_params(request.params, settings)
+            if lineage is not None:
+                lineage_maps(lineage, request.direction())
         try:
             if request.lineage_job_id:
                 count = self._check_lineage_job(request)

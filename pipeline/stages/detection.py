@@ -15,6 +15,19 @@ from pipeline.stages.aggregation import MsdAggregator
 from pipeline.workcenters import DEFAULT_STATION
 
 
+def check_params(params: Mapping[str, Any], settings: Settings) -> None:
+    """The checks ``prepare_aggregator`` makes before any query (``InvalidInput`` naming the
+    problem): an events request that will aggregate is refused at once, not in its job."""
+    if not (params.get("resolve_type") or params.get("input_type")):
+        seed_resolve.detection_scope(
+            params.get("station") or DEFAULT_STATION,
+            params.get("start_date"),
+            params.get("end_date"),
+            max_days=settings.msd_max_days,
+        )
+    loss_reasons(params.get("loss_reasons"))
+
+
 def prepare_aggregator(
     source: Source,
     params: Mapping[str, Any],

@@ -283,6 +283,17 @@ def test_cancel_ends_a_waiting_job_and_a_finished_job_cannot_be_cancelled(
             "LINEAGE_JOB_NOT_FOUND",
         ),
         ("/api/trace/jobs", {"profile": "query_tool", "params": {}}, 400, "INVALID_PARAMS"),
+        (  # an analysis without its dates is refused up front, not in its job
+            "/api/trace/events",
+            {
+                "profile": "mid_section_defect",
+                "container_ids": ["a"],
+                "domains": ["upstream_history"],
+                "seed_container_ids": ["a"],
+            },
+            400,
+            "INVALID_PARAMS",
+        ),
     ],
 )
 def test_bad_requests_get_the_contracts_code_and_a_message_naming_the_problem(

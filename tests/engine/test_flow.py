@@ -20,7 +20,7 @@ from pipeline.messages import MessageKey
 from pipeline.request import TraceRequest
 from pipeline.runner import run_trace
 from pipeline.sources.sqlite import SqliteSource
-from pipeline.status import domain_quality, job_status, query_quality
+from pipeline.status import STATUS_FIELDS, domain_quality, job_status, query_quality
 from pipeline.worker import Runtime
 from tests.engine.helpers import InlineDispatcher, direct_rows, job_rows
 from tests.support.faults import FAULTS_KEY, FaultySqliteSource
@@ -195,7 +195,7 @@ def test_a_domain_that_fails_for_good_ends_the_job_with_the_others_kept(
     assert stored == {d: expected[d] for d in stored}
     # ... and its status and quality_meta say which domain failed
     assert job_status(job, runtime.registry)["failed_domains"] == ["holds"]
-    quality = domain_quality(job, runtime.registry, runtime.store, settings.max_rows_per_domain)
+    quality = domain_quality(job, runtime.registry, settings.max_rows_per_domain)
     assert quality["holds"]["status"] == "failed" and quality["history"]["status"] == "complete"
     assert query_quality(quality)["status"] == "partial"
 
@@ -285,7 +285,7 @@ def test_the_row_guard_cuts_a_domain_at_its_limit_and_says_so(
     assert len(rows) == 1000
     job = runtime.registry.load(job.id)
     assert job.state == FINISHED
-    quality = domain_quality(job, runtime.registry, runtime.store, 1000)
+    quality = domain_quality(job, runtime.registry, 1000)
     assert quality["history"]["status"] == "truncated"
     assert (quality["history"]["observed_rows"], quality["history"]["max_rows"]) == (1000, 1000)
     assert quality["holds"]["status"] == "complete"  # fewer rows than the guard
@@ -376,19 +376,7 @@ def test_the_status_document_has_the_contract_fields_and_stage_progress(
     run_until(inline, EVENTS)
     status = job_status(inline.registry.load(job.id), inline.registry)
     # Then the contract's fields are there, and the events stage knows its batch totals
-    contract = {
-        "job_id",
-        "status",
-        "profile",
-        "cid_count",
-        "domains",
-        "progress",
-        "created_at",
-        "elapsed_seconds",
-        "error",
-        "stage",
-        "completed_stages",
-    }
+    contract = {*STATUS_FIELDS, "stage", "completed_stages"}
     assert contract <= set(status)
     assert status["status"] == "started" and status["completed_stages"] == [
         "seed-resolve",

@@ -12,7 +12,7 @@ from http_api.services import Services
 from pipeline.request import TraceRequest
 from pipeline.sources.sqlite import SqliteSource
 from tests.api.conftest import AppFactory
-from tests.api.helpers import lot_ids, lot_names, wait_status
+from tests.api.helpers import lot_ids, lot_names, ndjson, wait_status
 from tests.engine.helpers import direct_rows, stable
 from tests.support.faults import FAULTS_KEY, FaultySqliteSource
 
@@ -404,3 +404,101 @@ def test_a_resolver_that_fails_on_the_service_side_is_seed_resolve_failed(
     assert answer.json["error"]["code"] == "SEED_RESOLVE_FAILED"
     assert "SOURCE_QUERY_FAILED" in answer.json["error"]["message"]
     assert "Traceback" not in answer.text
+
+
+def _faulty(services: Services, warehouse: Path, **faults: str) -> None:
+    settings = services.settings
+    services.runtime.use_source(
+        FaultySqliteSource(
+            str(warehouse),
+            services.redis,
+            fetch_rows=settings.fetch_rows,
+            in_list_size=settings.in_list_size,
+        )
+    )
+    services.redis.hset(FAULTS_KEY, mapping=faults)
+
+
+def test_a_domain_that_fails_gives_a_partial_result_naming_it(
+    api: tuple[falcon.testing.TestClient, Services], warehouse: Path
+) -> None:
+    client, services = api
+    # Given a warehouse whose holds query fails for good
+    _faulty(services, warehouse, **{"fail:events/holds": "permanent"})
+    # When the events of lots are asked for
+    answer = client.simulate_post(
+        "/api/trace/events",
+        json={
+            "profile": "query_tool",
+            "container_ids": lot_ids(warehouse, 40),
+            "domains": ["history", "holds"],
+        },
+    )
+    # Then the other domain is there, the failed one is empty and named, as the contract says
+    assert answer.status_code == 200
+    data = answer.json["data"]
+    assert data["code"] == "EVENTS_PARTIAL_FAILURE"
+    assert data["error"] == "one or more domains failed"
+    assert data["failed_domains"] == ["holds"]
+    assert data["results"]["holds"]["data"] == []
+    assert data["results"]["holds"]["quality_meta"]["status"] == "failed"
+    assert data["results"]["history"]["total"] > 0
+    assert data["quality_meta"]["status"] == "partial"
+    # And the stream warns before its complete line
+    lines = ndjson(client.simulate_get(f"/api/trace/job/{data['job_id']}/stream").text)
+    assert lines[-3] == {
+        "type": "warning",
+        "code": "EVENTS_PARTIAL_FAILURE",
+        "failed_domains": ["holds"],
+    }
+    holds = [x for x in lines if x.get("domain") == "holds"]
+    assert [x["type"] for x in holds] == ["domain_start", "domain_end"]
+    assert holds[0]["total"] == 0 and holds[1]["count"] == 0
+    assert lines[-1]["type"] == "complete"
+
+
+def test_a_lineage_that_fails_on_the_service_side_is_lineage_failed(
+    api: tuple[falcon.testing.TestClient, Services], warehouse: Path
+) -> None:
+    client, services = api
+    _faulty(services, warehouse, **{"fail:lineage/split_children": "permanent"})
+    answer = client.simulate_post(
+        "/api/trace/lineage",
+        json={"profile": "query_tool", "container_ids": lot_ids(warehouse, 3)},
+    )
+    assert answer.status_code == 500
+    assert answer.json["error"]["code"] == "LINEAGE_FAILED"
+
+
+def test_a_lineage_job_id_must_name_a_finished_lineage(
+    client: falcon.testing.TestClient, warehouse: Path
+) -> None:
+    seeds = seed_resolve(client, lot_names(warehouse, 2)).json["data"]
+    answer = client.simulate_post(
+        "/api/trace/events",
+        json={
+            "profile": "query_tool",
+            "domains": ["history"],
+            "lineage_job_id": seeds["job_id"],  # a seed-resolve job: it has no lineage
+        },
+    )
+    assert answer.status_code == 409
+    assert answer.json["error"]["code"] == "LINEAGE_JOB_NOT_READY"
+
+
+def test_events_of_a_lineage_job_use_its_lots_when_none_are_given(
+    client: falcon.testing.TestClient, warehouse: Path
+) -> None:
+    seeds = seed_resolve(client, lot_names(warehouse, 4)).json["data"]
+    lineage = client.simulate_post(
+        "/api/trace/lineage",
+        json={"profile": "query_tool", "container_ids": seeds["seed_container_ids"]},
+    ).json["data"]
+    answer = client.simulate_post(
+        "/api/trace/events",
+        json={"profile": "query_tool", "domains": ["history"], "lineage_job_id": lineage["job_id"]},
+    )
+    assert answer.status_code == 202  # its size is known in the workers only
+    status = wait_status(client, answer.json["data"]["job_id"])
+    assert status["status"] == "finished"
+    assert status["cid_count"] == lineage["total_nodes"]

@@ -91,6 +91,8 @@ DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60
 DEFAULT_SUBMIT_RATE_LIMIT_REQUESTS = 30
 #: Largest request body: an inline MSD lineage map of a 100K-lot trace is tens of MB.
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+#: Entries kept in the job event stream (trace:events); the oldest go first.
+DEFAULT_EVENT_LOG_MAX = 100_000
 #: Seconds a Redis command may take before it counts as Redis being away (no request hangs).
 DEFAULT_REDIS_TIMEOUT_SECONDS = 10
 #: Retry-After of a 503 (Redis or the broker away).
@@ -204,6 +206,7 @@ class Settings:
     max_body_bytes: int = _env("TRACE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
     api_token: str = _env("TRACE_API_TOKEN", "", repr=False)  # "": no token needed
     retry_after_seconds: int = _env("TRACE_RETRY_AFTER_SECONDS", DEFAULT_RETRY_AFTER_SECONDS)
+    event_log_max: int = _env("TRACE_EVENT_LOG_MAX", DEFAULT_EVENT_LOG_MAX)
     redis_timeout_seconds: int = _env("TRACE_REDIS_TIMEOUT_SECONDS", DEFAULT_REDIS_TIMEOUT_SECONDS)
 
     def __post_init__(self) -> None:
@@ -239,6 +242,7 @@ class Settings:
             "max_body_bytes",
             "retry_after_seconds",
             "redis_timeout_seconds",
+            "event_log_max",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TRACE_{name.upper()} must be at least 1")

@@ -21,6 +21,8 @@ LEASES = f"{NAMESPACE}:leases"
 REAPER_LOCK = f"{NAMESPACE}:reaper:lock"
 #: Worker processes alive, ``host:pid`` scored by their last heartbeat (``/readyz``).
 WORKERS = f"{NAMESPACE}:workers"
+#: Stream of job lifecycle events, capped (``pipeline.lifecycle``).
+EVENTS = f"{NAMESPACE}:events"
 #: Hash of the service's counters (``pipeline.metrics``): shared by every process.
 METRICS = f"{NAMESPACE}:metrics"
 

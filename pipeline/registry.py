@@ -7,6 +7,7 @@ than the job TTL are trimmed when jobs are created.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Iterable
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 import redis
 
-from pipeline import codec, keys, metrics
+from pipeline import codec, keys, lifecycle
 from pipeline.job import (
     ACTIVE,
     CANCELLED,
@@ -54,11 +55,26 @@ return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 class JobRegistry:
     """Creates, reads and moves jobs; owns every job field but the checkpoints."""
 
-    def __init__(self, client: redis.Redis, store: CheckpointStore) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        store: CheckpointStore,
+        *,
+        max_events: int = lifecycle.DEFAULT_MAX_EVENTS,
+    ) -> None:
         self.redis = client
         self.store = store
+        self.max_events = max_events
         self._set_if_state = client.register_script(_SET_IF_STATE)
         self._mark_once = client.register_script(_MARK_ONCE)
+
+    def announce(
+        self, event: str, job_id: str, *, level: int = logging.INFO, **fields: Any
+    ) -> None:
+        """Record a lifecycle event of the job (log line, event stream, counter)."""
+        lifecycle.record(
+            self.redis, event, job_id, max_events=self.max_events, level=level, **fields
+        )
 
     @property
     def ttl(self) -> int:
@@ -157,12 +173,14 @@ class JobRegistry:
             return False
         pipe = self.redis.pipeline(transaction=False)
         pipe.hsetnx(keys.job(job_id), "started_at", repr(now))
-        pipe.hsetnx(keys.job(job_id), f"began:{stage}", repr(now))
+        pipe.hsetnx(keys.job(job_id), f"began:{stage}", repr(now))  # [1]: 1 the first time
         pipe.hset(keys.job(job_id), "revivals", 0)  # it moves: a later stall is news again
         pipe.hincrby(keys.progress(job_id), f"runs:{stage}", 1)
         self.store.register(pipe, job_id, keys.progress(job_id))
         pipe.zadd(keys.RUNNING, {job_id: now})
-        pipe.execute()
+        first = pipe.execute()[1]
+        if first:
+            self.announce(lifecycle.STAGE_STARTED, job_id, stage=stage)
         return True
 
     def complete_stage(self, job_id: str, stage: str) -> bool:
@@ -181,7 +199,7 @@ class JobRegistry:
         if not self._set(job_id, (STARTED,), state=FINISHED, finished_at=repr(time.time())):
             return False
         self._ended(job_id)
-        metrics.count(self.redis, "jobs", event="finished")
+        self.announce(lifecycle.FINISHED, job_id)
         return True
 
     def fail(
@@ -198,7 +216,9 @@ class JobRegistry:
             return False
         self.redis.zadd(keys.FAILED, {job_id: now})
         self._ended(job_id)
-        metrics.count(self.redis, "jobs", event="failed")
+        self.announce(
+            lifecycle.FAILED, job_id, level=logging.ERROR, stage=stage, code=code, reason=message
+        )
         return True
 
     def cancel(self, job_id: str) -> str | None:
@@ -208,7 +228,7 @@ class JobRegistry:
             self.redis.zrem(keys.RUNNING, job_id)
             self.store.release(job_id)
             self.redis.expire(keys.job(job_id), self.ttl)
-            metrics.count(self.redis, "jobs", event="cancelled")
+            self.announce(lifecycle.CANCELLED, job_id)
         return self.state(job_id)
 
     def _ended(self, job_id: str) -> None:
@@ -221,10 +241,16 @@ class JobRegistry:
                 self.redis.expire(dedupe_key, self.ttl)
 
     def reopen(self, job_id: str) -> bool:
-        """failed -> queued, keeping completed stages and batches (operator retry)."""
+        """failed -> queued, keeping completed stages and batches (operator retry). Stages not
+        completed start afresh (their start is announced again and timed from the retry)."""
         if not self._set(job_id, (FAILED,), state=QUEUED, error="", finished_at=""):
             return False
+        fields = [codec.as_text(f) for f in self.redis.hkeys(keys.job(job_id))]
+        done = {f.removeprefix("done:") for f in fields if f.startswith("done:")}
         pipe = self.redis.pipeline(transaction=False)
+        for name in fields:
+            if name.startswith("began:") and name.removeprefix("began:") not in done:
+                pipe.hdel(keys.job(job_id), name)
         pipe.zrem(keys.FAILED, job_id)
         pipe.zadd(keys.RUNNING, {job_id: time.time()})
         pipe.delete(keys.attempts(job_id), keys.domains(job_id))

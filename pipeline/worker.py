@@ -21,7 +21,7 @@ import dramatiq
 import redis
 from dramatiq.middleware import CurrentMessage, Middleware
 
-from pipeline import metrics
+from pipeline import lifecycle
 from pipeline.config import Settings
 from pipeline.engine.aggregation import run_aggregation
 from pipeline.engine.context import JobInactive, StageContext
@@ -81,7 +81,7 @@ class Runtime:
 
     @cached_property
     def registry(self) -> JobRegistry:
-        return JobRegistry(self.redis, self.store)
+        return JobRegistry(self.redis, self.store, max_events=self.settings.event_log_max)
 
     @cached_property
     def leases(self) -> LeaseBook:
@@ -130,7 +130,14 @@ class Runtime:
                 return
             except TraceError as error:
                 if error.retryable and self._retries_left():
-                    log.warning("job %s: %s will be retried: %s", job_id, key, error.message)
+                    self.registry.announce(
+                        lifecycle.RETRY,
+                        job_id,
+                        level=logging.WARNING,
+                        work=key,
+                        code=error.code,
+                        reason=error.message,
+                    )
                     raise
                 self._give_up(
                     ctx, key, error.code, error.message, bad_input=isinstance(error, InvalidInput)
@@ -140,6 +147,14 @@ class Runtime:
             except Exception as error:
                 if self._retries_left():
                     log.exception("job %s: %s failed; it will be retried", job_id, key)
+                    self.registry.announce(
+                        lifecycle.RETRY,
+                        job_id,
+                        level=logging.WARNING,
+                        work=key,
+                        code=INTERNAL_ERROR,
+                        reason=f"{type(error).__name__}: {error}",
+                    )
                     raise
                 self._give_up(ctx, key, INTERNAL_ERROR, f"{type(error).__name__}: {error}")
             if key.stage != EVENTS:
@@ -165,10 +180,16 @@ class Runtime:
         job_id = ctx.job.id
         if key.stage == EVENTS and key.domain is not None:
             if self.registry.mark_domain(job_id, key.domain, "failed", code, message):
-                log.error("job %s: domain %s failed (%s): %s", job_id, key.domain, code, message)
+                self.registry.announce(
+                    lifecycle.DOMAIN_FAILED,
+                    job_id,
+                    level=logging.ERROR,
+                    domain=key.domain,
+                    code=code,
+                    reason=message,
+                )
             return
-        if self.registry.fail(job_id, key.stage, code, message, bad_input=bad_input):
-            log.error("job %s: failed in %s (%s): %s", job_id, key.stage, code, message)
+        self.registry.fail(job_id, key.stage, code, message, bad_input=bad_input)
 
     # ---- submitting -----------------------------------------------------------------------
     def submit(
@@ -223,13 +244,14 @@ class Runtime:
         except Exception as error:
             self.registry.fail(job.id, None, ServiceUnavailable.code, "the broker is unavailable")
             raise ServiceUnavailable(f"the broker cannot be reached: {error}") from error
-        metrics.count(self.redis, "jobs", event="accepted")
-        log.info(
-            "job %s: accepted (%s %s, %d lots given)",
+        self.registry.announce(
+            lifecycle.ACCEPTED,
             job.id,
-            request.profile,
-            request.job_kind,
-            count,
+            profile=request.profile,
+            kind=request.job_kind,
+            lots=count or None,  # CIDs given (or of the lineage job); seeds are counted later
+            seeds=len(request.params.get("values") or ()) or None,
+            queue=job.queue,
         )
         return job, True
 

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 
-from pipeline import domains, metrics
+from pipeline import domains, lifecycle, metrics
 from pipeline.engine.context import StageContext
 from pipeline.job import EVENTS, Job
 from pipeline.messages import MessageKey
@@ -110,8 +110,7 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
         _record_stage(ctx, finished)
     after = job.next_stage(finished)
     if after is None:
-        if registry.finish(job.id):
-            log.info("job %s finished", job.id)
+        registry.finish(job.id)
         return
     if registry.claim(job.id, after) or resumed:
         fresh = registry.load(job.id)  # queue and counts may have changed in this stage
@@ -125,14 +124,20 @@ def _record_stage(ctx: StageContext, stage: str) -> None:
     """Count a completed stage: its seconds (first start to now) and the rows it wrote."""
     job, client = ctx.job, ctx.store.redis
     began = ctx.registry.stage_began(job.id, stage)
-    if began is not None:
-        metrics.count(client, "stage_seconds", time.time() - began, stage=stage)
+    seconds = time.time() - began if began is not None else None
+    if seconds is not None:
+        metrics.count(client, "stage_seconds", seconds, stage=stage)
     metrics.count(client, "stage_runs", stage=stage)
+    progress = ctx.registry.progress(job.id)
+    rows = 0
     if stage == EVENTS:
-        progress = ctx.registry.progress(job.id)
         for domain in job.domains:
             part = events_part(domain)
+            rows += progress.get(f"{part}:rows", 0)
             metrics.count(client, "rows_written", progress.get(f"{part}:rows", 0), part=part)
+    else:
+        rows = progress.get(f"{stage}:q:rows", 0)
+    ctx.registry.announce(lifecycle.STAGE_FINISHED, job.id, stage=stage, rows=rows, seconds=seconds)
 
 
 def resume(ctx: StageContext) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from pipeline import domains
 from pipeline.job import STAGES, STATES
 from pipeline.stages.seed_resolve import RESOLVE_TYPES
-from pipeline.status import STATUS_FIELDS
+from pipeline.status import CONTRACT_STATES, STATUS_FIELDS
 from pipeline.workcenters import DEFAULT_STATION, GROUP_NAMES
 
 Schema = dict[str, Any]
@@ -146,7 +146,11 @@ def common_schemas() -> dict[str, Schema]:
             "Lineage direction; by default forward for query_tool, else backward.",
         ),
         "Station": enum(GROUP_NAMES, "A workcenter group (the detection station)."),
-        "JobState": enum(STATES, "A job's status."),
+        "JobState": enum(
+            CONTRACT_STATES,
+            "A job's status as the dashboard understands it (a cancelled job is `failed`).",
+        ),
+        "ServiceState": enum(STATES, "The service's own state of a job (`cancelled` too)."),
         "Stage": enum(STAGES, "A stage of a job."),
         "ContainerIds": array(
             string(minLength=1), "Container ids (CIDs); blanks and repeats are dropped.", minItems=1
@@ -440,6 +444,7 @@ def job_schemas() -> dict[str, Schema]:
             {
                 "job_id": string(pattern=JOB_ID),
                 "status": ref("JobState"),
+                "state": ref("ServiceState"),
                 "profile": ref("Profile"),
                 "cid_count": integer(),
                 "domains": array(ref("Domain")),
@@ -647,6 +652,26 @@ ERRORS: dict[str, tuple[str, dict[str, Any]]] = {
         "500",
         error_response("INTERNAL_ERROR, or the job failed for a reason of the service."),
     ),
+    "StageUnavailable": (
+        "503",
+        with_headers(
+            error_response(
+                "SERVICE_UNAVAILABLE (Redis or the broker down), or SEED_RESOLVE_FAILED / "
+                "LINEAGE_FAILED: the warehouse was away (`meta.cause`), or (seed-resolve) the "
+                "job did not finish in time (`meta.job_id`, `meta.job_status`).",
+                obj(
+                    {
+                        "retry_after_seconds": integer(minimum=1),
+                        "cause": string(pattern=UPPER_SNAKE),
+                        "job_id": string(pattern=JOB_ID),
+                        "job_status": ref("JobState"),
+                    },
+                    ["retry_after_seconds"],
+                ),
+            ),
+            "Retry-After",
+        ),
+    ),
     "ServiceUnavailable": (
         "503",
         with_headers(
@@ -759,15 +784,18 @@ def submit(
     result: str,
     description: str,
     extra: dict[str, Any] | None = None,
+    *,
+    accepts: bool = True,
 ) -> dict[str, Any]:
-    """A submitting POST: 200 with ``result`` (if any) when its job finished in time, else 202."""
+    """A submitting POST: 200 with ``result`` (if any) when its job finished in time, else 202
+    (unless not ``accepts``)."""
     accepted = {
         "description": "Accepted: the job runs in the workers.",
         "content": json_content(success(ref("AcceptedJob"))),
         "links": JOB_LINKS,
     }
     answers = {
-        "202": accepted,
+        **({"202": accepted} if accepts else {}),
         **errors(
             "BadRequest",
             "Unauthorized",
@@ -795,14 +823,24 @@ def trace_paths() -> dict[str, dict[str, Any]]:
             "SeedResolveRequest",
             "SeedResolveResult",
             "Seeds from lot ids, work orders, wafer lots, serial numbers, GD orders or ids; "
-            "mid_section_defect also from the detection lots at a station in a date range." + SYNC,
+            "mid_section_defect also from the detection lots at a station in a date range. It "
+            "waits for its job up to TRACE_SYNC_WAIT_SECONDS and answers 200 (never 202: the "
+            "contract has none here); a resolve not done by then, or with no worker running, "
+            "answers 503 SEED_RESOLVE_FAILED with Retry-After (the same request again joins "
+            "the job). A failure of the service is SEED_RESOLVE_FAILED (`meta.cause`: the job's "
+            "code): 503 when the warehouse was away, else 500.",
+            {"503": ref("StageUnavailable", "responses")},
+            accepts=False,
         ),
         "/api/trace/lineage": submit(
             "lineage",
             "Stage 2: the genealogy of the given lots.",
             "LineageRequest",
             "LineageResult",
-            "Past TRACE_LINEAGE_ASYNC_SEEDS lots it always answers 202." + SYNC,
+            "Past TRACE_LINEAGE_ASYNC_SEEDS lots it always answers 202. A failure of the "
+            "service is LINEAGE_FAILED (`meta.cause`: the job's code): 503 when the warehouse "
+            "was away, else 500." + SYNC,
+            {"503": ref("StageUnavailable", "responses")},
         ),
         "/api/trace/events": submit(
             "events",

@@ -17,8 +17,9 @@ import redis
 
 from pipeline.broker import make_broker
 from pipeline.config import Settings
-from pipeline.job import ACTIVE, Job
+from pipeline.job import ACTIVE, QUEUED, Job
 from pipeline.messages import BrokerDispatcher
+from pipeline.metrics import live_workers
 from pipeline.pages import PageIndex
 from pipeline.sources import open_source
 from pipeline.sources.base import Source
@@ -59,15 +60,20 @@ class Services:
                 self._source = self.open_source()
             return self._source
 
+    def workers_alive(self) -> bool:
+        """Whether some worker process sent a heartbeat within ``TRACE_STALL_SECONDS``."""
+        return live_workers(self.redis, self.settings.stall_seconds) > 0
+
     def wait_for(self, job: Job, seconds: float) -> Job:
-        """``job`` once it left queued/started, or as it is after ``seconds``."""
+        """``job`` once it left queued/started, or as it is after ``seconds``; at once when it
+        is still queued and no worker process has sent a heartbeat (nobody would run it)."""
         registry = self.runtime.registry
         deadline = time.monotonic() + seconds
         pause = 0.02
         state: str | None = job.state
         while state in ACTIVE:  # one HGET per look; the job is loaded once, at the end
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or (state == QUEUED and not self.workers_alive()):
                 break
             time.sleep(min(pause, left))
             pause = min(pause * 2, 0.5)

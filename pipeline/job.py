@@ -73,7 +73,8 @@ class Job:
 
     @property
     def domains(self) -> tuple[str, ...]:
-        return self.request.domains
+        """The events domains the job fetches (none when its plan has no events stage)."""
+        return self.request.domains if EVENTS in self.stages else ()
 
     @property
     def active(self) -> bool:

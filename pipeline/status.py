@@ -9,12 +9,25 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pipeline import job as job_states
 from pipeline.engine.flow import events_part
 from pipeline.job import EVENTS, Job
 from pipeline.registry import JobRegistry
 
 #: ``quality_meta.status`` values (the contract's).
 COMPLETE, PARTIAL, TRUNCATED, FAILED = "complete", "partial", "truncated", "failed"
+
+
+#: The job statuses the dashboard understands (the contract's); ``cancelled`` is not one.
+CONTRACT_STATES = (job_states.QUEUED, job_states.STARTED, job_states.FINISHED, job_states.FAILED)
+#: The ``error`` of a cancelled job, as the dashboard sees it (status ``failed``).
+CANCELLED_ERROR = "the job was cancelled"
+
+
+def contract_state(state: str) -> str:
+    """A job state as the dashboard understands it: ``cancelled`` is ``failed`` (it ended
+    without a result); the real state is in the status document's ``state``."""
+    return job_states.FAILED if state == job_states.CANCELLED else state
 
 
 def stage_progress(job: Job, registry: JobRegistry) -> dict[str, dict[str, Any]]:
@@ -83,20 +96,26 @@ STATUS_FIELDS = (
 
 
 def job_status(job: Job, registry: JobRegistry, now: float | None = None) -> dict[str, Any]:
-    """The contract's job status document, plus ``queue``, ``stages`` (progress per stage),
-    ``failed_domains`` and ``error_detail`` (stage, code, message)."""
+    """The contract's job status document, plus ``state`` (ours: ``cancelled`` too, which the
+    contract's ``status`` shows as ``failed``), ``queue``, ``stages`` (progress per stage),
+    ``failed_domains`` and ``error_detail`` (stage, code, message). ``domains`` are the events
+    domains the job fetches (none for a seed-resolve or lineage job)."""
     stages = stage_progress(job, registry)
     failed = sorted(registry.domain_states(job.id))
+    error = job.error["message"] if job.error else None
+    if job.state == job_states.CANCELLED:
+        error = CANCELLED_ERROR
     return {
         "job_id": job.id,
-        "status": job.state,
+        "status": contract_state(job.state),
+        "state": job.state,
         "profile": job.request.profile,
         "cid_count": job.cid_count,
         "domains": list(job.domains),
         "progress": progress_text(job, stages),
         "created_at": int(job.created_at),
         "elapsed_seconds": job.elapsed_seconds(now if now is not None else time.time()),
-        "error": job.error["message"] if job.error else None,
+        "error": error,
         "stage": job.stage,
         "completed_stages": list(job.completed),
         "queue": job.queue,

@@ -11,7 +11,7 @@ from http_api.services import Services
 from http_api.stream import Cursor, JobStream
 from pipeline import keys
 from pipeline.job import FINISHED, Job
-from pipeline.status import job_status
+from pipeline.status import contract_state, job_status
 
 NDJSON = "application/x-ndjson"
 
@@ -32,7 +32,7 @@ def not_complete(job: Job) -> ApiError:
         falcon.HTTP_409,
         "JOB_NOT_COMPLETE",
         f"job {job.id} has not completed (it is {job.state})",
-        meta={"job_status": job.state},
+        meta={"job_status": contract_state(job.state)},
     )
 
 
@@ -59,7 +59,7 @@ class JobResource:
                 falcon.HTTP_409,
                 "JOB_NOT_CANCELLABLE",
                 f"job {job.id} is {state}: only queued or started jobs can be cancelled",
-                meta={"job_status": state},
+                meta={"job_status": contract_state(state)},
             )
         fresh = registry.load(job.id) or job
         resp.media = {"success": True, "data": job_status(fresh, registry)}

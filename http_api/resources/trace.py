@@ -3,8 +3,9 @@
 Each request becomes a job for the workers (the web process never queries the warehouse). A
 request under its threshold waits for its job (``TRACE_SYNC_WAIT_SECONDS``) and answers 200 with
 the result, streamed from the checkpoints; a bigger one, or one whose job is not done in time,
-answers 202 with the job's urls. The same request again is served by the same job (dedupe)
-unless the body says ``"fresh": true``.
+answers 202 with the job's urls (seed-resolve, which the contract gives no 202, answers 503
+``SEED_RESOLVE_FAILED`` with ``Retry-After`` instead: asking again joins the same job). The same
+request again is served by the same job (dedupe) unless the body says ``"fresh": true``.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ import falcon
 import orjson
 
 from http_api.body import bad_params, read_json
-from http_api.errors import STATUS_BY_CODE, api_error
+from http_api.errors import ApiError, api_error
 from http_api.results import result_document
 from http_api.services import Services
-from pipeline.job import FINISHED, Job
+from pipeline.job import FINISHED, QUEUED, Job
 from pipeline.request import EVENTS, LINEAGE, SEED_RESOLVE, TRACE, TraceRequest
 from pipeline.stages import seed_resolve
+from pipeline.status import contract_state
 
 #: The contract's code for a seed-resolve or lineage call that failed on the service's side.
 STAGE_FAILURES = {SEED_RESOLVE: "SEED_RESOLVE_FAILED", LINEAGE: "LINEAGE_FAILED"}
+#: Job error codes that mean "a service was away" (a 503 that invites a retry).
+UNAVAILABLE = ("SERVICE_UNAVAILABLE", "SOURCE_UNAVAILABLE")
 
 
 def job_links(job: Job) -> dict[str, Any]:
@@ -69,27 +73,61 @@ class _Submit:
             resp.stream = result_document(self.services, job, None, 0, 0)
             return
         if wait and job.error:  # the request failed in the workers: say why, as a sync call would
-            error = job.error
-            code, message = error["code"], error["message"]
-            stage_code = STAGE_FAILURES.get(request.job_kind)
-            if stage_code and not error.get("input") and code not in STATUS_BY_CODE:
-                code, message = stage_code, f"{code}: {message}"
-            raise api_error(
-                code,
-                message,
-                bad_input=bool(error.get("input")),
-                retry_after=settings.retry_after_seconds,
-            )
+            raise self.failure(request, job.error)
+        if request.job_kind == SEED_RESOLVE:  # the contract knows no 202 here
+            raise self.unfinished_seed_resolve(job)
         resp.status = falcon.HTTP_202
         resp.media = {
             "success": True,
             "data": {
                 "stage": request.job_kind if request.job_kind != TRACE else "trace",
                 "async": True,
-                "status": job.state,
+                "status": contract_state(job.state),
                 **job_links(job),
             },
         }
+
+    def failure(self, request: TraceRequest, error: dict[str, Any]) -> ApiError:
+        """The error answer of a job that failed. A seed-resolve or lineage call that failed on
+        our side (not its input) is the contract's ``SEED_RESOLVE_FAILED``/``LINEAGE_FAILED``:
+        503 with ``Retry-After`` when the warehouse or Redis was away, else 500; the job's own
+        code is in ``meta.cause``."""
+        code, message = error["code"], error["message"]
+        retry_after = self.services.settings.retry_after_seconds
+        stage_code = STAGE_FAILURES.get(request.job_kind)
+        if error.get("input") or stage_code is None:
+            return api_error(
+                code, message, bad_input=bool(error.get("input")), retry_after=retry_after
+            )
+        meta: dict[str, Any] = {"cause": code}
+        if code not in UNAVAILABLE:
+            return ApiError(falcon.HTTP_500, stage_code, message, meta=meta)
+        return ApiError(
+            falcon.HTTP_503,
+            stage_code,
+            message,
+            meta={**meta, "retry_after_seconds": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    def unfinished_seed_resolve(self, job: Job) -> ApiError:
+        """A seed-resolve not done in time (or with no worker to run it): 503
+        ``SEED_RESOLVE_FAILED`` with ``Retry-After``. The job goes on: the same request again
+        joins it and answers at once when it is done."""
+        retry_after = self.services.settings.retry_after_seconds
+        why = (
+            "no worker is running"
+            if job.state == QUEUED and not self.services.workers_alive()
+            else f"it is still {job.state} after {self.services.settings.sync_wait_seconds} s"
+        )
+        return ApiError(
+            falcon.HTTP_503,
+            "SEED_RESOLVE_FAILED",
+            f"seed-resolve did not finish: {why}; ask again later (the same request joins "
+            f"job {job.id})",
+            meta={"job_id": job.id, "job_status": job.state, "retry_after_seconds": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 def _request(body: dict[str, Any], **extra: Any) -> TraceRequest:

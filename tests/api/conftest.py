@@ -19,6 +19,7 @@ from http_api.app import create_app
 from http_api.services import Services
 from pipeline.config import Settings
 from pipeline.job import Job
+from pipeline.leases import LeaseBook
 from pipeline.messages import MessageKey
 from pipeline.sources import open_source
 from pipeline.worker import Runtime
@@ -52,7 +53,15 @@ class ThreadDispatcher:
         self.thread = threading.Thread(target=self._run, name="test-worker", daemon=True)
         self.thread.start()
 
+    def beat(self) -> None:
+        """A heartbeat, as every worker process sends (the API does not wait for a job that no
+        worker would run)."""
+        assert self.runtime is not None
+        if self.thread.is_alive():
+            LeaseBook(self.runtime.redis).renew()
+
     def __call__(self, job: Job, messages: Sequence[MessageKey], *, resumed: bool = False) -> None:
+        self.beat()
         for key in messages:
             self.todo.put((job.id, key, resumed))
 
@@ -61,6 +70,7 @@ class ThreadDispatcher:
             job_id, key, resumed = item
             try:
                 assert self.runtime is not None
+                self.beat()
                 self.runtime.handle(job_id, key, resumed=resumed)
             except Exception:
                 log.exception("test worker: %s of %s failed", key, job_id)
@@ -112,6 +122,7 @@ def make_app(
         dispatchers.append(dispatcher)
         runtime = Runtime(settings, dispatcher, open_source(settings))
         dispatcher.runtime = runtime
+        dispatcher.beat()
         services = Services(settings, runtime, None, lambda: open_source(settings))
         return falcon.testing.TestClient(create_app(settings, services)), services
 

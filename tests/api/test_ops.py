@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from http_api.app import create_app
 from http_api.services import Services
+from pipeline import keys
 from pipeline.broker import make_broker
 from pipeline.config import Settings
 from pipeline.leases import LeaseBook
@@ -25,6 +26,7 @@ from tests.api.helpers import lot_ids, lot_names
 
 def test_ready_needs_a_live_worker(make_app: AppFactory) -> None:
     client, services = make_app()
+    services.redis.delete(keys.WORKERS)  # the test's worker thread beats; say it stopped
     # No worker has sent a heartbeat: not ready, and the answer says which check failed
     answer = client.simulate_get("/readyz")
     assert answer.status_code == 503 and answer.headers["retry-after"]

@@ -3,12 +3,14 @@ and status codes of the contract (``../shared/reference/api-contract.md``)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import falcon.testing
 import pytest
 
 from http_api.services import Services
+from pipeline import keys
 from pipeline.request import TraceRequest
 from pipeline.sources.sqlite import SqliteSource
 from tests.api.conftest import AppFactory
@@ -215,10 +217,14 @@ def test_cancel_ends_a_waiting_job_and_a_finished_job_cannot_be_cancelled(
     for _ in range(2):
         cancelled = client.simulate_delete(f"/api/trace/job/{job_id}")
         assert cancelled.status_code == 200
-        assert cancelled.json["data"]["status"] == "cancelled"
-    # Then its result is not to be had, and its status says cancelled
+        status = cancelled.json["data"]
+        # (the dashboard knows four statuses: a cancelled job is "failed", with a reason)
+        assert (status["status"], status["state"]) == ("failed", "cancelled")
+        assert status["error"] == "the job was cancelled"
+    # Then its result is not to be had, and its status says so
     result = client.simulate_get(f"/api/trace/job/{job_id}/result")
-    assert result.status_code == 409 and result.json["meta"] == {"job_status": "cancelled"}
+    assert result.status_code == 409 and result.json["meta"] == {"job_status": "failed"}
+    assert client.simulate_get(f"/api/trace/job/{job_id}").json["data"]["state"] == "cancelled"
     # And a finished job is not cancelled
     refused = client.simulate_delete(f"/api/trace/job/{finished}")
     assert refused.status_code == 409 and refused.json["error"]["code"] == "JOB_NOT_CANCELLABLE"
@@ -402,7 +408,8 @@ def test_a_resolver_that_fails_on_the_service_side_is_seed_resolve_failed(
     # Then it is told the resolver failed, and why, without a trace
     assert answer.status_code == 500
     assert answer.json["error"]["code"] == "SEED_RESOLVE_FAILED"
-    assert "SOURCE_QUERY_FAILED" in answer.json["error"]["message"]
+    assert answer.json["meta"] == {"cause": "SOURCE_QUERY_FAILED"}
+    assert "seeds/containers_in" in answer.json["error"]["message"]
     assert "Traceback" not in answer.text
 
 
@@ -502,3 +509,57 @@ def test_events_of_a_lineage_job_use_its_lots_when_none_are_given(
     status = wait_status(client, answer.json["data"]["job_id"])
     assert status["status"] == "finished"
     assert status["cid_count"] == lineage["total_nodes"]
+
+
+def test_a_warehouse_away_during_seed_resolve_is_503_seed_resolve_failed(
+    make_app: AppFactory, warehouse: Path
+) -> None:
+    client, services = make_app(TRACE_MAX_RETRIES=0)  # the test worker does not retry
+    # Given a warehouse that does not answer the lot lookup
+    _faulty(services, warehouse, **{"transient:seeds/containers_in": "100"})
+    # When the dashboard resolves lots
+    answer = seed_resolve(client, lot_names(warehouse, 2))
+    # Then it hears the contract's code, with a retry hint and the cause
+    assert answer.status_code == 503, answer.text
+    assert answer.json["error"]["code"] == "SEED_RESOLVE_FAILED"
+    assert answer.json["meta"]["cause"] == "SOURCE_UNAVAILABLE"
+    assert int(answer.headers["retry-after"]) == services.settings.retry_after_seconds
+
+
+def test_with_no_worker_running_nothing_waits_and_seed_resolve_is_never_202(
+    make_app: AppFactory, warehouse: Path
+) -> None:
+    # Given no worker process at all (the sync wait is 30 s in these tests)
+    client, services = make_app()
+    services.runtime.dispatch.stop()  # type: ignore[attr-defined]
+    services.redis.delete(keys.WORKERS)
+    # When the dashboard resolves seeds and asks for a lineage
+    began = time.monotonic()
+    seeds = seed_resolve(client, lot_names(warehouse, 2))
+    lineage = client.simulate_post(
+        "/api/trace/lineage", json={"profile": "query_tool", "container_ids": lot_ids(warehouse, 2)}
+    )
+    # Then both answer at once: seed-resolve with the contract's 503 (it has no 202)...
+    assert time.monotonic() - began < 10
+    assert seeds.status_code == 503 and seeds.json["error"]["code"] == "SEED_RESOLVE_FAILED"
+    assert "no worker" in seeds.json["error"]["message"]
+    assert seeds.json["meta"]["job_status"] == "queued" and seeds.headers["retry-after"]
+    # ... and lineage with a 202 whose job waits in the queue for a worker
+    assert lineage.status_code == 202 and lineage.json["data"]["status"] == "queued"
+    # And asking again joins the same seed-resolve job rather than queueing another
+    again = seed_resolve(client, lot_names(warehouse, 2))
+    assert again.json["meta"]["job_id"] == seeds.json["meta"]["job_id"]
+
+
+def test_a_lineage_job_fetches_no_domains_and_says_so(
+    make_app: AppFactory, warehouse: Path
+) -> None:
+    client, _ = make_app(TRACE_LINEAGE_ASYNC_SEEDS=1)
+    accepted = client.simulate_post(
+        "/api/trace/lineage", json={"profile": "query_tool", "container_ids": lot_ids(warehouse, 3)}
+    )
+    assert accepted.status_code == 202
+    job_id = accepted.json["data"]["job_id"]
+    assert wait_status(client, job_id)["domains"] == []
+    meta = ndjson(client.simulate_get(f"/api/trace/job/{job_id}/stream").text)[0]
+    assert meta["type"] == "meta" and meta["domains"] == []

@@ -4,6 +4,8 @@
 - ``trace``: run one trace through the four stage functions in this process.
 - ``demo``: build the demo warehouse if needed and trace a few hundred detection lots,
   with progress bars, ending in a summary and the path of the results.
+- ``jobs``: list, show, retry, cancel, purge jobs; requeue dead letters; watch events
+  (``pipeline/jobs_cli.py``, with its own exit codes).
 
 Settings come from the environment (``Settings.from_env``), read once here. Exit codes:
 ``EXIT_OK`` 0, ``EXIT_FAILED`` 1, ``EXIT_INVALID`` 2 (bad input or usage), ``EXIT_CONFIG`` 3,
@@ -31,7 +33,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipeline import domains
+from pipeline import domains, jobs_cli
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, InvalidInput, SourceError, TraceError
 from pipeline.runner import TraceRequest, TraceSummary, run_trace, top_suspects
@@ -141,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="results directory (default var/results/<time>)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_demo)
+
+    jobs_cli.add_commands(commands)
     return parser
 
 

@@ -657,7 +657,8 @@ ERRORS: dict[str, tuple[str, dict[str, Any]]] = {
         with_headers(
             error_response(
                 "SERVICE_UNAVAILABLE (Redis or the broker down), or SEED_RESOLVE_FAILED / "
-                "LINEAGE_FAILED: the warehouse was away (`meta.cause`), or (seed-resolve) the "
+                "LINEAGE_FAILED / EVENTS_AGGREGATION_FAILED: the warehouse was away "
+                "(`meta.cause`), or (seed-resolve) the "
                 "job did not finish in time (`meta.job_id`, `meta.job_status`).",
                 obj(
                     {
@@ -848,8 +849,10 @@ def trace_paths() -> dict[str, dict[str, Any]]:
             "EventsRequest",
             "EventsResult",
             "Past TRACE_ASYNC_CID_THRESHOLD lots it always answers 202. A mid_section_defect "
-            "request with its detection lots also gets the aggregation." + SYNC,
-            lineage_job,
+            "request with its detection lots also gets the aggregation; an aggregation that "
+            "failed is EVENTS_AGGREGATION_FAILED (`meta.cause`: the job's code): 503 when the "
+            "warehouse was away, 400 for bad input, else 500." + SYNC,
+            {**lineage_job, "503": ref("StageUnavailable", "responses")},
         ),
         "/api/trace/jobs": submit(
             "submitTrace",

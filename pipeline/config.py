@@ -91,6 +91,9 @@ DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60
 DEFAULT_SUBMIT_RATE_LIMIT_REQUESTS = 30
 #: Largest request body: an inline MSD lineage map of a 100K-lot trace is tens of MB.
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+#: Seconds a finished job's result answers an equal request (the old system's cache: 300 s);
+#: queued and started jobs are always joined.
+DEFAULT_RESULT_REUSE_SECONDS = 300
 #: Entries kept in the job event stream (trace:events); the oldest go first.
 DEFAULT_EVENT_LOG_MAX = 100_000
 #: Seconds a Redis command may take before it counts as Redis being away (no request hangs).
@@ -207,6 +210,7 @@ class Settings:
     api_token: str = _env("TRACE_API_TOKEN", "", repr=False)  # "": no token needed
     retry_after_seconds: int = _env("TRACE_RETRY_AFTER_SECONDS", DEFAULT_RETRY_AFTER_SECONDS)
     event_log_max: int = _env("TRACE_EVENT_LOG_MAX", DEFAULT_EVENT_LOG_MAX)
+    result_reuse_seconds: int = _env("TRACE_RESULT_REUSE_SECONDS", DEFAULT_RESULT_REUSE_SECONDS)
     redis_timeout_seconds: int = _env("TRACE_REDIS_TIMEOUT_SECONDS", DEFAULT_REDIS_TIMEOUT_SECONDS)
 
     def __post_init__(self) -> None:
@@ -252,6 +256,8 @@ class Settings:
             )
         if self.sync_wait_seconds < 0:
             raise ConfigError("TRACE_SYNC_WAIT_SECONDS must not be negative")
+        if self.result_reuse_seconds < 0:
+            raise ConfigError("TRACE_RESULT_REUSE_SECONDS must not be negative")
         if self.max_retries < 0:
             raise ConfigError("TRACE_MAX_RETRIES must not be negative")
         if self.retry_max_backoff_ms < self.retry_min_backoff_ms:

@@ -23,7 +23,6 @@ CANCELLED = "cancelled"
 STATES = (QUEUED, STARTED, FINISHED, FAILED, CANCELLED)
 ACTIVE = (QUEUED, STARTED)
 #: States a job is in when its request may be served again instead of starting a new job.
-REUSABLE = (QUEUED, STARTED, FINISHED)
 
 SEED_RESOLVE = "seed-resolve"
 LINEAGE = "lineage"

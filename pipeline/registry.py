@@ -17,6 +17,7 @@ import orjson
 import redis
 
 from pipeline import codec, keys, lifecycle
+from pipeline.config import DEFAULT_RESULT_REUSE_SECONDS
 from pipeline.job import (
     ACTIVE,
     CANCELLED,
@@ -24,7 +25,6 @@ from pipeline.job import (
     FINISHED,
     QUEUE,
     QUEUED,
-    REUSABLE,
     STARTED,
     Job,
 )
@@ -61,10 +61,12 @@ class JobRegistry:
         store: CheckpointStore,
         *,
         max_events: int = lifecycle.DEFAULT_MAX_EVENTS,
+        reuse_seconds: float = DEFAULT_RESULT_REUSE_SECONDS,
     ) -> None:
         self.redis = client
         self.store = store
         self.max_events = max_events
+        self.reuse_seconds = reuse_seconds
         self._set_if_state = client.register_script(_SET_IF_STATE)
         self._mark_once = client.register_script(_MARK_ONCE)
 
@@ -84,8 +86,9 @@ class JobRegistry:
     def submit(
         self, request: TraceRequest, *, fresh: bool = False, queue: str = QUEUE
     ) -> tuple[Job, bool]:
-        """The job for ``request``: an existing queued, started or finished one for the same
-        request (unless ``fresh``), or a new queued one. Returns the job and whether it is new."""
+        """The job for ``request``: an existing queued or started one for the same request, or
+        one that finished at most ``reuse_seconds`` ago (unless ``fresh``), or a new queued one.
+        Returns the job and whether it is new."""
         fingerprint = request.fingerprint()
         dedupe_key = keys.dedupe(fingerprint)
         outcome: dict[str, Any] = {}
@@ -94,7 +97,7 @@ class JobRegistry:
             if not fresh:
                 existing = pipe.get(dedupe_key)
                 job = self.load(codec.as_text(existing)) if existing else None
-                if job is not None and job.state in REUSABLE:
+                if job is not None and self._reusable(job):
                     outcome.update(job=job, created=False)
                     pipe.multi()
                     return
@@ -119,6 +122,12 @@ class JobRegistry:
 
         self.redis.transaction(attempt, dedupe_key)
         return outcome["job"], outcome["created"]
+
+    def _reusable(self, job: Job) -> bool:
+        if job.state in ACTIVE:
+            return True
+        ended = job.finished_at or 0.0
+        return job.state == FINISHED and time.time() - ended <= self.reuse_seconds
 
     # ---- reading ---------------------------------------------------------------------------
     def load(self, job_id: str) -> Job | None:

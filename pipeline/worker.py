@@ -81,7 +81,12 @@ class Runtime:
 
     @cached_property
     def registry(self) -> JobRegistry:
-        return JobRegistry(self.redis, self.store, max_events=self.settings.event_log_max)
+        return JobRegistry(
+            self.redis,
+            self.store,
+            max_events=self.settings.event_log_max,
+            reuse_seconds=self.settings.result_reuse_seconds,
+        )
 
     @cached_property
     def leases(self) -> LeaseBook:

@@ -20,7 +20,7 @@ from http_api.body import bad_params, read_json
 from http_api.errors import ApiError, api_error
 from http_api.results import result_document
 from http_api.services import Services
-from pipeline.job import FINISHED, QUEUED, Job
+from pipeline.job import AGGREGATION, FINISHED, QUEUED, Job
 from pipeline.request import EVENTS, LINEAGE, SEED_RESOLVE, TRACE, TraceRequest
 from pipeline.stages import seed_resolve
 from pipeline.status import contract_state
@@ -57,14 +57,19 @@ class _Submit:
         request: TraceRequest,
         body: dict[str, Any],
         *,
-        wait: bool,
+        wait: bool | None,
         lineage: dict[str, Any] | None = None,
     ) -> None:
+        """Submit ``request`` and answer: with ``wait`` its result (200) if its job finishes
+        in time, else 202 (``None``: wait when the job's lots are under the threshold)."""
         fresh = body.get("fresh", False)
         if not isinstance(fresh, bool):
             raise bad_params("fresh must be true or false")
         job, _created = self.services.runtime.submit(request, fresh=fresh, lineage=lineage)
         settings = self.services.settings
+        if wait is None:  # lots known only now (another job's lineage): small ones wait
+            job = self.services.runtime.registry.load(job.id) or job
+            wait = job.cid_count <= settings.async_cid_threshold
         if wait and settings.sync_wait_seconds > 0:
             job = self.services.wait_for(job, settings.sync_wait_seconds)
         if wait and job.state == FINISHED:
@@ -89,12 +94,17 @@ class _Submit:
 
     def failure(self, request: TraceRequest, error: dict[str, Any]) -> ApiError:
         """The error answer of a job that failed. A seed-resolve or lineage call that failed on
-        our side (not its input) is the contract's ``SEED_RESOLVE_FAILED``/``LINEAGE_FAILED``:
-        503 with ``Retry-After`` when the warehouse or Redis was away, else 500; the job's own
-        code is in ``meta.cause``."""
+        our side (not its input) is the contract's ``SEED_RESOLVE_FAILED``/``LINEAGE_FAILED``,
+        an events call whose aggregation failed ``EVENTS_AGGREGATION_FAILED`` (the old system's):
+        503 with ``Retry-After`` when the warehouse or Redis was away, else 500 (400 for bad
+        input); the job's own code is in ``meta.cause``."""
         code, message = error["code"], error["message"]
         retry_after = self.services.settings.retry_after_seconds
         stage_code = STAGE_FAILURES.get(request.job_kind)
+        if request.job_kind == EVENTS and error.get("stage") == AGGREGATION:
+            stage_code = "EVENTS_AGGREGATION_FAILED"  # the old system's code (400/503)
+            if error.get("input"):
+                return ApiError(falcon.HTTP_400, stage_code, message, meta={"cause": code})
         if error.get("input") or stage_code is None:
             return api_error(
                 code, message, bad_input=bool(error.get("input")), retry_after=retry_after
@@ -196,9 +206,8 @@ class EventsResource(_Submit):
         digest = _digest(lineage) if lineage else ""
         request = _request(fields, kind=EVENTS, lineage_digest=digest)
         small = len(request.container_ids) <= self.services.settings.async_cid_threshold
-        self.answer(
-            resp, request, body, wait=small and bool(request.container_ids), lineage=lineage
-        )
+        wait = small if request.container_ids else None
+        self.answer(resp, request, body, wait=wait, lineage=lineage)
 
 
 class JobsResource(_Submit):

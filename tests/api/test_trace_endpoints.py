@@ -505,10 +505,12 @@ def test_events_of_a_lineage_job_use_its_lots_when_none_are_given(
         "/api/trace/events",
         json={"profile": "query_tool", "domains": ["history"], "lineage_job_id": lineage["job_id"]},
     )
-    assert answer.status_code == 202  # its size is known in the workers only
+    # (its size is known once that job is found: a small one waits and answers 200)
+    assert answer.status_code == 200, answer.text
     status = wait_status(client, answer.json["data"]["job_id"])
     assert status["status"] == "finished"
     assert status["cid_count"] == lineage["total_nodes"]
+    assert answer.json["data"]["results"]["history"]["total"] > 0
 
 
 def test_a_warehouse_away_during_seed_resolve_is_503_seed_resolve_failed(
@@ -563,3 +565,34 @@ def test_a_lineage_job_fetches_no_domains_and_says_so(
     assert wait_status(client, job_id)["domains"] == []
     meta = ndjson(client.simulate_get(f"/api/trace/job/{job_id}/stream").text)[0]
     assert meta["type"] == "meta" and meta["domains"] == []
+
+
+def test_an_aggregation_that_fails_is_events_aggregation_failed(
+    api: tuple[falcon.testing.TestClient, Services], warehouse: Path
+) -> None:
+    client, services = api
+    # Given a mid-section-defect analysis whose rejects lookup (aggregation) is broken
+    _faulty(services, warehouse, **{"fail:msd/detection_rejects": "permanent"})
+    params = {"station": "測試", "start_date": "2026-01-01", "end_date": "2026-12-31"}
+    seeds = client.simulate_post(
+        "/api/trace/seed-resolve", json={"profile": "mid_section_defect", "params": params}
+    ).json["data"]
+    lineage = client.simulate_post(
+        "/api/trace/lineage",
+        json={"profile": "mid_section_defect", "container_ids": seeds["seed_container_ids"]},
+    ).json["data"]
+    # When the dashboard asks for the events with the aggregation
+    answer = client.simulate_post(
+        "/api/trace/events",
+        json={
+            "profile": "mid_section_defect",
+            "params": params,
+            "domains": ["upstream_history", "materials"],
+            "seed_container_ids": seeds["seed_container_ids"],
+            "lineage_job_id": lineage["job_id"],
+        },
+    )
+    # Then it hears the old system's code for it, with the cause
+    assert answer.status_code == 500, answer.text
+    assert answer.json["error"]["code"] == "EVENTS_AGGREGATION_FAILED"
+    assert answer.json["meta"] == {"cause": "SOURCE_QUERY_FAILED"}

@@ -4,6 +4,7 @@ changes, indexes, claims; and the trace request's validation and fingerprint."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import redis
@@ -112,6 +113,21 @@ def test_a_finished_job_is_still_returned_for_the_same_request(registry: JobRegi
     # When the same request is submitted again, Then the finished job is returned
     again, created = registry.submit(request())
     assert (again.id, again.state, created) == (job_id, FINISHED, False)
+
+
+def test_a_finished_job_older_than_the_reuse_window_is_not_reused(
+    store_redis: redis.Redis, store: CheckpointStore
+) -> None:
+    # Given a registry that reuses finished results for 300 s, and a job that finished 301 s ago
+    registry = JobRegistry(store_redis, store, reuse_seconds=300)
+    job_id = finished_job(registry)
+    store_redis.hset(keys.job(job_id), "finished_at", repr(time.time() - 301))
+    # When the same request comes, Then a new job runs it (the warehouse may have moved on)
+    again, created = registry.submit(request())
+    assert created is True and again.id != job_id
+    # And a job still running is always joined, however old
+    joined, created = registry.submit(request())
+    assert (joined.id, created) == (again.id, False)
 
 
 def test_finish_of_a_queued_job_is_refused(registry: JobRegistry) -> None:

@@ -82,8 +82,9 @@ DEFAULT_MAX_ROWS_PER_DOMAIN = 2_000_000
 DEFAULT_ASYNC_CID_THRESHOLD = 20_000
 #: Lineage requests over this many seed lots answer 202 at once (the old system's 5,000).
 DEFAULT_LINEAGE_ASYNC_SEEDS = 5_000
-#: How long a request under the thresholds waits for its job before answering 202 instead.
-DEFAULT_SYNC_WAIT_SECONDS = 120
+#: How long a request under the thresholds waits for its job before answering 202 instead:
+#: under a proxy's usual 60 s read timeout, so the client never gets the proxy's 504.
+DEFAULT_SYNC_WAIT_SECONDS = 50
 #: Status, result and stream requests per client per window (the old system's 60 per 60 s).
 DEFAULT_RATE_LIMIT_REQUESTS = 60
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60

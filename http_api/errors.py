@@ -76,18 +76,27 @@ def error_status(code: str, bad_input: bool) -> str:
     return STATUS_BY_CODE.get(code, falcon.HTTP_400 if bad_input else falcon.HTTP_500)
 
 
-def api_error(code: str, message: str, *, bad_input: bool, retry_after: int) -> ApiError:
-    """The ``ApiError`` for a code, with ``Retry-After`` when the client should come back."""
-    status = error_status(code, bad_input)
+def api_error(
+    code: str,
+    message: str,
+    *,
+    bad_input: bool,
+    retry_after: int,
+    status: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> ApiError:
+    """The ``ApiError`` for a code (its status from ``error_status`` unless given), with
+    ``Retry-After`` (and ``meta.retry_after_seconds``) when the client should come back."""
+    status = status or error_status(code, bad_input)
     if status in RETRY_LATER:
         return ApiError(
             status,
             code,
             message,
-            meta={"retry_after_seconds": retry_after},
+            meta={**(meta or {}), "retry_after_seconds": retry_after},
             headers={"Retry-After": str(retry_after)},
         )
-    return ApiError(status, code, message)
+    return ApiError(status, code, message, meta=meta)
 
 
 class TraceErrorHandler:

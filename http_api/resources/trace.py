@@ -17,7 +17,7 @@ import falcon
 import orjson
 
 from http_api.body import bad_params, read_json
-from http_api.errors import ApiError, api_error
+from http_api.errors import ApiError, api_error, error_status
 from http_api.results import result_document
 from http_api.services import Services
 from pipeline.job import AGGREGATION, FINISHED, QUEUED, Job
@@ -27,8 +27,6 @@ from pipeline.status import contract_state
 
 #: The contract's code for a seed-resolve or lineage call that failed on the service's side.
 STAGE_FAILURES = {SEED_RESOLVE: "SEED_RESOLVE_FAILED", LINEAGE: "LINEAGE_FAILED"}
-#: Job error codes that mean "a service was away" (a 503 that invites a retry).
-UNAVAILABLE = ("SERVICE_UNAVAILABLE", "SOURCE_UNAVAILABLE")
 
 
 def job_links(job: Job) -> dict[str, Any]:
@@ -100,43 +98,39 @@ class _Submit:
         input); the job's own code is in ``meta.cause``."""
         code, message = error["code"], error["message"]
         retry_after = self.services.settings.retry_after_seconds
-        stage_code = STAGE_FAILURES.get(request.job_kind)
+        bad_input = bool(error.get("input"))
         if request.job_kind == EVENTS and error.get("stage") == AGGREGATION:
-            stage_code = "EVENTS_AGGREGATION_FAILED"  # the old system's code (400/503)
-            if error.get("input"):
-                return ApiError(falcon.HTTP_400, stage_code, message, meta={"cause": code})
-        if error.get("input") or stage_code is None:
-            return api_error(
-                code, message, bad_input=bool(error.get("input")), retry_after=retry_after
-            )
-        meta: dict[str, Any] = {"cause": code}
-        if code not in UNAVAILABLE:
-            return ApiError(falcon.HTTP_500, stage_code, message, meta=meta)
-        return ApiError(
-            falcon.HTTP_503,
+            stage_code: str | None = "EVENTS_AGGREGATION_FAILED"  # the old system's (400/503)
+        else:  # bad input keeps its own code (INVALID_PARAMS, ...)
+            stage_code = None if bad_input else STAGE_FAILURES.get(request.job_kind)
+        if stage_code is None:
+            return api_error(code, message, bad_input=bad_input, retry_after=retry_after)
+        return api_error(
             stage_code,
             message,
-            meta={**meta, "retry_after_seconds": retry_after},
-            headers={"Retry-After": str(retry_after)},
+            bad_input=bad_input,
+            retry_after=retry_after,
+            status=error_status(code, bad_input),  # the cause's: 503 for a service away
+            meta={"cause": code},
         )
 
     def unfinished_seed_resolve(self, job: Job) -> ApiError:
         """A seed-resolve not done in time (or with no worker to run it): 503
         ``SEED_RESOLVE_FAILED`` with ``Retry-After``. The job goes on: the same request again
         joins it and answers at once when it is done."""
-        retry_after = self.services.settings.retry_after_seconds
         why = (
             "no worker is running"
             if job.state == QUEUED and not self.services.workers_alive()
             else f"it is still {job.state} after {self.services.settings.sync_wait_seconds} s"
         )
-        return ApiError(
-            falcon.HTTP_503,
+        return api_error(
             "SEED_RESOLVE_FAILED",
             f"seed-resolve did not finish: {why}; ask again later (the same request joins "
             f"job {job.id})",
-            meta={"job_id": job.id, "job_status": job.state, "retry_after_seconds": retry_after},
-            headers={"Retry-After": str(retry_after)},
+            bad_input=False,
+            retry_after=self.services.settings.retry_after_seconds,
+            status=falcon.HTTP_503,
+            meta={"job_id": job.id, "job_status": contract_state(job.state)},
         )
 
 

@@ -23,9 +23,9 @@ from pipeline.leases import LeaseBook
 from pipeline.messages import MessageKey
 from pipeline.sources import open_source
 from pipeline.worker import Runtime
+from tests.support.redis_dbs import REDIS, clean_databases
 
 STORE_DB, BROKER_DB = 12, 13
-REDIS = "redis://127.0.0.1:6379"
 
 #: Settings of the API tests, as environment variables (gunicorn and workers read them so).
 API_ENV = {
@@ -93,17 +93,7 @@ def api_env(warehouse: Path) -> dict[str, str]:
 @pytest.fixture
 def api_redis() -> Iterator[redis.Redis]:
     """The store's database (and the broker's), empty before and after the test."""
-    client = redis.Redis.from_url(f"{REDIS}/{STORE_DB}")
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail("Redis does not answer on 127.0.0.1:6379: run the tests with ./ops/test")
-    broker_db = redis.Redis.from_url(f"{REDIS}/{BROKER_DB}")
-    client.flushdb()
-    broker_db.flushdb()
-    yield client
-    client.flushdb()
-    broker_db.flushdb()
+    yield from clean_databases(STORE_DB, BROKER_DB)
 
 
 AppFactory = Callable[..., tuple[falcon.testing.TestClient, Services]]

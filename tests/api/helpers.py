@@ -2,39 +2,36 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from contextlib import closing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import falcon.testing
 import orjson
 
+from tests.support.warehouse import lots
+
 
 def lot_names(warehouse: Path, n: int, *, skip: int = 0) -> list[str]:
     """``n`` lot names of the warehouse, in a fixed order."""
-    with closing(sqlite3.connect(warehouse)) as conn:
-        return [
-            r[0]
-            for r in conn.execute(
-                "SELECT CONTAINERNAME FROM DW_MES_CONTAINER WHERE OBJECTTYPE = 'LOT' "
-                "ORDER BY CONTAINERNAME LIMIT ? OFFSET ?",
-                (n, skip),
-            )
-        ]
+    return lots(warehouse, "CONTAINERNAME", n, skip=skip)
 
 
 def lot_ids(warehouse: Path, n: int, *, skip: int = 0) -> list[str]:
-    with closing(sqlite3.connect(warehouse)) as conn:
-        return [
-            r[0]
-            for r in conn.execute(
-                "SELECT CONTAINERID FROM DW_MES_CONTAINER WHERE OBJECTTYPE = 'LOT' "
-                "ORDER BY CONTAINERID LIMIT ? OFFSET ?",
-                (n, skip),
-            )
-        ]
+    """``n`` lot CIDs of the warehouse, in a fixed order."""
+    return lots(warehouse, "CONTAINERID", n, skip=skip)
+
+
+def post_events(
+    client: falcon.testing.TestClient,
+    warehouse: Path,
+    lots: int,
+    domains: Sequence[str] = ("history",),
+) -> falcon.testing.Result:
+    """``POST /api/trace/events`` of the warehouse's first ``lots`` lots (query_tool)."""
+    body = {"profile": "query_tool", "container_ids": lot_ids(warehouse, lots)}
+    return client.simulate_post("/api/trace/events", json={**body, "domains": list(domains)})
 
 
 def wait_status(
@@ -44,7 +41,7 @@ def wait_status(
     deadline = time.monotonic() + timeout
     while True:
         data = client.simulate_get(f"/api/trace/job/{job_id}").json["data"]
-        if data["status"] == want or data["status"] in ("finished", "failed", "cancelled"):
+        if data["status"] in (want, "finished", "failed"):
             return data
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {data['status']} after {timeout} s")

@@ -26,9 +26,10 @@ import redis
 from pipeline.config import Settings
 from pipeline.request import TraceRequest
 from pipeline.sources.sqlite import SqliteSource
-from tests.api.conftest import API_ENV, REDIS
+from tests.api.conftest import API_ENV
 from tests.engine.helpers import direct_rows, stable
-from tests.engine.test_flow import lots
+from tests.support.redis_dbs import REDIS, clean_databases
+from tests.support.warehouse import lots
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -69,18 +70,8 @@ def e2e_env(warehouse: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def e2e_redis() -> Iterator[None]:
-    clients = [redis.Redis.from_url(f"{REDIS}/{db}") for db in (STORE_DB, BROKER_DB)]
-    try:
-        clients[0].ping()
-    except redis.ConnectionError:
-        pytest.fail("Redis does not answer on 127.0.0.1:6379: run the tests with ./ops/test")
-    for client in clients:
-        client.flushdb()
-    yield
-    for client in clients:
-        client.flushdb()
-        client.close()
+def e2e_redis() -> Iterator[redis.Redis]:
+    yield from clean_databases(STORE_DB, BROKER_DB)
 
 
 @dataclass

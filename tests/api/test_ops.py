@@ -21,7 +21,7 @@ from pipeline.leases import LeaseBook
 from pipeline.messages import BrokerDispatcher
 from pipeline.worker import Runtime
 from tests.api.conftest import AppFactory
-from tests.api.helpers import lot_ids, lot_names
+from tests.api.helpers import lot_names, post_events
 
 
 def test_ready_needs_a_live_worker(make_app: AppFactory) -> None:
@@ -63,14 +63,7 @@ def test_metrics_count_jobs_stage_rows_streams_and_refusals(
     make_app: AppFactory, warehouse: Path
 ) -> None:
     client, _ = make_app(TRACE_RATE_LIMIT_REQUESTS=3)
-    answer = client.simulate_post(
-        "/api/trace/events",
-        json={
-            "profile": "query_tool",
-            "container_ids": lot_ids(warehouse, 30),
-            "domains": ["history"],
-        },
-    )
+    answer = post_events(client, warehouse, 30)
     job_id = answer.json["data"]["job_id"]
     streamed = client.simulate_get(f"/api/trace/job/{job_id}/stream")
     for _ in range(3):

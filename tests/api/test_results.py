@@ -14,20 +14,13 @@ from http_api.services import Services
 from pipeline import keys
 from pipeline.engine.flow import events_part
 from tests.api.conftest import AppFactory
-from tests.api.helpers import lot_ids, ndjson, wait_status
+from tests.api.helpers import lot_ids, ndjson, post_events, wait_status
 
 DOMAINS = ["history", "materials", "holds"]
 
 
 def finished_job(client: falcon.testing.TestClient, warehouse: Path, lots: int = 250) -> str:
-    answer = client.simulate_post(
-        "/api/trace/events",
-        json={
-            "profile": "query_tool",
-            "container_ids": lot_ids(warehouse, lots),
-            "domains": DOMAINS,
-        },
-    )
+    answer = post_events(client, warehouse, lots, DOMAINS)
     assert answer.status_code == 200, answer.text
     return str(answer.json["data"]["job_id"])
 
@@ -224,14 +217,7 @@ def test_follow_streams_a_running_job_and_ends_with_complete(
         original(job_id, key, resumed=resumed)
 
     services.runtime.handle = slow_handle  # type: ignore[method-assign]
-    answer = client.simulate_post(
-        "/api/trace/events",
-        json={
-            "profile": "query_tool",
-            "container_ids": lot_ids(warehouse, 250),
-            "domains": DOMAINS,
-        },
-    )
+    answer = post_events(client, warehouse, 250, DOMAINS)
     job_id = answer.json["data"]["job_id"]
     assert client.simulate_get(f"/api/trace/job/{job_id}/stream").status_code == 409
     threading.Timer(0.3, gate.set).start()

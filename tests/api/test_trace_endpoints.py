@@ -14,7 +14,7 @@ from pipeline import keys
 from pipeline.request import TraceRequest
 from pipeline.sources.sqlite import SqliteSource
 from tests.api.conftest import AppFactory
-from tests.api.helpers import lot_ids, lot_names, ndjson, wait_status
+from tests.api.helpers import lot_ids, lot_names, ndjson, post_events, wait_status
 from tests.engine.helpers import direct_rows, stable
 from tests.support.faults import FAULTS_KEY, FaultySqliteSource
 
@@ -204,14 +204,7 @@ def test_cancel_ends_a_waiting_job_and_a_finished_job_cannot_be_cancelled(
     finished = seed_resolve(client, lot_names(warehouse, 2)).json["data"]["job_id"]
     # Given a job that waits in its queue (the test worker is stopped)
     services.runtime.dispatch.stop()  # type: ignore[attr-defined]
-    answer = client.simulate_post(
-        "/api/trace/events",
-        json={
-            "profile": "query_tool",
-            "container_ids": lot_ids(warehouse, 30),
-            "domains": ["history"],
-        },
-    )
+    answer = post_events(client, warehouse, 30)
     job_id = answer.json["data"]["job_id"]
     # When it is cancelled (twice: DELETE is idempotent)
     for _ in range(2):
@@ -357,14 +350,7 @@ def test_unknown_jobs_are_404_and_unfinished_ones_409(
         assert missing.status_code == 404 and missing.json["error"]["code"] == "JOB_NOT_FOUND"
     # A job that cannot run (its worker is stopped) stays queued
     services.runtime.dispatch.stop()  # type: ignore[attr-defined]
-    answer = client.simulate_post(
-        "/api/trace/events",
-        json={
-            "profile": "query_tool",
-            "container_ids": lot_ids(warehouse, 20),
-            "domains": ["history"],
-        },
-    )
+    answer = post_events(client, warehouse, 20)
     job_id = answer.json["data"]["job_id"]
     for path in ("/result", "/stream"):
         early = client.simulate_get(f"/api/trace/job/{job_id}{path}")
@@ -393,16 +379,7 @@ def test_a_resolver_that_fails_on_the_service_side_is_seed_resolve_failed(
 ) -> None:
     client, services = api
     # Given a warehouse whose lot lookup fails (bad SQL, say)
-    settings = services.settings
-    services.runtime.use_source(
-        FaultySqliteSource(
-            str(warehouse),
-            services.redis,
-            fetch_rows=settings.fetch_rows,
-            in_list_size=settings.in_list_size,
-        )
-    )
-    services.redis.hset(FAULTS_KEY, "fail:seeds/containers_in", "permanent")
+    _faulty(services, **{"fail:seeds/containers_in": "permanent"})
     # When the dashboard resolves lots
     answer = seed_resolve(client, lot_names(warehouse, 2))
     # Then it is told the resolver failed, and why, without a trace
@@ -413,16 +390,9 @@ def test_a_resolver_that_fails_on_the_service_side_is_seed_resolve_failed(
     assert "Traceback" not in answer.text
 
 
-def _faulty(services: Services, warehouse: Path, **faults: str) -> None:
-    settings = services.settings
-    services.runtime.use_source(
-        FaultySqliteSource(
-            str(warehouse),
-            services.redis,
-            fetch_rows=settings.fetch_rows,
-            in_list_size=settings.in_list_size,
-        )
-    )
+def _faulty(services: Services, **faults: str) -> None:
+    """The app's workers read the warehouse through a source obeying ``faults``."""
+    services.runtime.use_source(FaultySqliteSource.for_settings(services.settings, services.redis))
     services.redis.hset(FAULTS_KEY, mapping=faults)
 
 
@@ -431,16 +401,9 @@ def test_a_domain_that_fails_gives_a_partial_result_naming_it(
 ) -> None:
     client, services = api
     # Given a warehouse whose holds query fails for good
-    _faulty(services, warehouse, **{"fail:events/holds": "permanent"})
+    _faulty(services, **{"fail:events/holds": "permanent"})
     # When the events of lots are asked for
-    answer = client.simulate_post(
-        "/api/trace/events",
-        json={
-            "profile": "query_tool",
-            "container_ids": lot_ids(warehouse, 40),
-            "domains": ["history", "holds"],
-        },
-    )
+    answer = post_events(client, warehouse, 40, ["history", "holds"])
     # Then the other domain is there, the failed one is empty and named, as the contract says
     assert answer.status_code == 200
     data = answer.json["data"]
@@ -468,7 +431,7 @@ def test_a_lineage_that_fails_on_the_service_side_is_lineage_failed(
     api: tuple[falcon.testing.TestClient, Services], warehouse: Path
 ) -> None:
     client, services = api
-    _faulty(services, warehouse, **{"fail:lineage/split_children": "permanent"})
+    _faulty(services, **{"fail:lineage/split_children": "permanent"})
     answer = client.simulate_post(
         "/api/trace/lineage",
         json={"profile": "query_tool", "container_ids": lot_ids(warehouse, 3)},
@@ -518,7 +481,7 @@ def test_a_warehouse_away_during_seed_resolve_is_503_seed_resolve_failed(
 ) -> None:
     client, services = make_app(TRACE_MAX_RETRIES=0)  # the test worker does not retry
     # Given a warehouse that does not answer the lot lookup
-    _faulty(services, warehouse, **{"transient:seeds/containers_in": "100"})
+    _faulty(services, **{"transient:seeds/containers_in": "100"})
     # When the dashboard resolves lots
     answer = seed_resolve(client, lot_names(warehouse, 2))
     # Then it hears the contract's code, with a retry hint and the cause
@@ -572,7 +535,7 @@ def test_an_aggregation_that_fails_is_events_aggregation_failed(
 ) -> None:
     client, services = api
     # Given a mid-section-defect analysis whose rejects lookup (aggregation) is broken
-    _faulty(services, warehouse, **{"fail:msd/detection_rejects": "permanent"})
+    _faulty(services, **{"fail:msd/detection_rejects": "permanent"})
     params = {"station": "測試", "start_date": "2026-01-01", "end_date": "2026-12-31"}
     seeds = client.simulate_post(
         "/api/trace/seed-resolve", json={"profile": "mid_section_defect", "params": params}

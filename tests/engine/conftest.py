@@ -19,10 +19,10 @@ from pipeline.config import Settings
 from pipeline.job import QUEUES
 from pipeline.worker import Runtime, runtime_for
 from tests.engine.helpers import InlineDispatcher
+from tests.support.redis_dbs import REDIS, clean_databases
 
 ROOT = Path(__file__).resolve().parents[2]
 STORE_DB, BROKER_DB = 14, 15
-REDIS = "redis://127.0.0.1:6379"
 
 #: Settings of the engine tests, as environment variables (workers read them the same way).
 ENGINE_ENV = {
@@ -56,17 +56,7 @@ def settings(engine_env: dict[str, str]) -> Settings:
 @pytest.fixture
 def store_redis() -> Iterator[redis.Redis]:
     """The store's database (and the broker's), empty before and after the test."""
-    client = redis.Redis.from_url(f"{REDIS}/{STORE_DB}")
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail("Redis does not answer on 127.0.0.1:6379: run the tests with ./ops/test")
-    broker_db = redis.Redis.from_url(f"{REDIS}/{BROKER_DB}")
-    client.flushdb()
-    broker_db.flushdb()
-    yield client
-    client.flushdb()
-    broker_db.flushdb()
+    yield from clean_databases(STORE_DB, BROKER_DB)
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ stores, how stages hand on, and how errors end up in the job's status."""
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 import orjson
@@ -24,24 +22,11 @@ from pipeline.status import STATUS_FIELDS, domain_quality, job_status, query_qua
 from pipeline.worker import Runtime
 from tests.engine.helpers import InlineDispatcher, direct_rows, job_rows
 from tests.support.faults import FAULTS_KEY, FaultySqliteSource
+from tests.support.warehouse import lots
 
 MSD = TraceRequest(
     "mid_section_defect", {"station": "測試", "start_date": "2026-01-01", "end_date": "2026-12-31"}
 )
-
-
-def lots(warehouse: Path, column: str, n: int) -> list[str]:
-    """``n`` lots of the warehouse (``CONTAINERNAME`` or ``CONTAINERID``), in a fixed order."""
-    assert column in ("CONTAINERNAME", "CONTAINERID")
-    with closing(sqlite3.connect(warehouse)) as conn:
-        return [
-            r[0]
-            for r in conn.execute(
-                f"SELECT {column} FROM DW_MES_CONTAINER WHERE OBJECTTYPE = 'LOT' "
-                f"ORDER BY {column} LIMIT ?",
-                (n,),
-            )
-        ]
 
 
 def query_tool(warehouse: Path, n: int = 150) -> TraceRequest:
@@ -113,10 +98,8 @@ def test_a_job_from_cids_skips_seed_resolve_and_lineage(
     )
 
 
-def faulty_runtime(settings: Settings, warehouse: Path, client: redis.Redis) -> Runtime:
-    source = FaultySqliteSource(
-        str(warehouse), client, fetch_rows=settings.fetch_rows, in_list_size=settings.in_list_size
-    )
+def faulty_runtime(settings: Settings, client: redis.Redis) -> Runtime:
+    source = FaultySqliteSource.for_settings(settings, client)
     return Runtime(settings, InlineDispatcher(), source=source)
 
 
@@ -178,7 +161,7 @@ def test_a_domain_that_fails_for_good_ends_the_job_with_the_others_kept(
     settings: Settings, warehouse: Path, store_redis: redis.Redis, sqlite_source: SqliteSource
 ) -> None:
     # Given a warehouse whose holds query fails permanently
-    runtime = faulty_runtime(settings, warehouse, store_redis)
+    runtime = faulty_runtime(settings, store_redis)
     store_redis.hset(FAULTS_KEY, "fail:events/holds", "permanent")
     request = query_tool(warehouse)
     # When the job runs
@@ -204,7 +187,7 @@ def test_a_permanent_error_fails_the_job_at_once_with_stage_code_and_message(
     settings: Settings, warehouse: Path, store_redis: redis.Redis
 ) -> None:
     # Given a warehouse whose lineage query is broken
-    runtime = faulty_runtime(settings, warehouse, store_redis)
+    runtime = faulty_runtime(settings, store_redis)
     store_redis.hset(FAULTS_KEY, "fail:lineage/containers", "permanent")
     # When a job runs
     job, _ = runtime.submit(query_tool(warehouse))
@@ -222,7 +205,7 @@ def test_a_transient_error_is_raised_for_dramatiq_to_retry_and_the_retry_resumes
     settings: Settings, warehouse: Path, store_redis: redis.Redis
 ) -> None:
     # Given a history query that fails once with a connection error
-    runtime = faulty_runtime(settings, warehouse, store_redis)
+    runtime = faulty_runtime(settings, store_redis)
     job, _ = runtime.submit(query_tool(warehouse))
     run_until(runtime, EVENTS)
     store_redis.hset(FAULTS_KEY, "transient:events/history", 1)
@@ -345,7 +328,7 @@ def test_an_operator_retry_resumes_at_the_failed_stage_without_rerunning_earlier
     settings: Settings, warehouse: Path, store_redis: redis.Redis, tmp_path: Path
 ) -> None:
     # Given an MSD job that failed in aggregation (its rejects lookup was broken)
-    runtime = faulty_runtime(settings, warehouse, store_redis)
+    runtime = faulty_runtime(settings, store_redis)
     store_redis.hset(FAULTS_KEY, "fail:msd/detection_rejects", "permanent")
     job, _ = runtime.submit(MSD)
     run(runtime)

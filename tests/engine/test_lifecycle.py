@@ -59,7 +59,7 @@ def test_a_failure_and_a_retry_are_events_with_their_reason(
     settings: Settings, warehouse: Path, store_redis: redis.Redis
 ) -> None:
     # Given a lineage query that fails for good
-    runtime = faulty_runtime(settings, warehouse, store_redis)
+    runtime = faulty_runtime(settings, store_redis)
     store_redis.hset(FAULTS_KEY, "fail:lineage/containers", "permanent")
     job, _ = runtime.submit(query_tool(warehouse))
     # When the job runs

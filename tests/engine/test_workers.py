@@ -21,8 +21,9 @@ from pipeline.sources.sqlite import SqliteSource
 from pipeline.worker import Runtime, runtime_for
 from tests.engine.conftest import Workers
 from tests.engine.helpers import direct_rows, job_rows, wait_ended, wait_for
-from tests.engine.test_flow import MSD, lots, query_tool
+from tests.engine.test_flow import MSD, query_tool
 from tests.support.faults import FAULTS_KEY
+from tests.support.warehouse import lots
 
 #: The part whose first committed batch shows a stage is under way.
 STAGE_PARTS = {

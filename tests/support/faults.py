@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from pipeline.config import Settings
 from pipeline.errors import SourceQueryError, SourceUnavailable
 from pipeline.rows import RowBatch
 from pipeline.sources.sqlite import SqliteSource
@@ -26,6 +27,17 @@ class FaultySqliteSource(SqliteSource):
     def __init__(self, path: str, client: redis.Redis, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
         self.client = client
+
+    @classmethod
+    def for_settings(cls, settings: Settings, client: redis.Redis) -> FaultySqliteSource:
+        """The source the settings name (``TRACE_SOURCE_URL`` of SQLite), sized by them."""
+        assert settings.source.path is not None, "a SQLite TRACE_SOURCE_URL is needed"
+        return cls(
+            settings.source.path,
+            client,
+            fetch_rows=settings.fetch_rows,
+            in_list_size=settings.in_list_size,
+        )
 
     def query(
         self, name: str, binds: Mapping[str, Any] | None = None, *, fragments: Any = None

@@ -44,3 +44,8 @@ keepalive = 5
 
 accesslog = "-"  # stdout
 errorlog = "-"  # stderr
+# Access lines as logfmt, like the app's own lines (pipeline.logs): path without the query
+# string, which may hold a token or long id lists; ms = time to the last byte of the response.
+access_log_format = (
+    'access=1 remote=%(h)s method=%(m)s path="%(U)s" status=%(s)s bytes=%(B)s ms=%(M)s'
+)

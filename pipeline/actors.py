@@ -2,7 +2,8 @@
 
 Importing this module reads the settings from the environment once, builds the broker
 (``TRACE_BROKER_URL``: Redis by default, RabbitMQ for ``amqp://``) and sets it as Dramatiq's
-global broker. Each actor is a thin wrapper: ``Runtime.handle`` loads the job, runs the stage
+global broker, and makes the process's log lines logfmt with the job id (``pipeline.logs``).
+Each actor is a thin wrapper: ``Runtime.handle`` loads the job, runs the stage
 function and hands on. Messages go to queue ``trace``, or ``trace_large`` for jobs over
 ``TRACE_LARGE_JOB_CIDS`` lots (run workers for both: ``--queues trace trace_large``).
 """
@@ -13,6 +14,7 @@ from typing import Any
 
 import dramatiq
 
+from pipeline import logs
 from pipeline.broker import make_broker
 from pipeline.config import Settings
 from pipeline.job import AGGREGATION, EVENTS, LINEAGE, QUEUE, SEED_RESOLVE
@@ -20,6 +22,7 @@ from pipeline.messages import ACTOR_NAMES, MessageKey
 from pipeline.worker import EngineMiddleware, Runtime, runtime_for
 
 settings = Settings.from_env()
+logs.install(settings.log_level)  # logfmt lines through the handlers the dramatiq CLI set up
 broker = make_broker(settings)
 runtime: Runtime = runtime_for(settings, broker)
 broker.add_middleware(EngineMiddleware(runtime))

@@ -3,7 +3,10 @@ retries tuned for an interactive service and both job queues declared."""
 
 from __future__ import annotations
 
+import threading
+
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -15,10 +18,43 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from pipeline import logs
 from pipeline.config import Settings
 from pipeline.job import QUEUES
 
 AMQP_SCHEMES = ("amqp://", "amqps://")
+
+
+class JobLogContext(Middleware):
+    """Every line logged while a message of ours is processed carries its job id (the first
+    argument of each of our actors): Dramatiq's own lines too, such as the traceback of a
+    failed message or the retry it schedules (``pipeline.logs``)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        job_id = message.args[0] if message.args else None
+        self._local.token = logs.enter_job(str(job_id)) if job_id else None
+
+    def _leave(self) -> None:
+        token = getattr(self._local, "token", None)
+        self._local.token = None
+        if token is not None:
+            logs.leave_job(token)
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: object = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        self._leave()
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        self._leave()
 
 
 def make_broker(settings: Settings, *extra: Middleware) -> dramatiq.Broker:
@@ -29,6 +65,7 @@ def make_broker(settings: Settings, *extra: Middleware) -> dramatiq.Broker:
     waiting on a dashboard wants). ``CurrentMessage`` lets the worker see a message's retry count.
     """
     middleware: list[Middleware] = [
+        JobLogContext(),  # first: its after-hooks run last (Dramatiq calls them in reverse)
         AgeLimit(),
         TimeLimit(time_limit=settings.message_time_limit_seconds * 1000),
         ShutdownNotifications(),

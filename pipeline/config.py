@@ -99,6 +99,9 @@ DEFAULT_RESULT_REUSE_SECONDS = 300
 DEFAULT_EVENT_LOG_MAX = 100_000
 #: Seconds a Redis command may take before it counts as Redis being away (no request hangs).
 DEFAULT_REDIS_TIMEOUT_SECONDS = 10
+#: Least level of the log lines workers and the API write.
+DEFAULT_LOG_LEVEL = "INFO"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: Retry-After of a 503 (Redis or the broker away).
 DEFAULT_RETRY_AFTER_SECONDS = 30
 
@@ -213,6 +216,7 @@ class Settings:
     event_log_max: int = _env("TRACE_EVENT_LOG_MAX", DEFAULT_EVENT_LOG_MAX)
     result_reuse_seconds: int = _env("TRACE_RESULT_REUSE_SECONDS", DEFAULT_RESULT_REUSE_SECONDS)
     redis_timeout_seconds: int = _env("TRACE_REDIS_TIMEOUT_SECONDS", DEFAULT_REDIS_TIMEOUT_SECONDS)
+    log_level: str = _env("TRACE_LOG_LEVEL", DEFAULT_LOG_LEVEL)
 
     def __post_init__(self) -> None:
         if not self.broker_url:
@@ -268,6 +272,8 @@ class Settings:
             raise ConfigError("TRACE_STALL_SECONDS must be at least 2 x TRACE_HEARTBEAT_SECONDS")
         if self.oracle_pool_min < 0 or self.oracle_pool_min > self.oracle_pool_max:
             raise ConfigError("TRACE_ORACLE_POOL_MIN must be 0..TRACE_ORACLE_POOL_MAX")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"TRACE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         SourceLocation.parse(self.source_url)  # fail at startup, not at first query
 
     @property

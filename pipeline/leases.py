@@ -99,7 +99,12 @@ def resend_stale(book: LeaseBook, stall_seconds: float, resend: Callable[[str, s
             continue
         job_id, message_key = keys.parse_lease(member)
         if resend(job_id, message_key):
-            log.warning("job %s: %s stalled (worker gone); sent again", job_id, message_key)
+            log.warning(
+                "job %s: %s stalled (worker gone); sent again",
+                job_id,
+                message_key,
+                extra={"job_id": job_id},
+            )
             sent += 1
     return sent
 

@@ -4,7 +4,8 @@ Each event (accepted, stage started/finished, retry, domain failed, failed, canc
 finished, purged) becomes:
 
 * one log line with the job id, in ``key=value`` form (``job=… event=stage_finished
-  stage=events rows=412000 seconds=8.1``), so ``grep job=<id>`` tells a job's story;
+  stage=events rows=412000 seconds=8.100``; ``pipeline.logs`` writes the whole line as logfmt),
+  so ``grep job=<id>`` tells a job's story;
 * one entry of the capped Redis stream ``trace:events`` (``XADD … MAXLEN ~ N``: the oldest
   entries go first, so an overload can never grow it without bound), tailed by
   ``python -m pipeline jobs watch`` and readable by monitors;
@@ -22,7 +23,7 @@ from typing import Any
 
 import redis
 
-from pipeline import codec, keys, metrics
+from pipeline import codec, keys, logs, metrics
 
 log = logging.getLogger("pipeline.jobs")
 
@@ -42,11 +43,6 @@ COUNTED = (ACCEPTED, FAILED, CANCELLED, FINISHED, PURGED)
 DEFAULT_MAX_EVENTS = 100_000
 
 
-def _text(value: Any) -> str:
-    text = f"{value:.3f}" if isinstance(value, float) else str(value)
-    return f'"{text}"' if " " in text or not text else text
-
-
 def record(
     client: redis.Redis,
     event: str,
@@ -57,8 +53,10 @@ def record(
     **fields: Any,
 ) -> None:
     """Record ``event`` of ``job_id`` with ``fields`` (see the module docstring)."""
-    details = " ".join(f"{k}={_text(v)}" for k, v in fields.items() if v is not None)
-    log.log(level, "job=%s event=%s %s", job_id, event, details, extra={"job_id": job_id})
+    details = {"event": event, **fields}
+    log.log(
+        level, "job=%s %s", job_id, logs.pairs(details), extra={"job_id": job_id, "fields": details}
+    )
     entry = {"event": event, "job": job_id, "at": f"{time.time():.3f}"}
     entry.update({k: str(v) for k, v in fields.items() if v is not None})
     try:

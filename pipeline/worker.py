@@ -21,7 +21,7 @@ import dramatiq
 import redis
 from dramatiq.middleware import CurrentMessage, Middleware
 
-from pipeline import lifecycle
+from pipeline import lifecycle, logs
 from pipeline.config import Settings
 from pipeline.engine.aggregation import run_aggregation
 from pipeline.engine.context import JobInactive, StageContext
@@ -112,7 +112,12 @@ class Runtime:
 
     # ---- one message -----------------------------------------------------------------------
     def handle(self, job_id: str, key: MessageKey, *, resumed: bool = False) -> None:
-        """Run the work ``key`` of job ``job_id``; see the module docstring for errors."""
+        """Run the work ``key`` of job ``job_id``; see the module docstring for errors. Every
+        line logged meanwhile carries the job id (``pipeline.logs``)."""
+        with logs.job_context(job_id):
+            self._handle(job_id, key, resumed=resumed)
+
+    def _handle(self, job_id: str, key: MessageKey, *, resumed: bool) -> None:
         job = self.registry.load(job_id)
         if job is None:
             log.warning("job %s: gone (expired or purged); %s dropped", job_id, key)
@@ -328,7 +333,10 @@ class Runtime:
                 continue
             self.registry.note_revival(job_id, now)
             log.warning(
-                "job %s: quiet for %.0f s with no work held; resumed", job_id, now - last_seen
+                "job %s: quiet for %.0f s with no work held; resumed",
+                job_id,
+                now - last_seen,
+                extra={"job_id": job_id},
             )
             resume(self.context(job))
             revived += 1

@@ -1,17 +1,11 @@
-"""End to end over real processes: ``gunicorn -c ops/gunicorn.conf.py`` and ``dramatiq
-pipeline.actors`` on loopback (Redis databases 10 and 11, flushed around the test), driven over
-HTTP the way the dashboard drives them: seed-resolve -> lineage -> events (202) -> status ->
-NDJSON stream and result pages, every row checked against the stage functions run directly."""
+"""End to end over real processes: ``gunicorn -c ops/gunicorn.conf.py`` and ``ops/worker``
+(``dramatiq pipeline.actors``) on loopback, started by ``pipeline.stack`` as the demo starts
+them (Redis databases 10 and 11, flushed around the test), driven over HTTP the way the
+dashboard drives them: seed-resolve -> lineage -> events (202) -> status -> NDJSON stream and
+result pages, every row checked against the stage functions run directly."""
 
 from __future__ import annotations
 
-import contextlib
-import http.client
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,17 +17,16 @@ import orjson
 import pytest
 import redis
 
+from pipeline.api_client import ApiClient
 from pipeline.config import Settings
 from pipeline.request import TraceRequest
 from pipeline.sources.sqlite import SqliteSource
+from pipeline.stack import LocalStack, StackError
 from tests.api.conftest import API_ENV
 from tests.engine.helpers import direct_rows, stable
 from tests.support.redis_dbs import REDIS, clean_databases
 from tests.support.warehouse import lots
 
-ROOT = Path(__file__).resolve().parents[2]
-PYTHON = sys.executable
-CONFIG = str(ROOT / "ops" / "gunicorn.conf.py")
 STORE_DB, BROKER_DB = 10, 11
 DOMAINS = ("history", "materials", "rejects", "holds", "jobs")
 SEEDS = 30  # lot names resolved (with their descendants: 38 lots in the test warehouse)
@@ -43,12 +36,6 @@ JOB_SECONDS = 45
 STOP_SECONDS = 10
 
 Rows = list[tuple[Any, ...]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -74,153 +61,34 @@ def e2e_redis() -> Iterator[redis.Redis]:
     yield from clean_databases(STORE_DB, BROKER_DB)
 
 
-@dataclass
-class Proc:
-    """A command started in its own process group, its output in files."""
+@dataclass(frozen=True)
+class Api(ApiClient):
+    """The served API, with the stack's logs for failure messages."""
 
-    name: str
-    popen: subprocess.Popen[bytes]
-    out: Path
-    err: Path
-
-    def logs(self, tail: int = 4000) -> str:
-        text = self.err.read_text(errors="replace")[-tail:]
-        return f"--- {self.name} (pid {self.popen.pid}, exit {self.popen.poll()}) stderr:\n{text}"
-
-    def stop(self) -> None:
-        """SIGTERM the group; SIGKILL whatever of it is left after ``STOP_SECONDS``."""
-        pgid = self.popen.pid
-        deadline = time.monotonic() + STOP_SECONDS
-        _signal_group(pgid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout=STOP_SECONDS)
-        while _group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.1)  # the main process is gone, its children may still be closing
-        if _group_alive(pgid):
-            _signal_group(pgid, signal.SIGKILL)
-        self.popen.wait(timeout=5)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def start(name: str, argv: list[str], env: dict[str, str], cwd: Path, logs: Path) -> Proc:
-    out, err = logs / f"{name}.out", logs / f"{name}.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        popen = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,  # its own process group: stop() reaches every process
-        )
-    return Proc(name, popen, out, err)
-
-
-@dataclass
-class Api:
-    """A plain HTTP client of the served API (one connection per request)."""
-
-    port: int
-    procs: list[Proc] = field(default_factory=list)
+    stack: LocalStack = field(compare=False)
 
     def logs(self) -> str:
-        return "\n".join(p.logs() for p in self.procs)
-
-    def request(
-        self, method: str, path: str, body: Any = None, timeout: float = 30
-    ) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            payload = None if body is None else orjson.dumps(body)
-            headers = {} if payload is None else {"Content-Type": "application/json"}
-            conn.request(method, path, body=payload, headers=headers)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
-
-    def json(self, method: str, path: str, body: Any = None, *, expect: int = 200) -> Any:
-        status, data = self.request(method, path, body)
-        assert status == expect, f"{method} {path} answered {status}: {data[:2000]!r}"
-        return orjson.loads(data)
+        return self.stack.logs()
 
     def ndjson(self, path: str, timeout: float = JOB_SECONDS) -> list[dict[str, Any]]:
-        status, data = self.request("GET", path, timeout=timeout)
-        assert status == 200, f"GET {path} answered {status}: {data[:2000]!r}"
-        return [orjson.loads(line) for line in data.splitlines() if line.strip()]
+        return [orjson.loads(line) for line in self.lines(path, timeout=timeout) if line.strip()]
 
 
 @pytest.fixture
 def served(e2e_env: dict[str, str], e2e_redis: None, tmp_path: Path) -> Iterator[Api]:
-    """gunicorn and one dramatiq worker, both ready (``/readyz`` 200); stopped at the end."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRACE_", "GUNICORN_"))}
-    base.pop("PYTHONPATH", None)
-    api = Api(free_port())
+    """``ops/worker`` (one process, two threads) and gunicorn (two workers, started outside
+    the repo without PYTHONPATH: the config file alone finds the app), both ready (``/readyz``
+    200); stopped at the end."""
+    stack = LocalStack(e2e_env, tmp_path, processes=1, threads=2)
     try:
-        api.procs.append(
-            start(
-                "worker",
-                [PYTHON, "-m", "dramatiq", "pipeline.actors", "--processes", "1", "--threads", "2"],
-                {**base, **e2e_env, "PYTHONPATH": str(ROOT)},
-                ROOT,
-                tmp_path,
-            )
-        )
-        # Started outside the repo, without PYTHONPATH: the config file alone finds the app.
-        # Its control socket (gunicorn >= 25) goes to the test's directory, not ~/.gunicorn.
-        api.procs.append(
-            start(
-                "gunicorn",
-                [PYTHON, "-m", "gunicorn", "-c", CONFIG, "--bind", f"127.0.0.1:{api.port}"],
-                {
-                    **base,
-                    **e2e_env,
-                    "GUNICORN_WORKERS": "2",
-                    "GUNICORN_THREADS": "4",
-                    "XDG_RUNTIME_DIR": str(tmp_path),
-                },
-                tmp_path,
-                tmp_path,
-            )
-        )
-        wait_ready(api)
-        yield api
-    finally:
-        for proc in reversed(api.procs):  # the API first, then the worker
-            proc.stop()
-        print(api.logs())  # shown by pytest when the test failed
-
-
-def wait_ready(api: Api) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    last = "no answer"
-    while time.monotonic() < deadline:
-        exited = [p for p in api.procs if p.popen.poll() is not None]
-        if exited:
-            pytest.fail(f"{exited[0].name} exited before the API was ready\n{api.logs()}")
         try:
-            status, body = api.request("GET", "/readyz", timeout=5)
-        except OSError as error:
-            last = f"{type(error).__name__}: {error}"
-        else:
-            if status == 200:
-                return
-            last = f"{status} {body.decode(errors='replace')}"
-        time.sleep(0.25)
-    pytest.fail(f"/readyz not 200 after {READY_SECONDS} s; last: {last}\n{api.logs()}")
+            stack.start(READY_SECONDS)
+        except StackError as error:
+            pytest.fail(str(error))
+        yield Api("127.0.0.1", stack.port, stack)
+    finally:
+        stack.stop()
+        print(stack.logs())  # shown by pytest when the test failed
 
 
 # ---- the dashboard's flow ---------------------------------------------------------------------

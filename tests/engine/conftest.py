@@ -17,6 +17,7 @@ import redis
 from pipeline.broker import make_broker
 from pipeline.config import Settings
 from pipeline.job import QUEUES
+from pipeline.stack import WORKER, clean_env
 from pipeline.worker import Runtime, runtime_for
 from tests.engine.helpers import InlineDispatcher
 from tests.support.redis_dbs import REDIS, clean_databases
@@ -73,38 +74,40 @@ def runtime(settings: Settings, store_redis: redis.Redis) -> Runtime:
 
 
 class Workers:
-    """``dramatiq pipeline.actors`` processes started by a test; all stopped at its end."""
+    """``ops/worker`` commands (``dramatiq pipeline.actors``) started by a test, with the
+    fault-injecting source; each one's output in ``<log_dir>/worker-<n>.log``; all stopped at
+    the test's end."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
         self.env = env
+        self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
 
     def start(
         self, *queues: str, processes: int = 1, threads: int = 2, **extra: str
     ) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACE_")}
-        env.update(self.env, **extra, PYTHONPATH=str(ROOT))
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dramatiq",
-                "pipeline.actors",
-                "tests.support.faulty_worker",
-                "--processes",
-                str(processes),
-                "--threads",
-                str(threads),
-                "--queues",
-                *(queues or QUEUES),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: kill() takes every process of it
+        env = clean_env({**self.env, **extra})
+        env.update(
+            PYTHON=sys.executable,
+            WORKER_MODULES="tests.support.faulty_worker",
+            WORKER_PROCESSES=str(processes),
+            WORKER_THREADS=str(threads),
+            WORKER_QUEUES=" ".join(queues or QUEUES),
         )
+        log = self.log_dir / f"worker-{len(self.procs)}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [str(WORKER)],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: kill() takes every process
+            )
         self.procs.append(proc)
+        self.logs.append(log)
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes]) -> None:
@@ -115,7 +118,7 @@ class Workers:
     def stop_all(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)  # the main process passes it on
         for proc in self.procs:
             try:
                 proc.wait(timeout=15)
@@ -125,7 +128,9 @@ class Workers:
 
 
 @pytest.fixture
-def workers(engine_env: dict[str, str], store_redis: redis.Redis) -> Iterator[Workers]:
-    pool = Workers(engine_env)
+def workers(
+    engine_env: dict[str, str], store_redis: redis.Redis, tmp_path: Path
+) -> Iterator[Workers]:
+    pool = Workers(engine_env, tmp_path)
     yield pool
     pool.stop_all()

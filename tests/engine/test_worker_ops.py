@@ -1,0 +1,149 @@
+"""The worker command an operator runs (``ops/worker``: ``dramatiq pipeline.actors`` with its
+settings from the environment): one dead process stops the whole command so its service
+manager restarts it, prefetch is the thread count, SIGTERM lets running batches finish, and
+its log lines are structured with the job id on every line about a job."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import redis
+
+from pipeline.engine.flow import events_part
+from pipeline.job import FINISHED, QUEUE, QUEUED
+from pipeline.request import TraceRequest
+from pipeline.worker import Runtime
+from tests.engine.conftest import BROKER_DB, Workers
+from tests.engine.helpers import wait_ended, wait_for
+from tests.support.faults import FAULTS_KEY
+from tests.support.redis_dbs import REDIS
+from tests.support.warehouse import lots
+
+EVENT = re.compile(r" event=(\w+)")
+LOGFMT = re.compile(r"^time=\S+ level=(debug|info|warning|error|critical) logger=\S+ pid=\d+ ")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def ready(log: Path, processes: int) -> bool:
+    return log.read_text(errors="replace").count("Worker process is ready") >= processes
+
+
+def many_batches(warehouse: Path) -> TraceRequest:
+    """Events of 3,000 lots: 30 batches per domain (IN lists of 100), 10 messages each."""
+    cids = tuple(lots(warehouse, "CONTAINERID", 3000))
+    return TraceRequest("query_tool", domains=("history", "holds"), container_ids=cids)
+
+
+def test_one_dead_worker_process_stops_the_whole_command(workers: Workers) -> None:
+    # Given the worker command with two processes, both ready
+    proc = workers.start(processes=2)
+    wait_for(lambda: ready(workers.logs[0], 2), timeout=30, what="two ready processes")
+    pids = children(proc.pid)
+    assert len(pids) == 2, pids
+    # When one of them dies (the OOM killer, say)
+    os.kill(pids[0], signal.SIGKILL)
+    # Then the whole command exits, non-zero, so that systemd's Restart=on-failure restarts it
+    code = proc.wait(timeout=30)
+    assert code != 0
+    assert all(not Path(f"/proc/{pid}").exists() or _zombie(pid) for pid in pids)
+    assert "exited unexpectedly" in workers.logs[0].read_text()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:
+        return True
+
+
+def test_a_worker_holds_no_more_messages_than_it_has_threads(
+    runtime: Runtime, workers: Workers, store_redis: redis.Redis, warehouse: Path
+) -> None:
+    # Given a job of many slow messages queued for one worker process of two threads
+    store_redis.hset(FAULTS_KEY, "delay_ms", 30)
+    broker = redis.Redis.from_url(f"{REDIS}/{BROKER_DB}")
+    job, _ = runtime.submit(many_batches(warehouse))
+    workers.start(processes=1, threads=2)
+    # When it runs, count what the worker holds: messages taken from the queue and not yet
+    # acknowledged (running or waiting in its buffer)
+    held = []
+    while runtime.registry.state(job.id) in ("queued", "started"):
+        acks = [k for k in broker.scan_iter(match=f"dramatiq:__acks__.*.{QUEUE}")]
+        held.append(sum(broker.scard(k) for k in acks))
+        time.sleep(0.02)
+    assert runtime.registry.state(job.id) == FINISHED
+    # Then it never held more than its two threads run (Dramatiq's default is twice that),
+    # so the rest waited in the queue where another worker could take them
+    assert max(held) == 2, held
+
+
+def test_sigterm_lets_the_running_batches_finish(
+    runtime: Runtime, workers: Workers, store_redis: redis.Redis, warehouse: Path
+) -> None:
+    # Given a worker in the middle of slow batches (0.6 s per query)
+    store_redis.hset(FAULTS_KEY, "delay_ms", 600)
+    job, _ = runtime.submit(many_batches(warehouse))
+    proc = workers.start(processes=1, threads=1)
+    wait_for(
+        lambda: runtime.registry.state(job.id) == "started" and runtime.leases.jobs_with_leases(),
+        timeout=30,
+        what="a batch under way",
+    )
+    parts = [events_part(d) for d in ("history", "holds")]
+    done_before = sum(runtime.registry.progress(job.id).get(f"{p}:done", 0) for p in parts)
+    # When the operator stops it (systemctl stop: SIGTERM to the main process)
+    proc.send_signal(signal.SIGTERM)
+    # Then it exits cleanly once the batch it was running is committed, well before the
+    # shutdown timeout, and took nothing new
+    assert proc.wait(timeout=60) == 0
+    done_after = sum(runtime.registry.progress(job.id).get(f"{p}:done", 0) for p in parts)
+    assert done_after > done_before
+    log = workers.logs[0].read_text()
+    assert "Killing worker process" not in log
+    assert runtime.registry.state(job.id) in (QUEUED, "started")
+    # And a new worker finishes the job from there
+    store_redis.hdel(FAULTS_KEY, "delay_ms")
+    workers.start()
+    assert wait_ended(runtime, job.id).state == FINISHED
+
+
+def test_log_lines_are_structured_with_the_job_on_every_line_about_it(
+    runtime: Runtime, workers: Workers, store_redis: redis.Redis, warehouse: Path
+) -> None:
+    # Given history failing once with a transient error
+    store_redis.hset(FAULTS_KEY, "transient:events/history", 1)
+    cids = tuple(lots(warehouse, "CONTAINERID", 50))
+    workers.start()
+    # When a job runs to the end on the worker command
+    job, _ = runtime.submit(TraceRequest("query_tool", domains=("history",), container_ids=cids))
+    assert wait_ended(runtime, job.id).state == FINISHED
+    workers.stop_all()
+    lines = workers.logs[0].read_text().splitlines()
+    # Then every line of the worker processes is logfmt (the dramatiq main process keeps its
+    # own format for its few lines: booting, stopping)
+    ours = [line for line in lines if "[dramatiq.MainProcess]" not in line]
+    assert ours and all(LOGFMT.match(line) for line in ours), ours
+    # and every line logged about the job carries its id: ours, and Dramatiq's own (the
+    # traceback of the failed try, the retry it schedules)
+    about_job = [line for line in ours if job.id in line or "Retrying message" in line]
+    assert any("Traceback" in line for line in about_job), about_job
+    assert all(f" job={job.id} " in line for line in about_job), about_job
+    # And the operator reads its story (accepted is logged where the job was submitted: the
+    # API): stage started, finished with rows and seconds, retry with the reason, finished
+    story = [m.group(1) for m in map(EVENT.search, about_job) if m]
+    assert story == ["stage_started", "retry", "stage_finished", "finished"], story
+    retry = next(line for line in about_job if " event=retry " in line)
+    assert "code=SOURCE_UNAVAILABLE" in retry and 'reason="injected outage' in retry
+    stage = next(line for line in about_job if " event=stage_finished " in line)
+    assert re.search(r" stage=events rows=\d+ seconds=\d+\.\d{3}", stage), stage

@@ -16,6 +16,7 @@ from http_api.errors import (
     serialize_error,
 )
 from http_api.guards import BodyLimit, RateLimit, TokenGuard
+from http_api.resources.events_log import JobEventsResource
 from http_api.resources.health import HealthResource, ReadyResource
 from http_api.resources.job import JobResource, JobResultResource, JobStreamResource
 from http_api.resources.ops import MetricsResource, OpenApiResource
@@ -26,6 +27,7 @@ from http_api.resources.trace import (
     SeedResolveResource,
 )
 from http_api.services import Services
+from pipeline import logs
 from pipeline.config import Settings
 from pipeline.errors import TraceError
 
@@ -42,6 +44,7 @@ ROUTES = {
     "/api/trace/job/{job_id}": JobResource,
     "/api/trace/job/{job_id}/result": JobResultResource,
     "/api/trace/job/{job_id}/stream": JobStreamResource,
+    "/api/trace/job-events": JobEventsResource,
 }
 
 
@@ -66,5 +69,8 @@ def create_app(settings: Settings, services: Services | None = None) -> falcon.A
 
 
 def get_app() -> falcon.App:
-    """The API configured from the environment (read here, once)."""
-    return create_app(Settings.from_env())
+    """The API configured from the environment (read here, once); its log lines are logfmt
+    (``pipeline.logs``)."""
+    settings = Settings.from_env()
+    logs.install(settings.log_level)
+    return create_app(settings)

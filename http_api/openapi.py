@@ -33,6 +33,7 @@ NDJSON = "application/x-ndjson"
 UPPER_SNAKE = "^[A-Z][A-Z0-9_]*$"  # error codes and warehouse column names
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 JOB_ID = "^[0-9a-f]{32}$"  # 128 random bits in hex (``JobRegistry.submit``)
+STREAM_ID = "^[0-9]+(-[0-9]+)?$"  # a Redis stream entry id: milliseconds-sequence
 
 
 # ---- schema helpers ---------------------------------------------------------------------------
@@ -461,6 +462,39 @@ def job_schemas() -> dict[str, Schema]:
             },
             STATUS_FIELDS,
         ),
+        "JobEvent": {
+            **obj(
+                {
+                    "id": string("The event's stream id.", pattern=STREAM_ID),
+                    "event": string(
+                        "accepted, stage_started, stage_finished, retry, domain_failed, "
+                        "failed, cancelled, finished or purged."
+                    ),
+                    "job": string("The job's id."),
+                    "at": nullable(number(), "When it was recorded (epoch seconds)."),
+                },
+                ["id", "event", "job", "at"],
+                "A job's lifecycle event; its other fields (`stage`, `rows`, `seconds`, "
+                "`reason`, ...) as recorded, as strings.",
+            ),
+            "additionalProperties": string(),
+        },
+        "JobEventLog": obj(
+            {
+                "events": array(ref("JobEvent"), "Oldest first."),
+                "next": string(
+                    "Send it as `after` to read on: the id of the last event read (also when "
+                    "`job` left it out), else the `after` given, else `0`.",
+                    pattern=STREAM_ID,
+                ),
+                "max_events": integer(
+                    "The log keeps about this many events (TRACE_EVENT_LOG_MAX); older ones are "
+                    "dropped.",
+                    minimum=1,
+                ),
+            },
+            ["events", "next", "max_events"],
+        ),
     }
 
 
@@ -575,6 +609,24 @@ def parameters() -> dict[str, Any]:
             "from",
             string(pattern=r"^[a-z_]+:\d+$"),
             "Resume at `domain:batch` (a records line's `batch`).",
+        ),
+        "EventsAfter": query(
+            "after",
+            string(pattern=STREAM_ID),
+            "Only events after this stream id (an answer's `next`); default: the newest.",
+        ),
+        "EventsCount": query(
+            "count", integer(minimum=1, maximum=1000, default=100), "Events to read at most."
+        ),
+        "EventsJob": query(
+            "job",
+            string(),
+            "Only this job's events (among those read: `next` still moves past the others).",
+        ),
+        "EventsWait": query(
+            "wait",
+            integer(maximum=25),
+            "With `after`: seconds to wait for an event when none is there yet.",
         ),
     }
 
@@ -914,6 +966,21 @@ def job_paths() -> dict[str, dict[str, Any]]:
                 params=["JobId", "Follow", "From"],
                 description="Domains come in the request's order. A failure mid-stream ends "
                 "with an `error` line instead of `complete`.",
+            )
+        },
+        "/api/trace/job-events": {
+            "get": operation(
+                "getJobEvents",
+                "The job event log (accepted, stages, retries, failures, finished, ...).",
+                {
+                    "200": ok(ref("JobEventLog"), "The events read (maybe none)."),
+                    **errors("BadRequest", *limited),
+                },
+                params=["EventsAfter", "EventsCount", "EventsJob", "EventsWait"],
+                description="Without `after`: the newest `count` events, oldest first. With "
+                "`after`: the events after that id; with `wait`, the answer waits up to that "
+                "many seconds (at most TRACE_SYNC_WAIT_SECONDS) for one to come. Page on with "
+                "`after=next`. The log is capped at `max_events` entries, oldest dropped first.",
             )
         },
     }

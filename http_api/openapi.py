@@ -610,6 +610,14 @@ def parameters() -> dict[str, Any]:
             string(pattern=r"^[a-z_]+:\d+$"),
             "Resume at `domain:batch` (a records line's `batch`).",
         ),
+        "Prefer": {
+            "name": "Prefer",
+            "in": "header",
+            "schema": string(),
+            "description": "`respond-async` (RFC 7240): answer 202 at once whatever the "
+            "request's size, for a client that polls the job itself (e.g. to show progress); "
+            "the answer then carries `Preference-Applied: respond-async`.",
+        },
         "EventsAfter": query(
             "after",
             string(pattern=STREAM_ID),
@@ -839,6 +847,7 @@ def submit(
     extra: dict[str, Any] | None = None,
     *,
     accepts: bool = True,
+    params: Iterable[str] = (),
 ) -> dict[str, Any]:
     """A submitting POST: 200 with ``result`` (if any) when its job finished in time, else 202
     (unless not ``accepts``)."""
@@ -861,7 +870,11 @@ def submit(
     }
     if result:
         answers["200"] = ok(ref(result), "The job finished in time: its result.")
-    return {"post": operation(operation_id, summary, answers, description=description, body=body)}
+    return {
+        "post": operation(
+            operation_id, summary, answers, description=description, body=body, params=params
+        )
+    }
 
 
 def trace_paths() -> dict[str, dict[str, Any]]:
@@ -894,6 +907,7 @@ def trace_paths() -> dict[str, dict[str, Any]]:
             "service is LINEAGE_FAILED (`meta.cause`: the job's code): 503 when the warehouse "
             "was away, else 500." + SYNC,
             {"503": ref("StageUnavailable", "responses")},
+            params=("Prefer",),
         ),
         "/api/trace/events": submit(
             "events",
@@ -905,6 +919,7 @@ def trace_paths() -> dict[str, dict[str, Any]]:
             "failed is EVENTS_AGGREGATION_FAILED (`meta.cause`: the job's code): 503 when the "
             "warehouse was away, 400 for bad input, else 500." + SYNC,
             {**lineage_job, "503": ref("StageUnavailable", "responses")},
+            params=("Prefer",),
         ),
         "/api/trace/jobs": submit(
             "submitTrace",

@@ -2,8 +2,9 @@
 
 - ``demo-data``: build a demo warehouse (SQLite) of N lots, deterministic for a seed.
 - ``trace``: run one trace through the four stage functions in this process.
-- ``demo``: build the demo warehouse if needed and trace a few hundred detection lots,
-  with progress bars, ending in a summary and the path of the results.
+- ``demo``: build the demo warehouse if needed, start a worker and the API on this machine
+  (``pipeline/stack.py``), trace a few hundred detection lots through the API the way the
+  dashboard does, with progress bars, and end with a summary and the path of the results.
 - ``jobs``: list, show, retry, cancel, purge jobs; requeue dead letters; watch events
   (``pipeline/jobs_cli.py``, with its own exit codes).
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +36,7 @@ from rich.progress import (
 from rich.table import Table
 
 from pipeline import domains, jobs_cli
+from pipeline.api_client import ApiError
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, InvalidInput, SourceError, TraceError
 from pipeline.runner import TraceRequest, TraceSummary, run_trace, top_suspects
@@ -53,7 +56,7 @@ EXIT_CODES: tuple[tuple[type[TraceError], int], ...] = (
 
 DEFAULT_DEMO_LOTS = 20_000
 DEFAULT_DEMO_SEED = 1
-DEFAULT_DEMO_SEEDS = 500
+DEFAULT_DEMO_SEEDS = 5000
 DEFAULT_DB = "var/demo-warehouse.db"
 RESULTS_DIR = Path("var/results")
 
@@ -140,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DEMO_SEEDS,
         help="about how many detection lots to trace (default %(default)s)",
     )
+    p.add_argument(
+        "--processes", type=int, default=2, help="worker processes (default %(default)s)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=2, help="threads per worker process (default %(default)s)"
+    )
     p.add_argument("--out", type=Path, help="results directory (default var/results/<time>)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_demo)
@@ -192,25 +201,47 @@ def cmd_trace(args: argparse.Namespace, settings: Settings, console: Console) ->
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    from pipeline.demo import info
-    from pipeline.sources.sqlite import SqliteSource
+    from pipeline.demo import dashboard, info
+    from pipeline.stack import LocalStack, StackError
 
-    db = _db_path(args, settings)
+    db = _db_path(args, settings).resolve()
     ensure_warehouse(db, args.lots, args.seed, console)
-    start, end = info.detection_window(db, args.seeds)
-    console.print(
-        f"Tracing the lots tested at 測試 from {start} to {end} "
-        "(mid-section defect, backward, every event domain)"
-    )
-    request = TraceRequest(
-        profile=domains.MID_SECTION_DEFECT,
-        params={"station": "測試", "start_date": start, "end_date": end},
-        domains=domains.DOMAINS,
-    )
-    with SqliteSource(
-        db, fetch_rows=settings.fetch_rows, in_list_size=settings.in_list_size
-    ) as source:
-        summary = _run(source, request, settings, args.out, console)
+    window = info.detection_window(db, args.seeds)
+    out_dir = args.out or RESULTS_DIR / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    # The stack gets this environment's TRACE_* settings, reading the demo warehouse.
+    env = {k: v for k, v in os.environ.items() if k.startswith("TRACE_")}
+    env["TRACE_SOURCE_URL"] = f"sqlite:///{db}"
+    stack = LocalStack(env, out_dir / "logs", processes=args.processes, threads=args.threads)
+    with console.status(
+        f"Starting a worker ({args.processes} processes x {args.threads} threads) and the API"
+    ):
+        try:
+            stack.start()
+        except StackError as error:
+            console.print(f"[red]the service did not start[/]: {error}")
+            stack.stop()
+            return EXIT_FAILED
+    try:
+        console.print(
+            f"Worker and API up (http://127.0.0.1:{stack.port}). Tracing the lots tested at "
+            f"測試 from {window[0]} to {window[1]} through the API: mid-section defect, "
+            "backward, every event domain"
+        )
+
+        def alive() -> None:
+            for proc in stack.procs:
+                if not proc.running:
+                    raise StackError(f"{proc.name} exited\n{proc.tail()}")
+
+        with _bars(console) as bars:
+            summary = dashboard.run(stack.api, window, out_dir, bars, alive=alive)
+    except (dashboard.DemoFailed, StackError, ApiError, OSError) as error:
+        console.print(f"[red]the demo trace failed[/]: {error}")
+        console.print(f"Logs: {(out_dir / 'logs').resolve()}/")
+        return EXIT_FAILED
+    finally:
+        with console.status("Stopping the worker and the API"):
+            stack.stop()
     _report(summary, console, as_json=args.json, truth=info.read_truth(db))
     return EXIT_OK
 

@@ -49,6 +49,22 @@ class _Submit:
     def body(self, req: falcon.Request) -> dict[str, Any]:
         return read_json(req, self.services.settings.max_body_bytes)
 
+    @staticmethod
+    def prefers_async(req: falcon.Request) -> bool:
+        """``Prefer: respond-async`` (RFC 7240): the client polls the job itself (202 at once,
+        whatever the request's size), e.g. to show its progress."""
+        prefer = req.get_header("Prefer") or ""
+        return any(p.split("=")[0].strip().lower() == "respond-async" for p in prefer.split(","))
+
+    def accepted(
+        self, req: falcon.Request, resp: falcon.Response, wait: bool | None
+    ) -> bool | None:
+        """``wait``, unless the client asked for 202 with ``Prefer: respond-async``."""
+        if self.prefers_async(req):
+            resp.set_header("Preference-Applied", "respond-async")
+            return False
+        return wait
+
     def answer(
         self,
         resp: falcon.Response,
@@ -158,7 +174,7 @@ class SeedResolveResource(_Submit):
 
 class LineageResource(_Submit):
     """``POST /api/trace/lineage``: the genealogy around the given lots (202 past
-    ``TRACE_LINEAGE_ASYNC_SEEDS`` lots)."""
+    ``TRACE_LINEAGE_ASYNC_SEEDS`` lots, or asked with ``Prefer: respond-async``)."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self.body(req)
@@ -168,14 +184,14 @@ class LineageResource(_Submit):
             {k: body.get(k) for k in ("profile", "params", "container_ids")}, kind=LINEAGE
         )
         small = len(request.container_ids) <= self.services.settings.lineage_async_seeds
-        self.answer(resp, request, body, wait=small)
+        self.answer(resp, request, body, wait=self.accepted(req, resp, small))
 
 
 class EventsResource(_Submit):
     """``POST /api/trace/events``: the events of the given lots per domain (202 past
-    ``TRACE_ASYNC_CID_THRESHOLD`` lots). A mid-section-defect request with its detection lots
-    (``seed_container_ids``) and their lineage (``lineage`` map, or ``lineage_job_id``) also
-    gets the aggregation."""
+    ``TRACE_ASYNC_CID_THRESHOLD`` lots, or asked with ``Prefer: respond-async``). A
+    mid-section-defect request with its detection lots (``seed_container_ids``) and their
+    lineage (``lineage`` map, or ``lineage_job_id``) also gets the aggregation."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self.body(req)
@@ -201,7 +217,7 @@ class EventsResource(_Submit):
         request = _request(fields, kind=EVENTS, lineage_digest=digest)
         small = len(request.container_ids) <= self.services.settings.async_cid_threshold
         wait = small if request.container_ids else None
-        self.answer(resp, request, body, wait=wait, lineage=lineage)
+        self.answer(resp, request, body, wait=self.accepted(req, resp, wait), lineage=lineage)
 
 
 class JobsResource(_Submit):

@@ -125,6 +125,29 @@ def test_a_large_events_request_answers_202_and_its_job_serves_status_result_and
     assert stream.headers["x-accel-buffering"] == "no"
 
 
+def test_prefer_respond_async_answers_202_at_once_even_for_a_small_request(
+    client: falcon.testing.TestClient, warehouse: Path
+) -> None:
+    # Given a request far under the sync thresholds
+    cids = lot_ids(warehouse, 5)
+    body = {"profile": "query_tool", "container_ids": cids}
+    # When the client asks for an asynchronous answer (RFC 7240), as the demo does to show progress
+    prefer = {"Prefer": "wait=5, respond-async"}
+    lineage = client.simulate_post("/api/trace/lineage", json=body, headers=prefer)
+    events = client.simulate_post(
+        "/api/trace/events", json={**body, "domains": ["holds"]}, headers=prefer
+    )
+    # Then both answer 202 with their jobs, and say the preference was applied
+    for answer, stage in ((lineage, "lineage"), (events, "events")):
+        assert answer.status_code == 202, answer.text
+        assert answer.headers["preference-applied"] == "respond-async"
+        assert answer.json["data"]["stage"] == stage
+        assert wait_status(client, answer.json["data"]["job_id"])["status"] == "finished"
+    # And without the header the same small lineage request is answered in full (200)
+    plain = client.simulate_post("/api/trace/lineage", json=body)
+    assert plain.status_code == 200 and "preference-applied" not in plain.headers
+
+
 def test_the_same_request_is_served_by_the_same_job_unless_fresh(
     client: falcon.testing.TestClient, warehouse: Path
 ) -> None:

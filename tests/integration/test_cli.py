@@ -1,4 +1,5 @@
-"""The command line: demo-data, trace and demo, with their exit codes."""
+"""The command line: demo-data and trace, with their exit codes (the demo, which runs the
+real stack: ``tests/api/test_demo.py``)."""
 
 from __future__ import annotations
 
@@ -136,43 +137,3 @@ def test_a_missing_warehouse_exits_4(
 def test_a_bad_setting_exits_3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TRACE_FETCH_ROWS", "many")
     assert cli.main(["demo-data", "--db", str(tmp_path / "x.db")]) == cli.EXIT_CONFIG
-
-
-def test_demo_traces_detection_lots_and_finds_the_planted_machines(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    db, out = tmp_path / "demo.db", tmp_path / "out"
-    code = cli.main(
-        [
-            "demo",
-            "--lots",
-            "1500",
-            "--seed",
-            "101",
-            "--seeds",
-            "500",
-            "--db",
-            str(db),
-            "--out",
-            str(out),
-            "--json",
-        ]
-    )
-    assert code == cli.EXIT_OK
-    summary = orjson.loads(capsys.readouterr().out)
-    assert 400 <= summary["seed_count"] <= 700
-    assert summary["lineage_nodes"] >= summary["seed_count"]
-    assert set(summary["rows"]) == {
-        "history",
-        "materials",
-        "rejects",
-        "holds",
-        "jobs",
-        "upstream_history",
-        "downstream_rejects",
-    }
-    from pipeline.demo.info import read_truth
-
-    planted = {t["EQUIPMENTID"] for t in read_truth(db) if t["KIND"] == "bad_machine"}
-    assert {s["EQUIPMENT_ID"] for s in summary["top_suspects"][:3]} == planted
-    assert (out / "aggregation.json").is_file() and (out / "lineage.json").is_file()

@@ -5,11 +5,15 @@ Used by the demo and the end-to-end tests."""
 from __future__ import annotations
 
 import http.client
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+#: How many times one GET waits out a 429 before its answer is returned as it is.
+MAX_RATE_WAITS = 3
 
 
 class ApiError(RuntimeError):
@@ -43,7 +47,24 @@ class ApiClient:
         headers: Mapping[str, str] | None = None,
         timeout: float = 60,
     ) -> tuple[int, bytes]:
-        """Send ``body`` as JSON (when given); the status and the whole body."""
+        """Send ``body`` as JSON (when given); the status and the whole body. A 429 to a GET
+        is waited out (its ``Retry-After``, at most ``MAX_RATE_WAITS`` times), as a polite
+        client does; other answers are returned as they are."""
+        for _ in range(MAX_RATE_WAITS):
+            status, data, retry_after = self._send(method, path, body, headers, timeout)
+            if status != 429 or method != "GET" or retry_after is None:
+                break
+            time.sleep(retry_after)
+        return status, data
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        headers: Mapping[str, str] | None,
+        timeout: float,
+    ) -> tuple[int, bytes, float | None]:
         conn = self._connect(timeout)
         try:
             payload = None if body is None else orjson.dumps(body)
@@ -52,7 +73,9 @@ class ApiClient:
                 sent["Content-Type"] = "application/json"
             conn.request(method, path, body=payload, headers=sent)
             response = conn.getresponse()
-            return response.status, response.read()
+            retry_after = response.getheader("Retry-After")
+            wait = float(retry_after) if retry_after and retry_after.isdigit() else None
+            return response.status, response.read(), wait
         finally:
             conn.close()
 

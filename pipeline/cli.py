@@ -39,6 +39,7 @@ from pipeline import domains, jobs_cli
 from pipeline.api_client import ApiError
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, InvalidInput, SourceError, TraceError
+from pipeline.rss import PeakRss
 from pipeline.runner import TraceRequest, TraceSummary, run_trace, top_suspects
 from pipeline.sources import Source, open_source
 
@@ -149,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=int, default=2, help="threads per worker process (default %(default)s)"
     )
+    p.add_argument("--start-date", help="detection window start, YYYY-MM-DD (instead of --seeds)")
+    p.add_argument("--end-date", help="detection window end, inclusive (instead of --seeds)")
+    p.add_argument(
+        "--measure-memory",
+        action="store_true",
+        help="sample the worker's and the API's resident memory and print their peaks",
+    )
     p.add_argument("--out", type=Path, help="results directory (default var/results/<time>)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_demo)
@@ -207,6 +215,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, console: Console) -> 
     db = _db_path(args, settings).resolve()
     ensure_warehouse(db, args.lots, args.seed, console)
     window = info.detection_window(db, args.seeds)
+    window = (args.start_date or window[0], args.end_date or window[1])
     out_dir = args.out or RESULTS_DIR / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     # The stack gets this environment's TRACE_* settings, reading the demo warehouse.
     env = {k: v for k, v in os.environ.items() if k.startswith("TRACE_")}
@@ -233,7 +242,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, console: Console) -> 
                 if not proc.running:
                     raise StackError(f"{proc.name} exited\n{proc.tail()}")
 
-        with _bars(console) as bars:
+        roots = {proc.name: proc.popen.pid for proc in stack.procs}
+        with PeakRss(roots) as memory, _bars(console) as bars:
             summary = dashboard.run(stack.api, window, out_dir, bars, alive=alive)
     except (dashboard.DemoFailed, StackError, ApiError, OSError) as error:
         console.print(f"[red]the demo trace failed[/]: {error}")
@@ -243,7 +253,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, console: Console) -> 
         with console.status("Stopping the worker and the API"):
             stack.stop()
     _report(summary, console, as_json=args.json, truth=info.read_truth(db))
+    if args.measure_memory:
+        _report_memory(memory, console)
     return EXIT_OK
+
+
+def _report_memory(memory: PeakRss, console: Console) -> None:
+    table = Table(title="Peak resident memory during the trace (MB)")
+    for column in ("service", "largest process", "all its processes"):
+        table.add_column(column, justify="left" if column == "service" else "right")
+    for name, peak in memory.process_peak_kb.items():
+        table.add_row(name, f"{peak / 1024:,.0f}", f"{memory.total_peak_kb[name] / 1024:,.0f}")
+    console.print(table)
 
 
 # ---- helpers ------------------------------------------------------------------------------

@@ -28,3 +28,18 @@ def test_documented_defaults_are_the_code_defaults() -> None:
         if env in TEST_ONLY or not value:
             continue
         assert value == str(getattr(effective, env_names()[env])), env
+
+
+def test_the_process_knobs_are_documented_with_their_defaults() -> None:
+    # Every WORKER_*/GUNICORN_* variable ops/worker and the gunicorn config read, and the
+    # defaults they fall back to
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    documented = dict(re.findall(r"^#?\s*((?:WORKER|GUNICORN)_[A-Z_]+)=(.*)$", text, re.MULTILINE))
+    worker = (ROOT / "ops" / "worker").read_text(encoding="utf-8")
+    gunicorn = (ROOT / "ops" / "gunicorn.conf.py").read_text(encoding="utf-8")
+    read = dict(re.findall(r"\$\{(WORKER_[A-Z_]+):-([^}]*)\}", worker))
+    read.update(re.findall(r'environ\.get\("(GUNICORN_[A-Z_]+)"\) or (\d+)', gunicorn))
+    assert set(read) == set(documented)
+    for name, default in read.items():
+        if documented[name]:  # commented examples show a value, not the default
+            assert documented[name] == default, name

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,7 +58,9 @@ EXIT_CODES: tuple[tuple[type[TraceError], int], ...] = (
 
 DEFAULT_DEMO_LOTS = 20_000
 DEFAULT_DEMO_SEED = 1
-DEFAULT_DEMO_SEEDS = 5000
+#: Without --seeds the demo traces about one detection lot per 4 lots of the warehouse
+#: (5,000 for the default 20,000), so --lots alone makes the trace bigger too.
+DEMO_LOTS_PER_SEED = 4
 DEFAULT_DB = "var/demo-warehouse.db"
 RESULTS_DIR = Path("var/results")
 
@@ -141,8 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds",
         type=int,
-        default=DEFAULT_DEMO_SEEDS,
-        help="about how many detection lots to trace (default %(default)s)",
+        help=f"about how many detection lots to trace (default: lots / {DEMO_LOTS_PER_SEED})",
     )
     p.add_argument(
         "--processes", type=int, default=2, help="worker processes (default %(default)s)"
@@ -214,23 +216,22 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, console: Console) -> 
 
     db = _db_path(args, settings).resolve()
     ensure_warehouse(db, args.lots, args.seed, console)
-    window = info.detection_window(db, args.seeds)
+    seeds = args.seeds if args.seeds is not None else max(1, args.lots // DEMO_LOTS_PER_SEED)
+    window = info.detection_window(db, seeds)
     window = (args.start_date or window[0], args.end_date or window[1])
     out_dir = args.out or RESULTS_DIR / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     # The stack gets this environment's TRACE_* settings, reading the demo warehouse.
     env = {k: v for k, v in os.environ.items() if k.startswith("TRACE_")}
     env["TRACE_SOURCE_URL"] = f"sqlite:///{db}"
     stack = LocalStack(env, out_dir / "logs", processes=args.processes, threads=args.threads)
-    with console.status(
-        f"Starting a worker ({args.processes} processes x {args.threads} threads) and the API"
-    ):
-        try:
-            stack.start()
-        except StackError as error:
-            console.print(f"[red]the service did not start[/]: {error}")
-            stack.stop()
-            return EXIT_FAILED
+    # Ctrl-C, SIGTERM or a closed terminal: stop what was started, as at a normal end.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
+        with console.status(
+            f"Starting a worker ({args.processes} processes x {args.threads} threads) and the API"
+        ):
+            stack.start()
         console.print(
             f"Worker and API up (http://127.0.0.1:{stack.port}). Tracing the lots tested at "
             f"測試 from {window[0]} to {window[1]} through the API: mid-section defect, "
@@ -256,6 +257,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings, console: Console) -> 
     if args.measure_memory:
         _report_memory(memory, console)
     return EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _report_memory(memory: PeakRss, console: Console) -> None:

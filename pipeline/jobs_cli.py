@@ -88,7 +88,9 @@ def add_commands(commands: Any) -> None:
     p = sub.add_parser("watch", help="tail the job event stream (Ctrl-C stops)")
     p.add_argument("--last", type=int, default=20, help="first show this many past events")
     p.add_argument("--job", help="only events of this job")
-    p.add_argument("--count", type=int, help="stop after this many new events")
+    p.add_argument(
+        "--count", type=int, help="stop after this many new events (0: print --last and exit)"
+    )
     p.set_defaults(jobs_func=cmd_watch)
 
     for parser in sub.choices.values():
@@ -217,6 +219,36 @@ def parts_of(client: redis.Redis, job_id: str) -> dict[str, dict[str, int]]:
     return dict(sorted(parts.items()))
 
 
+def key_ttls(client: redis.Redis, job_id: str) -> dict[str, int | None]:
+    """TTLs of every key the job registered (and its hash and key set): the shortest and
+    longest, how many are already gone, and how many have no TTL (which would never expire)."""
+    names = [keys.job(job_id), keys.job_keys(job_id)]
+    names += [codec.as_text(n) for n in client.sscan_iter(keys.job_keys(job_id), count=1000)]
+    ttls: list[int] = []
+    for start in range(0, len(names), 1000):
+        pipe = client.pipeline(transaction=False)
+        for name in names[start : start + 1000]:
+            pipe.ttl(name)
+        ttls += [int(t) for t in pipe.execute()]
+    alive = [t for t in ttls if t >= 0]
+    return {
+        "keys": len(names),
+        "min_seconds": min(alive) if alive else None,
+        "max_seconds": max(alive) if alive else None,
+        "gone": sum(1 for t in ttls if t == -2),
+        "without_ttl": sum(1 for t in ttls if t == -1),
+    }
+
+
+def _ttl_text(ttls: dict[str, int | None]) -> str:
+    text = f"{ttls['keys']} keys, TTL {ttls['min_seconds']}..{ttls['max_seconds']} s"
+    if ttls["gone"]:
+        text += f", {ttls['gone']} gone"
+    if ttls["without_ttl"]:
+        text += f", [red]{ttls['without_ttl']} without TTL[/]"
+    return text
+
+
 def cmd_show(tool: JobsTool, args: argparse.Namespace) -> int:
     job = tool.load(args.job_id)
     if job is None:
@@ -230,6 +262,7 @@ def cmd_show(tool: JobsTool, args: argparse.Namespace) -> int:
         "parts": parts_of(client, job.id),
         "ttl_seconds": int(client.ttl(keys.job(job.id))),
         "keys": int(client.scard(keys.job_keys(job.id))) + 1,
+        "key_ttls": key_ttls(client, job.id),
     }
     if args.json:
         tool.emit(args, data, None)
@@ -246,7 +279,7 @@ def cmd_show(tool: JobsTool, args: argparse.Namespace) -> int:
         ("progress", status["progress"]),
         ("error", orjson.dumps(job.error).decode() if job.error else "-"),
         ("failed domains", ", ".join(status["failed_domains"]) or "-"),
-        ("keys / TTL", f"{data['keys']} keys, {data['ttl_seconds']} s left"),
+        ("keys / TTL", _ttl_text(data["key_ttls"])),
     ):
         head.add_row(label, value)
     tool.out.print(head)
@@ -273,9 +306,10 @@ def cmd_show(tool: JobsTool, args: argparse.Namespace) -> int:
 
 # ---- retry, cancel --------------------------------------------------------------------------
 def cmd_retry(tool: JobsTool, args: argparse.Namespace) -> int:
-    if bool(args.job_id) == bool(args.failed):
+    if bool(args.job_id) == bool(args.failed) or (args.job_id and args.since is not None):
         tool.err.print("retry needs a job id, or --failed [--since AGE]")
         return EXIT_USAGE
+    skipped: list[str] = []
     if args.job_id:
         ids = [args.job_id]
         if tool.load(args.job_id) is None:
@@ -283,12 +317,22 @@ def cmd_retry(tool: JobsTool, args: argparse.Namespace) -> int:
     else:
         low = time.time() - args.since if args.since is not None else "-inf"
         ids = [codec.as_text(m) for m in tool.runtime.redis.zrangebyscore(keys.FAILED, low, "+inf")]
+        # A job refused for its input fails the same way again: bulk retry leaves it alone
+        # (retry it by id to insist).
+        for job_id in list(ids):
+            job = tool.runtime.registry.load(job_id)
+            if job is not None and job.error and job.error.get("input"):
+                ids.remove(job_id)
+                skipped.append(job_id)
     results = {job_id: tool.runtime.retry(job_id) for job_id in ids}
     table = Table("job", "retried")
     for job_id, done in results.items():
         table.add_row(job_id, "yes" if done else "no (not failed)")
+    for job_id in skipped:
+        table.add_row(job_id, "no (bad input: it would fail again)")
     tool.emit(args, {"retried": [j for j, d in results.items() if d],
-                     "refused": [j for j, d in results.items() if not d]}, table)  # fmt: skip
+                     "refused": [j for j, d in results.items() if not d],
+                     "skipped": skipped}, table)  # fmt: skip
     return EXIT_OK if all(results.values()) else EXIT_REFUSED
 
 
@@ -388,10 +432,17 @@ def cmd_requeue_dead(tool: JobsTool, args: argparse.Namespace) -> int:
 
 
 # ---- watch ----------------------------------------------------------------------------------
+#: Events ``watch --job`` searches for that job's last ones.
+WATCH_LOOKBACK = 10_000
+
+
 def cmd_watch(tool: JobsTool, args: argparse.Namespace) -> int:
     client = tool.runtime.redis
-    past = lifecycle.latest(client, max(args.last, 1))
+    # With --job, the last N events of that job (looked for among the newest WATCH_LOOKBACK).
+    past = lifecycle.latest(client, WATCH_LOOKBACK if args.job else max(args.last, 1))
     after = past[-1][0] if past else "0-0"  # an id, not "$": nothing is lost between reads
+    if args.job:
+        past = [(i, e) for i, e in past if e.get("job") == args.job]
     past = past[-args.last :] if args.last > 0 else []
     shown = 0
 
@@ -411,6 +462,8 @@ def cmd_watch(tool: JobsTool, args: argparse.Namespace) -> int:
         return count
 
     show(past)
+    if args.count is not None and args.count <= 0:  # --count 0: the backlog only
+        return EXIT_OK
     try:
         for entry in lifecycle.follow(client, after, block_ms=1000):
             shown += show([entry])

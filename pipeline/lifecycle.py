@@ -53,10 +53,7 @@ def record(
     **fields: Any,
 ) -> None:
     """Record ``event`` of ``job_id`` with ``fields`` (see the module docstring)."""
-    details = {"event": event, **fields}
-    log.log(
-        level, "job=%s %s", job_id, logs.pairs(details), extra={"job_id": job_id, "fields": details}
-    )
+    note(event, job_id, level=level, **fields)
     entry = {"event": event, "job": job_id, "at": f"{time.time():.3f}"}
     entry.update({k: str(v) for k, v in fields.items() if v is not None})
     try:
@@ -65,6 +62,14 @@ def record(
         log.debug("event %s of job %s not recorded: %s", event, job_id, error)
     if event in COUNTED:
         metrics.count(client, "jobs", event=event)
+
+
+def note(event: str, job_id: str, *, level: int = logging.INFO, **fields: Any) -> None:
+    """Only the log line of ``event`` (for when Redis, where the stream lives, is away)."""
+    details = {"event": event, **fields}
+    log.log(
+        level, "job=%s %s", job_id, logs.pairs(details), extra={"job_id": job_id, "fields": details}
+    )
 
 
 def read(

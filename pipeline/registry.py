@@ -251,9 +251,13 @@ class JobRegistry:
 
     def reopen(self, job_id: str) -> bool:
         """failed -> queued, keeping completed stages and batches (operator retry). Stages not
-        completed start afresh (their start is announced again and timed from the retry)."""
+        completed start afresh (their start is announced again and timed from the retry). Every
+        key of the job gets a fresh TTL and the job goes back to the top of the recent index, so
+        a job retried late in its life can neither expire mid-run nor drop out of ``jobs list``
+        and ``purge``."""
         if not self._set(job_id, (FAILED,), state=QUEUED, error="", finished_at=""):
             return False
+        self.store.touch(job_id)
         fields = [codec.as_text(f) for f in self.redis.hkeys(keys.job(job_id))]
         done = {f.removeprefix("done:") for f in fields if f.startswith("done:")}
         pipe = self.redis.pipeline(transaction=False)
@@ -262,6 +266,7 @@ class JobRegistry:
                 pipe.hdel(keys.job(job_id), name)
         pipe.zrem(keys.FAILED, job_id)
         pipe.zadd(keys.RUNNING, {job_id: time.time()})
+        pipe.zadd(keys.RECENT, {job_id: time.time()})
         pipe.delete(keys.attempts(job_id), keys.domains(job_id))
         pipe.execute()
         return True

@@ -20,6 +20,7 @@ from typing import Any
 import dramatiq
 import redis
 from dramatiq.middleware import CurrentMessage, Middleware
+from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from pipeline import lifecycle, logs
 from pipeline.config import Settings
@@ -152,8 +153,27 @@ class Runtime:
                 self._give_up(
                     ctx, key, error.code, error.message, bad_input=isinstance(error, InvalidInput)
                 )
-            except (redis.ConnectionError, redis.TimeoutError):
-                raise  # the store is away: nothing can be recorded; Dramatiq retries
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                # The store is away: the event reaches the log only; Dramatiq retries.
+                lifecycle.note(
+                    lifecycle.RETRY,
+                    job_id,
+                    level=logging.WARNING,
+                    work=key,
+                    code="SERVICE_UNAVAILABLE",
+                    reason=f"Redis: {error}",
+                )
+                raise
+            except TimeLimitExceeded:
+                self.registry.announce(
+                    lifecycle.RETRY,
+                    job_id,
+                    level=logging.WARNING,
+                    work=key,
+                    code="TIME_LIMIT_EXCEEDED",
+                    reason=f"over {self.settings.message_time_limit_seconds} s",
+                )
+                raise
             except Exception as error:
                 if self._retries_left():
                     log.exception("job %s: %s failed; it will be retried", job_id, key)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,4 +89,32 @@ def test_the_demo_runs_the_real_stack_and_leaves_nothing_running(
     assert lines[-1]["total_records"] == sum(records.values())
     assert (out / "aggregation.json").is_file()
     # And nothing it started is still running
+    assert processes_with(marker) == []
+
+
+def test_a_demo_stopped_midway_stops_what_it_started(demo_redis: None, tmp_path: Path) -> None:
+    # Given the demo running, its worker and API up
+    marker = f"TRACE_REDIS_URL={REDIS}/{STORE_DB}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACE_")}
+    env.update(TRACE_REDIS_URL=f"{REDIS}/{STORE_DB}", TRACE_BROKER_URL=f"{REDIS}/{BROKER_DB}")
+    argv = [sys.executable, "-m", "pipeline", "demo", "--lots", "1500", "--seed", "101"]
+    argv += ["--db", str(tmp_path / "demo.db"), "--out", str(tmp_path / "out")]
+    log = tmp_path / "demo.err"
+    with log.open("wb") as err:
+        demo = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + DEMO_SECONDS
+        while "Worker and API up" not in log.read_text(errors="replace"):
+            assert demo.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, "the demo's stack never came up"
+            time.sleep(0.1)
+        assert len(processes_with(marker)) >= 3  # the demo, the worker command, gunicorn
+        # When it is told to stop (systemd, a closed terminal, kill)
+        demo.send_signal(signal.SIGTERM)
+        code = demo.wait(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    # Then it says so, exits non-zero, and nothing it started is left
+    assert code != 0
     assert processes_with(marker) == []

@@ -100,6 +100,9 @@ def test_show_gives_stages_parts_and_ttls(
     assert history["chunks"] >= history["batches"] >= 1
     assert 0 < shown["ttl_seconds"] <= inline.settings.job_ttl_seconds
     assert shown["keys"] > 1
+    ttls = shown["key_ttls"]  # every key of the job, its hash and key set included
+    assert ttls["keys"] == shown["keys"] + 1 and ttls["gone"] == ttls["without_ttl"] == 0
+    assert 0 < ttls["min_seconds"] <= ttls["max_seconds"] <= inline.settings.job_ttl_seconds
     assert shown["request"]["container_ids"] == 0  # a count, never the list itself
     # And the table for people says the same
     table = jobs(engine_env, "show", finished)
@@ -135,7 +138,7 @@ def test_retry_resumes_at_the_failed_stage_through_a_worker(
     store_redis.hdel(FAULTS_KEY, "fail:msd/detection_rejects")
     retried = as_json(jobs(engine_env, "retry", job.id, "--json"))
     # Then it finishes, and seed-resolve and lineage did not run again
-    assert retried == {"retried": [job.id], "refused": []}
+    assert retried == {"retried": [job.id], "refused": [], "skipped": []}
     assert wait_ended(runtime, job.id).state == FINISHED
     progress = runtime.registry.progress(job.id)
     assert (progress["runs:seed-resolve"], progress["runs:lineage"]) == (1, 1)
@@ -147,22 +150,29 @@ def test_retry_resumes_at_the_failed_stage_through_a_worker(
 def test_bulk_retry_takes_the_jobs_failed_within_the_window(
     inline: Runtime, engine_env: dict[str, str], store_redis: redis.Redis, warehouse: Path
 ) -> None:
-    # Given two failed jobs: one failed now, one (by its index score) two hours ago
+    # Given three failed jobs: one failed now, one (by its index score) two hours ago, and one
+    # failed now for its input (which would fail the same way again)
     made = []
-    for n in (30, 31):
+    for n in (30, 31, 32):
         job, _ = inline.submit(query_tool(warehouse, n))
         assert isinstance(inline.dispatch, InlineDispatcher)
         inline.dispatch.sent.clear()  # never ran: failed by an operator's hand below
-        inline.registry.fail(job.id, "seed-resolve", "SOURCE_QUERY_FAILED", "test")
         made.append(job.id)
+    inline.registry.fail(made[0], "seed-resolve", "SOURCE_QUERY_FAILED", "test")
+    inline.registry.fail(made[1], "seed-resolve", "SOURCE_QUERY_FAILED", "test")
+    inline.registry.fail(made[2], "seed-resolve", "INVALID_PARAMS", "no", bad_input=True)
     store_redis.zadd(keys.FAILED, {made[1]: time.time() - 7200})
     # When the operator retries what failed in the last hour
     done = as_json(jobs(engine_env, "retry", "--failed", "--since", "1h", "--json"))
-    # Then only the recent one went back to the queue (the CLI sends to the real broker)
-    assert done == {"retried": [made[0]], "refused": []}
+    # Then only the recent one failed on our side went back to the queue (the CLI sends to the
+    # real broker); the bad-input one is named as skipped
+    assert done == {"retried": [made[0]], "refused": [], "skipped": [made[2]]}
     assert inline.registry.state(made[0]) == QUEUED
     assert inline.registry.state(made[1]) == FAILED
+    assert inline.registry.state(made[2]) == FAILED
     assert int(redis.Redis.from_url(inline.settings.broker_url).llen(f"dramatiq:{QUEUE}")) >= 1
+    # And a job id with --since is a usage error, not a silently ignored window
+    assert jobs(engine_env, "retry", made[1], "--since", "1h").returncode == EXIT_USAGE
 
 
 def test_cancel_then_purge_releases_every_key(
@@ -277,6 +287,25 @@ def test_watch_tails_new_events_as_they_come(
         (job.id, "accepted"),
         (job.id, "stage_started"),
         (job.id, "stage_finished"),
+    ]
+
+
+def test_watch_of_one_job_shows_its_last_events_even_behind_others(
+    engine_env: dict[str, str], store_redis: redis.Redis
+) -> None:
+    # Given one job's three events, then 50 of other jobs
+    for event in (lifecycle.ACCEPTED, lifecycle.STAGE_STARTED, lifecycle.FINISHED):
+        lifecycle.record(store_redis, event, "the-job")
+    for n in range(50):
+        lifecycle.record(store_redis, lifecycle.PURGED, f"other-{n}")
+    # When the operator asks for that job's last two events (and no new ones)
+    done = jobs(engine_env, "watch", "--job", "the-job", "--last", "2", "--count", "0", "--json")
+    # Then both are shown, though neither is among the newest two of the stream
+    assert done.returncode == EXIT_OK, done.stderr
+    shown = [orjson.loads(line) for line in done.stdout.splitlines()]
+    assert [(e["job"], e["event"]) for e in shown] == [
+        ("the-job", "stage_started"),
+        ("the-job", "finished"),
     ]
 
 

@@ -194,6 +194,30 @@ def test_reopen_moves_a_failed_job_back_to_queued_keeping_completed_stages(
     assert registry.reopen(job.id) is False
 
 
+def test_reopen_gives_a_job_late_in_its_life_a_fresh_ttl_and_a_place_in_the_recent_index(
+    registry: JobRegistry, store: CheckpointStore, store_redis: redis.Redis
+) -> None:
+    # Given a job that failed, with a checkpoint key, seconds before it expires, and that a
+    # later submit's trim dropped from the recent index
+    job, _ = registry.submit(request())
+    registry.start_stage(job.id, SEED_RESOLVE)
+    part_key = keys.job(job.id) + ":probe"
+    pipe = store_redis.pipeline()
+    store.register(pipe, job.id, part_key)
+    pipe.set(part_key, b"x")
+    pipe.execute()
+    registry.fail(job.id, SEED_RESOLVE, "SOURCE_ERROR", "down")
+    for name in (keys.job(job.id), part_key):
+        store_redis.expire(name, 5)
+    store_redis.zrem(keys.RECENT, job.id)
+    # When an operator retries it
+    assert registry.reopen(job.id) is True
+    # Then its keys live a whole TTL again and it is listed among the recent jobs
+    assert store_redis.ttl(keys.job(job.id)) > TTL - 10
+    assert store_redis.ttl(part_key) > TTL - 10
+    assert in_index(store_redis, keys.RECENT, job.id)
+
+
 def test_complete_stage_and_claim_answer_true_only_the_first_time(
     registry: JobRegistry, store_redis: redis.Redis
 ) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import redis
 
+from pipeline import lifecycle
 from pipeline.engine.flow import events_part
 from pipeline.job import FINISHED, QUEUE, QUEUED
 from pipeline.request import TraceRequest
@@ -147,3 +148,25 @@ def test_log_lines_are_structured_with_the_job_on_every_line_about_it(
     assert "code=SOURCE_UNAVAILABLE" in retry and 'reason="injected outage' in retry
     stage = next(line for line in about_job if " event=stage_finished " in line)
     assert re.search(r" stage=events rows=\d+ seconds=\d+\.\d{3}", stage), stage
+
+
+def test_a_message_over_its_time_limit_is_a_retry_event_with_the_reason(
+    runtime: Runtime, workers: Workers, store_redis: redis.Redis, warehouse: Path
+) -> None:
+    # Given a worker whose messages may take 1 s, and a warehouse answering in 2.5 s
+    store_redis.hset(FAULTS_KEY, "delay_ms", 2500)
+    workers.start(TRACE_MESSAGE_TIME_LIMIT_SECONDS="1")
+    cids = tuple(lots(warehouse, "CONTAINERID", 20))
+    job, _ = runtime.submit(TraceRequest("query_tool", domains=("holds",), container_ids=cids))
+    # When a message runs over its limit, Dramatiq interrupts it
+    retries = wait_for(
+        lambda: [e for _, e in lifecycle.latest(store_redis, 100) if e["event"] == "retry"],
+        timeout=30,
+        what="a retry event",
+    )
+    store_redis.hdel(FAULTS_KEY, "delay_ms")
+    # Then the operator hears of it, with the reason, as of any other retry
+    assert retries[0]["job"] == job.id
+    assert retries[0]["code"] == "TIME_LIMIT_EXCEEDED" and retries[0]["reason"] == "over 1 s"
+    # And the retry finishes the job
+    assert wait_ended(runtime, job.id).state == FINISHED

@@ -67,6 +67,11 @@ def test_a_worker_unit_consumes_its_queue_and_stops_gracefully() -> None:
     # one dead worker process ends the command non-zero: systemd starts it again
     assert one(unit, "Restart") in ("on-failure", "always")
     assert 0 < megabytes(one(unit, "MemoryHigh")) < megabytes(one(unit, "MemoryMax"))
+    # a worker-only host (scale out) enables the worker units alone: they start at boot
+    assert "multi-user.target" in one(unit, "WantedBy").split()
+    # the large-job queue runs one job per process, as the memory limits assume
+    large = directives(UNITS / "worker-trace_large.env")
+    assert large["WORKER_THREADS"] == ["1"]
 
 
 def test_the_api_unit_outwaits_gunicorns_graceful_timeout() -> None:
@@ -78,6 +83,7 @@ def test_the_api_unit_outwaits_gunicorns_graceful_timeout() -> None:
     assert one(unit, "KillMode") == "mixed"
     assert float(one(unit, "TimeoutStopSec")) > conf["graceful_timeout"]
     assert one(unit, "ExecReload") == "/bin/kill -HUP $MAINPID"
+    assert "multi-user.target" in one(unit, "WantedBy").split()
     assert 0 < megabytes(one(unit, "MemoryHigh")) < megabytes(one(unit, "MemoryMax"))
 
 
@@ -85,7 +91,7 @@ def test_the_api_unit_outwaits_gunicorns_graceful_timeout() -> None:
 def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
     # Installed as the README says, with this checkout as the install root (and the example
     # settings as the environment file; no service user on a test machine)
-    for path in UNITS.iterdir():
+    for path in UNITS.glob("mes-trace*"):
         text = path.read_text().replace(INSTALL_ROOT, str(ROOT))
         text = text.replace("/etc/mes-trace/trace.env", str(ROOT / ".env.example"))
         text = re.sub(r"^(User|Group)=.*\n", "", text, flags=re.MULTILINE)

@@ -6,7 +6,8 @@ A line looks like::
     time=2026-11-23T10:15:02.512Z level=info logger=pipeline.jobs pid=4121 job=9f3c…
     event=stage_finished stage=events rows=412000 seconds=8.100
 
-(one line; wrapped here). Where the job comes from: the record's ``job_id`` (``extra=``, as
+(one line; wrapped here). A line logged while a stage runs also carries ``stage=``. Where the
+job comes from: the record's ``job_id`` (``extra=``, as
 ``pipeline.lifecycle`` passes it), else the job whose message this thread is running
 (``job_context``, set by the worker around each message), so a library's warning in the middle
 of a batch is still findable by ``grep job=<id>``. A record with ``fields`` (a dict, in
@@ -31,6 +32,7 @@ from typing import Any
 import orjson
 
 _current_job: ContextVar[str | None] = ContextVar("trace_job", default=None)
+_current_stage: ContextVar[str | None] = ContextVar("trace_stage", default=None)
 
 _NEEDS_QUOTES = frozenset(' "=\n\r\t')
 
@@ -54,6 +56,22 @@ def job_context(job_id: str) -> Iterator[None]:
         yield
     finally:
         leave_job(token)
+
+
+@contextmanager
+def stage_context(stage: str) -> Iterator[None]:
+    """Lines logged in this block carry ``stage=stage`` (unless they name a stage of their
+    own); ``current_stage()`` tells the code running in it which stage it serves."""
+    token = _current_stage.set(stage)
+    try:
+        yield
+    finally:
+        _current_stage.reset(token)
+
+
+def current_stage() -> str | None:
+    """The stage whose work this thread runs (``stage_context``), if any."""
+    return _current_stage.get()
 
 
 def value_text(value: Any) -> str:
@@ -82,6 +100,8 @@ class LogfmtFormatter(logging.Formatter):
             "job": getattr(record, "job_id", None) or _current_job.get(),
         }
         fields = getattr(record, "fields", None)
+        if not (isinstance(fields, Mapping) and "stage" in fields):
+            head["stage"] = _current_stage.get()
         body = pairs(fields) if isinstance(fields, Mapping) else pairs({"msg": record.getMessage()})
         line = f"{pairs(head)} {body}"
         if record.exc_info:

@@ -133,7 +133,7 @@ class Runtime:
             return
         if not self.registry.start_stage(job_id, key.stage):
             return
-        with self.leases.hold(job_id, str(key)):
+        with self.leases.hold(job_id, str(key)), logs.stage_context(key.stage):
             try:
                 STEPS[key.stage](ctx, key)
             except JobInactive:

@@ -1,0 +1,1 @@
+"""The benchmark: ``ops/bench`` (``python -m pipeline.bench``)."""

@@ -1,0 +1,147 @@
+"""``python -m pipeline.bench`` (``ops/bench``): the benchmark. For each size it builds (or
+reuses) a demo warehouse, starts the real stack (a dramatiq worker command and gunicorn on
+loopback, on Redis databases of its own), runs the 114K-style trace several times, measures the
+limits of the parts and the old in-memory approach on the same data, and ends with a table,
+``BENCHMARKS.md`` and a PNG chart. ``--quick`` is a small smoke run (written under var/)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+
+from pipeline import domains
+from pipeline.bench import baseline, limits, report
+from pipeline.bench.model import SizeResult
+from pipeline.bench.run import BenchStack, job_cids, measure_resume, run_once
+from pipeline.cli import ensure_warehouse
+from pipeline.sources.sqlite import SqliteSource
+from pipeline.store import CheckpointStore
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SIZES = (10_000, 50_000, 114_000, 500_000)
+#: Sizes from this one up get ``--large-runs`` runs (each takes minutes).
+LARGE = 200_000
+#: The old system ran on a 7 GB VM: the baseline gets that much address space.
+BASELINE_MAX_MB = 7 * 1024
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ops/bench", description=__doc__)
+    p.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="lots per warehouse")
+    p.add_argument("--runs", type=int, default=3, help="runs per size (medians are quoted)")
+    p.add_argument("--large-runs", type=int, default=1, help=f"runs per size >= {LARGE:,}")
+    p.add_argument("--seed", type=int, default=1, help="warehouse seed")
+    p.add_argument("--processes", type=int, default=2, help="worker processes")
+    p.add_argument("--threads", type=int, default=1, help="threads per worker process")
+    p.add_argument("--store-db", type=int, default=7, help="Redis database of the store")
+    p.add_argument("--broker-db", type=int, default=8, help="Redis database of the broker")
+    p.add_argument("--redis", default="redis://127.0.0.1:6379", help="Redis server URL")
+    p.add_argument("--baseline-max-mb", type=int, default=BASELINE_MAX_MB)
+    p.add_argument("--no-baseline", action="store_true", help="skip the in-memory baseline")
+    p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md", help="the report")
+    p.add_argument("--work", type=Path, default=ROOT / "var" / "bench", help="warehouses, logs")
+    p.add_argument("--quick", action="store_true", help="one small run: a smoke test")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.sizes, args.runs, args.baseline_max_mb = "1500", 1, 2048
+        if args.out == ROOT / "BENCHMARKS.md":
+            args.out = args.work / "quick" / "BENCHMARKS.md"
+    return args
+
+
+def measure_size(args: argparse.Namespace, lots: int, console: Console) -> SizeResult:
+    db = args.work / f"warehouse-{lots}-{args.seed}.db"
+    ensure_warehouse(db, lots, args.seed, console)
+    bench = BenchStack(
+        db,
+        redis_url=args.redis,
+        store_db=args.store_db,
+        broker_db=args.broker_db,
+        processes=args.processes,
+        threads=args.threads,
+    )
+    runs = args.large_runs if lots >= LARGE else args.runs
+    result = SizeResult(lots, [])
+    with console.status(f"{lots:,} lots: starting the worker and the API"):
+        stack = bench.start(args.work / "logs" / str(lots))
+    try:
+        job_id = ""
+        for n in range(1, runs + 1):
+            with console.status(f"{lots:,} lots: run {n} of {runs}"):
+                figures, job_id = run_once(bench, stack, lots)
+            result.runs.append(figures)
+            console.print(
+                f"{lots:,} lots, run {n}: {figures.cids:,} lots after lineage, "
+                f"{figures.rows_stored:,} rows, {figures.end_to_end_seconds:.1f} s end to end, "
+                f"worker peak {figures.worker_peak:.0f} MB"
+            )
+        with console.status(f"{lots:,} lots: the parts' limits"):
+            store = CheckpointStore(bench.client(), ttl_seconds=3600)
+            with SqliteSource(db) as source:
+                result.limits = limits.measure_limits(source, store, job_id, domains.DOMAINS)
+            cids = job_cids(bench, job_id)
+        with console.status(f"{lots:,} lots: a job failed in aggregation, retried"):
+            result.runs[-1].resume = measure_resume(bench, stack)
+    finally:
+        stack.stop()
+        bench.flush()
+    if not args.no_baseline:
+        with console.status(f"{lots:,} lots: the old in-memory approach"):
+            result.baseline = baseline.run_baseline(
+                db,
+                cids,
+                domains.DOMAINS,
+                max_mb=args.baseline_max_mb,
+                timeout_s=3600,
+                workdir=args.work,
+            )
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console(stderr=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    sizes = [int(s) for s in str(args.sizes).split(",") if s.strip()]
+    results: list[SizeResult] = []
+    began = time.monotonic()
+    for lots in sizes:
+        results.append(measure_size(args, lots, console))
+        # Raw figures after every size: a later failure loses nothing measured.
+        raw = [dataclasses.asdict(r) for r in results]
+        (args.work / "results.json").write_bytes(
+            orjson.dumps(raw, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+        )
+    out = Console()
+    for table in report.summary_tables(results):
+        out.print(table)
+    out.print(report.targets_table(results))
+    command = "ops/bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    chart = args.out.with_name("benchmarks.png")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report.write_chart(chart, results)
+    redis_version = str(BenchStack(Path()).client().info("server")["redis_version"])
+    report.write_markdown(
+        args.out,
+        results,
+        machine=report.machine_description(redis_version),
+        command=command.strip(),
+        chart=chart.name,
+    )
+    out.print(
+        f"Wrote {args.out} and {chart} ({time.monotonic() - began:.0f} s; raw figures: "
+        f"{args.work / 'results.json'})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""What the benchmark measures, as plain data: one ``RunFigures`` per trace run on the real
+stack, the limits and the baseline once per size, grouped in a ``SizeResult``. The runner fills
+them (``pipeline/bench/run.py``), the limits and the baseline come from ``limits.py`` and
+``baseline.py``, and ``report.py`` turns them into the table, ``BENCHMARKS.md`` and the chart."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+#: The stages of the benchmark's trace, in order.
+STAGES = ("seed-resolve", "lineage", "events", "aggregation")
+
+
+@dataclass
+class StageFigure:
+    """One stage of one run: wall seconds (from its stage_started to stage_finished event)
+    and the rows it wrote."""
+
+    seconds: float
+    rows: int
+
+
+@dataclass
+class RssSample:
+    """Resident memory (MB) of each worker process at ``t`` seconds after the job was
+    submitted, and the stage the job was in then (``None``: queued or between stages)."""
+
+    t: float
+    stage: str | None
+    worker_mb: dict[int, float]
+
+
+@dataclass
+class ResumeFigure:
+    """A job failed in aggregation, then retried: how long the retry took, and how many source
+    queries each stage issued during it (earlier stages must issue none)."""
+
+    seconds: float
+    queries_by_stage: dict[str, int]
+
+    @property
+    def earlier_stage_queries(self) -> int:
+        return sum(n for stage, n in self.queries_by_stage.items() if stage != "aggregation")
+
+
+@dataclass
+class RunFigures:
+    """Everything measured in one run of the trace at one size."""
+
+    lots: int  # lots in the warehouse
+    cids: int  # lots after lineage
+    stages: dict[str, StageFigure]
+    end_to_end_seconds: float
+    domain_rows: dict[str, int]
+    worker_peak_mb: dict[str, float]  # per worker process ("worker 1", "worker 2", ...)
+    api_peak_mb: float  # largest gunicorn process while the whole result streams
+    redis_bytes: int  # Redis memory the job's stored rows took
+    stream_seconds: float
+    stream_bytes: int
+    stream_rows: int
+    ttfb_ms: float
+    page_first_ms: float  # a result page at offset 0 of the largest domain
+    page_last_ms: float  # a result page near the end of the largest domain
+    resume: ResumeFigure | None = None
+    rss_series: list[RssSample] = field(default_factory=list)
+
+    @property
+    def rows_stored(self) -> int:
+        return sum(self.domain_rows.values())
+
+    @property
+    def redis_mb_per_million_rows(self) -> float:
+        return self.redis_bytes / 2**20 / max(self.rows_stored / 1e6, 1e-9)
+
+    @property
+    def events_rows_per_s(self) -> float:
+        return self.stages["events"].rows / max(self.stages["events"].seconds, 1e-9)
+
+    @property
+    def stream_rows_per_s(self) -> float:
+        return self.stream_rows / max(self.stream_seconds, 1e-9)
+
+    @property
+    def stream_mb_per_s(self) -> float:
+        return self.stream_bytes / 2**20 / max(self.stream_seconds, 1e-9)
+
+    @property
+    def worker_peak(self) -> float:
+        return max(self.worker_peak_mb.values(), default=0.0)
+
+
+@dataclass
+class LimitFigures:
+    """The parts alone, on the same data: a bare ``fetchmany`` scan of each domain's query
+    over the run's lots (rows/s per domain and over all), and a bare Redis GET + msgpack unpack
+    + JSON encode of the stored chunks (rows/s)."""
+
+    scan_rows: dict[str, int]
+    scan_seconds: dict[str, float]
+    read_encode_rows: int
+    read_encode_seconds: float
+
+    @property
+    def scan_rows_per_s(self) -> float:
+        return sum(self.scan_rows.values()) / max(sum(self.scan_seconds.values()), 1e-9)
+
+    @property
+    def read_encode_rows_per_s(self) -> float:
+        return self.read_encode_rows / max(self.read_encode_seconds, 1e-9)
+
+
+@dataclass
+class BaselineFigure:
+    """The old approach on the same data (every row in a list of dicts, one JSON document),
+    in a subprocess under a memory cap: its time and peak memory, or why it did not finish."""
+
+    finished: bool
+    seconds: float | None
+    peak_mb: float | None
+    rows: int | None
+    reason: str = ""
+
+
+@dataclass
+class SizeResult:
+    """All runs at one size, with the limits and the baseline measured on the same data."""
+
+    lots: int
+    runs: list[RunFigures]
+    limits: LimitFigures | None = None
+    baseline: BaselineFigure | None = None
+
+    def median(self, figure: Callable[[RunFigures], float]) -> float:
+        """The median of ``figure`` over the runs."""
+        return float(statistics.median(figure(run) for run in self.runs))
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else 0.0

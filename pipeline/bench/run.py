@@ -1,0 +1,267 @@
+"""One benchmark run on the real stack: a whole mid-section-defect trace (every lot tested at
+測試 over the warehouse's whole date range, every event domain) submitted over HTTP to the API,
+run by the worker processes, then read back as the dashboard reads it (result pages, the NDJSON
+stream), with the workers' and the API's memory sampled all along.
+
+The stack is ``pipeline.stack.LocalStack`` with the benchmark's worker plugin
+(``pipeline.bench.probe``: queries counted per stage, the aggregation failed on demand) on the
+benchmark's own Redis databases, which it flushes before each run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+
+from pipeline import codec, domains, keys, lifecycle, rss
+from pipeline.api_client import ApiClient
+from pipeline.bench.model import STAGES, ResumeFigure, RssSample, RunFigures, StageFigure
+from pipeline.bench.probe import FAIL_AGGREGATION_KEY, QUERIES_KEY
+from pipeline.broker import make_broker
+from pipeline.config import Settings
+from pipeline.demo import info
+from pipeline.stack import LocalStack
+from pipeline.worker import runtime_for
+
+STATION = "測試"
+PAGE_ROWS = 100
+PAGE_TRIES = 5
+SAMPLE_SECONDS = 0.1
+POLL_SECONDS = 0.2
+JOB_TIMEOUT_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class BenchStack:
+    """Where and how the benchmark runs: the warehouse, the Redis databases it owns, the
+    worker's size."""
+
+    db: Path
+    redis_url: str = "redis://127.0.0.1:6379"
+    store_db: int = 7
+    broker_db: int = 8
+    processes: int = 2
+    threads: int = 1
+
+    def env(self) -> dict[str, str]:
+        """The stack's settings: nothing truncated, no limit in the way of the measurement."""
+        return {
+            "TRACE_SOURCE_URL": f"sqlite:///{self.db.resolve()}",
+            "TRACE_REDIS_URL": f"{self.redis_url}/{self.store_db}",
+            "TRACE_BROKER_URL": f"{self.redis_url}/{self.broker_db}",
+            "TRACE_MAX_ROWS_PER_DOMAIN": "100000000",
+            "TRACE_MAX_CIDS_MID_SECTION_DEFECT": "2000000",
+            "TRACE_RATE_LIMIT_REQUESTS": "1000000",
+            "TRACE_SUBMIT_RATE_LIMIT_REQUESTS": "1000000",
+            "TRACE_MSD_MAX_DAYS": "3650",
+        }
+
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env())
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(f"{self.redis_url}/{self.store_db}")
+
+    def flush(self) -> None:
+        for db in (self.store_db, self.broker_db):
+            redis.Redis.from_url(f"{self.redis_url}/{db}").flushdb()
+
+    def start(self, log_dir: Path) -> LocalStack:
+        """The worker (with the probe) and the API, ready."""
+        env = {**self.env(), "WORKER_MODULES": "pipeline.bench.probe"}
+        stack = LocalStack(env, log_dir, processes=self.processes, threads=self.threads)
+        return stack.start()
+
+
+def trace_body(db: Path) -> dict[str, Any]:
+    """The trace of the crash case: every lot tested at 測試 over the warehouse's dates."""
+    meta = info.read_info(db)
+    start = dt.date.fromisoformat(meta["start_date"])
+    end = start + dt.timedelta(days=int(meta["span_days"]))
+    return {
+        "profile": domains.MID_SECTION_DEFECT,
+        "params": {"station": STATION, "start_date": str(start), "end_date": str(end)},
+        "domains": list(domains.DOMAINS),
+        "fresh": True,
+    }
+
+
+class Sampler(threading.Thread):
+    """Samples the worker processes' RSS and the job's stage every ``SAMPLE_SECONDS``."""
+
+    def __init__(self, worker_main: int, client: redis.Redis) -> None:
+        super().__init__(name="bench-sampler", daemon=True)
+        self.worker_main = worker_main
+        self.client = client
+        self.job_id: str | None = None
+        self.began = time.monotonic()
+        self.samples: list[RssSample] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(SAMPLE_SECONDS):
+            stage = None
+            if self.job_id is not None:
+                raw = self.client.hget(keys.job(self.job_id), "stage")
+                stage = codec.as_text(raw) if raw else None
+            sizes = {pid: rss.rss_kb(pid) / 1024 for pid in rss.children(self.worker_main)}
+            self.samples.append(RssSample(time.monotonic() - self.began, stage, sizes))
+
+    @contextmanager
+    def running(self) -> Iterator[Sampler]:
+        self.start()
+        try:
+            yield self
+        finally:
+            self.halt.set()
+            self.join()
+
+
+def wait_job(client: redis.Redis, job_id: str, states: tuple[str, ...]) -> str:
+    """Poll the job's state until it is one of ``states``; the state."""
+    deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        raw = client.hget(keys.job(job_id), "state")
+        state = codec.as_text(raw) if raw else "gone"
+        if state in states or state in ("failed", "cancelled", "gone"):
+            return state
+        time.sleep(POLL_SECONDS)
+    raise TimeoutError(f"job {job_id} did not end in {JOB_TIMEOUT_SECONDS} s")
+
+
+def stage_figures(client: redis.Redis, job_id: str) -> dict[str, StageFigure]:
+    """Each stage's seconds and rows, from the job's stage_finished events."""
+    found: dict[str, StageFigure] = {}
+    for _, event in lifecycle.latest(client, 10_000):
+        if event.get("job") == job_id and event["event"] == lifecycle.STAGE_FINISHED:
+            found[event["stage"]] = StageFigure(float(event["seconds"]), int(event["rows"]))
+    return found
+
+
+def timed_get(api: ApiClient, path: str) -> float:
+    """Milliseconds of a 200 GET (the median of ``PAGE_TRIES``)."""
+    times = []
+    for _ in range(PAGE_TRIES):
+        began = time.perf_counter()
+        api.json("GET", path)
+        times.append((time.perf_counter() - began) * 1000)
+    return sorted(times)[len(times) // 2]
+
+
+def stream(api: ApiClient, path: str) -> tuple[float, float, int, int]:
+    """Read the whole NDJSON stream: (ms to the first byte, seconds, bytes, rows); the rows
+    come from its ``complete`` line."""
+    conn = http.client.HTTPConnection(api.host, api.port, timeout=600)
+    try:
+        began = time.perf_counter()
+        conn.request("GET", path)
+        response = conn.getresponse()
+        assert response.status == 200, response.status
+        first = response.read1(1 << 20)
+        ttfb = (time.perf_counter() - began) * 1000
+        size, tail = len(first), first[-4096:]
+        while chunk := response.read1(1 << 20):
+            size += len(chunk)
+            tail = (tail + chunk)[-4096:]
+        seconds = time.perf_counter() - began
+    finally:
+        conn.close()
+    last = orjson.loads(tail.rstrip(b"\n").rsplit(b"\n", 1)[-1])
+    assert last["type"] == "complete", last
+    return ttfb, seconds, size, int(last["total_records"])
+
+
+def run_once(bench: BenchStack, stack: LocalStack, lots: int) -> tuple[RunFigures, str]:
+    """One timed run of the trace; its figures and job id (its keys stay for the limits)."""
+    bench.flush()
+    client = bench.client()
+    used_before = int(client.info("memory")["used_memory"])
+    api = stack.api
+    worker = stack.procs[0].popen.pid
+    with Sampler(worker, client).running() as sampler:
+        accepted = api.json("POST", "/api/trace/jobs", trace_body(bench.db), expect=202)["data"]
+        sampler.job_id = job_id = accepted["job_id"]
+        state = wait_job(client, job_id, ("finished",))
+    if state != "finished":
+        raise RuntimeError(f"job {job_id} ended {state}\n{stack.logs()}")
+    job = {codec.as_text(k): codec.as_text(v) for k, v in client.hgetall(keys.job(job_id)).items()}
+    end_to_end = float(job["finished_at"]) - float(job["created_at"])
+    used_after = int(client.info("memory")["used_memory"])
+    status = api.json("GET", accepted["status_url"])["data"]
+    rows = {d: p["rows"] for d, p in status["stages"]["events"]["domains"].items()}
+    largest = max(rows, key=lambda d: rows[d])
+    result = f"/api/trace/job/{job_id}/result?domain={largest}&limit={PAGE_ROWS}"
+    first_ms = timed_get(api, f"{result}&offset=0")
+    last_ms = timed_get(api, f"{result}&offset={max(rows[largest] - PAGE_ROWS, 0)}")
+    gunicorn = stack.procs[1].popen.pid
+    with rss.PeakRss({"api": gunicorn}) as memory:
+        ttfb, seconds, size, streamed = stream(api, accepted["stream_url"])
+    peaks: dict[int, float] = {}
+    for sample in sampler.samples:
+        for pid, mb in sample.worker_mb.items():
+            peaks[pid] = max(peaks.get(pid, 0.0), mb)
+    figures = RunFigures(
+        lots=lots,
+        cids=int(status["cid_count"]),
+        stages=stage_figures(client, job_id),
+        end_to_end_seconds=end_to_end,
+        domain_rows=rows,
+        worker_peak_mb={f"worker {n}": mb for n, mb in enumerate(peaks.values(), 1)},
+        api_peak_mb=memory.process_peak_kb["api"] / 1024,
+        redis_bytes=used_after - used_before,
+        stream_seconds=seconds,
+        stream_bytes=size,
+        stream_rows=streamed,
+        ttfb_ms=ttfb,
+        page_first_ms=first_ms,
+        page_last_ms=last_ms,
+        rss_series=sampler.samples,
+    )
+    missing = [s for s in STAGES if s not in figures.stages]
+    if missing:
+        raise RuntimeError(f"job {job_id}: no stage_finished event for {missing}")
+    return figures, job_id
+
+
+def measure_resume(bench: BenchStack, stack: LocalStack) -> ResumeFigure:
+    """A job failed in aggregation (the probe fails its queries), then retried: the retry's
+    seconds and the source queries each stage issued during it."""
+    bench.flush()
+    client = bench.client()
+    client.set(FAIL_AGGREGATION_KEY, 1)
+    accepted = stack.api.json("POST", "/api/trace/jobs", trace_body(bench.db), expect=202)["data"]
+    job_id = accepted["job_id"]
+    state = wait_job(client, job_id, ("failed",))
+    if state != "failed":
+        raise RuntimeError(f"job {job_id} should have failed in aggregation; it is {state}")
+    client.delete(FAIL_AGGREGATION_KEY, QUERIES_KEY)
+    settings = bench.settings()
+    runtime = runtime_for(settings, make_broker(settings))
+    began = time.monotonic()
+    if not runtime.retry(job_id):
+        raise RuntimeError(f"job {job_id} could not be retried")
+    state = wait_job(client, job_id, ("finished",))
+    seconds = time.monotonic() - began
+    if state != "finished":
+        raise RuntimeError(f"the retry of job {job_id} ended {state}")
+    queries = {codec.as_text(k): int(v) for k, v in client.hgetall(QUERIES_KEY).items()}
+    return ResumeFigure(seconds, queries)
+
+
+def job_cids(bench: BenchStack, job_id: str) -> list[str]:
+    """The lots of a finished job (its lineage's), as stored."""
+    from pipeline.engine.flow import CIDS_PART
+    from pipeline.store import CheckpointStore
+
+    store = CheckpointStore(bench.client(), ttl_seconds=3600)
+    return [str(row[0]) for batch in store.read(job_id, CIDS_PART) for row in batch.rows]

@@ -1,0 +1,47 @@
+"""The benchmark's smoke test: ``python -m pipeline.bench --quick`` (what ``ops/bench --quick``
+runs) goes through the real stack once at a small size (Redis databases 4 and 5) and prints and
+writes its report. The benchmark's figures themselves are never asserted here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.support.redis_dbs import REDIS, clean_databases
+
+ROOT = Path(__file__).resolve().parents[2]
+STORE_DB, BROKER_DB = 4, 5
+
+
+@pytest.fixture
+def bench_redis() -> Iterator[None]:
+    for _ in clean_databases(STORE_DB, BROKER_DB):
+        yield
+
+
+def test_the_quick_benchmark_runs_and_prints_its_table(bench_redis: None, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACE_")}
+    argv = [sys.executable, "-m", "pipeline.bench", "--quick", "--redis", REDIS]
+    argv += ["--store-db", str(STORE_DB), "--broker-db", str(BROKER_DB)]
+    argv += ["--work", str(tmp_path / "work"), "--out", str(tmp_path / "BENCHMARKS.md")]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=300, check=False)
+    out, err = done.stdout.decode(), done.stderr.decode(errors="replace")
+    assert done.returncode == 0, err[-4000:]
+    # It printed the figures and the targets, met or not
+    assert "1,500" in out and ("met" in out.lower())
+    # and wrote the report, the chart and the raw figures
+    assert "ops/bench" in (tmp_path / "BENCHMARKS.md").read_text()
+    assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (size,) = orjson.loads((tmp_path / "work" / "results.json").read_bytes())
+    run = size["runs"][-1]
+    assert size["lots"] == 1500 and run["cids"] > 0 and sum(run["domain_rows"].values()) > 0
+    # The resume measured on it issued no query of an earlier stage
+    assert run["resume"]["queries_by_stage"].get("aggregation", 0) > 0
+    assert set(run["resume"]["queries_by_stage"]) == {"aggregation"}
+    assert size["baseline"]["finished"] is True

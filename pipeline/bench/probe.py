@@ -1,4 +1,5 @@
-"""A worker plugin of the benchmark (``WORKER_MODULES=pipeline.bench.probe``): the worker reads
+"""The benchmark's probe (installed in workers by ``WORKER_MODULES=pipeline.bench.worker_plugin``):
+the worker reads
 the SQLite warehouse through ``ProbeSqliteSource``, which counts the source queries of each stage
 in Redis and, while ``FAIL_AGGREGATION_KEY`` is set, fails the aggregation's queries: how the
 benchmark measures what a resume costs (a job failed in aggregation, then retried, must issue no
@@ -53,6 +54,3 @@ def install() -> None:
             in_list_size=settings.in_list_size,
         )
     )
-
-
-install()

@@ -4,7 +4,8 @@ run by the worker processes, then read back as the dashboard reads it (result pa
 stream), with the workers' and the API's memory sampled all along.
 
 The stack is ``pipeline.stack.LocalStack`` with the benchmark's worker plugin
-(``pipeline.bench.probe``: queries counted per stage, the aggregation failed on demand) on the
+(``pipeline.bench.worker_plugin``: queries counted per stage, the aggregation failed on
+demand) on the
 benchmark's own Redis databases, which it flushes before each run.
 """
 
@@ -78,7 +79,7 @@ class BenchStack:
 
     def start(self, log_dir: Path) -> LocalStack:
         """The worker (with the probe) and the API, ready."""
-        env = {**self.env(), "WORKER_MODULES": "pipeline.bench.probe"}
+        env = {**self.env(), "WORKER_MODULES": "pipeline.bench.worker_plugin"}
         stack = LocalStack(env, log_dir, processes=self.processes, threads=self.threads)
         return stack.start()
 

@@ -141,50 +141,23 @@ class Runtime:
                 return
             except TraceError as error:
                 if error.retryable and self._retries_left():
-                    self.registry.announce(
-                        lifecycle.RETRY,
-                        job_id,
-                        level=logging.WARNING,
-                        work=key,
-                        code=error.code,
-                        reason=error.message,
-                    )
+                    self._retrying(job_id, key, error.code, error.message)
                     raise
                 self._give_up(
                     ctx, key, error.code, error.message, bad_input=isinstance(error, InvalidInput)
                 )
             except (redis.ConnectionError, redis.TimeoutError) as error:
                 # The store is away: the event reaches the log only; Dramatiq retries.
-                lifecycle.note(
-                    lifecycle.RETRY,
-                    job_id,
-                    level=logging.WARNING,
-                    work=key,
-                    code="SERVICE_UNAVAILABLE",
-                    reason=f"Redis: {error}",
-                )
+                self._retrying(job_id, key, "SERVICE_UNAVAILABLE", f"Redis: {error}", log_only=True)
                 raise
             except TimeLimitExceeded:
-                self.registry.announce(
-                    lifecycle.RETRY,
-                    job_id,
-                    level=logging.WARNING,
-                    work=key,
-                    code="TIME_LIMIT_EXCEEDED",
-                    reason=f"over {self.settings.message_time_limit_seconds} s",
-                )
+                limit = self.settings.message_time_limit_seconds
+                self._retrying(job_id, key, "TIME_LIMIT_EXCEEDED", f"over {limit} s")
                 raise
             except Exception as error:
                 if self._retries_left():
                     log.exception("job %s: %s failed; it will be retried", job_id, key)
-                    self.registry.announce(
-                        lifecycle.RETRY,
-                        job_id,
-                        level=logging.WARNING,
-                        work=key,
-                        code=INTERNAL_ERROR,
-                        reason=f"{type(error).__name__}: {error}",
-                    )
+                    self._retrying(job_id, key, INTERNAL_ERROR, f"{type(error).__name__}: {error}")
                     raise
                 self._give_up(ctx, key, INTERNAL_ERROR, f"{type(error).__name__}: {error}")
             if key.stage != EVENTS:
@@ -192,6 +165,14 @@ class Runtime:
                     advance(ctx, key.stage, resumed=resumed)
             elif events_settled(self.registry, self.store, ctx.job):
                 advance(ctx, EVENTS, resumed=resumed)
+
+    def _retrying(
+        self, job_id: str, key: MessageKey, code: str, reason: str, *, log_only: bool = False
+    ) -> None:
+        """The ``retry`` event of a message Dramatiq is about to retry (``log_only``: Redis,
+        where the event stream lives, is away)."""
+        record = lifecycle.note if log_only else self.registry.announce
+        record(lifecycle.RETRY, job_id, level=logging.WARNING, work=key, code=code, reason=reason)
 
     def _retries_left(self) -> bool:
         message = CurrentMessage.get_current_message()

@@ -5,8 +5,6 @@ them (``pipeline/bench/run.py``), the limits and the baseline come from ``limits
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 #: The stages of the benchmark's trace, in order.
@@ -131,11 +129,3 @@ class SizeResult:
     runs: list[RunFigures]
     limits: LimitFigures | None = None
     baseline: BaselineFigure | None = None
-
-    def median(self, figure: Callable[[RunFigures], float]) -> float:
-        """The median of ``figure`` over the runs."""
-        return float(statistics.median(figure(run) for run in self.runs))
-
-
-def median(values: Sequence[float]) -> float:
-    return float(statistics.median(values)) if values else 0.0

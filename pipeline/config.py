@@ -40,6 +40,12 @@ DEFAULT_RESOLVE_MIN_PREFIX = 2
 #: Lots whose maintenance jobs are matched inside the SQL; above this the jobs table is scanned
 #: once and matched in Python (lots).
 DEFAULT_JOBS_PROBE_MAX = 100
+#: Lots matched per pass over the maintenance jobs table when there are more than
+#: ``DEFAULT_JOBS_PROBE_MAX`` (lots): the pass holds this many ids in a set (~100 bytes each).
+DEFAULT_JOBS_SCAN_LOTS = 50_000
+#: Page cache of the scratch database a lineage or aggregation run keeps its working set in
+#: (MiB per running stage): what a worker holds of a trace's graph and per-lot state.
+DEFAULT_SCRATCH_CACHE_MB = 16
 #: Items a Pareto chart keeps before folding the rest into "其他" (items).
 DEFAULT_PARETO_TOP_N = 10
 #: Longest date range a mid-section-defect seed query may span (days).
@@ -174,6 +180,8 @@ class Settings:
     oracle_pool_max: int = _env("TRACE_ORACLE_POOL_MAX", DEFAULT_ORACLE_POOL_MAX)
     resolve_min_prefix: int = _env("TRACE_RESOLVE_MIN_PREFIX", DEFAULT_RESOLVE_MIN_PREFIX)
     jobs_probe_max: int = _env("TRACE_JOBS_PROBE_MAX", DEFAULT_JOBS_PROBE_MAX)
+    jobs_scan_lots: int = _env("TRACE_JOBS_SCAN_LOTS", DEFAULT_JOBS_SCAN_LOTS)
+    scratch_cache_mb: int = _env("TRACE_SCRATCH_CACHE_MB", DEFAULT_SCRATCH_CACHE_MB)
     pareto_top_n: int = _env("TRACE_PARETO_TOP_N", DEFAULT_PARETO_TOP_N)
     msd_max_days: int = _env("TRACE_MSD_MAX_DAYS", DEFAULT_MSD_MAX_DAYS)
     job_ttl_seconds: int = _env("TRACE_JOB_TTL_SECONDS", DEFAULT_JOB_TTL_SECONDS)
@@ -232,6 +240,8 @@ class Settings:
             "pareto_top_n",
             "msd_max_days",
             "resolve_min_prefix",  # 0 would let a bare '*' resolve every lot in the warehouse
+            "jobs_scan_lots",
+            "scratch_cache_mb",
             "job_ttl_seconds",
             "events_group_batches",
             "retry_min_backoff_ms",

@@ -47,6 +47,19 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+class Counted(Iterator[T]):
+    """The items of an iterable passed through unchanged, counted as they go (``n``)."""
+
+    def __init__(self, items: Iterable[T]) -> None:
+        self._items = iter(items)
+        self.n = 0
+
+    def __next__(self) -> T:
+        item = next(self._items)
+        self.n += 1
+        return item
+
+
 def unique(items: Iterable[T]) -> list[T]:
     """Items without repeats, first occurrence kept, order kept."""
     return list(dict.fromkeys(items))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +27,7 @@ from pipeline.sources.base import Source
 from pipeline.stages import seed_resolve
 from pipeline.stages.aggregation import MsdAggregator, machine_families
 from pipeline.stages.detection import prepare_aggregator
-from pipeline.stages.events import fetch_events
+from pipeline.stages.events import fetch_events, lots_per_fetch
 from pipeline.stages.lineage import Lineage, trace_lineage
 
 __all__ = ["Progress", "TraceRequest", "TraceSummary", "cid_groups", "ndjson", "run_trace"]
@@ -90,7 +91,6 @@ def run_trace(
     report = progress or _Silent()
     profile = domains.validate_profile(request.profile)
     direction = request.direction()
-    wanted = request.event_domains()
     out = Path(out_dir)
     summary = TraceSummary(out_dir=out)
 
@@ -120,11 +120,12 @@ def run_trace(
         if seeds.seeds
         else Lineage(direction, [], settings.lineage_max_depth)
     )
-    lineage_data = lineage.payload()
+    with lineage:
+        lineage_data = lineage.payload()
+        cids = list(lineage.all_cids())
+        summary.lineage_nodes, summary.event_cids = lineage.node_count(), len(cids)
     _write_json(out / "lineage.json", lineage_data)
-    cids = lineage.all_cids()
-    summary.lineage_nodes, summary.event_cids = len(lineage.nodes), len(cids)
-    relations = lineage_data["ancestors" if lineage.backward else "descendants"]
+    relations = lineage_data["ancestors" if direction == domains.BACKWARD else "descendants"]
     roots = lineage_data.get("seed_roots", {})
     del lineage, lineage_data  # from here on only the ids and the per-seed relations are needed
     summary.seconds["lineage"] = time.perf_counter() - clock
@@ -135,12 +136,30 @@ def run_trace(
         aggregator = prepare_aggregator(
             source, request.params, seeds.container_ids, direction, settings
         )
-        aggregator.set_lineage(relations.items(), roots)
-    del seeds, relations, roots
+    with aggregator or nullcontext():
+        if aggregator is not None:
+            aggregator.set_lineage(relations.items(), roots)
+        del seeds, relations, roots
+        _events(source, request, settings, cids, out, aggregator, report, summary)
+        if aggregator is not None:
+            _aggregate(source, aggregator, out, report, summary)
+    _write_json(out / "summary.json", summary.as_dict())
+    return summary
 
+
+def _events(
+    source: Source,
+    request: TraceRequest,
+    settings: Settings,
+    cids: list[str],
+    out: Path,
+    aggregator: MsdAggregator | None,
+    report: Progress,
+    summary: TraceSummary,
+) -> None:
     clock = time.perf_counter()
-    size = source.in_list_size
-    report.start("events", sum(len(cid_groups(d, cids, size)) for d in wanted))
+    wanted = request.event_domains()
+    report.start("events", sum(len(cid_groups(d, cids, settings)) for d in wanted))
     for domain in wanted:
         summary.rows[domain] = _stream_domain(
             source, domain, cids, settings, out, aggregator, report
@@ -148,19 +167,20 @@ def run_trace(
     summary.seconds["events"] = time.perf_counter() - clock
     report.finish("events", f"{sum(summary.rows.values())} rows")
 
-    if aggregator is not None:
-        clock = time.perf_counter()
-        report.start("aggregation", None)
-        families = machine_families(source, aggregator.machine_ids())
-        summary.aggregation = aggregator.result(families)
-        _write_json(out / "aggregation.json", summary.aggregation)
-        with open(out / "detail.ndjson", "wb") as fh:
-            for row in aggregator.detail_rows():
-                fh.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
-        summary.seconds["aggregation"] = time.perf_counter() - clock
-        report.finish("aggregation", f"{len(summary.aggregation['attribution'])} machines")
-    _write_json(out / "summary.json", summary.as_dict())
-    return summary
+
+def _aggregate(
+    source: Source, aggregator: MsdAggregator, out: Path, report: Progress, summary: TraceSummary
+) -> None:
+    clock = time.perf_counter()
+    report.start("aggregation", None)
+    families = machine_families(source, aggregator.machine_ids())
+    summary.aggregation = aggregator.result(families)
+    _write_json(out / "aggregation.json", summary.aggregation)
+    with open(out / "detail.ndjson", "wb") as fh:
+        for row in aggregator.detail_rows():
+            fh.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+    summary.seconds["aggregation"] = time.perf_counter() - clock
+    report.finish("aggregation", f"{len(summary.aggregation['attribution'])} machines")
 
 
 def _stream_domain(
@@ -174,7 +194,7 @@ def _stream_domain(
 ) -> int:
     rows = 0
     with open(out / f"{domain}.ndjson", "wb") as fh:
-        for group in cid_groups(domain, cids, source.in_list_size):
+        for group in cid_groups(domain, cids, settings):
             for batch in fetch_events(
                 source, domain, group, jobs_probe_max=settings.jobs_probe_max
             ):
@@ -187,11 +207,10 @@ def _stream_domain(
     return rows
 
 
-def cid_groups(domain: str, cids: list[str], size: int) -> list[list[str]]:
-    """The lot lists one domain is fetched by: IN lists of at most ``size`` ids, except jobs,
-    whose table is read in one pass for all the lots (see ``fetch_events``)."""
-    if domain == domains.JOBS:
-        return [cids] if cids else []
+def cid_groups(domain: str, cids: list[str], settings: Settings) -> list[list[str]]:
+    """The lot lists one domain is fetched by (``lots_per_fetch``): IN lists of at most
+    ``in_list_size`` ids, or for jobs one pass over its table per ``jobs_scan_lots`` lots."""
+    size = lots_per_fetch(domain, settings.in_list_size, settings.jobs_scan_lots)
     return list(batched(cids, size))
 
 

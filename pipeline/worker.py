@@ -247,7 +247,7 @@ class Runtime:
             if request.from_cids:
                 if cids != job.cid_count:
                     self.registry.update(job.id, cid_count=cids)
-                self.registry.set_totals(job.id, events_totals(job, cids, settings.in_list_size))
+                self.registry.set_totals(job.id, events_totals(job, cids, settings))
         except redis.RedisError as error:
             raise ServiceUnavailable(f"the job store cannot be reached: {error}") from error
         try:

@@ -15,6 +15,7 @@ from pipeline.engine.context import StageContext
 from pipeline.engine.flow import events_part
 from pipeline.engine.lineage import lineage_part
 from pipeline.engine.recording import RecordingSource
+from pipeline.engine.seed_resolve import QUERIES_PART as SEED_QUERIES_PART
 from pipeline.engine.seed_resolve import seed_cids
 from pipeline.stages.aggregation import machine_families
 from pipeline.stages.detection import prepare_aggregator
@@ -25,30 +26,36 @@ DETAIL_COLUMNS = ("row",)  # one dict per row: the detail table's keys differ by
 
 
 def run_aggregation(ctx: StageContext) -> None:
-    """Compute the analysis; store it as blob ``aggregation`` and rows ``DETAIL_PART``."""
+    """Compute the analysis; store it as blob ``aggregation`` and rows ``DETAIL_PART``.
+
+    Only the domains the analysis reads are read back; the detection lots come from the
+    seed-resolve stage's recorded query when it asked the same (a date range), not from the
+    source again.
+    """
     job, store, settings = ctx.job, ctx.store, ctx.settings
-    source = RecordingSource(ctx, QUERIES_PART)
+    source = RecordingSource(ctx, QUERIES_PART, reuse=(SEED_QUERIES_PART,))
     direction = job.request.direction()
-    aggregator = prepare_aggregator(source, job.request.params, seed_cids(ctx), direction, settings)
-    roots = dict(_pairs(ctx, "seed_roots"))
     related = "ancestors" if direction == domains.BACKWARD else "descendants"
-    aggregator.set_lineage(_pairs(ctx, related), roots)
-    failed = ctx.registry.domain_states(job.id)
-    for domain in job.domains:
-        if domain in failed:
-            continue
-        for batch in store.read(job.id, events_part(domain)):
-            ctx.check_active()
-            aggregator.add_events(domain, batch)
-    families = machine_families(source, aggregator.machine_ids())
-    store.put_blob(job.id, "aggregation", aggregator.result(families))
-    store.write_rows(
-        job.id,
-        DETAIL_PART,
-        DETAIL_COLUMNS,
-        ((r,) for r in aggregator.detail_rows()),
-        settings.fetch_rows,
-    )
+    with prepare_aggregator(
+        source, job.request.params, seed_cids(ctx), direction, settings
+    ) as aggregator:
+        aggregator.set_lineage(_pairs(ctx, related), _pairs(ctx, "seed_roots"))
+        failed = ctx.registry.domain_states(job.id)
+        for domain in job.domains:
+            if domain in failed or not aggregator.uses(domain):
+                continue
+            for batch in store.read(job.id, events_part(domain)):
+                ctx.check_active()
+                aggregator.add_events(domain, batch)
+        families = machine_families(source, aggregator.machine_ids())
+        store.put_blob(job.id, "aggregation", aggregator.result(families))
+        store.write_rows(
+            job.id,
+            DETAIL_PART,
+            DETAIL_COLUMNS,
+            ((r,) for r in aggregator.detail_rows()),
+            settings.fetch_rows,
+        )
 
 
 def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:

@@ -1,6 +1,6 @@
 """The events stage of a job, one message at a time: a group of input batches of one domain.
 
-Each input batch (``in_list_size`` lots; for ``jobs`` all the lots) is fetched with
+Each input batch (``in_list_size`` lots; for ``jobs`` ``TRACE_JOBS_SCAN_LOTS``) is fetched with
 ``fetch_events`` and its rows are stored chunk by chunk as they arrive, then committed. A batch
 already in the manifest is skipped without asking the source. The domain's row guard
 (``TRACE_MAX_ROWS_PER_DOMAIN``) stops fetching once the domain is full and marks it truncated.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pipeline import domains
 from pipeline.engine.context import StageContext
-from pipeline.engine.flow import CIDS_PART, events_part, group_batches
+from pipeline.engine.flow import CIDS_PART, events_part, group_batches, jobs_batches
 from pipeline.stages.events import fetch_events
 from pipeline.store import Entry
 
@@ -61,8 +61,16 @@ def fetch_batch(ctx: StageContext, domain: str, batch: int) -> Entry:
 
 
 def batch_cids(ctx: StageContext, domain: str, batch: int) -> list[str]:
-    """The lots of input ``batch``: one stored batch of the lot list (``jobs``: all of it)."""
+    """The lots of input ``batch``: one stored batch of the lot list (``jobs``: the
+    ``jobs_batches`` stored batches from ``batch`` times that on)."""
     store, job_id = ctx.store, ctx.job.id
-    if domain == domains.JOBS:
-        return [row[0] for rows in store.read(job_id, CIDS_PART) for row in rows.rows]
-    return [row[0] for row in store.read_batch(job_id, CIDS_PART, batch)]
+    if domain != domains.JOBS:
+        return [row[0] for row in store.read_batch(job_id, CIDS_PART, batch)]
+    span = jobs_batches(ctx.settings)
+    total = store.finished(job_id, CIDS_PART)
+    return [
+        row[0]
+        for number in range(batch * span, (batch + 1) * span)
+        if number in total
+        for row in store.read_batch(job_id, CIDS_PART, number)
+    ]

@@ -13,11 +13,13 @@ import math
 import time
 
 from pipeline import domains, lifecycle, metrics
+from pipeline.config import Settings
 from pipeline.engine.context import StageContext
 from pipeline.job import EVENTS, Job
 from pipeline.messages import MessageKey
 from pipeline.pages import PageIndex
 from pipeline.registry import JobRegistry
+from pipeline.stages.events import lots_per_fetch
 from pipeline.store import CheckpointStore
 
 log = logging.getLogger(__name__)
@@ -30,13 +32,18 @@ def events_part(domain: str) -> str:
     return f"{EVENTS}:{domain}"
 
 
-def events_totals(job: Job, cid_count: int, in_list_size: int) -> dict[str, int]:
-    """Input batches per events domain: one per ``in_list_size`` lots; ``jobs`` is one batch
-    (its table is read in one pass for all the lots: see ``fetch_events``)."""
-    batches = math.ceil(cid_count / in_list_size)
-    return {
-        events_part(d): (min(batches, 1) if d == domains.JOBS else batches) for d in job.domains
-    }
+def events_totals(job: Job, cid_count: int, settings: Settings) -> dict[str, int]:
+    """Input batches per events domain: one per ``in_list_size`` lots; ``jobs`` one per
+    ``jobs_batches`` of those (its table is read once per batch: see ``fetch_events``)."""
+    batches = math.ceil(cid_count / settings.in_list_size)
+    jobs = math.ceil(batches / jobs_batches(settings))
+    return {events_part(d): (jobs if d == domains.JOBS else batches) for d in job.domains}
+
+
+def jobs_batches(settings: Settings) -> int:
+    """Lot-list batches one input batch of ``jobs`` covers (``TRACE_JOBS_SCAN_LOTS`` lots)."""
+    lots = lots_per_fetch(domains.JOBS, settings.in_list_size, settings.jobs_scan_lots)
+    return lots // settings.in_list_size
 
 
 def events_groups(total: int, group_batches: int) -> int:

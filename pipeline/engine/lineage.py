@@ -15,7 +15,7 @@ from pipeline.engine.recording import RecordingSource
 from pipeline.engine.seed_resolve import seed_cids
 from pipeline.errors import InvalidInput
 from pipeline.job import LARGE_QUEUE, QUEUE
-from pipeline.stages.lineage import Lineage, trace_lineage
+from pipeline.stages.lineage import Lineage, ListPart, MapPart, walk
 
 QUERIES_PART = "lineage:q"
 #: Where a map-valued part of the lineage document goes: rows of (key, value).
@@ -28,44 +28,48 @@ def lineage_part(key: str) -> str:
 
 
 def run_lineage(ctx: StageContext) -> None:
-    """Trace the seeds' genealogy; store the document and the lot list; size the job."""
+    """Trace the seeds' genealogy; store the document and the lot list; size the job.
+
+    The graph lives in a scratch database while this runs (``pipeline.scratch``); every part
+    is streamed from it into the store, so no part of the document is ever held whole.
+    """
+    settings = ctx.settings
+    direction = ctx.job.request.direction()
+    depth, cache_mb = settings.lineage_max_depth, settings.scratch_cache_mb
+    with Lineage(direction, seed_cids(ctx), depth, cache_mb=cache_mb) as graph:
+        if graph.seed_count():
+            walk(RecordingSource(ctx, QUERIES_PART), graph)
+        _store_graph(ctx, graph)
+
+
+def _store_graph(ctx: StageContext, graph: Lineage) -> None:
     job, settings, store = ctx.job, ctx.settings, ctx.store
-    direction = job.request.direction()
-    seeds = seed_cids(ctx)
-    graph = (
-        trace_lineage(
-            RecordingSource(ctx, QUERIES_PART),
-            seeds,
-            direction,
-            max_depth=settings.lineage_max_depth,
-        )
-        if seeds
-        else Lineage(direction, [], settings.lineage_max_depth)
-    )
-    cids = graph.all_cids()
-    check_cid_limit(len(cids), job.request.profile, settings.max_cids(job.request.profile))
+    count = graph.cid_count()
+    check_cid_limit(count, job.request.profile, settings.max_cids(job.request.profile))
     store.write_rows(
-        job.id, CIDS_PART, ("CONTAINERID",), ((c,) for c in cids), settings.in_list_size
+        job.id, CIDS_PART, ("CONTAINERID",), ((c,) for c in graph.all_cids()), settings.in_list_size
     )
     scalars: dict[str, Any] = {}
-    for key, value in graph.payload_parts():  # one part at a time: never the whole document
-        if isinstance(value, dict):
-            store.write_rows(
-                job.id, lineage_part(key), MAP_COLUMNS, value.items(), settings.fetch_rows
-            )
+    for key, value in graph.payload_parts():  # one part at a time, each streamed as it is read
+        if isinstance(value, MapPart):
+            store.write_rows(job.id, lineage_part(key), MAP_COLUMNS, value, settings.fetch_rows)
             scalars.setdefault("maps", []).append(key)
-        elif isinstance(value, list):
+        elif isinstance(value, ListPart):
             store.write_rows(
                 job.id, lineage_part(key), LIST_COLUMNS, ((v,) for v in value), settings.fetch_rows
             )
             scalars.setdefault("lists", []).append(key)
+        elif isinstance(value, dict):  # a fixed empty map of the contract ("merges")
+            store.write_rows(
+                job.id, lineage_part(key), MAP_COLUMNS, value.items(), settings.fetch_rows
+            )
+            scalars.setdefault("maps", []).append(key)
         else:
             scalars[key] = value
-        del value
-    store.put_blob(job.id, "lineage", {**scalars, "direction": direction})
-    queue = LARGE_QUEUE if len(cids) > settings.large_job_cids else QUEUE
-    ctx.registry.update(job.id, cid_count=len(cids), queue=queue)
-    ctx.registry.set_totals(job.id, events_totals(job, len(cids), settings.in_list_size))
+    store.put_blob(job.id, "lineage", {**scalars, "direction": graph.direction})
+    queue = LARGE_QUEUE if count > settings.large_job_cids else QUEUE
+    ctx.registry.update(job.id, cid_count=count, queue=queue)
+    ctx.registry.set_totals(job.id, events_totals(job, count, settings))
 
 
 def check_cid_limit(count: int, profile: str, limit: int) -> None:

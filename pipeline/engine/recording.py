@@ -6,13 +6,14 @@ same order. So query number *n* of the stage is batch *n* of its part: when the 
 (and the query text and binds match), its rows are read back from Redis instead of the source;
 otherwise the query runs, its rows are stored chunk by chunk as they stream through, and the
 batch is committed once the caller has read them all. A killed stage therefore re-asks the
-source only for the queries it had not finished.
+source only for the queries it had not finished. A query an earlier stage already recorded
+(``reuse``: the aggregation's detection lots are seed-resolve's) is read from there instead.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -21,18 +22,21 @@ from pipeline.engine.context import StageContext
 from pipeline.errors import SourceQueryError
 from pipeline.rows import RowBatch
 from pipeline.sources.base import Binds, Source
+from pipeline.store import Entry
 
 
 class RecordingSource(Source):
     """Wraps ``ctx.source``; records its queries under ``part`` of the job."""
 
-    def __init__(self, ctx: StageContext, part: str) -> None:
+    def __init__(self, ctx: StageContext, part: str, *, reuse: Sequence[str] = ()) -> None:
         inner = ctx.source
         super().__init__(fetch_rows=inner.fetch_rows, in_list_size=inner.in_list_size)
         self.dialect = inner.dialect  # type: ignore[misc]  # the wrapped source's SQL
         self.inner = inner
         self.ctx = ctx
         self.part = part
+        self.reuse = tuple(reuse)
+        self._reusable: dict[str, tuple[str, Entry]] | None = None
         self._next = 0
 
     def query(
@@ -67,6 +71,10 @@ class RecordingSource(Source):
                 )
             yield from ctx.store.read_entry(job_id, self.part, entry)
             return
+        earlier = self._recorded_earlier(digest)
+        if earlier is not None:  # an earlier stage asked the very same: read its answer
+            yield from ctx.store.read_entry(job_id, *earlier)
+            return
         ctx.check_active()
         ctx.start_batch(self.part, number)
         writer = ctx.store.writer(job_id, self.part, number, shared_columns=False)
@@ -74,6 +82,18 @@ class RecordingSource(Source):
             writer.add(batch)
             yield batch
         ctx.store.commit(job_id, self.part, writer.entry({"query": digest}))
+
+    def _recorded_earlier(self, digest: str) -> tuple[str, Entry] | None:
+        """The part and entry of a query with ``digest`` recorded by an earlier stage (one of
+        ``reuse``), if any."""
+        if self._reusable is None:
+            self._reusable = {}
+            for part in self.reuse:
+                for entry in self.ctx.store.manifest(self.ctx.job.id, part).values():
+                    recorded = entry.note.get("query")
+                    if recorded:
+                        self._reusable.setdefault(recorded, (part, entry))
+        return self._reusable.get(digest)
 
     def close(self) -> None:
         """The wrapped source belongs to the worker; nothing to close here."""

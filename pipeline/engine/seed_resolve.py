@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from pipeline import domains
 from pipeline.engine.context import StageContext
 from pipeline.engine.recording import RecordingSource
 from pipeline.errors import InvalidInput
 from pipeline.request import SEED_RESOLVE
+from pipeline.rows import Counted
 from pipeline.stages import seed_resolve
 
 #: Seed lots of the job: rows of ``SEED_COLUMNS``.
@@ -25,29 +28,38 @@ def run_seed_resolve(ctx: StageContext) -> None:
     """
     job, settings = ctx.job, ctx.settings
     request = job.request
-    found = seed_resolve.resolve(
-        RecordingSource(ctx, QUERIES_PART),
-        request.profile,
-        request.params,
-        min_prefix=settings.resolve_min_prefix,
-        max_days=settings.msd_max_days,
-    )
-    alone = request.job_kind == SEED_RESOLVE  # the dashboard's call: nothing found is an answer
-    if not found.seeds and request.profile != domains.MID_SECTION_DEFECT and not alone:
-        raise InvalidInput("no seed matched: nothing to trace", field="values", code="NO_SEEDS")
+    source = RecordingSource(ctx, QUERIES_PART)
+    seeds: Iterable[seed_resolve.Seed]
+    if seed_resolve.is_detection(request.profile, request.params):
+        # A date range may hold hundreds of thousands of lots: they stream into the store.
+        seeds = seed_resolve.detection_seeds(source, request.params, max_days=settings.msd_max_days)
+        not_found: list[str] = []
+    else:
+        found = seed_resolve.resolve(
+            source,
+            request.profile,
+            request.params,
+            min_prefix=settings.resolve_min_prefix,
+            max_days=settings.msd_max_days,
+        )
+        alone = request.job_kind == SEED_RESOLVE  # the dashboard's call: nothing found is an answer
+        if not found.seeds and request.profile != domains.MID_SECTION_DEFECT and not alone:
+            raise InvalidInput("no seed matched: nothing to trace", field="values", code="NO_SEEDS")
+        seeds, not_found = found.seeds, found.not_found
+    counted = Counted(seeds)
     ctx.store.write_rows(
         job.id,
         SEEDS_PART,
         SEED_COLUMNS,
-        ((s.container_id, s.container_name, s.lot_id) for s in found.seeds),
+        ((s.container_id, s.container_name, s.lot_id) for s in counted),
         settings.fetch_rows,
     )
-    ctx.store.put_blob(
-        job.id, "seed-resolve", {"seed_count": len(found.seeds), "not_found": found.not_found}
-    )
-    ctx.registry.update(job.id, seed_count=len(found.seeds))
+    ctx.store.put_blob(job.id, "seed-resolve", {"seed_count": counted.n, "not_found": not_found})
+    ctx.registry.update(job.id, seed_count=counted.n)
 
 
-def seed_cids(ctx: StageContext) -> list[str]:
-    """The job's seed lots, in resolve order."""
-    return [row[0] for batch in ctx.store.read(ctx.job.id, SEEDS_PART) for row in batch.rows]
+def seed_cids(ctx: StageContext) -> Iterator[str]:
+    """The job's seed lots, in resolve order, read a chunk at a time."""
+    for batch in ctx.store.read(ctx.job.id, SEEDS_PART):
+        for row in batch.rows:
+            yield row[0]

@@ -8,7 +8,6 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import InvalidInput
-from pipeline.rows import RowBatch
 from pipeline.sources.base import Source
 from pipeline.stages import seed_resolve
 from pipeline.stages.aggregation import MsdAggregator
@@ -36,13 +35,13 @@ def prepare_aggregator(
     settings: Settings,
 ) -> MsdAggregator:
     """An aggregator holding the detection lots of ``params`` (a date range at a station, or the
-    ``seed_cids`` themselves) and their rejects; the caller sets the lineage next.
+    ``seed_cids`` themselves) and their rejects; the caller sets the lineage next, and closes it.
+    ``seed_cids`` is read once (streamed, in date mode).
 
     Raises ``InvalidInput`` for bad params; source errors pass through.
     """
     station = params.get("station") or DEFAULT_STATION
     date_mode = not (params.get("resolve_type") or params.get("input_type"))
-    seeds = list(seed_cids)
     if date_mode:
         scope = seed_resolve.detection_scope(
             station,
@@ -50,26 +49,27 @@ def prepare_aggregator(
             params.get("end_date"),
             max_days=settings.msd_max_days,
         )
-        seed_set: set[str] | None = set(seeds)  # pj_types/packages may have narrowed the seeds
-    else:
-        scope = seed_resolve.DetectionScope(str(station), container_ids=tuple(seeds))
-        seed_set = None
+    else:  # the lots typed in: an IN list per batch, so they are held (a request's worth)
+        scope = seed_resolve.DetectionScope(str(station), container_ids=tuple(seed_cids))
     aggregator = MsdAggregator(
         direction=direction,
         station=scope.station,
         loss_reasons=loss_reasons(params.get("loss_reasons")),
         date_mode=date_mode,
         top_n=settings.pareto_top_n,
+        cache_mb=settings.scratch_cache_mb,
     )
-    for batch in scope.lots_query(source):
-        if seed_set is not None:
-            at = batch.index("CONTAINERID")
-            batch = RowBatch(batch.columns, [r for r in batch.rows if r[at] in seed_set])
-        aggregator.add_detection_lots(batch)
-    detected = [lot.cid for lot in aggregator.lots]
-    if detected:
-        for batch in scope.rejects_query(source, detected):
-            aggregator.add_detection_rejects(batch)
+    try:
+        if date_mode:  # pj_types/packages may have narrowed the seeds
+            aggregator.restrict_to(seed_cids)
+        for batch in scope.lots_query(source):
+            aggregator.add_detection_lots(batch)
+        if aggregator.lot_count():
+            for batch in scope.rejects_query(source, aggregator.detection_cids()):
+                aggregator.add_detection_rejects(batch)
+    except BaseException:
+        aggregator.close()
+        raise
     return aggregator
 
 

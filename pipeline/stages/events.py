@@ -74,6 +74,14 @@ SPECS: dict[str, DomainSpec] = {
 JOB_COLUMNS_EXTRA = ("CONTAINERID",)
 
 
+def lots_per_fetch(domain: str, in_list_size: int, jobs_scan_lots: int) -> int:
+    """Lots one ``fetch_events`` call is given: an IN list's worth, except ``jobs``, whose table
+    is read once per call, so it gets ``jobs_scan_lots`` (rounded down to whole IN lists)."""
+    if domain == domains.JOBS:
+        return max(1, jobs_scan_lots // in_list_size) * in_list_size
+    return in_list_size
+
+
 def fetch_events(
     source: Source,
     domain: str,

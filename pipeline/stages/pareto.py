@@ -36,17 +36,28 @@ def pareto(tallies: dict[str, Tally], top_n: int | None) -> list[dict[str, Any]]
     ``其他`` when it holds any quantity; ``cumulative_pct`` is each item's running share of all
     defects shown (2 decimals)."""
     ordered = sorted(tallies.items(), key=lambda kv: (-kv[1].defect_qty, kv[0]))
-    if top_n is not None and len(ordered) > top_n:
-        head, tail = ordered[:top_n], ordered[top_n:]
-        other = Tally()
-        for _, t in tail:
-            other.input_qty += t.input_qty
-            other.defect_qty += t.defect_qty
-            other.lot_count += t.lot_count
-        ordered = head + ([(OTHER, other)] if other.input_qty or other.defect_qty else [])
-    total = sum(t.defect_qty for _, t in ordered)
+    return ranked_pareto(ordered, top_n)
+
+
+def ranked_pareto(ranked: Iterable[tuple[str, Tally]], top_n: int | None) -> list[dict[str, Any]]:
+    """``pareto`` of items already in its order (defect qty desc, then name), read once and
+    holding only the first ``top_n``: for charts whose items grow with the trace (wafer roots,
+    material lots), ranked by the scratch database."""
+    head: list[tuple[str, Tally]] = []
+    other, folded = Tally(), 0
+    for name, t in ranked:
+        if top_n is None or len(head) < top_n:
+            head.append((name, t))
+            continue
+        other.input_qty += t.input_qty
+        other.defect_qty += t.defect_qty
+        other.lot_count += t.lot_count
+        folded += 1
+    if folded and (other.input_qty or other.defect_qty):
+        head.append((OTHER, other))
+    total = sum(t.defect_qty for _, t in head)
     items, running = [], 0.0
-    for name, t in ordered:
+    for name, t in head:
         running += t.defect_qty
         items.append(
             {

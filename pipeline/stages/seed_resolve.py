@@ -121,19 +121,35 @@ def resolve(
     profile = domains.validate_profile(profile)
     if not isinstance(params, Mapping):
         raise InvalidInput("params must be an object", field="params")
+    if is_detection(profile, params):
+        return SeedResolution(list(detection_seeds(source, params, max_days=max_days)), [])
     resolve_type = params.get("resolve_type") or params.get("input_type")
-    if profile == domains.MID_SECTION_DEFECT and not resolve_type:
-        return resolve_detection_seeds(
-            source,
-            station=params.get("station") or DEFAULT_STATION,
-            start_date=params.get("start_date"),
-            end_date=params.get("end_date"),
-            pj_types=params.get("pj_types"),
-            packages=params.get("packages"),
-            max_days=max_days,
-        )
     _check_type(profile, resolve_type)
     return resolve_seeds(source, str(resolve_type), params.get("values"), min_prefix=min_prefix)
+
+
+def is_detection(profile: str, params: Mapping[str, Any]) -> bool:
+    """Whether a request's seeds are a mid-section-defect detection scope (a station and a
+    date range) rather than values to look up."""
+    resolve_type = params.get("resolve_type") or params.get("input_type")
+    return domains.validate_profile(profile) == domains.MID_SECTION_DEFECT and not resolve_type
+
+
+def detection_seeds(
+    source: Source, params: Mapping[str, Any], *, max_days: int = 730
+) -> Iterator[Seed]:
+    """The seeds of a detection scope (``resolve_detection_seeds``) as they stream from the
+    warehouse, in lot-name order (sorted there), never collected: a date range may hold
+    hundreds of thousands of lots. Raises ``InvalidInput`` for bad params before any query."""
+    return resolve_detection_seeds(
+        source,
+        station=params.get("station") or DEFAULT_STATION,
+        start_date=params.get("start_date"),
+        end_date=params.get("end_date"),
+        pj_types=params.get("pj_types"),
+        packages=params.get("packages"),
+        max_days=max_days,
+    )
 
 
 def resolve_seeds(
@@ -308,7 +324,7 @@ class DetectionScope:
             },
         )
 
-    def rejects_query(self, source: Source, cids: Sequence[str]) -> Iterator[RowBatch]:
+    def rejects_query(self, source: Source, cids: Iterable[str]) -> Iterator[RowBatch]:
         """Rejects of ``cids`` at the station (per lot and loss reason), within the window."""
         group = require_group(self.station)
         predicate, station_binds = station_filter("r.WORKCENTERNAME", group)
@@ -349,15 +365,21 @@ def resolve_detection_seeds(
     pj_types: object = None,
     packages: object = None,
     max_days: int = 730,
-) -> SeedResolution:
-    """The lots that tracked in at ``station`` between the dates (inclusive), as seeds.
+) -> Iterator[Seed]:
+    """The lots that tracked in at ``station`` between the dates (inclusive), as seeds in
+    lot-name order (``msd/detection_lots`` sorts them), streamed. Checks the params at once.
 
     ``pj_types`` / ``packages`` (lists) keep only lots of those types / packages.
     """
     scope = detection_scope(station, start_date, end_date, max_days=max_days)
     keep_types = _optional_set(pj_types, "pj_types")
     keep_packages = _optional_set(packages, "packages")
-    seeds: list[Seed] = []
+    return _detection_seeds(source, scope, keep_types, keep_packages)
+
+
+def _detection_seeds(
+    source: Source, scope: DetectionScope, keep_types: set[str], keep_packages: set[str]
+) -> Iterator[Seed]:
     for batch in scope.lots_query(source):
         cid_at, name_at = batch.index("CONTAINERID"), batch.index("CONTAINERNAME")
         type_at, package_at = batch.index("PJ_TYPE"), batch.index("PRODUCTLINENAME")
@@ -367,9 +389,7 @@ def resolve_detection_seeds(
             if keep_packages and row[package_at] not in keep_packages:
                 continue
             name = row[name_at] or row[cid_at]
-            seeds.append(Seed(row[cid_at], name, name))
-    seeds.sort(key=lambda s: (s.lot_id, s.container_id))
-    return SeedResolution(seeds=seeds, not_found=[])
+            yield Seed(row[cid_at], name, name)
 
 
 def _parse_date(value: object, name: str) -> dt.date:

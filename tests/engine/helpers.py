@@ -15,7 +15,7 @@ from pipeline.engine.flow import events_part
 from pipeline.job import Job
 from pipeline.messages import MessageKey
 from pipeline.request import TraceRequest
-from pipeline.rows import batched
+from pipeline.runner import cid_groups
 from pipeline.sources.base import Source
 from pipeline.stages import seed_resolve
 from pipeline.stages.events import fetch_events
@@ -52,13 +52,13 @@ def direct_rows(source: Source, request: TraceRequest, settings: Settings) -> di
         seeds = seed_resolve.resolve(
             source, request.profile, request.params, min_prefix=settings.resolve_min_prefix
         )
-        lineage = trace_lineage(
+        with trace_lineage(
             source, seeds.container_ids, request.direction(), max_depth=settings.lineage_max_depth
-        )
-        cids = lineage.all_cids()
+        ) as lineage:
+            cids = list(lineage.all_cids())
     rows: dict[str, list[Any]] = {}
     for domain in request.domains:
-        groups = [cids] if domain == "jobs" else list(batched(cids, settings.in_list_size))
+        groups = cid_groups(domain, cids, settings)
         rows[domain] = [
             stable(batch.columns, row)
             for group in groups

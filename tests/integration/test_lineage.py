@@ -225,7 +225,7 @@ def test_lookups_are_batched_by_frontier_not_by_lot(warehouse: Path, seeds: list
         levels = source.queries["lineage/containers"]
         assert source.queries["lineage/merge_sources"] == levels
         assert 2 <= levels <= graph.max_depth + 1
-        assert levels * 2 < len(graph.nodes) / 50
+        assert levels * 2 < graph.node_count() / 50
 
 
 def test_unknown_ids_become_unknown_nodes_and_quotes_stay_values(source: Source) -> None:

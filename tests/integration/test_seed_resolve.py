@@ -164,11 +164,16 @@ def test_detection_seeds_are_the_lots_tested_in_the_date_range(
             "AND h.TRACKINTIMESTAMP >= '2026-06-01' AND h.TRACKINTIMESTAMP < '2026-06-11'"
         )
     }
-    result = resolve_detection_seeds(
-        sqlite_source, station="測試", start_date="2026-06-01", end_date="2026-06-10"
+    seeds = list(
+        resolve_detection_seeds(
+            sqlite_source, station="測試", start_date="2026-06-01", end_date="2026-06-10"
+        )
     )
-    assert set(result.container_ids) == expected and len(expected) > 50
-    assert [s.lot_id for s in result.seeds] == sorted(s.lot_id for s in result.seeds)
+    assert {s.container_id for s in seeds} == expected and len(expected) > 50
+    # sorted by the warehouse, in the order they stream
+    assert [(s.lot_id, s.container_id) for s in seeds] == sorted(
+        (s.lot_id, s.container_id) for s in seeds
+    )
     sbd = resolve_detection_seeds(
         sqlite_source,
         station="測試",
@@ -176,7 +181,7 @@ def test_detection_seeds_are_the_lots_tested_in_the_date_range(
         end_date="2026-06-10",
         pj_types=["SBD"],
     )
-    assert 0 < len(sbd.seeds) < len(result.seeds)
+    assert 0 < len(list(sbd)) < len(seeds)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 -- (partial track-outs and later steps of the station see less).
 -- {{ station_filter }}: the station's workcenter patterns as :wc_* binds (pipeline.workcenters).
 -- {{ scope }}: a date window (:start_date <= track-in < :end_date) or an id list (:cids).
+-- Sorted by lot name (the id where there is none), then id: the order seeds are listed in.
 SELECT t.CONTAINERID, t.CONTAINERNAME, t.MFGORDERNAME, t.PJ_TYPE, t.PRODUCTLINENAME, t.WORKFLOW,
        t.FINISHEDRUNCARD, t.DETECTION_EQUIPMENTID, t.DETECTION_EQUIPMENTNAME, t.TRACKINQTY,
        t.TRACKINTIMESTAMP
@@ -26,4 +27,4 @@ FROM (
       AND {{ station_filter }}
 ) t
 WHERE t.RN = 1
-ORDER BY t.CONTAINERID
+ORDER BY COALESCE(NULLIF(t.CONTAINERNAME, ''), t.CONTAINERID), t.CONTAINERID

@@ -71,7 +71,7 @@ def events_document(
         if page is not None and not chunks_exist(services, page):
             raise expired(job.id)
         pages[name] = page
-    aggregation = store.get_blob(job.id, "aggregation") if job.request.aggregates else None
+    aggregation = store.get_json(job.id, "aggregation") if job.request.aggregates else None
     if job.request.aggregates and aggregation is None and "aggregation" in job.completed:
         raise expired(job.id)
     fields: list[tuple[str, Any]] = [
@@ -84,7 +84,8 @@ def events_document(
                 for name in wanted
             ),
         ),
-        ("aggregation", aggregation),
+        # stored as JSON: spliced in as it is, never decoded here
+        ("aggregation", iter([aggregation]) if aggregation is not None else None),
         ("quality_meta", query_quality(quality)),
         ("domain_quality_meta", quality),
     ]

@@ -136,10 +136,10 @@ class JobStream:
             total_records += count
         job = self._wait_finished()
         if job.request.aggregates:
-            aggregation = self.store.get_blob(job.id, "aggregation")
+            aggregation = self.store.get_json(job.id, "aggregation")
             if aggregation is None:
                 raise StreamEnded("JOB_RESULT_EXPIRED", "the aggregation is gone")
-            yield render.line({"type": "aggregation", "data": aggregation})
+            yield b'{"type":"aggregation","data":' + aggregation + b"}\n"
         failed = sorted(self.registry.domain_states(job.id))
         if failed:
             yield render.line(

@@ -1,5 +1,6 @@
 """How rows and small documents are stored: msgpack, rows as arrays (columns kept apart), with a
-CRC-32 per chunk so a damaged or replaced chunk is noticed on read."""
+CRC-32 per chunk so a damaged or replaced chunk is noticed on read; a document every reader
+sends on whole (the aggregation) as JSON bytes, encoded once."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import msgpack
+import orjson
 
 _INT_LIMIT = 2**63
 
@@ -50,6 +52,12 @@ def pack_rows(rows: Sequence[Sequence[Any]]) -> bytes:
 def unpack_rows(data: bytes) -> list[tuple[Any, ...]]:
     """The rows of a chunk, as tuples."""
     return list(msgpack.unpackb(data, raw=False, use_list=False))
+
+
+def to_json(value: Any) -> bytes:
+    """JSON bytes of ``value`` as the API writes them (orjson: NaN/Infinity as null, non-string
+    keys as strings; Decimal and datetime as ``pack`` stores them)."""
+    return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS)
 
 
 def checksum(data: bytes) -> int:

@@ -84,8 +84,14 @@ def rate(bucket: str, client: str, window: int) -> str:
 
 
 def blob(job_id: str, name: str) -> str:
-    """String: one small msgpack document (a stage's summary, the aggregation result)."""
+    """String: one small msgpack document (a stage's summary)."""
     return f"{job(job_id)}:blob:{name}"
+
+
+def json_doc(job_id: str, name: str) -> str:
+    """String: one document as JSON bytes, encoded once when stored (the aggregation result,
+    which every result page and stream carries whole)."""
+    return f"{job(job_id)}:json:{name}"
 
 
 def claim(job_id: str, step: str) -> str:

@@ -167,6 +167,14 @@ class CheckpointStore:
         self.register(pipe, job_id, key)
         pipe.execute()
 
+    def put_json(self, job_id: str, name: str, value: Any) -> None:
+        """Store a document readers send on as JSON (``get_json``), encoded once, here."""
+        key = keys.json_doc(job_id, name)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(key, codec.to_json(value), ex=self.ttl)
+        self.register(pipe, job_id, key)
+        pipe.execute()
+
     def write_rows(
         self, job_id: str, part: str, columns: tuple[str, ...], rows: Iterable[Any], size: int
     ) -> int:
@@ -257,6 +265,11 @@ class CheckpointStore:
     def get_blob(self, job_id: str, name: str) -> Any:
         data = self.redis.get(keys.blob(job_id, name))
         return None if data is None else codec.unpack(codec.as_bytes(data))
+
+    def get_json(self, job_id: str, name: str) -> bytes | None:
+        """The JSON bytes ``put_json`` stored (``None`` when gone)."""
+        data = self.redis.get(keys.json_doc(job_id, name))
+        return None if data is None else codec.as_bytes(data)
 
     # ---- lifetime --------------------------------------------------------------------------
     def _job_keys(self, job_id: str) -> Iterator[list[bytes]]:

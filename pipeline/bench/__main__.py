@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import shlex
 import sys
 import time
@@ -19,23 +20,38 @@ from rich.console import Console
 
 from pipeline import domains
 from pipeline.bench import baseline, limits, report
-from pipeline.bench.model import SizeResult
+from pipeline.bench.model import Comparison, SizeResult
 from pipeline.bench.run import BenchStack, job_cids, measure_resume, run_once
 from pipeline.cli import ensure_warehouse
-from pipeline.sources.sqlite import SqliteSource
 from pipeline.store import CheckpointStore
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Sizes: lots after lineage (CIDs) of the benchmark's trace; 114K is the old system's crash.
 DEFAULT_SIZES = (10_000, 50_000, 114_000, 500_000)
+#: Warehouse lots per CID after lineage of that trace (the demo generator's ratio, measured:
+#: 10,920 lots -> 9,985 CIDs, 54,600 -> 50,060, 124,500 -> 114,067).
+LOTS_PER_CID = 1.092
 #: Sizes from this one up get ``--large-runs`` runs (each takes minutes).
 LARGE = 200_000
+
+
+def warehouse_lots(cids: int) -> int:
+    """Lots of the warehouse whose trace reaches about ``cids`` lots (rounded up to 100s)."""
+    return max(100, math.ceil(cids * LOTS_PER_CID / 100) * 100)
+
+
 #: The old system ran on a 7 GB VM: the baseline gets that much address space.
 BASELINE_MAX_MB = 7 * 1024
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ops/bench", description=__doc__)
-    p.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="lots per warehouse")
+    p.add_argument(
+        "--sizes",
+        default=",".join(map(str, DEFAULT_SIZES)),
+        help=f"lots after lineage (CIDs) per size, comma separated; the warehouse gets "
+        f"{LOTS_PER_CID} lots per CID",
+    )
     p.add_argument("--runs", type=int, default=3, help="runs per size (medians are quoted)")
     p.add_argument("--large-runs", type=int, default=1, help=f"runs per size >= {LARGE:,}")
     p.add_argument("--seed", type=int, default=1, help="warehouse seed")
@@ -48,16 +64,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-baseline", action="store_true", help="skip the in-memory baseline")
     p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md", help="the report")
     p.add_argument("--work", type=Path, default=ROOT / "var" / "bench", help="warehouses, logs")
+    p.add_argument(
+        "--before",
+        type=Path,
+        help="figures of an earlier version to compare with (JSON: label, commit, changes, "
+        "results as in results.json), e.g. ops/bench-before.json",
+    )
+    p.add_argument("--notes", type=Path, help="a Markdown file added to BENCHMARKS.md as notes")
     p.add_argument("--quick", action="store_true", help="one small run: a smoke test")
     args = p.parse_args(argv)
     if args.quick:
-        args.sizes, args.runs, args.baseline_max_mb = "1500", 1, 2048
+        args.sizes, args.runs, args.baseline_max_mb = "1400", 1, 2048
         if args.out == ROOT / "BENCHMARKS.md":
             args.out = args.work / "quick" / "BENCHMARKS.md"
     return args
 
 
-def measure_size(args: argparse.Namespace, lots: int, console: Console) -> SizeResult:
+def measure_size(args: argparse.Namespace, cids: int, console: Console) -> SizeResult:
+    lots = warehouse_lots(cids)
     db = args.work / f"warehouse-{lots}-{args.seed}.db"
     ensure_warehouse(db, lots, args.seed, console)
     bench = BenchStack(
@@ -68,36 +92,43 @@ def measure_size(args: argparse.Namespace, lots: int, console: Console) -> SizeR
         processes=args.processes,
         threads=args.threads,
     )
-    runs = args.large_runs if lots >= LARGE else args.runs
-    result = SizeResult(lots, [])
-    with console.status(f"{lots:,} lots: starting the worker and the API"):
+    runs = args.large_runs if cids >= LARGE else args.runs
+    result = SizeResult(lots, [], target_cids=cids)
+    label = f"{cids:,} CIDs ({lots:,}-lot warehouse)"
+    with console.status(f"{label}: starting the worker and the API"):
         stack = bench.start(args.work / "logs" / str(lots))
     try:
         job_id = ""
         for n in range(1, runs + 1):
-            with console.status(f"{lots:,} lots: run {n} of {runs}"):
+            with console.status(f"{label}: run {n} of {runs}"):
                 figures, job_id = run_once(bench, stack, lots)
             result.runs.append(figures)
             console.print(
-                f"{lots:,} lots, run {n}: {figures.cids:,} lots after lineage, "
+                f"{label}, run {n}: {figures.cids:,} lots after lineage, "
                 f"{figures.rows_stored:,} rows, {figures.end_to_end_seconds:.1f} s end to end, "
                 f"worker peak {figures.worker_peak:.0f} MB"
             )
-        with console.status(f"{lots:,} lots: the parts' limits"):
+        with console.status(f"{label}: the parts' limits"):
             store = CheckpointStore(bench.client(), ttl_seconds=3600)
-            with SqliteSource(db) as source:
-                result.limits = limits.measure_limits(source, store, job_id, domains.DOMAINS)
-            cids = job_cids(bench, job_id)
-        with console.status(f"{lots:,} lots: a job failed in aggregation, retried"):
+            result.limits = limits.measure_limits(
+                db,
+                store,
+                job_id,
+                domains.DOMAINS,
+                processes=args.processes,
+                settings=bench.settings(),
+            )
+            traced = job_cids(bench, job_id)
+        with console.status(f"{label}: a job failed in aggregation, retried"):
             result.runs[-1].resume = measure_resume(bench, stack)
     finally:
         stack.stop()
         bench.flush()
     if not args.no_baseline:
-        with console.status(f"{lots:,} lots: the old in-memory approach"):
+        with console.status(f"{label}: the old in-memory approach"):
             result.baseline = baseline.run_baseline(
                 db,
-                cids,
+                traced,
                 domains.DOMAINS,
                 max_mb=args.baseline_max_mb,
                 timeout_s=3600,
@@ -113,17 +144,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = [int(s) for s in str(args.sizes).split(",") if s.strip()]
     results: list[SizeResult] = []
     began = time.monotonic()
-    for lots in sizes:
-        results.append(measure_size(args, lots, console))
+    for cids in sizes:
+        results.append(measure_size(args, cids, console))
         # Raw figures after every size: a later failure loses nothing measured.
         raw = [dataclasses.asdict(r) for r in results]
         (args.work / "results.json").write_bytes(
             orjson.dumps(raw, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
         )
+    before = Comparison.from_dict(orjson.loads(args.before.read_bytes())) if args.before else None
     out = Console()
     for table in report.summary_tables(results):
         out.print(table)
     out.print(report.targets_table(results))
+    if before is not None:
+        out.print(report.comparison_table(before, results))
     command = "ops/bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     chart = args.out.with_name("benchmarks.png")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         machine=report.machine_description(redis_version),
         command=command.strip(),
         chart=chart.name,
+        notes=args.notes.read_text(encoding="utf-8") if args.notes else "",
+        before=before,
     )
     out.print(
         f"Wrote {args.out} and {chart} ({time.monotonic() - began:.0f} s; raw figures: "

@@ -1,20 +1,28 @@
 """The limits of the parts, measured on the same data as the runs: how fast the warehouse hands
 over each domain's rows when nothing is done with them (a bare ``fetchmany`` scan of the very
-query the events stage runs), and how fast stored chunks become the stream's NDJSON (Redis GET +
-msgpack unpack + the stream's own encoding, no HTTP). A run can be no faster than these."""
+query the events stage runs, on as many processes as the workers), and how fast stored chunks
+become the stream's NDJSON (Redis GET + msgpack unpack + the stream's own encoding, no HTTP, one
+thread like a stream). A run can be no faster than these."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import statistics
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 from http_api import render
 from pipeline import domains as domain_names
 from pipeline.bench.model import LimitFigures
+from pipeline.config import Settings
 from pipeline.engine.flow import CIDS_PART, events_part
-from pipeline.rows import RowBatch, clean_values
+from pipeline.rows import RowBatch, batched, clean_values
 from pipeline.sources.base import Source
-from pipeline.stages.events import SPECS
+from pipeline.sources.sqlite import SqliteSource
+from pipeline.stages.events import SPECS, lots_per_fetch
 from pipeline.store import CheckpointStore
 
 
@@ -30,23 +38,59 @@ def _domain_query(source: Source, domain: str, ids: list[str]) -> Iterator[RowBa
 
 
 def scan_domains(
-    source: Source, cids: Sequence[str], domains: Sequence[str]
+    db: Path,
+    cids: Sequence[str],
+    domains: Sequence[str],
+    *,
+    processes: int,
+    settings: Settings,
 ) -> tuple[dict[str, int], dict[str, float]]:
     """Rows and wall seconds per domain of a bare scan of each domain's events query over the
-    lots ``cids``: the same SQL, binds and IN batches (``source.query_in``) as ``fetch_events``,
-    but the fetched batches are only counted. For ``jobs`` the rows are the scanned jobs, not
-    the job-per-lot rows the pipeline derives from them."""
+    lots ``cids``, spread over ``processes`` processes as the workers spread the events stage:
+    the same SQL, binds and IN batches (``source.query_in``), one task per events message's
+    worth of batches (``TRACE_EVENTS_GROUP_BATCHES``; ``jobs``: one per jobs batch), but the
+    fetched rows are only counted. For ``jobs`` the rows are the scanned jobs, not the
+    job-per-lot rows the pipeline derives from them. The processes are started and have their
+    warehouse open before the clock starts."""
     ids = clean_values(cids)
     rows: dict[str, int] = {}
     seconds: dict[str, float] = {}
-    for domain in domains:
-        count = 0
-        started = time.perf_counter()
-        for batch in _domain_query(source, domain, ids):
-            count += len(batch.rows)
-        seconds[domain] = time.perf_counter() - started
-        rows[domain] = count
+    context = multiprocessing.get_context("spawn")  # the bench runs threads: never fork it
+    init = (str(db), settings.fetch_rows, settings.in_list_size)
+    with ProcessPoolExecutor(processes, context, initializer=_open, initargs=init) as pool:
+        while len(set(pool.map(_ready, range(processes)))) < processes:
+            pass  # idle workers take the next task: wait until every process has started
+        for domain in domains:
+            lots = settings.in_list_size * settings.events_group_batches
+            if domain == domain_names.JOBS:
+                lots = lots_per_fetch(domain, settings.in_list_size, settings.jobs_scan_lots)
+            tasks = [(domain, group) for group in batched(ids, lots)]
+            started = time.perf_counter()
+            rows[domain] = sum(pool.map(_scan, tasks))
+            seconds[domain] = time.perf_counter() - started
     return rows, seconds
+
+
+_source: Source | None = None
+
+
+def _open(db: str, fetch_rows: int, in_list_size: int) -> None:
+    """Pool initializer: this process's warehouse connection."""
+    global _source
+    _source = SqliteSource(db, fetch_rows=fetch_rows, in_list_size=in_list_size)
+
+
+def _ready(_: int) -> int:
+    """Holds a pool process long enough that the next task goes to another one."""
+    assert _source is not None
+    time.sleep(0.2)
+    return os.getpid()
+
+
+def _scan(task: tuple[str, list[str]]) -> int:
+    domain, ids = task
+    assert _source is not None
+    return sum(len(batch.rows) for batch in _domain_query(_source, domain, ids))
 
 
 def read_encode(store: CheckpointStore, job_id: str, domains: Sequence[str]) -> tuple[int, float]:
@@ -78,11 +122,23 @@ def read_encode(store: CheckpointStore, job_id: str, domains: Sequence[str]) -> 
 
 
 def measure_limits(
-    source: Source, store: CheckpointStore, job_id: str, domains: Sequence[str]
+    db: Path,
+    store: CheckpointStore,
+    job_id: str,
+    domains: Sequence[str],
+    *,
+    processes: int,
+    settings: Settings,
+    repeats: int = 3,
 ) -> LimitFigures:
     """Both limits for a finished job: the scan over the job's lots (its ``lineage:cids``
-    part, ``CONTAINERID`` in the first column) and the read + encode of its stored rows."""
+    part), on as many processes as the workers have, and the read + encode of its stored rows
+    in one thread, as the API streams (the median of ``repeats``)."""
     cids = [row[0] for batch in store.read(job_id, CIDS_PART) for row in batch.rows]
-    scan_rows, scan_seconds = scan_domains(source, cids, domains)
-    encoded_rows, encode_seconds = read_encode(store, job_id, domains)
+    scan_rows, scan_seconds = scan_domains(
+        db, cids, domains, processes=processes, settings=settings
+    )
+    timings = [read_encode(store, job_id, domains) for _ in range(max(1, repeats))]
+    encoded_rows = timings[0][0]
+    encode_seconds = statistics.median(seconds for _, seconds in timings)
     return LimitFigures(scan_rows, scan_seconds, encoded_rows, encode_seconds)

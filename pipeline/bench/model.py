@@ -6,6 +6,7 @@ them (``pipeline/bench/run.py``), the limits and the baseline come from ``limits
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 #: The stages of the benchmark's trace, in order.
 STAGES = ("seed-resolve", "lineage", "events", "aggregation")
@@ -125,7 +126,59 @@ class BaselineFigure:
 class SizeResult:
     """All runs at one size, with the limits and the baseline measured on the same data."""
 
-    lots: int
+    lots: int  # lots in the warehouse
     runs: list[RunFigures]
     limits: LimitFigures | None = None
     baseline: BaselineFigure | None = None
+    target_cids: int = 0  # the size asked for: lots after lineage
+
+    @property
+    def cids(self) -> int:
+        """Lots after lineage: the median over the runs (the size asked for before any run)."""
+        traced = sorted(run.cids for run in self.runs)
+        return traced[len(traced) // 2] if traced else self.target_cids
+
+
+def size_from_dict(raw: dict[str, Any]) -> SizeResult:
+    """A ``SizeResult`` from its ``dataclasses.asdict`` form (``results.json``)."""
+    runs = []
+    for run in raw.get("runs", []):
+        resume = run.get("resume")
+        runs.append(
+            RunFigures(
+                **{
+                    **run,
+                    "stages": {k: StageFigure(**v) for k, v in run["stages"].items()},
+                    "resume": ResumeFigure(**resume) if resume else None,
+                    "rss_series": [RssSample(**s) for s in run.get("rss_series", [])],
+                }
+            )
+        )
+    limits, baseline = raw.get("limits"), raw.get("baseline")
+    return SizeResult(
+        lots=raw["lots"],
+        runs=runs,
+        limits=LimitFigures(**limits) if limits else None,
+        baseline=BaselineFigure(**baseline) if baseline else None,
+        target_cids=raw.get("target_cids", 0),
+    )
+
+
+@dataclass
+class Comparison:
+    """Figures of an earlier version of the service (``ops/bench --before FILE``): what it
+    was (``label``, ``commit``), what changed since (``changes``, Markdown) and its results."""
+
+    label: str
+    commit: str
+    changes: str
+    results: list[SizeResult]
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Comparison:
+        return cls(
+            label=raw["label"],
+            commit=raw["commit"],
+            changes=raw.get("changes", ""),
+            results=[size_from_dict(size) for size in raw["results"]],
+        )

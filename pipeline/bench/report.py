@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, NamedTuple
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.bench.model import STAGES, RunFigures, SizeResult
+from pipeline.bench.model import STAGES, Comparison, RunFigures, SizeResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 NONE = "—"  # a figure that was not measured
-TARGET_LOTS = 114_000
-#: The "114K" target reads the size closest to TARGET_LOTS, if it is within this fraction.
-TARGET_LOTS_TOLERANCE = 0.2
+TARGET_CIDS = 114_000
+#: The "114K" target reads the size closest to TARGET_CIDS, if it is within this fraction.
+TARGET_TOLERANCE = 0.2
 WORKER_PEAK_GOAL_MB = 256.0
 WORKER_FLAT_BAND = 0.2
 API_PEAK_GOAL_MB = 128.0
@@ -196,8 +196,8 @@ def _baseline_peak(size: SizeResult) -> str:
     return _mb(base.peak_mb) if base.finished else f"≥ {_mb(base.peak_mb)}"
 
 
-def _lots_column() -> Column:
-    return Column("lots", lambda size: f"{size.lots:,}")
+def _size_column() -> Column:
+    return Column("CIDs", lambda size: f"{size.cids:,}")
 
 
 def _stage_column(stage: str) -> Column:
@@ -208,19 +208,20 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "Stages (median over the runs)",
         (
-            _lots_column(),
-            Column("CIDs", lambda size: _count(_median(size, lambda run: run.cids))),
+            _size_column(),
+            Column("warehouse lots", lambda size: f"{size.lots:,}"),
             Column("runs", lambda size: str(len(size.runs))),
             *(_stage_column(stage) for stage in STAGES),
             Column("end to end s", lambda s: _seconds(_median(s, lambda r: r.end_to_end_seconds))),
             Column("events rows/s", lambda size: _rate(_median(size, _events_rows_per_s))),
         ),
-        "Stage columns: wall seconds from the stage's start to its end. CIDs: lots after lineage.",
+        "CIDs: lots after lineage (the trace's size). Stage columns: wall seconds from the "
+        "stage's start to its end.",
     ),
     Section(
         "Memory and serving (median over the runs)",
         (
-            _lots_column(),
+            _size_column(),
             Column("worker peak MB", lambda size: _mb(_median(size, _worker_peak))),
             Column("API peak MB", lambda size: _mb(_median(size, lambda run: run.api_peak_mb))),
             Column(
@@ -241,7 +242,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "Resume, and throughput against the parts alone (median over the runs)",
         (
-            _lots_column(),
+            _size_column(),
             Column("resume s", lambda size: _seconds(_median(size, _resume_seconds))),
             Column("resume: queries by earlier stages", _max_earlier_queries),
             Column(
@@ -265,7 +266,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "Against the old approach",
         (
-            _lots_column(),
+            _size_column(),
             Column("baseline s", _baseline_seconds),
             Column("baseline peak MB", _baseline_peak),
             Column("baseline s / end to end s", lambda size: _times(_baseline_time_ratio(size))),
@@ -279,7 +280,7 @@ SECTIONS: tuple[Section, ...] = (
 
 
 def _sorted(results: Sequence[SizeResult]) -> list[SizeResult]:
-    return sorted(results, key=lambda size: size.lots)
+    return sorted(results, key=lambda size: size.cids)
 
 
 def summary_tables(results: Sequence[SizeResult]) -> list[Table]:
@@ -327,13 +328,13 @@ class Target:
         return TargetResult(self.label, measured, self.goal, met)
 
 
-def _closest_size(results: Sequence[SizeResult], lots: int) -> SizeResult | None:
-    """The size closest to ``lots``, if it is within TARGET_LOTS_TOLERANCE of it."""
+def _closest_size(results: Sequence[SizeResult], cids: int) -> SizeResult | None:
+    """The size whose trace is closest to ``cids`` lots, if within TARGET_TOLERANCE of it."""
     sized = [size for size in results if size.runs]
     if not sized:
         return None
-    closest = min(sized, key=lambda size: abs(size.lots - lots))
-    return closest if abs(closest.lots - lots) <= TARGET_LOTS_TOLERANCE * lots else None
+    closest = min(sized, key=lambda size: abs(size.cids - cids))
+    return closest if abs(closest.cids - cids) <= TARGET_TOLERANCE * cids else None
 
 
 def _per_size(
@@ -343,13 +344,13 @@ def _per_size(
 
 
 def _worker_peak_at_target(results: Sequence[SizeResult]) -> tuple[str, bool | None]:
-    size = _closest_size(results, TARGET_LOTS)
+    size = _closest_size(results, TARGET_CIDS)
     if size is None:
-        return f"no size within ±{TARGET_LOTS_TOLERANCE:.0%} of {TARGET_LOTS:,} lots", None
+        return f"no size within ±{TARGET_TOLERANCE:.0%} of {TARGET_CIDS:,} CIDs", None
     peak = _median(size, _worker_peak)
     if peak is None:
-        return f"not measured at {size.lots:,} lots", None
-    return f"{_mb(peak)} MB at {size.lots:,} lots", peak <= WORKER_PEAK_GOAL_MB
+        return f"not measured at {size.cids:,} CIDs", None
+    return f"{_mb(peak)} MB at {size.cids:,} CIDs", peak <= WORKER_PEAK_GOAL_MB
 
 
 def _worker_peak_flat(results: Sequence[SizeResult]) -> tuple[str, bool | None]:
@@ -364,7 +365,7 @@ def _worker_peak_flat(results: Sequence[SizeResult]) -> tuple[str, bool | None]:
     low, high = min(peak for _, peak in peaks), max(peak for _, peak in peaks)
     measured = (
         f"{_mb(low)}–{_mb(high)} MB over {len(peaks)} sizes, mean {_mb(mean)}; "
-        f"furthest {worst:+.0%} at {worst_size.lots:,} lots"
+        f"furthest {worst:+.0%} at {worst_size.cids:,} CIDs"
     )
     return measured, all(abs(d) <= WORKER_FLAT_BAND for _, d in deviations)
 
@@ -383,7 +384,7 @@ def _worst(
         return "not measured", None
     pick = max if largest_is_worst else min
     size, value = pick(values, key=lambda item: item[1])
-    measured = f"{fmt(value)}{unit} at {size.lots:,} lots"
+    measured = f"{fmt(value)}{unit} at {size.cids:,} CIDs"
     if len(values) > 1:
         measured = f"worst {measured}"
     if len(values) < len(results):
@@ -415,7 +416,7 @@ def _plural(n: int, one: str, many: str) -> str:
 
 TARGETS: tuple[Target, ...] = (
     Target(
-        f"Worker peak RSS at {TARGET_LOTS // 1000}K lots (median over runs)",
+        f"Worker peak RSS at {TARGET_CIDS // 1000}K CIDs (median over runs)",
         f"≤ {WORKER_PEAK_GOAL_MB:.0f} MB",
         _worker_peak_at_target,
     ),
@@ -519,6 +520,43 @@ def targets_table(results: Sequence[SizeResult]) -> Table:
     return table
 
 
+# ---- before and after ---------------------------------------------------------------------------
+
+#: The figures ``--before`` compares: header, per-run figure, format.
+COMPARED: tuple[
+    tuple[str, Callable[[RunFigures], float | None], Callable[[float | None], str]], ...
+] = (
+    ("worker peak MB", _worker_peak, _mb),
+    ("end to end s", lambda run: run.end_to_end_seconds, _seconds),
+    *((f"{stage} s", _stage_seconds(stage), _seconds) for stage in STAGES),
+    ("events rows/s", _events_rows_per_s, _rate),
+)
+
+
+def comparison_rows(before: Comparison, results: Sequence[SizeResult]) -> list[list[str]]:
+    """Per size: its CIDs, then ``before → now`` for each of ``COMPARED`` (the earlier size
+    closest in CIDs, within TARGET_TOLERANCE; ``—`` where there is none)."""
+    rows = []
+    for size in _sorted(results):
+        old = _closest_size(before.results, size.cids)
+        cells = [f"{size.cids:,}"]
+        for _header, figure, fmt in COMPARED:
+            was = _median(old, figure) if old is not None else None
+            cells.append(f"{fmt(was)} → {fmt(_median(size, figure))}")
+        rows.append(cells)
+    return rows
+
+
+def comparison_table(before: Comparison, results: Sequence[SizeResult]) -> Table:
+    """``comparison_rows`` as a rich table."""
+    table = Table(title=f"Before ({before.label}, {before.commit}) → now")
+    for header in ("CIDs", *(header for header, _, _ in COMPARED)):
+        table.add_column(header, justify="right", overflow="fold")
+    for row in comparison_rows(before, results):
+        table.add_row(*(Text(cell) for cell in row))
+    return table
+
+
 # ---- BENCHMARKS.md ------------------------------------------------------------------------------
 
 
@@ -545,6 +583,7 @@ def markdown(
     notes: str = "",
     chart: str | Path | None = DEFAULT_CHART,
     generated: dt.datetime | None = None,
+    before: Comparison | None = None,
 ) -> str:
     """The text of ``BENCHMARKS.md`` (see ``write_markdown``)."""
     when = (generated or dt.datetime.now()).astimezone()
@@ -562,8 +601,9 @@ def markdown(
         "",
         "## Figures",
         "",
-        "One row per size (lots in the warehouse). Figures are medians over the runs at that "
-        "size; the *runs* column says how many.",
+        "One row per size: the lots after lineage (CIDs) of the trace; the first table also "
+        "gives the warehouse's lots. Figures are medians over the runs at that size; the *runs* "
+        "column says how many.",
     ]
     for section in SECTIONS:
         out += [
@@ -597,6 +637,22 @@ def markdown(
             [False, False, False, False],
         ),
     ]
+    if before is not None:
+        out += [
+            "",
+            "## Before and after",
+            "",
+            f"Against {before.label} (commit `{before.commit}`), measured with the same "
+            "benchmark on the same warehouses; each cell is *before → now* (medians).",
+            "",
+            _md_table(
+                ["CIDs", *(header for header, _, _ in COMPARED)],
+                comparison_rows(before, results),
+                [True] * (len(COMPARED) + 1),
+            ),
+        ]
+        if before.changes.strip():
+            out += ["", before.changes.strip()]
     if chart is not None:
         out += [
             "",
@@ -621,6 +677,7 @@ def write_markdown(
     notes: str = "",
     chart: str | Path | None = DEFAULT_CHART,
     generated: dt.datetime | None = None,
+    before: Comparison | None = None,
 ) -> None:
     """Write ``BENCHMARKS.md``: how to reproduce, the machine and date, the figures, the targets,
     a link to the chart and the notes. ``chart`` is the PNG's path, relative to ``path``'s
@@ -628,7 +685,13 @@ def write_markdown(
     if chart is not None and Path(chart).is_absolute():
         chart = os.path.relpath(chart, path.resolve().parent)
     text = markdown(
-        results, machine=machine, command=command, notes=notes, chart=chart, generated=generated
+        results,
+        machine=machine,
+        command=command,
+        notes=notes,
+        chart=chart,
+        generated=generated,
+        before=before,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
@@ -680,7 +743,7 @@ def _draw_rss(ax: Axes, results: Sequence[SizeResult]) -> None:
     from matplotlib.patches import Patch
 
     sized = [size for size in results if size.runs]
-    largest = max(sized, key=lambda size: size.lots) if sized else None
+    largest = max(sized, key=lambda size: size.cids) if sized else None
     samples = sorted(largest.runs[0].rss_series, key=lambda s: s.t) if largest else []
     ax.set_xlabel("seconds since the job was submitted")
     ax.set_ylabel("resident memory (MB)")
@@ -689,7 +752,7 @@ def _draw_rss(ax: Axes, results: Sequence[SizeResult]) -> None:
         ax.text(0.5, 0.5, "no RSS samples", ha="center", va="center", transform=ax.transAxes)
         return
     ax.set_title(
-        f"(a) Worker resident memory over time: {largest.lots:,} lots, first run", loc="left"
+        f"(a) Worker resident memory over time: {largest.cids:,} CIDs, first run", loc="left"
     )
     spans = _stage_spans([(s.t, s.stage) for s in samples])
     for stage, start, end in spans:
@@ -736,7 +799,7 @@ def _draw_throughput(ax: Axes, results: Sequence[SizeResult]) -> None:
         values = [_median(size, _stage_rows_per_s(stage)) for stage in STAGES]
         xs = [j - 0.4 + width * (i + 0.5) for j in range(len(STAGES))]
         heights = [v if v is not None else math.nan for v in values]
-        bars = ax.bar(xs, heights, width * 0.92, color=cmap[i], label=f"{size.lots:,} lots")
+        bars = ax.bar(xs, heights, width * 0.92, color=cmap[i], label=f"{size.cids:,} CIDs")
         ax.bar_label(
             bars,
             labels=[_compact(v) if v is not None else "" for v in values],

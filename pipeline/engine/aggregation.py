@@ -23,6 +23,9 @@ from pipeline.stages.detection import prepare_aggregator
 QUERIES_PART = "aggregation:q"
 DETAIL_PART = "aggregation:detail"
 DETAIL_COLUMNS = ("row",)  # one dict per row: the detail table's keys differ by direction
+#: Detail rows per stored chunk: a row carries its lot's upstream machines and materials (a few
+#: KB as Python objects), so a chunk of ``fetch_rows`` of them would hold tens of MB at once.
+DETAIL_CHUNK_ROWS = 500
 
 
 def run_aggregation(ctx: StageContext) -> None:
@@ -48,13 +51,14 @@ def run_aggregation(ctx: StageContext) -> None:
                 ctx.check_active()
                 aggregator.add_events(domain, batch)
         families = machine_families(source, aggregator.machine_ids())
-        store.put_blob(job.id, "aggregation", aggregator.result(families))
+        # Every result page and stream carries the whole analysis: encoded once, here.
+        store.put_json(job.id, "aggregation", aggregator.result(families))
         store.write_rows(
             job.id,
             DETAIL_PART,
             DETAIL_COLUMNS,
             ((r,) for r in aggregator.detail_rows()),
-            settings.fetch_rows,
+            DETAIL_CHUNK_ROWS,
         )
 
 

@@ -56,6 +56,8 @@ DETECTION_COLUMNS = (
 )
 #: Seed/related pairs applied per round trip to the scratch database (pairs).
 LINEAGE_CHUNK = 1000
+#: Lots looked up in one query when an event batch's lots are checked for owners (lots).
+OWNED_LOOKUP = 500
 
 SCHEMA = """
 CREATE TABLE wanted (cid TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -77,11 +79,10 @@ CREATE TABLE machines (
 CREATE TABLE materials (
     idx INTEGER PRIMARY KEY, part TEXT NOT NULL, lot TEXT NOT NULL, UNIQUE (part, lot)
 );
--- backward: what each family lot used, then (finish) what each detection lot is credited with
-CREATE TABLE cid_machines (cid TEXT NOT NULL, machine INTEGER NOT NULL,
-    PRIMARY KEY (cid, machine)) WITHOUT ROWID;
-CREATE TABLE cid_materials (cid TEXT NOT NULL, material INTEGER NOT NULL,
-    PRIMARY KEY (cid, material)) WITHOUT ROWID;
+-- backward: what each family lot used (appended as folded: repeats are dropped by finish),
+-- then (finish) what each detection lot is credited with
+CREATE TABLE cid_machines (cid TEXT NOT NULL, machine INTEGER NOT NULL);
+CREATE TABLE cid_materials (cid TEXT NOT NULL, material INTEGER NOT NULL);
 CREATE TABLE lot_machines (idx INTEGER NOT NULL, machine INTEGER NOT NULL,
     PRIMARY KEY (idx, machine)) WITHOUT ROWID;
 CREATE TABLE lot_materials (idx INTEGER NOT NULL, material INTEGER NOT NULL,
@@ -95,6 +96,8 @@ CREATE TABLE cid_downstream (cid TEXT NOT NULL, grp TEXT NOT NULL, qty NOT NULL,
     PRIMARY KEY (cid, grp)) WITHOUT ROWID;
 CREATE TABLE downstream (idx INTEGER NOT NULL, grp TEXT NOT NULL, qty NOT NULL,
     PRIMARY KEY (idx, grp)) WITHOUT ROWID;
+-- the detail table's order: worst defect rate first
+CREATE TABLE detail_order (pos INTEGER PRIMARY KEY, idx INTEGER NOT NULL);
 """
 
 #: Per detection lot, what the family lots it owns used or met (``finish``).
@@ -153,7 +156,7 @@ class MsdAggregator:
         self._restricted = False
         self._finished = False
         self.machines: list[Machine] = []
-        self.machine_index: dict[Machine, int] = {}
+        self.machine_index: dict[tuple[str, str, str], int] = {}
         # forward: totals per downstream station, machine and loss reason (the factory's size)
         self.station_input: dict[str, float] = {}
         self.station_reject: dict[str, float] = {}
@@ -284,15 +287,12 @@ class MsdAggregator:
     def _owned(self, batch: RowBatch) -> set[str]:
         """The lots of ``batch`` that belong to a detection lot."""
         cid_at = batch.index("CONTAINERID")
-        self.db.execute("DELETE FROM batch_cids")
-        self.db.executemany(
-            "INSERT OR IGNORE INTO batch_cids VALUES (?)", ((row[cid_at],) for row in batch.rows)
-        )
-        rows = self.db.execute(
-            "SELECT b.cid FROM batch_cids b "
-            "WHERE EXISTS (SELECT 1 FROM owners o WHERE o.cid = b.cid)"
-        )
-        return {cid for (cid,) in rows}
+        owned: set[str] = set()
+        for chunk in batched({row[cid_at] for row in batch.rows}, OWNED_LOOKUP):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT DISTINCT cid FROM owners WHERE cid IN ({marks})", chunk)
+            owned.update(cid for (cid,) in rows)
+        return owned
 
     def _add_history(self, batch: RowBatch, owned: set[str]) -> None:
         cid_at, group_at = batch.index("CONTAINERID"), batch.index("WORKCENTER_GROUP")
@@ -319,7 +319,7 @@ class MsdAggregator:
                 reached.add((group, cid))
                 machine_lots.add((machine_name, cid))
         db = self.db
-        db.executemany("INSERT OR IGNORE INTO cid_machines VALUES (?, ?)", used)
+        db.executemany("INSERT INTO cid_machines VALUES (?, ?)", used)
         db.executemany("INSERT OR IGNORE INTO station_lots VALUES (?, ?)", reached)
         db.executemany("INSERT OR IGNORE INTO machine_lots VALUES (?, ?)", machine_lots)
         db.executemany(
@@ -327,11 +327,11 @@ class MsdAggregator:
         )  # a station reached counts even without rejects there
 
     def _machine(self, group: str, name: str, equipment_id: str) -> int:
-        key = Machine(group, name, equipment_id)
+        key = (group, name, equipment_id)
         index = self.machine_index.get(key)
         if index is None:
             index = self.machine_index[key] = len(self.machines)
-            self.machines.append(key)
+            self.machines.append(Machine(group, name, equipment_id))
             self.db.execute(
                 "INSERT INTO machines VALUES (?, ?, ?, ?)", (index, group, name, equipment_id)
             )
@@ -350,8 +350,7 @@ class MsdAggregator:
             {(part, lot) for _cid, part, lot in used},
         )
         self.db.executemany(
-            "INSERT OR IGNORE INTO cid_materials "
-            "SELECT ?1, idx FROM materials WHERE part = ?2 AND lot = ?3",
+            "INSERT INTO cid_materials SELECT ?1, idx FROM materials WHERE part = ?2 AND lot = ?3",
             used,
         )
 

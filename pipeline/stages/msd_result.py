@@ -8,7 +8,10 @@ attribution and the materials of ``material_attribution``, which are the output 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from pipeline.stages.pareto import (
@@ -68,41 +71,87 @@ def _tallies(agg: MsdAggregator, sql: str) -> Iterator[tuple[Any, ...]]:
 _SUMS = "COUNT(*), SUM(l.input_qty), SUM(l.defect_qty)"
 
 
+@dataclass
+class _MachineCredit:
+    """What the backward attribution learns in one pass over the detection lots: per machine
+    (by index) its lots, input and defects, and the distinct (workflow, package, PJ type,
+    detection machine) of its lots; per group and per machine name, the lots that used it."""
+
+    lots: list[int]
+    inputs: list[float]
+    defects: list[float]
+    profiles: list[set[tuple[Any, ...]]]
+    by_group: dict[str, Tally]
+    by_name: dict[str, Tally]
+
+
+def _credit_machines(agg: MsdAggregator) -> _MachineCredit:
+    """One pass over the lots with their machines (``group_concat`` per lot, in lot order:
+    no sort), so the work in Python is per lot and machine, never a GROUP BY over millions of
+    lot-machine pairs per chart. (The hot loop keeps everything in locals and flat lists.)"""
+    machines = agg.machines
+    n = len(machines)
+    lots = [0] * n
+    inputs: list[float] = [0] * n
+    defects: list[float] = [0] * n
+    profiles: list[set[tuple[Any, ...]]] = [set() for _ in range(n)]
+    group_names = sorted({m.group for m in machines})
+    names = sorted({m.name for m in machines})
+    group_of = [group_names.index(m.group) for m in machines]
+    name_of = [names.index(m.name) for m in machines]
+    per_group = [[0, 0, 0] for _ in group_names]  # lots, input, defects
+    per_name = [[0, 0, 0] for _ in names]
+    rows = agg.db.rows(
+        "SELECT l.input_qty, l.defect_qty, l.workflow, l.package, l.pj_type, l.equipment, g.ms "
+        "FROM (SELECT idx, group_concat(machine) AS ms FROM lot_machines GROUP BY idx) g "
+        "JOIN lots l ON l.idx = g.idx"
+    )
+    for input_qty, defect_qty, workflow, package, pj_type, equipment, used in rows:
+        profile = (workflow, package, pj_type, equipment)
+        indices = [int(m) for m in used.split(",")]
+        for m in indices:
+            lots[m] += 1
+            inputs[m] += input_qty
+            defects[m] += defect_qty
+            profiles[m].add(profile)
+        for totals in [per_group[g] for g in {group_of[m] for m in indices}] + [
+            per_name[k] for k in {name_of[m] for m in indices}
+        ]:
+            totals[0] += 1
+            totals[1] += input_qty
+            totals[2] += defect_qty
+    return _MachineCredit(
+        lots,
+        inputs,
+        defects,
+        profiles,
+        {g: Tally(i, d, c) for g, (c, i, d) in zip(group_names, per_group, strict=True) if c},
+        {k: Tally(i, d, c) for k, (c, i, d) in zip(names, per_name, strict=True) if c},
+    )
+
+
 def _backward(agg: MsdAggregator, families: Mapping[str, str]) -> dict[str, Any]:
-    db = agg.db
-    sets: dict[int, tuple[set[str], set[str], set[str], set[str]]] = {}
-    combos = db.rows(
-        "SELECT DISTINCT lm.machine, l.workflow, l.package, l.pj_type, l.equipment "
-        "FROM lot_machines lm JOIN lots l ON l.idx = lm.idx"
-    )
-    for machine, *values in combos:
-        found = sets.setdefault(machine, (set(), set(), set(), set()))
-        for bucket, value in zip(found, values, strict=True):
-            if value:
-                bucket.add(value)
+    credit = _credit_machines(agg)
     attribution: list[dict[str, Any]] = []
-    machine_sums = _tallies(
-        agg,
-        f"SELECT lm.machine, {_SUMS} FROM lot_machines lm JOIN lots l ON l.idx = lm.idx "
-        "GROUP BY lm.machine",
-    )
-    for index, t in machine_sums:
-        m = agg.machines[index]
-        workflows, packages, pj_types, detection = sets.get(index, (set(), set(), set(), set()))
+    for index, m in enumerate(agg.machines):
+        if not credit.lots[index]:
+            continue
+        defects, inputs = credit.defects[index], credit.inputs[index]
+        profiles = credit.profiles[index]
         attribution.append(
             {
                 "WORKCENTER_GROUP": m.group,
                 "EQUIPMENT_NAME": m.name,
                 "EQUIPMENT_ID": m.equipment_id,
                 "RESOURCEFAMILYNAME": families.get(m.equipment_id) or UNKNOWN,
-                "DETECTION_LOT_COUNT": t.lot_count,
-                "INPUT_QTY": t.input_qty,
-                "DEFECT_QTY": t.defect_qty,
-                "DEFECT_RATE": rate(t.defect_qty, t.input_qty),
-                "WORKFLOW": joined(workflows),
-                "PRODUCTLINENAME": joined(packages),
-                "PJ_TYPE": joined(pj_types),
-                "DETECTION_EQUIPMENTNAME": joined(detection),
+                "DETECTION_LOT_COUNT": credit.lots[index],
+                "INPUT_QTY": inputs,
+                "DEFECT_QTY": defects,
+                "DEFECT_RATE": rate(defects, inputs),
+                "WORKFLOW": joined(p[0] for p in profiles),
+                "PRODUCTLINENAME": joined(p[1] for p in profiles),
+                "PJ_TYPE": joined(p[2] for p in profiles),
+                "DETECTION_EQUIPMENTNAME": joined(p[3] for p in profiles),
             }
         )
     attribution.sort(
@@ -114,23 +163,7 @@ def _backward(agg: MsdAggregator, families: Mapping[str, str]) -> dict[str, Any]
             r["EQUIPMENT_ID"],
         )
     )
-    by_group = {
-        group: t
-        for group, t in _tallies(
-            agg,
-            f"SELECT g.grp, {_SUMS} FROM (SELECT DISTINCT lm.idx, m.grp FROM lot_machines lm "
-            "JOIN machines m ON m.idx = lm.machine) g JOIN lots l ON l.idx = g.idx GROUP BY g.grp",
-        )
-    }
-    by_machine = {
-        name: t
-        for name, t in _tallies(
-            agg,
-            f"SELECT g.name, {_SUMS} FROM (SELECT DISTINCT lm.idx, m.name FROM lot_machines lm "
-            "JOIN machines m ON m.idx = lm.machine) g JOIN lots l ON l.idx = g.idx "
-            "GROUP BY g.name",
-        )
-    }
+    by_group, by_machine = credit.by_group, credit.by_name
     by_material: dict[str, Tally] = {}
     materials = _tallies(
         agg,
@@ -288,45 +321,58 @@ def _daily_trend(agg: MsdAggregator) -> list[dict[str, Any]]:
 def detail_rows(agg: MsdAggregator) -> Iterator[dict[str, Any]]:
     """The detail table, one lot at a time, worst defect rate first: backward, one row per lot
     and loss reason (a clean lot gets one row with no reason); forward, one row per lot with
-    defects."""
+    defects.
+
+    The detail order is written to the scratch database once; the lots, their machines,
+    materials and rejects are then read as streams in that order and merged here, so each is
+    one query, whatever the number of lots."""
     db = agg.db
+    db.execute("DELETE FROM detail_order")
+    db.execute(
+        "INSERT INTO detail_order (idx) SELECT idx FROM lots "
+        + ("" if agg.backward else "WHERE defect_qty > 0 ")
+        + _DETAIL_ORDER
+    )
+    lots = db.rows(
+        f"SELECT d.pos, {_LOT}, defect_qty FROM detail_order d JOIN lots USING (idx) ORDER BY d.pos"
+    )
     if not agg.backward:
-        yield from _forward_details(agg)
+        yield from _forward_details(agg, lots)
         return
-    for idx, name, pj, package, workflow, equipment, qty, runcard, related, root in db.rows(
-        f"SELECT {_LOT} FROM lots {_DETAIL_ORDER}"
-    ):
-        machines = sorted(
-            (
-                {"station": group, "machine": machine}
-                for group, machine in db.execute(
-                    "SELECT m.grp, m.name FROM lot_machines lm "
-                    "JOIN machines m ON m.idx = lm.machine WHERE lm.idx = ?",
-                    (idx,),
-                )
-            ),
-            key=lambda m: (group_order(m["station"]), m["machine"]),
+    machines_of = _by_position(
+        db.rows(
+            "SELECT d.pos, lm.machine FROM detail_order d "
+            "JOIN lot_machines lm ON lm.idx = d.idx ORDER BY d.pos"
         )
-        materials = sorted(
-            db.execute(
-                "SELECT mt.part, mt.lot FROM lot_materials lm "
-                "JOIN materials mt ON mt.idx = lm.material WHERE lm.idx = ?",
-                (idx,),
-            )
+    )
+    materials_of = _by_position(
+        db.rows(
+            "SELECT d.pos, mt.part, mt.lot FROM detail_order d "
+            "JOIN lot_materials lm ON lm.idx = d.idx JOIN materials mt ON mt.idx = lm.material "
+            "ORDER BY d.pos"
         )
+    )
+    rejects_of = _by_position(
+        db.rows(
+            "SELECT d.pos, r.reason, r.qty FROM detail_order d JOIN rejects r ON r.idx = d.idx "
+            "WHERE r.qty <> 0 AND selected(r.reason) ORDER BY d.pos, r.reason"
+        )
+    )
+    # Machines are the factory's few hundred: one entry each, shared by every row naming it.
+    machine_entries = [{"station": m.group, "machine": m.name} for m in agg.machines]
+    machine_order = [(group_order(m.group), m.name) for m in agg.machines]
+    for pos, _idx, name, pj, package, workflow, equipment, qty, runcard, related, root, _d in lots:
+        used = sorted((m for (m,) in machines_of(pos)), key=machine_order.__getitem__)
         upstream = {
             **_base(name, pj, package, workflow, equipment, qty),
             "FINISHEDRUNCARD": runcard,
             "ANCESTOR_COUNT": related,
-            "UPSTREAM_MACHINES": machines,
-            "UPSTREAM_MACHINE_COUNT": len(machines),
-            "UPSTREAM_MATERIALS": [{"part": p, "lot": m} for p, m in materials],
+            "UPSTREAM_MACHINES": [machine_entries[m] for m in used],
+            "UPSTREAM_MACHINE_COUNT": len(used),
+            "UPSTREAM_MATERIALS": [{"part": p, "lot": m} for p, m in sorted(materials_of(pos))],
             "WAFER_ROOT": root,
         }
-        rejects = db.execute(
-            f"SELECT reason, qty {_SELECTED_REJECTS} AND idx = ? ORDER BY reason", (idx,)
-        ).fetchall()
-        for reason, defects in rejects or [("", 0)]:
+        for reason, defects in rejects_of(pos) or [("", 0)]:
             yield {
                 **upstream,
                 "LOSS_REASON": reason,
@@ -335,11 +381,36 @@ def detail_rows(agg: MsdAggregator) -> Iterator[dict[str, Any]]:
             }
 
 
-def _forward_details(agg: MsdAggregator) -> Iterator[dict[str, Any]]:
-    db = agg.db
-    lots = db.rows(f"SELECT {_LOT}, defect_qty FROM lots WHERE defect_qty > 0 {_DETAIL_ORDER}")
-    for idx, name, pj, package, workflow, equipment, qty, *_, defects in lots:
-        down = dict(db.execute("SELECT grp, qty FROM downstream WHERE idx = ?", (idx,)))
+def _by_position(rows: Iterator[tuple[Any, ...]]) -> Callable[[int], list[tuple[Any, ...]]]:
+    """A reader of rows whose first column is an increasing position: ``at(pos)`` returns the
+    rest of the rows at ``pos`` (``[]`` for none); positions are asked for in increasing order."""
+    groups = groupby(rows, key=itemgetter(0))
+    current = next(groups, None)
+
+    def at(pos: int) -> list[tuple[Any, ...]]:
+        nonlocal current
+        while current is not None and current[0] < pos:
+            current = next(groups, None)
+        if current is None or current[0] != pos:
+            return []
+        found = [row[1:] for row in current[1]]
+        current = next(groups, None)
+        return found
+
+    return at
+
+
+def _forward_details(
+    agg: MsdAggregator, lots: Iterator[tuple[Any, ...]]
+) -> Iterator[dict[str, Any]]:
+    downstream_of = _by_position(
+        agg.db.rows(
+            "SELECT d.pos, s.grp, s.qty FROM detail_order d JOIN downstream s ON s.idx = d.idx "
+            "ORDER BY d.pos"
+        )
+    )
+    for pos, _idx, name, pj, package, workflow, equipment, qty, *_, defects in lots:
+        down = dict(downstream_of(pos))
         rejects = sum(down.values())
         worst = (
             min(down.items(), key=lambda kv: (-kv[1], group_order(kv[0])))[0] if rejects else None

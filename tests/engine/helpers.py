@@ -95,7 +95,9 @@ def job_digest(store: CheckpointStore, job_id: str, domains: Sequence[str]) -> s
     for domain, rows in job_rows(store, job_id, domains).items():
         digest.update(domain.encode())
         digest.update(orjson.dumps([list(r) for r in rows]))
-    digest.update(orjson.dumps(store.get_blob(job_id, "aggregation"), option=orjson.OPT_SORT_KEYS))
+    stored = store.get_json(job_id, "aggregation")
+    aggregation = orjson.loads(stored) if stored is not None else None
+    digest.update(orjson.dumps(aggregation, option=orjson.OPT_SORT_KEYS))
     return digest.hexdigest()
 
 

@@ -72,7 +72,7 @@ def test_an_msd_job_computes_the_same_analysis_as_the_in_process_runner(
     # Then it finishes all four stages with the same analysis and detail rows
     job = inline.registry.load(job.id)
     assert job.state == FINISHED and job.completed[-1] == AGGREGATION
-    assert orjson.loads(orjson.dumps(inline.store.get_blob(job.id, "aggregation"))) == expected
+    assert orjson.loads(inline.store.get_json(job.id, "aggregation") or b"null") == expected
     detail = [r[0] for b in inline.store.read(job.id, "aggregation:detail") for r in b.rows]
     expected_detail = [
         orjson.loads(line) for line in (tmp_path / "detail.ndjson").read_bytes().splitlines()

@@ -52,8 +52,8 @@ def assert_same_result(
     assert job is not None and job.state == FINISHED, job
     rows, aggregation = expected
     assert job_rows(runtime.store, job_id, job.domains) == rows
-    stored = runtime.store.get_blob(job_id, "aggregation")
-    assert (orjson.loads(orjson.dumps(stored)) if stored else None) == aggregation
+    stored = runtime.store.get_json(job_id, "aggregation")
+    assert (orjson.loads(stored) if stored else None) == aggregation
 
 
 def test_a_job_runs_to_the_end_on_a_dramatiq_worker(

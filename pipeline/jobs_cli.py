@@ -200,21 +200,25 @@ def cmd_list(tool: JobsTool, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def parts_of(client: redis.Redis, job_id: str) -> dict[str, dict[str, int]]:
-    """Per checkpointed part of the job: committed batches, chunks and rows."""
+def parts_of(client: redis.Redis, job_id: str) -> dict[str, dict[str, float]]:
+    """Per checkpointed part of the job: committed batches, chunks and rows, and the seconds its
+    batches took, added up (worker seconds; recorded by the events stage)."""
     prefix = keys.manifest(job_id, "")
-    parts: dict[str, dict[str, int]] = {}
+    parts: dict[str, dict[str, float]] = {}
     for name in client.sscan_iter(keys.job_keys(job_id), match=f"{prefix}*", count=500):
         part = codec.as_text(name)[len(prefix) :]
         chunks = rows = 0
+        seconds = 0.0
         for data in client.hvals(codec.as_text(name)):
             entry = codec.unpack(codec.as_bytes(data))
             chunks += len(entry["chunks"])
             rows += sum(c[1] for c in entry["chunks"])
+            seconds += float((entry.get("note") or {}).get("seconds") or 0)
         parts[part] = {
             "batches": int(client.hlen(codec.as_text(name))),
             "chunks": chunks,
             "rows": rows,
+            "seconds": round(seconds, 3),
         }
     return dict(sorted(parts.items()))
 
@@ -297,9 +301,17 @@ def cmd_show(tool: JobsTool, args: argparse.Namespace) -> int:
             str(info["runs"]),
         )
     tool.out.print(stages)
-    parts = Table("part", "batches", "chunks", "rows")
+    parts = Table("part", "batches", "chunks", "rows", "batch s", "rows/s")
     for part, info in data["parts"].items():
-        parts.add_row(part, str(info["batches"]), str(info["chunks"]), f"{info['rows']:,}")
+        seconds = info["seconds"]
+        parts.add_row(
+            part,
+            f"{info['batches']:,.0f}",
+            f"{info['chunks']:,.0f}",
+            f"{info['rows']:,.0f}",
+            f"{seconds:,.1f}" if seconds else "",
+            f"{info['rows'] / seconds:,.0f}" if seconds else "",
+        )
     tool.out.print(parts)
     return EXIT_OK
 

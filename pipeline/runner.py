@@ -173,12 +173,12 @@ def _aggregate(
 ) -> None:
     clock = time.perf_counter()
     report.start("aggregation", None)
+    with open(out / "detail.ndjson", "wb") as fh:  # first: it credits the machines
+        for row in aggregator.detail_rows():
+            fh.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
     families = machine_families(source, aggregator.machine_ids())
     summary.aggregation = aggregator.result(families)
     _write_json(out / "aggregation.json", summary.aggregation)
-    with open(out / "detail.ndjson", "wb") as fh:
-        for row in aggregator.detail_rows():
-            fh.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
     summary.seconds["aggregation"] = time.perf_counter() - clock
     report.finish("aggregation", f"{len(summary.aggregation['attribution'])} machines")
 

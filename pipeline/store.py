@@ -167,11 +167,12 @@ class CheckpointStore:
         self.register(pipe, job_id, key)
         pipe.execute()
 
-    def put_json(self, job_id: str, name: str, value: Any) -> None:
-        """Store a document readers send on as JSON (``get_json``), encoded once, here."""
+    def put_json(self, job_id: str, name: str, document: bytes) -> None:
+        """Store a JSON document (``codec.to_json``) that readers send on as it is
+        (``get_json``): encoded once, by the writer."""
         key = keys.json_doc(job_id, name)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(key, codec.to_json(value), ex=self.ttl)
+        pipe.set(key, document, ex=self.ttl)
         self.register(pipe, job_id, key)
         pipe.execute()
 

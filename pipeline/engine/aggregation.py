@@ -50,9 +50,8 @@ def run_aggregation(ctx: StageContext) -> None:
             for batch in store.read(job.id, events_part(domain)):
                 ctx.check_active()
                 aggregator.add_events(domain, batch)
-        families = machine_families(source, aggregator.machine_ids())
-        # Every result page and stream carries the whole analysis: encoded once, here.
-        store.put_json(job.id, "aggregation", aggregator.result(families))
+        # The detail rows first: the pass that writes them also credits the machines, which
+        # the result then reuses.
         store.write_rows(
             job.id,
             DETAIL_PART,
@@ -60,6 +59,9 @@ def run_aggregation(ctx: StageContext) -> None:
             ((r,) for r in aggregator.detail_rows()),
             DETAIL_CHUNK_ROWS,
         )
+        families = machine_families(source, aggregator.machine_ids())
+        # Every result page and stream carries the whole analysis: encoded once, here.
+        store.put_json(job.id, "aggregation", aggregator.result_json(families))
 
 
 def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:

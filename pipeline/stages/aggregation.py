@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline import domains
+from pipeline import codec, domains
 from pipeline.config import DEFAULT_PARETO_TOP_N, DEFAULT_SCRATCH_CACHE_MB
 from pipeline.errors import InvalidInput, SourceQueryError
 from pipeline.rows import RowBatch, batched
@@ -69,24 +69,24 @@ CREATE TABLE lots (
 CREATE TABLE rejects (
     idx INTEGER NOT NULL, reason TEXT NOT NULL, qty NOT NULL, PRIMARY KEY (idx, reason)
 ) WITHOUT ROWID;
--- each lot of the family -> the detection lots it belongs to (itself, ancestor or descendant)
-CREATE TABLE owners (cid TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (cid, idx))
+-- each detection lot -> the lots of its family (itself, its ancestors or descendants); filled in
+-- detection-lot order, so it is written in key order (its index by lot comes after)
+CREATE TABLE owners (idx INTEGER NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (idx, cid))
     WITHOUT ROWID;
-CREATE TABLE batch_cids (cid TEXT PRIMARY KEY) WITHOUT ROWID;
+-- the lineage as given, staged to be applied in bulk (set_lineage)
+CREATE TABLE staged_roots (cid TEXT NOT NULL, root TEXT);
+CREATE TABLE staged_related (seed TEXT NOT NULL, cid TEXT NOT NULL);
+CREATE TABLE staged_counts (seed TEXT NOT NULL, n INTEGER NOT NULL);
 CREATE TABLE machines (
     idx INTEGER PRIMARY KEY, grp TEXT NOT NULL, name TEXT NOT NULL, equipment_id TEXT NOT NULL
 );
 CREATE TABLE materials (
     idx INTEGER PRIMARY KEY, part TEXT NOT NULL, lot TEXT NOT NULL, UNIQUE (part, lot)
 );
--- backward: what each family lot used (appended as folded: repeats are dropped by finish),
--- then (finish) what each detection lot is credited with
+-- backward: what each family lot used, appended as folded (repeats are harmless: readers
+-- take distinct values); indexed by lot once the folding is done (finish)
 CREATE TABLE cid_machines (cid TEXT NOT NULL, machine INTEGER NOT NULL);
 CREATE TABLE cid_materials (cid TEXT NOT NULL, material INTEGER NOT NULL);
-CREATE TABLE lot_machines (idx INTEGER NOT NULL, machine INTEGER NOT NULL,
-    PRIMARY KEY (idx, machine)) WITHOUT ROWID;
-CREATE TABLE lot_materials (idx INTEGER NOT NULL, material INTEGER NOT NULL,
-    PRIMARY KEY (idx, material)) WITHOUT ROWID;
 -- forward: the lots that reached each downstream station and machine, rejects per station
 CREATE TABLE station_lots (grp TEXT NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (grp, cid))
     WITHOUT ROWID;
@@ -94,24 +94,38 @@ CREATE TABLE machine_lots (machine TEXT NOT NULL, cid TEXT NOT NULL, PRIMARY KEY
     WITHOUT ROWID;
 CREATE TABLE cid_downstream (cid TEXT NOT NULL, grp TEXT NOT NULL, qty NOT NULL,
     PRIMARY KEY (cid, grp)) WITHOUT ROWID;
-CREATE TABLE downstream (idx INTEGER NOT NULL, grp TEXT NOT NULL, qty NOT NULL,
-    PRIMARY KEY (idx, grp)) WITHOUT ROWID;
--- the detail table's order: worst defect rate first
-CREATE TABLE detail_order (pos INTEGER PRIMARY KEY, idx INTEGER NOT NULL);
+-- finish: the detection lots in detail order (worst defect rate first); per material key, the
+-- detection lots using it; forward, each lot's rejects per downstream station, by position
+CREATE TABLE detail_order (pos INTEGER PRIMARY KEY, idx INTEGER NOT NULL UNIQUE);
+CREATE TABLE material_totals (key TEXT PRIMARY KEY, lots INTEGER NOT NULL, input NOT NULL,
+    defects NOT NULL) WITHOUT ROWID;
+CREATE TABLE pos_downstream (pos INTEGER NOT NULL, grp TEXT NOT NULL, qty NOT NULL,
+    PRIMARY KEY (pos, grp)) WITHOUT ROWID;
 """
 
-#: Per detection lot, what the family lots it owns used or met (``finish``).
+#: After the folding: what the result and the detail table read, built in bulk (an index is
+#: sorted once, rather than kept up to date row by row while folding).
 _FINISH = {
     domains.BACKWARD: (
-        "INSERT OR IGNORE INTO lot_machines "
-        "SELECT o.idx, c.machine FROM owners o JOIN cid_machines c ON c.cid = o.cid",
-        "INSERT OR IGNORE INTO lot_materials "
-        "SELECT o.idx, c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid",
+        "CREATE INDEX IF NOT EXISTS cid_machines_by_cid ON cid_machines (cid, machine)",
+        "CREATE INDEX IF NOT EXISTS cid_materials_by_cid ON cid_materials (cid, material)",
+        # A detection lot counts once per material, however many of its family used it.
+        "INSERT INTO material_totals "
+        "SELECT CASE WHEN mt.lot <> '' THEN mt.part || ' (' || mt.lot || ')' ELSE mt.part END "
+        "AS k, COUNT(*), SUM(l.input_qty), SUM(l.defect_qty) FROM (SELECT DISTINCT o.idx, "
+        "c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid) p "
+        "JOIN lots l ON l.idx = p.idx JOIN materials mt ON mt.idx = p.material GROUP BY k",
     ),
     domains.FORWARD: (
-        "INSERT INTO downstream SELECT o.idx, c.grp, SUM(c.qty) "
-        "FROM owners o JOIN cid_downstream c ON c.cid = o.cid GROUP BY o.idx, c.grp",
+        "INSERT INTO pos_downstream SELECT d.pos, c.grp, SUM(c.qty) FROM cid_downstream c "
+        "JOIN owners o ON o.cid = c.cid JOIN detail_order d ON d.idx = o.idx "
+        "GROUP BY d.pos, c.grp",
     ),
+}
+#: Detection lots in detail order (backward every lot; forward those with defects).
+_DETAIL_ORDER = {
+    domains.BACKWARD: "",
+    domains.FORWARD: "WHERE defect_qty > 0",
 }
 
 
@@ -155,6 +169,7 @@ class MsdAggregator:
         self._lineage_set = False  # detection rows before, events after
         self._restricted = False
         self._finished = False
+        self._credit: msd_result.MachineCredit | None = None
         self.machines: list[Machine] = []
         self.machine_index: dict[tuple[str, str, str], int] = {}
         # forward: totals per downstream station, machine and loss reason (the factory's size)
@@ -241,22 +256,31 @@ class MsdAggregator:
             "WHERE r.idx = lots.idx AND selected(r.reason)), 0)"
         )
         pairs = roots.items() if isinstance(roots, Mapping) else roots or ()
-        db.executemany("UPDATE lots SET root = ?2 WHERE cid = ?1", pairs)
+        db.executemany("INSERT INTO staged_roots VALUES (?, ?)", pairs)
+        db.execute("UPDATE lots SET root = r.root FROM staged_roots r WHERE r.cid = lots.cid")
         db.execute("UPDATE lots SET root = name WHERE root IS NULL OR root = ''")
-        db.execute("INSERT OR IGNORE INTO owners SELECT cid, idx FROM lots")
         for chunk in batched(related or (), LINEAGE_CHUNK):
-            counts: list[tuple[int, str]] = []
+            counts: list[tuple[str, int]] = []
             owned: list[tuple[str, str]] = []
             for seed, lots in chunk:
                 others = [c for c in dict.fromkeys(lots) if c != seed]
-                counts.append((len(others), seed))
-                owned.extend((c, seed) for c in others)
-            db.executemany(
-                "UPDATE lots SET related_count = related_count + ?1 WHERE cid = ?2", counts
-            )
-            db.executemany(
-                "INSERT OR IGNORE INTO owners SELECT ?1, idx FROM lots WHERE cid = ?2", owned
-            )
+                counts.append((seed, len(others)))
+                owned.extend((seed, c) for c in others)
+            db.executemany("INSERT INTO staged_counts VALUES (?, ?)", counts)
+            db.executemany("INSERT INTO staged_related VALUES (?, ?)", owned)
+        db.execute(
+            "UPDATE lots SET related_count = c.n FROM (SELECT seed, SUM(n) AS n "
+            "FROM staged_counts GROUP BY seed) c WHERE c.seed = lots.cid"
+        )
+        # Each detection lot owns itself and its related lots: written in key order.
+        db.execute(
+            "INSERT OR IGNORE INTO owners SELECT idx, cid FROM (SELECT idx, cid FROM lots "
+            "UNION ALL SELECT l.idx, s.cid FROM staged_related s JOIN lots l ON l.cid = s.seed) "
+            "ORDER BY 1, 2"
+        )
+        db.execute("CREATE INDEX owners_by_cid ON owners (cid)")
+        for table in ("staged_roots", "staged_related", "staged_counts"):
+            db.execute(f"DELETE FROM {table}")
 
     def uses(self, domain: str) -> bool:
         """Whether ``add_events`` reads rows of ``domain`` (the others need not be fed)."""
@@ -271,13 +295,15 @@ class MsdAggregator:
         if not self.uses(domain) or not batch.rows:
             return
         self._finished = False
-        owned = self._owned(batch)
+        # Backward, what a lot used is stored whether or not a detection lot owns it (finish
+        # joins with the owners); forward adds up per station here, so it checks first.
+        owned = None if self.backward else self._owned(batch)
         if domain == domains.UPSTREAM_HISTORY:
             self._add_history(batch, owned)
         elif domain == domains.MATERIALS:
-            self._add_materials(batch, owned)
+            self._add_materials(batch)
         else:
-            self._add_downstream_rejects(batch, owned)
+            self._add_downstream_rejects(batch, owned or set())
 
     def _require(self, *, lineage_set: bool) -> None:
         if self._lineage_set != lineage_set:
@@ -294,7 +320,7 @@ class MsdAggregator:
             owned.update(cid for (cid,) in rows)
         return owned
 
-    def _add_history(self, batch: RowBatch, owned: set[str]) -> None:
+    def _add_history(self, batch: RowBatch, owned: set[str] | None) -> None:
         cid_at, group_at = batch.index("CONTAINERID"), batch.index("WORKCENTER_GROUP")
         name_at, id_at = batch.index("EQUIPMENTNAME"), batch.index("EQUIPMENTID")
         qty_at = batch.index("TRACKINQTY")
@@ -304,7 +330,7 @@ class MsdAggregator:
         machine_lots: set[tuple[str, str]] = set()
         for row in batch.rows:
             cid = row[cid_at]
-            if cid not in owned:
+            if owned is not None and cid not in owned:
                 continue
             group = row[group_at] or UNKNOWN
             order = group_order(group)
@@ -337,13 +363,11 @@ class MsdAggregator:
             )
         return index
 
-    def _add_materials(self, batch: RowBatch, owned: set[str]) -> None:
+    def _add_materials(self, batch: RowBatch) -> None:
         cid_at = batch.index("CONTAINERID")
         part_at, lot_at = batch.index("MATERIALPARTNAME"), batch.index("MATERIALLOTNAME")
         used = {
-            (row[cid_at], row[part_at], row[lot_at] or "")
-            for row in batch.rows
-            if row[cid_at] in owned and row[part_at]
+            (row[cid_at], row[part_at], row[lot_at] or "") for row in batch.rows if row[part_at]
         }
         self.db.executemany(
             "INSERT OR IGNORE INTO materials (part, lot) VALUES (?, ?)",
@@ -377,30 +401,59 @@ class MsdAggregator:
         )
 
     def finish(self) -> None:
-        """Credit each detection lot with what its family used or met (SQL joins over the
-        scratch tables). ``result`` and ``detail_rows`` call it; events after it redo it."""
+        """Order the detection lots for the detail table and credit each with what its family
+        used or met (SQL joins over the scratch tables, sorted before they are stored).
+        ``result`` and ``detail_rows`` call it; events after it make it run again."""
         if self._finished:
             return
-        for table in ("lot_machines", "lot_materials", "downstream"):
-            self.db.execute(f"DELETE FROM {table}")
+        db = self.db
+        for table in ("detail_order", "material_totals", "pos_downstream"):
+            db.execute(f"DELETE FROM {table}")
+        db.execute(
+            f"INSERT INTO detail_order (idx) SELECT idx FROM lots {_DETAIL_ORDER[self.direction]} "
+            "ORDER BY rate(defect_qty, input_qty) DESC, name, idx"
+        )
         for statement in _FINISH[self.direction]:
-            self.db.execute(statement)
+            db.execute(statement)
+        self._credit = None
         self._finished = True
+
+    def credit(self) -> msd_result.MachineCredit:
+        """What each machine is credited with (backward): from the detail pass when it ran to
+        its end, else from a pass of its own."""
+        self.finish()
+        if self._credit is None:
+            self._credit = msd_result.credit_machines(self)
+        return self._credit
 
     # ---- outputs -------------------------------------------------------------------------
     def machine_ids(self) -> list[str]:
         """Equipment ids in the attribution (look their families up before ``result``)."""
-        return sorted({m.equipment_id for m in self.machines if m.equipment_id})
+        if not self.backward:
+            return []
+        lots = self.credit().lots
+        return sorted({m.equipment_id for i, m in enumerate(self.machines) if lots[i]} - {""})
 
     def result(self, families: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """The aggregation object of the contract (``kpi``, ``charts``, ``attribution``, ...)."""
+        """The aggregation object of the contract (``kpi``, ``charts``, ``attribution``, ...).
+        Asked for after ``detail_rows`` ran to its end, it reuses that pass's machine figures."""
         self.finish()
-        return msd_result.result(self, families or {})
+        return msd_result.result(self, families or {}, encoded=False)
+
+    def result_json(self, families: Mapping[str, str] | None = None) -> bytes:
+        """``result`` as JSON bytes, its longest list (one entry per material lot) encoded while
+        it is read, never held as objects."""
+        self.finish()
+        return codec.to_json(msd_result.result(self, families or {}, encoded=True))
 
     def detail_rows(self) -> Iterator[dict[str, Any]]:
-        """The detail table, one lot at a time (``msd_result.detail_rows``)."""
+        """The detail table, one lot at a time (``msd_result.detail_rows``); crediting the
+        machines on the way, so ``result`` needs no pass of its own afterwards."""
         self.finish()
-        return msd_result.detail_rows(self)
+        credit = msd_result.MachineCredit(self.machines)
+        yield from msd_result.detail_rows(self, credit)
+        if self.backward and self._finished:
+            self._credit = credit
 
 
 def machine_families(source: Source, equipment_ids: Iterable[str]) -> dict[str, str]:

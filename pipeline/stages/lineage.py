@@ -17,7 +17,6 @@ memory does not grow with the trace. Each level's frontier is read in id order, 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from itertools import chain, groupby
 from typing import Any
 
@@ -35,11 +34,14 @@ EDGE_GD_REWORK = "gd_rework_source"
 
 SCHEMA = """
 CREATE TABLE seeds (pos INTEGER PRIMARY KEY, cid TEXT NOT NULL UNIQUE);
--- every id ever put in a frontier, with its level (the visited set)
+-- every id ever put in a frontier, with its level (the visited set); a level's finds are
+-- gathered in ``found`` and added in one sorted insert when the level is done
 CREATE TABLE seen (cid TEXT PRIMARY KEY, depth INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX seen_level ON seen (depth, cid);
+CREATE TABLE found (cid TEXT NOT NULL);
 CREATE TABLE nodes (
-    cid TEXT PRIMARY KEY, name TEXT, mfgorder TEXT, wafer TEXT, objecttype TEXT
+    cid TEXT PRIMARY KEY, name TEXT, mfgorder TEXT, wafer TEXT, objecttype TEXT,
+    node_type TEXT NOT NULL DEFAULT 'UNKNOWN'
 ) WITHOUT ROWID;
 -- src -> dst: parent when backward, child when forward; the first relation seen wins
 CREATE TABLE links (
@@ -54,38 +56,15 @@ CREATE TABLE reach (pos INTEGER NOT NULL, cid TEXT NOT NULL, dist INTEGER NOT NU
     PRIMARY KEY (pos, cid)) WITHOUT ROWID;
 """
 
-_WALK = """
-WITH RECURSIVE walk(pos, cid, dist) AS (
-    SELECT pos, cid, 0 FROM seeds {seed_filter}
-    UNION
-    SELECT w.pos, l.dst, w.dist + 1 FROM walk w JOIN links l ON l.src = w.cid
-    WHERE w.dist < :max_depth
-)
-SELECT pos, cid, MIN(dist) FROM walk GROUP BY pos, cid
-"""
+#: A node's type from its row: ``GD`` > ``GC`` > ``GA`` (work order or name prefix, any case)
+#: > ``LOT`` > ``UNKNOWN``; ?2 is the name, ?3 the work order, ?5 the object type.
+_NODE_TYPE = """CASE
+    WHEN ?3 LIKE 'GD%' OR ?2 LIKE 'GD%' THEN 'GD'
+    WHEN ?3 LIKE 'GC%' OR ?2 LIKE 'GC%' THEN 'GC'
+    WHEN ?3 LIKE 'GA%' OR ?2 LIKE 'GA%' THEN 'GA'
+    WHEN ?5 = 'LOT' THEN 'LOT'
+    ELSE 'UNKNOWN' END"""
 
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    """What the warehouse says about a container (all ``None`` for an id with no row)."""
-
-    name: str | None = None
-    mfgorder: str | None = None
-    wafer: str | None = None
-    objecttype: str | None = None
-
-    @property
-    def node_type(self) -> str:
-        """``GD`` > ``GC`` > ``GA`` (work order or name prefix) > ``LOT`` > ``UNKNOWN``."""
-        for prefix in ("GD", "GC", "GA"):
-            if (self.mfgorder or "").upper().startswith(prefix) or (
-                self.name or ""
-            ).upper().startswith(prefix):
-                return prefix
-        return "LOT" if self.objecttype == "LOT" else "UNKNOWN"
-
-
-UNKNOWN_NODE = Node()
 #: Keys the contract lets a backward lineage document leave out when they are empty.
 OPTIONAL_KEYS = frozenset(("seed_roots", "names", "parent_map", "merge_edges", "nodes", "edges"))
 
@@ -151,7 +130,7 @@ class Lineage:
         """Store node rows ``(CID, SPLITFROMID, NAME, ORDER, WAFER, TYPE)`` (the last row of a
         node wins)."""
         self.db.executemany(
-            "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO nodes VALUES (?1, ?2, ?3, ?4, ?5, {_NODE_TYPE})",
             ((cid, name, order, wafer, kind) for cid, _p, name, order, wafer, kind in rows),
         )
 
@@ -173,11 +152,17 @@ class Lineage:
         """Finished serials ``(lot, serial)`` (forward)."""
         self.db.executemany("INSERT OR IGNORE INTO serials VALUES (?, ?)", pairs)
 
-    def enqueue(self, cids: Iterable[str], depth: int) -> None:
-        """Put ids not seen before into the frontier of ``depth``."""
-        self.db.executemany(
-            "INSERT OR IGNORE INTO seen VALUES (?, ?)", ((cid, depth) for cid in cids)
+    def enqueue(self, cids: Iterable[str]) -> None:
+        """Gather ids found at this level (``next_level`` adds the new ones)."""
+        self.db.executemany("INSERT INTO found VALUES (?)", ((cid,) for cid in cids))
+
+    def next_level(self, depth: int) -> None:
+        """Put the ids gathered by ``enqueue`` that were never seen into the frontier of
+        ``depth``: one sorted insert, so the visited set is written in key order."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO seen SELECT cid, ? FROM found ORDER BY cid", (depth,)
         )
+        self.db.execute("DELETE FROM found")
 
     def frontier(self, depth: int, size: int) -> Iterator[list[tuple[str, bool]]]:
         """The ids of level ``depth`` in id order, ``size`` at a time, each with whether it is a
@@ -218,25 +203,33 @@ class Lineage:
 
     def reach(self, seed: str) -> dict[str, int]:
         """Nodes reachable from ``seed`` within the depth limit, with their distance (seed: 0)."""
+        self._fill_reach()
         rows = self.db.execute(
-            _WALK.format(seed_filter="WHERE cid = :seed"),
-            {"seed": seed, "max_depth": self.max_depth},
+            "SELECT r.cid, r.dist FROM reach r JOIN seeds s ON s.pos = r.pos WHERE s.cid = ?",
+            (seed,),
         )
-        found = {cid: dist for _pos, cid, dist in rows}
-        return found or {seed: 0}
+        return dict(rows) or {seed: 0}
 
     def related(self, seed: str) -> list[str]:
         """Sorted ancestors (backward) or descendants (forward) of ``seed``, itself excluded."""
         return sorted(c for c in self.reach(seed) if c != seed)
 
     def _fill_reach(self) -> None:
-        """Every seed's reach, computed once in one recursive query (spills to disk)."""
-        if not self._reach_done:
-            self.db.execute(
-                "INSERT INTO reach " + _WALK.format(seed_filter=""),
-                {"max_depth": self.max_depth},
-            )
-            self._reach_done = True
+        """Every seed's reach, breadth-first for all seeds at once: one insert per level, the
+        first (shortest) distance of a node kept, nodes at the depth limit not expanded."""
+        if self._reach_done:
+            return
+        db = self.db
+        db.execute("INSERT INTO reach SELECT pos, cid, 0 FROM seeds")
+        for dist in range(1, self.max_depth + 1):
+            added = db.execute(
+                "INSERT OR IGNORE INTO reach SELECT r.pos, l.dst, ? FROM reach r "
+                "JOIN links l ON l.src = r.cid WHERE r.dist = ? ORDER BY r.pos, l.dst",
+                (dist, dist - 1),
+            ).rowcount
+            if not added:
+                break
+        self._reach_done = True
 
     def _related_per_seed(self) -> Iterator[tuple[str, list[str]]]:
         self._fill_reach()
@@ -288,8 +281,8 @@ class Lineage:
             yield src, [dst for _s, dst in group]
 
     def _nodes(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        rows = self.db.rows("SELECT cid, name, mfgorder, wafer, objecttype FROM nodes ORDER BY cid")
-        for cid, name, order, wafer, kind in rows:
+        rows = self.db.rows("SELECT cid, name, mfgorder, wafer, node_type FROM nodes ORDER BY cid")
+        for cid, name, order, wafer, node_type in rows:
             yield (
                 cid,
                 {
@@ -297,33 +290,28 @@ class Lineage:
                     "container_name": name,
                     "mfgorder_name": order,
                     "wafer_lot": wafer,
-                    "node_type": Node(name, order, wafer, kind).node_type,
+                    "node_type": node_type,
                 },
             )
 
     def _edges(self) -> Iterator[dict[str, str]]:
-        """Every link as a contract edge (parent -> child whatever the direction), sorted."""
+        """Every link as a contract edge (parent -> child whatever the direction), sorted. A
+        split into a GD (rework) lot from a lot that is not one is a GD rework source."""
         parent, child = ("dst", "src") if self.backward else ("src", "dst")
         rows = self.db.rows(
             f"""
-            SELECT l.{parent}, l.{child}, l.kind,
-                   p.name, p.mfgorder, p.objecttype, c.name, c.mfgorder, c.objecttype
+            SELECT l.{parent}, l.{child}, CASE
+                WHEN l.kind = '{MERGE}' THEN '{EDGE_MERGE_SOURCE}'
+                WHEN c.node_type = 'GD' AND COALESCE(p.node_type, '') <> 'GD'
+                    THEN '{EDGE_GD_REWORK}'
+                ELSE '{EDGE_SPLIT_FROM}' END
             FROM links l
             LEFT JOIN nodes p ON p.cid = l.{parent}
             LEFT JOIN nodes c ON c.cid = l.{child}
             ORDER BY l.{parent}, l.{child}, l.kind
             """
         )
-        for p, c, kind, p_name, p_order, p_type, c_name, c_order, c_type in rows:
-            if kind == MERGE:
-                edge = EDGE_MERGE_SOURCE
-            elif (
-                Node(c_name, c_order, None, c_type).node_type == "GD"
-                and Node(p_name, p_order, None, p_type).node_type != "GD"
-            ):
-                edge = EDGE_GD_REWORK
-            else:
-                edge = EDGE_SPLIT_FROM
+        for p, c, edge in rows:
             yield {"from_cid": p, "to_cid": c, "edge_type": edge}
 
     def _common(self) -> Iterator[tuple[str, Any]]:
@@ -439,7 +427,7 @@ def trace_lineage(
 
 def walk(source: Source, graph: Lineage) -> None:
     """Fill ``graph`` by walking out from its seeds, level by level (``trace_lineage``)."""
-    graph.db.execute("INSERT INTO seen SELECT cid, 0 FROM seeds")
+    graph.db.execute("INSERT INTO seen SELECT cid, 0 FROM seeds ORDER BY cid")
     step = _step_backward if graph.backward else _step_forward
     size = source.in_list_size
     depth = 0
@@ -450,12 +438,13 @@ def walk(source: Source, graph: Lineage) -> None:
             pages += 1
             found = step(source, graph, page, expand)
             if expand:
-                graph.enqueue(found, depth + 1)
+                graph.enqueue(found)
             elif not graph.backward:
                 _serials_of_unexpanded(source, graph, [cid for cid, _known in page])
         if not pages or not expand:
             break
         depth += 1
+        graph.next_level(depth)
     if not graph.backward:
         _serials_of_finished_lots(source, graph, size)
 

@@ -2,18 +2,24 @@
 aggregation object (``result``) and its detail table (``detail_rows``).
 
 Everything that grows with the trace is grouped, ranked and counted by SQL in the scratch
-database and read back a row at a time; Python holds chart items (top N), the machines of the
-attribution and the materials of ``material_attribution``, which are the output itself.
+database and read back a row at a time. The machines each detection lot is credited with (tens
+per lot: millions of pairs in a big trace) are read once, in detail order, one row per lot
+(``group_concat``), and the per-machine figures of the attribution are added up in that same
+pass (``MachineCredit``), so the pairs are never grouped in SQL or held in Python. Python holds
+chart items (top N), the machines (the factory's few hundred) and the output itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from pipeline.codec import to_json
+from pipeline.rows import batched
 from pipeline.stages.pareto import (
     UNKNOWN,
     Tally,
@@ -26,14 +32,26 @@ from pipeline.stages.pareto import (
 from pipeline.workcenters import group_order
 
 if TYPE_CHECKING:
-    from pipeline.stages.aggregation import MsdAggregator
+    from pipeline.stages.aggregation import Machine, MsdAggregator
 
 NO_RECORDS_HINT = "所選容器在此偵測站無記錄"
-#: Columns of a lot the detail table starts from, in its order.
-_LOT = "idx, name, pj_type, package, workflow, equipment, input_qty, runcard, related_count, root"
-#: Lots in detail order: worst defect rate first, then by name.
-_DETAIL_ORDER = "ORDER BY rate(defect_qty, input_qty) DESC, name, idx"
+#: A detection lot in detail order: its position, the columns the detail table starts from,
+#: its defects and (backward) the machines its family used, as "3,17,3,42" (repeats possible).
+_LOTS = """
+SELECT d.pos, l.name, l.pj_type, l.package, l.workflow, l.equipment, l.input_qty, l.runcard,
+       l.related_count, l.root, l.defect_qty,
+       (SELECT group_concat(c.machine) FROM owners o JOIN cid_machines c ON c.cid = o.cid
+        WHERE o.idx = l.idx){materials}
+FROM detail_order d JOIN lots l ON l.idx = d.idx
+ORDER BY d.pos
+"""
+#: ... and, for the detail table, the distinct materials its family used, as JSON pairs.
+_MATERIALS = """,
+       (SELECT json_group_array(json_array(mt.part, mt.lot))
+        FROM (SELECT DISTINCT c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid
+              WHERE o.idx = l.idx) u JOIN materials mt ON mt.idx = u.material)"""
 _SELECTED_REJECTS = "FROM rejects WHERE qty <> 0 AND selected(reason)"
+_SUMS = "COUNT(*), SUM(l.input_qty), SUM(l.defect_qty)"
 
 
 def material_key(part: str, lot: str) -> str:
@@ -41,8 +59,79 @@ def material_key(part: str, lot: str) -> str:
     return f"{part} ({lot})" if lot else part
 
 
-def result(agg: MsdAggregator, families: Mapping[str, str]) -> dict[str, Any]:
-    """The aggregation object of the contract (``kpi``, ``charts``, ``attribution``, ...)."""
+class MachineCredit:
+    """What the backward attribution adds up per machine (by index) over the detection lots:
+    their number, input and defects; which (workflow, package, PJ type, detection machine)
+    profiles used each; and per group and per machine name, the lots that used any of its
+    machines. Fed one lot at a time (``add``), with that lot's distinct machines."""
+
+    def __init__(self, machines: Sequence[Machine]) -> None:
+        n = len(machines)
+        self.machines = machines
+        self.lots = [0] * n
+        self.inputs: list[float] = [0] * n
+        self.defects: list[float] = [0] * n
+        self._groups = sorted({m.group for m in machines})
+        self._names = sorted({m.name for m in machines})
+        self._group_of = [self._groups.index(m.group) for m in machines]
+        self._name_of = [self._names.index(m.name) for m in machines]
+        self._per_group: list[list[float]] = [[0, 0, 0] for _ in self._groups]  # lots, in, def
+        self._per_name: list[list[float]] = [[0, 0, 0] for _ in self._names]
+        self._profiles: dict[tuple[Any, ...], set[int]] = {}
+
+    def add(self, used: list[int], input_qty: float, defect_qty: float, profile: tuple) -> None:
+        """Credit one detection lot (``used``: its distinct machine indices)."""
+        lots, inputs, defects = self.lots, self.inputs, self.defects
+        for m in used:
+            lots[m] += 1
+            inputs[m] += input_qty
+            defects[m] += defect_qty
+        self._profiles.setdefault(profile, set()).update(used)
+        group_of, name_of = self._group_of, self._name_of
+        for totals in [self._per_group[g] for g in {group_of[m] for m in used}] + [
+            self._per_name[k] for k in {name_of[m] for m in used}
+        ]:
+            totals[0] += 1
+            totals[1] += input_qty
+            totals[2] += defect_qty
+
+    def profiles(self, machine: int) -> list[tuple[Any, ...]]:
+        """The profiles of the lots credited to ``machine``."""
+        return [p for p, used in self._profiles.items() if machine in used]
+
+    def by_group(self) -> dict[str, Tally]:
+        return _tallies_of(self._groups, self._per_group)
+
+    def by_name(self) -> dict[str, Tally]:
+        return _tallies_of(self._names, self._per_name)
+
+
+def _tallies_of(names: list[str], totals: list[list[float]]) -> dict[str, Tally]:
+    return {n: Tally(i, d, int(c)) for n, (c, i, d) in zip(names, totals, strict=True) if c}
+
+
+def credit_machines(agg: MsdAggregator) -> MachineCredit:
+    """A pass over the detection lots that only adds up their machines (when the result is
+    asked for before, or without, the detail rows)."""
+    credit = MachineCredit(agg.machines)
+    for row in agg.db.rows(_LOTS.format(materials="")):
+        _credit(credit, row)
+    return credit
+
+
+def _credit(credit: MachineCredit, row: tuple[Any, ...]) -> list[int]:
+    """Credit the lot of a ``_LOTS`` row; its distinct machine indices."""
+    _pos, _name, pj, package, workflow, equipment, qty, _rc, _rel, _root, defects, used = row[:12]
+    machines = list({int(m) for m in used.split(",")}) if used else []
+    if machines:
+        credit.add(machines, qty, defects, (workflow, package, pj, equipment))
+    return machines
+
+
+def result(agg: MsdAggregator, families: Mapping[str, str], *, encoded: bool) -> dict[str, Any]:
+    """The aggregation object of the contract (``kpi``, ``charts``, ``attribution``, ...).
+    ``encoded``: ``material_attribution`` (one entry per material lot: thousands in a big
+    trace) comes as JSON already (``orjson.Fragment``), encoded while it is read."""
     db = agg.db
     lots = agg.lot_count()
     available = [
@@ -58,7 +147,7 @@ def result(agg: MsdAggregator, families: Mapping[str, str]) -> dict[str, Any]:
     if not lots and not agg.date_mode:
         common["container_mode_hint"] = NO_RECORDS_HINT
     if agg.backward:
-        return {**common, **_backward(agg, families)}
+        return {**common, **_backward(agg, families, encoded)}
     return {**common, **_forward(agg)}
 
 
@@ -68,76 +157,14 @@ def _tallies(agg: MsdAggregator, sql: str) -> Iterator[tuple[Any, ...]]:
         yield (*key, Tally(input_qty, defect_qty, count))
 
 
-_SUMS = "COUNT(*), SUM(l.input_qty), SUM(l.defect_qty)"
-
-
-@dataclass
-class _MachineCredit:
-    """What the backward attribution learns in one pass over the detection lots: per machine
-    (by index) its lots, input and defects, and the distinct (workflow, package, PJ type,
-    detection machine) of its lots; per group and per machine name, the lots that used it."""
-
-    lots: list[int]
-    inputs: list[float]
-    defects: list[float]
-    profiles: list[set[tuple[Any, ...]]]
-    by_group: dict[str, Tally]
-    by_name: dict[str, Tally]
-
-
-def _credit_machines(agg: MsdAggregator) -> _MachineCredit:
-    """One pass over the lots with their machines (``group_concat`` per lot, in lot order:
-    no sort), so the work in Python is per lot and machine, never a GROUP BY over millions of
-    lot-machine pairs per chart. (The hot loop keeps everything in locals and flat lists.)"""
-    machines = agg.machines
-    n = len(machines)
-    lots = [0] * n
-    inputs: list[float] = [0] * n
-    defects: list[float] = [0] * n
-    profiles: list[set[tuple[Any, ...]]] = [set() for _ in range(n)]
-    group_names = sorted({m.group for m in machines})
-    names = sorted({m.name for m in machines})
-    group_of = [group_names.index(m.group) for m in machines]
-    name_of = [names.index(m.name) for m in machines]
-    per_group = [[0, 0, 0] for _ in group_names]  # lots, input, defects
-    per_name = [[0, 0, 0] for _ in names]
-    rows = agg.db.rows(
-        "SELECT l.input_qty, l.defect_qty, l.workflow, l.package, l.pj_type, l.equipment, g.ms "
-        "FROM (SELECT idx, group_concat(machine) AS ms FROM lot_machines GROUP BY idx) g "
-        "JOIN lots l ON l.idx = g.idx"
-    )
-    for input_qty, defect_qty, workflow, package, pj_type, equipment, used in rows:
-        profile = (workflow, package, pj_type, equipment)
-        indices = [int(m) for m in used.split(",")]
-        for m in indices:
-            lots[m] += 1
-            inputs[m] += input_qty
-            defects[m] += defect_qty
-            profiles[m].add(profile)
-        for totals in [per_group[g] for g in {group_of[m] for m in indices}] + [
-            per_name[k] for k in {name_of[m] for m in indices}
-        ]:
-            totals[0] += 1
-            totals[1] += input_qty
-            totals[2] += defect_qty
-    return _MachineCredit(
-        lots,
-        inputs,
-        defects,
-        profiles,
-        {g: Tally(i, d, c) for g, (c, i, d) in zip(group_names, per_group, strict=True) if c},
-        {k: Tally(i, d, c) for k, (c, i, d) in zip(names, per_name, strict=True) if c},
-    )
-
-
-def _backward(agg: MsdAggregator, families: Mapping[str, str]) -> dict[str, Any]:
-    credit = _credit_machines(agg)
+def _attribution(agg: MsdAggregator, families: Mapping[str, str]) -> list[dict[str, Any]]:
+    credit = agg.credit()
     attribution: list[dict[str, Any]] = []
     for index, m in enumerate(agg.machines):
         if not credit.lots[index]:
-            continue
+            continue  # seen only on lots no detection lot owns
         defects, inputs = credit.defects[index], credit.inputs[index]
-        profiles = credit.profiles[index]
+        profiles = credit.profiles(index)
         attribution.append(
             {
                 "WORKCENTER_GROUP": m.group,
@@ -163,29 +190,25 @@ def _backward(agg: MsdAggregator, families: Mapping[str, str]) -> dict[str, Any]
             r["EQUIPMENT_ID"],
         )
     )
-    by_group, by_machine = credit.by_group, credit.by_name
-    by_material: dict[str, Tally] = {}
-    materials = _tallies(
-        agg,
-        f"SELECT mt.part, mt.lot, {_SUMS} FROM lot_materials lm JOIN lots l ON l.idx = lm.idx "
-        "JOIN materials mt ON mt.idx = lm.material GROUP BY lm.material",
-    )
-    for part, lot, t in materials:
-        total = by_material.setdefault(material_key(part, lot), Tally())
-        total.input_qty += t.input_qty
-        total.defect_qty += t.defect_qty
-        total.lot_count += t.lot_count
-    material_rows: list[dict[str, Any]] = [
+    return attribution
+
+
+def _backward(agg: MsdAggregator, families: Mapping[str, str], encoded: bool) -> dict[str, Any]:
+    attribution = _attribution(agg, families)
+    credit = agg.credit()
+    materials = (
         {
             "MATERIAL_KEY": key,
-            "DETECTION_LOT_COUNT": t.lot_count,
-            "INPUT_QTY": t.input_qty,
-            "DEFECT_QTY": t.defect_qty,
-            "DEFECT_RATE": rate(t.defect_qty, t.input_qty),
+            "DETECTION_LOT_COUNT": count,
+            "INPUT_QTY": input_qty,
+            "DEFECT_QTY": defect_qty,
+            "DEFECT_RATE": rate(defect_qty, input_qty),
         }
-        for key, t in by_material.items()
-    ]
-    material_rows.sort(key=lambda r: (-r["DEFECT_RATE"], r["MATERIAL_KEY"]))
+        for key, count, input_qty, defect_qty in agg.db.rows(
+            "SELECT key, lots, input, defects FROM material_totals "
+            "ORDER BY rate(defects, input) DESC, key"
+        )
+    )
     roots = _tallies(
         agg,
         f"SELECT COALESCE(NULLIF(l.root, ''), l.name) AS r, {_SUMS} FROM lots l "
@@ -197,15 +220,22 @@ def _backward(agg: MsdAggregator, families: Mapping[str, str]) -> dict[str, Any]
     return {
         "kpi": kpi,
         "charts": {
-            "by_station": pareto(by_group, None),
-            "by_machine": pareto(by_machine, top_n),
+            "by_station": pareto(credit.by_group(), None),
+            "by_machine": pareto(credit.by_name(), top_n),
             "by_detection_machine": pareto(_detection_machines(agg), top_n),
-            "by_material": pareto(by_material, top_n),
+            "by_material": ranked_pareto(
+                _tallies(
+                    agg,
+                    "SELECT key, lots, input, defects FROM material_totals "
+                    "ORDER BY defects DESC, key",
+                ),
+                top_n,
+            ),
             "by_wafer_root": ranked_pareto(roots, top_n),
             "by_loss_reason": reason_pareto(_reason_totals(agg), kpi["total_input"], None),
         },
         "attribution": attribution,
-        "material_attribution": material_rows,
+        "material_attribution": encoded_array(materials) if encoded else list(materials),
         "detail_total_count": int(
             agg.db.value(
                 "SELECT COALESCE(SUM(MAX(n, 1)), 0) FROM (SELECT (SELECT COUNT(*) "
@@ -213,6 +243,18 @@ def _backward(agg: MsdAggregator, families: Mapping[str, str]) -> dict[str, Any]
             )
         ),
     }
+
+
+def encoded_array(items: Iterable[Any], chunk: int = 1000) -> Any:
+    """A JSON array of ``items`` as an ``orjson.Fragment``: encoded ``chunk`` items at a time,
+    so only the bytes are held, never all the items."""
+    out = bytearray(b"[")
+    for part in batched(items, chunk):
+        if len(out) > 1:
+            out += b","
+        out += to_json(part)[1:-1]
+    out += b"]"
+    return orjson.Fragment(bytes(out))
 
 
 def _forward(agg: MsdAggregator) -> dict[str, Any]:
@@ -318,40 +360,18 @@ def _daily_trend(agg: MsdAggregator) -> list[dict[str, Any]]:
     ]
 
 
-def detail_rows(agg: MsdAggregator) -> Iterator[dict[str, Any]]:
+def detail_rows(agg: MsdAggregator, credit: MachineCredit) -> Iterator[dict[str, Any]]:
     """The detail table, one lot at a time, worst defect rate first: backward, one row per lot
-    and loss reason (a clean lot gets one row with no reason); forward, one row per lot with
-    defects.
+    and loss reason (a clean lot gets one row with no reason), crediting ``credit`` with each
+    lot's machines on the way; forward, one row per lot with defects.
 
-    The detail order is written to the scratch database once; the lots, their machines,
-    materials and rejects are then read as streams in that order and merged here, so each is
-    one query, whatever the number of lots."""
+    The lots (with what their families used) and their rejects are read as two streams in
+    detail order and merged here: one query each, whatever the number of lots."""
     db = agg.db
-    db.execute("DELETE FROM detail_order")
-    db.execute(
-        "INSERT INTO detail_order (idx) SELECT idx FROM lots "
-        + ("" if agg.backward else "WHERE defect_qty > 0 ")
-        + _DETAIL_ORDER
-    )
-    lots = db.rows(
-        f"SELECT d.pos, {_LOT}, defect_qty FROM detail_order d JOIN lots USING (idx) ORDER BY d.pos"
-    )
     if not agg.backward:
-        yield from _forward_details(agg, lots)
+        yield from _forward_details(agg, db.rows(_LOTS.format(materials="")))
         return
-    machines_of = _by_position(
-        db.rows(
-            "SELECT d.pos, lm.machine FROM detail_order d "
-            "JOIN lot_machines lm ON lm.idx = d.idx ORDER BY d.pos"
-        )
-    )
-    materials_of = _by_position(
-        db.rows(
-            "SELECT d.pos, mt.part, mt.lot FROM detail_order d "
-            "JOIN lot_materials lm ON lm.idx = d.idx JOIN materials mt ON mt.idx = lm.material "
-            "ORDER BY d.pos"
-        )
-    )
+    lots = db.rows(_LOTS.format(materials=_MATERIALS))
     rejects_of = _by_position(
         db.rows(
             "SELECT d.pos, r.reason, r.qty FROM detail_order d JOIN rejects r ON r.idx = d.idx "
@@ -361,15 +381,17 @@ def detail_rows(agg: MsdAggregator) -> Iterator[dict[str, Any]]:
     # Machines are the factory's few hundred: one entry each, shared by every row naming it.
     machine_entries = [{"station": m.group, "machine": m.name} for m in agg.machines]
     machine_order = [(group_order(m.group), m.name) for m in agg.machines]
-    for pos, _idx, name, pj, package, workflow, equipment, qty, runcard, related, root, _d in lots:
-        used = sorted((m for (m,) in machines_of(pos)), key=machine_order.__getitem__)
+    for row in lots:
+        pos, name, pj, package, workflow, equipment, qty, runcard, related, root, *_, mats = row
+        materials = sorted(map(tuple, orjson.loads(mats)))
+        used = sorted(_credit(credit, row), key=machine_order.__getitem__)
         upstream = {
             **_base(name, pj, package, workflow, equipment, qty),
             "FINISHEDRUNCARD": runcard,
             "ANCESTOR_COUNT": related,
             "UPSTREAM_MACHINES": [machine_entries[m] for m in used],
             "UPSTREAM_MACHINE_COUNT": len(used),
-            "UPSTREAM_MATERIALS": [{"part": p, "lot": m} for p, m in sorted(materials_of(pos))],
+            "UPSTREAM_MATERIALS": [{"part": p, "lot": m} for p, m in materials],
             "WAFER_ROOT": root,
         }
         for reason, defects in rejects_of(pos) or [("", 0)]:
@@ -404,12 +426,9 @@ def _forward_details(
     agg: MsdAggregator, lots: Iterator[tuple[Any, ...]]
 ) -> Iterator[dict[str, Any]]:
     downstream_of = _by_position(
-        agg.db.rows(
-            "SELECT d.pos, s.grp, s.qty FROM detail_order d JOIN downstream s ON s.idx = d.idx "
-            "ORDER BY d.pos"
-        )
+        agg.db.rows("SELECT pos, grp, qty FROM pos_downstream ORDER BY pos")
     )
-    for pos, _idx, name, pj, package, workflow, equipment, qty, *_, defects in lots:
+    for pos, name, pj, package, workflow, equipment, qty, *_, defects, _m in lots:
         down = dict(downstream_of(pos))
         rejects = sum(down.values())
         worst = (

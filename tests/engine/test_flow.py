@@ -18,6 +18,7 @@ from pipeline.messages import MessageKey
 from pipeline.request import TraceRequest
 from pipeline.runner import run_trace
 from pipeline.sources.sqlite import SqliteSource
+from pipeline.stages.events import fetch_events
 from pipeline.status import STATUS_FIELDS, domain_quality, job_status, query_quality
 from pipeline.worker import Runtime
 from tests.engine.helpers import InlineDispatcher, direct_rows, job_rows
@@ -273,6 +274,25 @@ def test_the_row_guard_cuts_a_domain_at_its_limit_and_says_so(
     assert (quality["history"]["observed_rows"], quality["history"]["max_rows"]) == (1000, 1000)
     assert quality["holds"]["status"] == "complete"  # fewer rows than the guard
     assert query_quality(quality)["status"] == "truncated"
+
+
+def test_jobs_are_matched_a_pass_per_batch_of_lots_with_the_rows_of_one_pass(
+    engine_env: dict[str, str], store_redis: redis.Redis, warehouse: Path
+) -> None:
+    # Given passes over the jobs table of 100 lots each (TRACE_JOBS_SCAN_LOTS)
+    settings = Settings.from_env({**engine_env, "TRACE_JOBS_SCAN_LOTS": "100"})
+    runtime = Runtime(settings, InlineDispatcher())
+    cids = tuple(lots(warehouse, "CONTAINERID", 1500))
+    job, _ = runtime.submit(TraceRequest("query_tool", domains=("jobs",), container_ids=cids))
+    # When the job runs
+    run(runtime)
+    # Then the jobs domain took one batch per 100 lots, and holds the rows one pass over all the
+    # lots gives (in another order: batch by batch)
+    assert len(runtime.store.finished(job.id, events_part("jobs"))) == 15
+    stored = job_rows(runtime.store, job.id, ["jobs"])["jobs"]
+    with SqliteSource(warehouse) as source:
+        one_pass = [tuple(r) for b in fetch_events(source, "jobs", cids) for r in b.rows]
+    assert sorted(map(tuple, stored)) == sorted(one_pass) and one_pass
 
 
 def test_a_big_job_moves_to_the_large_queue_once_its_size_is_known(

@@ -91,13 +91,15 @@ def test_show_gives_stages_parts_and_ttls(
 ) -> None:
     # When an operator shows a finished job
     shown = as_json(jobs(engine_env, "show", finished, "--json"))
-    # Then it has its state, every stage with its rows, each part's batches/chunks/rows, and TTLs
+    # Then it has its state, every stage with its rows, each part's batches/chunks/rows (events
+    # parts with the worker seconds their batches took), and TTLs
     assert shown["job_id"] == finished and shown["status"] == FINISHED
     assert all(stage["completed"] for stage in shown["stages"].values())
     history = shown["parts"]["events:history"]
     stored = sum(e.rows for e in inline.store.manifest(finished, "events:history").values())
     assert history["rows"] == stored > 0
     assert history["chunks"] >= history["batches"] >= 1
+    assert history["seconds"] > 0 and shown["parts"]["lineage:cids"]["seconds"] == 0
     assert 0 < shown["ttl_seconds"] <= inline.settings.job_ttl_seconds
     assert shown["keys"] > 1
     ttls = shown["key_ttls"]  # every key of the job, its hash and key set included

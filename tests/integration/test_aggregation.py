@@ -19,7 +19,10 @@ from pipeline.rows import RowBatch
 from pipeline.runner import TraceRequest, run_trace
 from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.aggregation import DETECTION_COLUMNS, MsdAggregator, machine_families
+from pipeline.stages.detection import prepare_aggregator
 from pipeline.stages.events import fetch_events
+from pipeline.stages.lineage import trace_lineage
+from pipeline.stages.seed_resolve import detection_seeds
 from tests.integration.test_events import GROUP, ORDER
 from tests.integration.test_lineage import expected_relatives
 
@@ -206,8 +209,8 @@ def test_a_loss_reason_filter_counts_only_those_defects(
 
 
 def test_a_batch_seen_twice_changes_nothing(warehouse: Path) -> None:
-    # A lot counts once per machine, so folding the same rows again must not move any number,
-    # and the aggregator keeps no rows: its state is the same size after the repeat.
+    # A lot counts once per machine, so folding the same rows again must not move any number;
+    # the aggregator keeps (lot, machine) facts, never the rows: the same facts after the repeat.
     cids = _some_lots(warehouse)
     with SqliteSource(warehouse) as source:
 
@@ -229,9 +232,8 @@ def test_a_batch_seen_twice_changes_nothing(warehouse: Path) -> None:
         for batch in batches + batches:
             twice.add_events("upstream_history", batch)
     assert once.result() == twice.result()
-    assert once.db.value("SELECT COUNT(*) FROM lot_machines") == twice.db.value(
-        "SELECT COUNT(*) FROM lot_machines"
-    )
+    facts = "SELECT COUNT(*) FROM (SELECT DISTINCT cid, machine FROM cid_machines)"
+    assert once.db.value(facts) == twice.db.value(facts) < sum(len(b) for b in batches)
 
 
 def _detection_batch(rows: Iterable[tuple[Any, ...]]) -> RowBatch:
@@ -385,3 +387,36 @@ def test_a_warehouse_without_the_resource_table_gives_unknown_families(
         # Then families read as unknown and the reason is logged, not raised
         assert machine_families(source, ["EQ-1"]) == {}
     assert "DW_MES_RESOURCE" in caplog.text
+
+
+def _folded(source: SqliteSource, direction: str = "backward") -> MsdAggregator:
+    """An aggregator of the WINDOW trace, every event batch folded (nothing asked of it yet)."""
+    params = {"station": "測試", **WINDOW}
+    seeds = [s.container_id for s in detection_seeds(source, params)]
+    with trace_lineage(source, seeds, direction) as graph:
+        payload = graph.payload()
+        cids = list(graph.all_cids())
+    agg = prepare_aggregator(source, params, seeds, direction, Settings())
+    agg.set_lineage(payload["ancestors"].items(), payload["seed_roots"])
+    for domain in ("upstream_history", "materials"):
+        for batch in fetch_events(source, domain, cids):
+            agg.add_events(domain, batch)
+    return agg
+
+
+def test_the_result_is_the_same_before_or_after_the_detail_rows_and_as_stored_json(
+    sqlite_source: SqliteSource,
+) -> None:
+    # Given two aggregators of the same trace
+    with _folded(sqlite_source) as first, _folded(sqlite_source) as second:
+        # When one is asked for its result first and the other after its detail rows (whose
+        # pass credits the machines), and the second also as the JSON the engine stores
+        before = first.result({})
+        rows_first = list(first.detail_rows())
+        rows_second = list(second.detail_rows())
+        after = second.result({})
+        stored = orjson.loads(second.result_json({}))
+    # Then every figure agrees, and the stored JSON is the result
+    assert before == after == stored
+    assert rows_first == rows_second and rows_first
+    assert before["material_attribution"] and before["attribution"]

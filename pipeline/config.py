@@ -45,7 +45,7 @@ DEFAULT_JOBS_PROBE_MAX = 100
 DEFAULT_JOBS_SCAN_LOTS = 50_000
 #: Page cache of the scratch database a lineage or aggregation run keeps its working set in
 #: (MiB per running stage): what a worker holds of a trace's graph and per-lot state.
-DEFAULT_SCRATCH_CACHE_MB = 16
+DEFAULT_SCRATCH_CACHE_MB = 4
 #: Items a Pareto chart keeps before folding the rest into "其他" (items).
 DEFAULT_PARETO_TOP_N = 10
 #: Longest date range a mid-section-defect seed query may span (days).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import math
 import shlex
 import sys
@@ -20,7 +21,7 @@ from rich.console import Console
 
 from pipeline import domains
 from pipeline.bench import baseline, limits, report
-from pipeline.bench.model import Comparison, SizeResult
+from pipeline.bench.model import Comparison, SizeResult, size_from_dict
 from pipeline.bench.run import BenchStack, job_cids, measure_resume, run_once
 from pipeline.cli import ensure_warehouse
 from pipeline.store import CheckpointStore
@@ -71,6 +72,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "results as in results.json), e.g. ops/bench-before.json",
     )
     p.add_argument("--notes", type=Path, help="a Markdown file added to BENCHMARKS.md as notes")
+    p.add_argument(
+        "--from-results",
+        type=Path,
+        help="measure nothing: render the report from a results.json written by an earlier run",
+    )
     p.add_argument("--quick", action="store_true", help="one small run: a smoke test")
     args = p.parse_args(argv)
     if args.quick:
@@ -141,16 +147,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(stderr=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    sizes = [int(s) for s in str(args.sizes).split(",") if s.strip()]
-    results: list[SizeResult] = []
     began = time.monotonic()
-    for cids in sizes:
-        results.append(measure_size(args, cids, console))
-        # Raw figures after every size: a later failure loses nothing measured.
-        raw = [dataclasses.asdict(r) for r in results]
-        (args.work / "results.json").write_bytes(
-            orjson.dumps(raw, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    if args.from_results:
+        recorded = orjson.loads(args.from_results.read_bytes())
+        results = [size_from_dict(size) for size in recorded["results"]]
+    else:
+        redis_version = str(
+            BenchStack(Path(), redis_url=args.redis).client().info("server")["redis_version"]
         )
+        recorded = {
+            "command": "ops/bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+            "machine": report.machine_description(redis_version),
+            "date": dt.datetime.now().astimezone().isoformat(timespec="minutes"),
+        }
+        results = measure(args, recorded, console)
     before = Comparison.from_dict(orjson.loads(args.before.read_bytes())) if args.before else None
     out = Console()
     for table in report.summary_tables(results):
@@ -158,25 +168,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.print(report.targets_table(results))
     if before is not None:
         out.print(report.comparison_table(before, results))
-    command = "ops/bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     chart = args.out.with_name("benchmarks.png")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report.write_chart(chart, results)
-    redis_version = str(BenchStack(Path()).client().info("server")["redis_version"])
     report.write_markdown(
         args.out,
         results,
-        machine=report.machine_description(redis_version),
-        command=command.strip(),
+        machine=str(recorded["machine"]),
+        command=str(recorded["command"]).strip(),
         chart=chart.name,
         notes=args.notes.read_text(encoding="utf-8") if args.notes else "",
+        generated=dt.datetime.fromisoformat(str(recorded["date"])),
         before=before,
     )
-    out.print(
-        f"Wrote {args.out} and {chart} ({time.monotonic() - began:.0f} s; raw figures: "
-        f"{args.work / 'results.json'})"
-    )
+    out.print(f"Wrote {args.out} and {chart} ({time.monotonic() - began:.0f} s)")
     return 0
+
+
+def measure(
+    args: argparse.Namespace, recorded: dict[str, object], console: Console
+) -> list[SizeResult]:
+    """Every size, measured; the raw figures are written to ``results.json`` after each size
+    (with ``recorded``: command, machine, date), so a later failure loses nothing measured and
+    ``--from-results`` can render the report again."""
+    results: list[SizeResult] = []
+    for cids in [int(s) for s in str(args.sizes).split(",") if s.strip()]:
+        results.append(measure_size(args, cids, console))
+        raw = {**recorded, "results": [dataclasses.asdict(r) for r in results]}
+        (args.work / "results.json").write_bytes(
+            orjson.dumps(raw, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+        )
+    console.print(f"Raw figures: {args.work / 'results.json'}")
+    return results
 
 
 if __name__ == "__main__":

@@ -44,17 +44,19 @@ def scan_domains(
     *,
     processes: int,
     settings: Settings,
-) -> tuple[dict[str, int], dict[str, float]]:
-    """Rows and wall seconds per domain of a bare scan of each domain's events query over the
-    lots ``cids``, spread over ``processes`` processes as the workers spread the events stage:
-    the same SQL, binds and IN batches (``source.query_in``), one task per events message's
-    worth of batches (``TRACE_EVENTS_GROUP_BATCHES``; ``jobs``: one per jobs batch), but the
-    fetched rows are only counted. For ``jobs`` the rows are the scanned jobs, not the
-    job-per-lot rows the pipeline derives from them. The processes are started and have their
-    warehouse open before the clock starts."""
+) -> tuple[dict[str, int], dict[str, float], dict[str, float]]:
+    """Rows, wall seconds and process seconds (its tasks' seconds added up) per domain of a
+    bare scan of each domain's events query over the lots ``cids``, spread over ``processes``
+    processes as the workers spread the events stage: the same SQL, binds and IN batches
+    (``source.query_in``), one task per events message's worth of batches
+    (``TRACE_EVENTS_GROUP_BATCHES``; ``jobs``: one per jobs batch), but the fetched rows are
+    only counted. For ``jobs`` the rows are the scanned jobs, not the job-per-lot rows the
+    pipeline derives from them. The processes are started and have their warehouse open
+    before the clock starts."""
     ids = clean_values(cids)
     rows: dict[str, int] = {}
     seconds: dict[str, float] = {}
+    task_seconds: dict[str, float] = {}
     context = multiprocessing.get_context("spawn")  # the bench runs threads: never fork it
     init = (str(db), settings.fetch_rows, settings.in_list_size)
     with ProcessPoolExecutor(processes, context, initializer=_open, initargs=init) as pool:
@@ -66,9 +68,11 @@ def scan_domains(
                 lots = lots_per_fetch(domain, settings.in_list_size, settings.jobs_scan_lots)
             tasks = [(domain, group) for group in batched(ids, lots)]
             started = time.perf_counter()
-            rows[domain] = sum(pool.map(_scan, tasks))
+            done = list(pool.map(_scan, tasks))
             seconds[domain] = time.perf_counter() - started
-    return rows, seconds
+            rows[domain] = sum(count for count, _ in done)
+            task_seconds[domain] = sum(spent for _, spent in done)
+    return rows, seconds, task_seconds
 
 
 _source: Source | None = None
@@ -87,10 +91,13 @@ def _ready(_: int) -> int:
     return os.getpid()
 
 
-def _scan(task: tuple[str, list[str]]) -> int:
+def _scan(task: tuple[str, list[str]]) -> tuple[int, float]:
+    """Rows and seconds of one task's scan."""
     domain, ids = task
     assert _source is not None
-    return sum(len(batch.rows) for batch in _domain_query(_source, domain, ids))
+    started = time.perf_counter()
+    rows = sum(len(batch.rows) for batch in _domain_query(_source, domain, ids))
+    return rows, time.perf_counter() - started
 
 
 def read_encode(store: CheckpointStore, job_id: str, domains: Sequence[str]) -> tuple[int, float]:
@@ -135,10 +142,10 @@ def measure_limits(
     part), on as many processes as the workers have, and the read + encode of its stored rows
     in one thread, as the API streams (the median of ``repeats``)."""
     cids = [row[0] for batch in store.read(job_id, CIDS_PART) for row in batch.rows]
-    scan_rows, scan_seconds = scan_domains(
+    scan_rows, scan_seconds, task_seconds = scan_domains(
         db, cids, domains, processes=processes, settings=settings
     )
     timings = [read_encode(store, job_id, domains) for _ in range(max(1, repeats))]
     encoded_rows = timings[0][0]
     encode_seconds = statistics.median(seconds for _, seconds in timings)
-    return LimitFigures(scan_rows, scan_seconds, encoded_rows, encode_seconds)
+    return LimitFigures(scan_rows, scan_seconds, encoded_rows, encode_seconds, task_seconds)

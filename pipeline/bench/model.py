@@ -64,6 +64,12 @@ class RunFigures:
     page_last_ms: float  # a result page near the end of the largest domain
     resume: ResumeFigure | None = None
     rss_series: list[RssSample] = field(default_factory=list)
+    #: Per domain, the seconds its input batches took, added up over the worker processes
+    #: (each batch records its own: fetch + store).
+    domain_seconds: dict[str, float] = field(default_factory=dict)
+    #: Share of the machine's CPU time taken by the hypervisor while the job ran (``None``:
+    #: not measurable here).
+    cpu_steal: float | None = None
 
     @property
     def rows_stored(self) -> int:
@@ -93,13 +99,16 @@ class RunFigures:
 @dataclass
 class LimitFigures:
     """The parts alone, on the same data: a bare ``fetchmany`` scan of each domain's query
-    over the run's lots (rows/s per domain and over all), and a bare Redis GET + msgpack unpack
-    + JSON encode of the stored chunks (rows/s)."""
+    over the run's lots, on as many processes as the workers (rows/s over all, and per domain
+    per process), and a bare Redis GET + msgpack unpack + JSON encode of the stored chunks in
+    one thread (rows/s)."""
 
     scan_rows: dict[str, int]
     scan_seconds: dict[str, float]
     read_encode_rows: int
     read_encode_seconds: float
+    #: Per domain, the seconds its scan tasks took, added up over the processes.
+    scan_task_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def scan_rows_per_s(self) -> float:

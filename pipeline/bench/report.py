@@ -214,9 +214,11 @@ SECTIONS: tuple[Section, ...] = (
             *(_stage_column(stage) for stage in STAGES),
             Column("end to end s", lambda s: _seconds(_median(s, lambda r: r.end_to_end_seconds))),
             Column("events rows/s", lambda size: _rate(_median(size, _events_rows_per_s))),
+            Column("CPU steal", lambda size: _pct(_median(size, lambda run: run.cpu_steal))),
         ),
         "CIDs: lots after lineage (the trace's size). Stage columns: wall seconds from the "
-        "stage's start to its end.",
+        "stage's start to its end. CPU steal: the share of the CPU the virtual machine's host "
+        "took while the job ran (timings under steal are slower than the machine can be).",
     ),
     Section(
         "Memory and serving (median over the runs)",
@@ -279,6 +281,67 @@ SECTIONS: tuple[Section, ...] = (
 )
 
 
+#: The per-domain table: one row per size and domain.
+DOMAIN_HEADERS = (
+    "CIDs",
+    "domain",
+    "rows",
+    "pipeline rows/s per process",
+    "bare scan rows/s per process",
+    "pipeline / scan",
+)
+DOMAIN_NOTE = (
+    "Per process: rows over the seconds spent on them, added up over the worker processes (each "
+    "events batch records its fetch + store time) or over the scan's tasks; so the two compare "
+    "one process's work whatever the parallelism. For jobs the scan counts the jobs table's "
+    "rows, the pipeline the job-per-lot rows it derives."
+)
+
+
+def _domain_rate(domain: str) -> Callable[[RunFigures], float | None]:
+    def figure(run: RunFigures) -> float | None:
+        seconds = run.domain_seconds.get(domain)
+        return run.domain_rows.get(domain, 0) / seconds if seconds else None
+
+    return figure
+
+
+def _domain_count(domain: str) -> Callable[[RunFigures], float | None]:
+    return lambda run: run.domain_rows.get(domain)
+
+
+def domain_rows(results: Sequence[SizeResult]) -> list[list[str]]:
+    """The per-domain table's cells (``DOMAIN_HEADERS``), sizes in order."""
+    table = []
+    for size in _sorted(results):
+        limits = size.limits
+        for domain in list(size.runs[0].domain_rows) if size.runs else []:
+            pipeline_rate = _median(size, _domain_rate(domain))
+            spent = limits.scan_task_seconds.get(domain) if limits else None
+            scan = limits.scan_rows[domain] / spent if limits and spent else None
+            ratio = pipeline_rate / scan if pipeline_rate is not None and scan else None
+            table.append(
+                [
+                    f"{size.cids:,}",
+                    domain,
+                    _count(_median(size, _domain_count(domain))),
+                    _rate(pipeline_rate),
+                    _rate(scan),
+                    _pct(ratio),
+                ]
+            )
+    return table
+
+
+def domain_table(results: Sequence[SizeResult]) -> Table:
+    table = Table(title="Per domain (median over the runs)", caption=DOMAIN_NOTE)
+    for header in DOMAIN_HEADERS:
+        table.add_column(header, justify="left" if header == "domain" else "right")
+    for row in domain_rows(results):
+        table.add_row(*(Text(cell) for cell in row))
+    return table
+
+
 def _sorted(results: Sequence[SizeResult]) -> list[SizeResult]:
     return sorted(results, key=lambda size: size.cids)
 
@@ -299,6 +362,7 @@ def summary_tables(results: Sequence[SizeResult]) -> list[Table]:
             # Text, not markup: a baseline's reason may hold brackets.
             table.add_row(*(Text(column.cell(size)) for column in section.columns))
         tables.append(table)
+    tables.append(domain_table(results))
     return tables
 
 
@@ -618,6 +682,14 @@ def markdown(
         ]
         if section.note:
             out += ["", section.note]
+    out += [
+        "",
+        "### Per domain (median over the runs)",
+        "",
+        _md_table(DOMAIN_HEADERS, domain_rows(results), [h != "domain" for h in DOMAIN_HEADERS]),
+        "",
+        DOMAIN_NOTE,
+    ]
     targets = evaluate_targets(results)
     met = sum(1 for t in targets if t.met)
     missed = sum(1 for t in targets if t.met is False)

@@ -31,6 +31,8 @@ from pipeline.bench.probe import FAIL_AGGREGATION_KEY, QUERIES_KEY
 from pipeline.broker import make_broker
 from pipeline.config import Settings
 from pipeline.demo import info
+from pipeline.engine.flow import events_part
+from pipeline.jobs_cli import parts_of
 from pipeline.stack import LocalStack
 from pipeline.worker import runtime_for
 
@@ -128,6 +130,26 @@ class Sampler(threading.Thread):
             self.join()
 
 
+def cpu_times() -> list[int]:
+    """The machine's CPU time counters (``/proc/stat``: user, nice, system, idle, iowait, irq,
+    softirq, steal, ...), in clock ticks; empty where there is no ``/proc``."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            return [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return []
+
+
+def steal_share(before: list[int], after: list[int]) -> float | None:
+    """The share of CPU time the hypervisor took from this machine between two ``cpu_times``
+    (``steal``): timings taken while it is high are slower than the machine can be."""
+    if len(before) < 8 or len(after) < 8:
+        return None
+    deltas = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(deltas[:8])
+    return deltas[7] / total if total > 0 else None
+
+
 def wait_job(client: redis.Redis, job_id: str, states: tuple[str, ...]) -> str:
     """Poll the job's state until it is one of ``states``; the state."""
     deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
@@ -189,10 +211,12 @@ def run_once(bench: BenchStack, stack: LocalStack, lots: int) -> tuple[RunFigure
     used_before = int(client.info("memory")["used_memory"])
     api = stack.api
     worker = stack.procs[0].popen.pid
+    ticks = cpu_times()
     with Sampler(worker, client).running() as sampler:
         accepted = api.json("POST", "/api/trace/jobs", trace_body(bench.db), expect=202)["data"]
         sampler.job_id = job_id = accepted["job_id"]
         state = wait_job(client, job_id, ("finished",))
+    steal = steal_share(ticks, cpu_times())
     if state != "finished":
         raise RuntimeError(f"job {job_id} ended {state}\n{stack.logs()}")
     job = {codec.as_text(k): codec.as_text(v) for k, v in client.hgetall(keys.job(job_id)).items()}
@@ -227,7 +251,12 @@ def run_once(bench: BenchStack, stack: LocalStack, lots: int) -> tuple[RunFigure
         page_first_ms=first_ms,
         page_last_ms=last_ms,
         rss_series=sampler.samples,
+        cpu_steal=steal,
     )
+    parts = parts_of(client, job_id)
+    figures.domain_seconds = {
+        d: float(parts[events_part(d)]["seconds"]) for d in rows if events_part(d) in parts
+    }
     missing = [s for s in STAGES if s not in figures.stages]
     if missing:
         raise RuntimeError(f"job {job_id}: no stage_finished event for {missing}")

@@ -38,7 +38,9 @@ def test_the_quick_benchmark_runs_and_prints_its_table(bench_redis: None, tmp_pa
     # and wrote the report, the chart and the raw figures
     assert "ops/bench" in (tmp_path / "BENCHMARKS.md").read_text()
     assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    (size,) = orjson.loads((tmp_path / "work" / "results.json").read_bytes())
+    recorded = orjson.loads((tmp_path / "work" / "results.json").read_bytes())
+    assert recorded["command"].startswith("ops/bench --quick")
+    (size,) = recorded["results"]
     run = size["runs"][-1]
     assert (
         size["target_cids"] == 1400
@@ -50,3 +52,18 @@ def test_the_quick_benchmark_runs_and_prints_its_table(bench_redis: None, tmp_pa
     assert run["resume"]["queries_by_stage"].get("aggregation", 0) > 0
     assert set(run["resume"]["queries_by_stage"]) == {"aggregation"}
     assert size["baseline"]["finished"] is True
+    # Each domain's worker seconds were recorded, and the scan's process seconds
+    assert run["domain_seconds"]["history"] > 0 and size["limits"]["scan_task_seconds"]["history"]
+    # And the report can be rendered again from the raw figures, measuring nothing
+    again = [
+        sys.executable,
+        "-m",
+        "pipeline.bench",
+        "--from-results",
+        str(tmp_path / "work" / "results.json"),
+    ]
+    again += ["--work", str(tmp_path / "work"), "--out", str(tmp_path / "again" / "BENCHMARKS.md")]
+    redone = subprocess.run(again, cwd=ROOT, env=env, capture_output=True, timeout=60, check=False)
+    assert redone.returncode == 0, redone.stderr.decode(errors="replace")[-4000:]
+    first = (tmp_path / "BENCHMARKS.md").read_text()
+    assert (tmp_path / "again" / "BENCHMARKS.md").read_text() == first

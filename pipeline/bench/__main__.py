@@ -20,7 +20,7 @@ import orjson
 from rich.console import Console
 
 from pipeline import domains
-from pipeline.bench import baseline, limits, report
+from pipeline.bench import baseline, chart, limits, machine, report
 from pipeline.bench.model import Comparison, SizeResult, size_from_dict
 from pipeline.bench.run import BenchStack, job_cids, measure_resume, run_once
 from pipeline.cli import ensure_warehouse
@@ -38,7 +38,8 @@ LARGE = 200_000
 
 def warehouse_lots(cids: int) -> int:
     """Lots of the warehouse whose trace reaches about ``cids`` lots (rounded up to 100s)."""
-    return max(100, math.ceil(cids * LOTS_PER_CID / 100) * 100)
+    # round() first: in floating point 50,000 x 1.092 is 54,600.000000000007 (54,700 after ceil)
+    return max(100, math.ceil(round(cids * LOTS_PER_CID) / 100) * 100)
 
 
 #: The old system ran on a 7 GB VM: the baseline gets that much address space.
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         recorded = {
             "command": "ops/bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-            "machine": report.machine_description(redis_version),
+            "machine": machine.machine_description(redis_version),
             "date": dt.datetime.now().astimezone().isoformat(timespec="minutes"),
         }
         results = measure(args, recorded, console)
@@ -168,20 +169,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.print(report.targets_table(results))
     if before is not None:
         out.print(report.comparison_table(before, results))
-    chart = args.out.with_name("benchmarks.png")
+    chart_path = args.out.with_name(report.DEFAULT_CHART)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report.write_chart(chart, results)
+    chart.write_chart(chart_path, results)
     report.write_markdown(
         args.out,
         results,
         machine=str(recorded["machine"]),
         command=str(recorded["command"]).strip(),
-        chart=chart.name,
+        chart=chart_path.name,
         notes=args.notes.read_text(encoding="utf-8") if args.notes else "",
         generated=dt.datetime.fromisoformat(str(recorded["date"])),
         before=before,
     )
-    out.print(f"Wrote {args.out} and {chart} ({time.monotonic() - began:.0f} s)")
+    out.print(f"Wrote {args.out} and {chart_path} ({time.monotonic() - began:.0f} s)")
     return 0
 
 

@@ -1,0 +1,94 @@
+"""The benchmark's figures per size, read from its runs: every figure is the median over the
+runs at a size that have it (``median``); ratios against the limits and the baseline; sizes in
+order and the size closest to a number of CIDs."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+
+from pipeline.bench.model import RunFigures, SizeResult
+
+#: A figure "at 114K" reads the size closest to 114K CIDs if it is within this fraction of it.
+SIZE_TOLERANCE = 0.2
+
+
+def median(size: SizeResult, figure: Callable[[RunFigures], float | None]) -> float | None:
+    """The median of ``figure`` over the runs that have it; ``None`` when none has."""
+    values = [v for v in (figure(run) for run in size.runs) if v is not None]
+    return float(statistics.median(values)) if values else None
+
+
+def stage_seconds(stage: str) -> Callable[[RunFigures], float | None]:
+    def figure(run: RunFigures) -> float | None:
+        return run.stages[stage].seconds if stage in run.stages else None
+
+    return figure
+
+
+def stage_rows_per_s(stage: str) -> Callable[[RunFigures], float | None]:
+    def figure(run: RunFigures) -> float | None:
+        part = run.stages.get(stage)
+        return part.rows / part.seconds if part is not None and part.seconds > 0 else None
+
+    return figure
+
+
+def events_rows_per_s(run: RunFigures) -> float | None:
+    return run.events_rows_per_s if "events" in run.stages else None
+
+
+def worker_peak(run: RunFigures) -> float | None:
+    return run.worker_peak if run.worker_peak_mb else None
+
+
+def resume_seconds(run: RunFigures) -> float | None:
+    return run.resume.seconds if run.resume is not None else None
+
+
+def pipeline_of_scan(size: SizeResult) -> float | None:
+    """Median events rows/s over the bare scan's rows/s."""
+    rate = median(size, events_rows_per_s)
+    if rate is None or size.limits is None or size.limits.scan_rows_per_s <= 0:
+        return None
+    return rate / size.limits.scan_rows_per_s
+
+
+def stream_of_read(size: SizeResult) -> float | None:
+    """Median stream rows/s over the bare Redis read + decode + encode rows/s."""
+    rate = median(size, lambda run: run.stream_rows_per_s)
+    if rate is None or size.limits is None or size.limits.read_encode_rows_per_s <= 0:
+        return None
+    return rate / size.limits.read_encode_rows_per_s
+
+
+def baseline_time_ratio(size: SizeResult) -> float | None:
+    """The old approach's seconds over the pipeline's median end-to-end seconds."""
+    base = size.baseline
+    pipeline = median(size, lambda run: run.end_to_end_seconds)
+    if base is None or not base.finished or base.seconds is None or not pipeline:
+        return None
+    return base.seconds / pipeline
+
+
+def baseline_peak_ratio(size: SizeResult) -> float | None:
+    """The old approach's peak memory over the pipeline's median worker peak."""
+    base = size.baseline
+    worker = median(size, worker_peak)
+    if base is None or not base.finished or base.peak_mb is None or not worker:
+        return None
+    return base.peak_mb / worker
+
+
+def by_size(results: Sequence[SizeResult]) -> list[SizeResult]:
+    """The sizes, smallest trace first."""
+    return sorted(results, key=lambda size: size.cids)
+
+
+def closest_size(results: Sequence[SizeResult], cids: int) -> SizeResult | None:
+    """The measured size whose trace is closest to ``cids`` lots, if within SIZE_TOLERANCE."""
+    sized = [size for size in results if size.runs]
+    if not sized:
+        return None
+    closest = min(sized, key=lambda size: abs(size.cids - cids))
+    return closest if abs(closest.cids - cids) <= SIZE_TOLERANCE * cids else None

@@ -1,7 +1,8 @@
 """What the benchmark measures, as plain data: one ``RunFigures`` per trace run on the real
 stack, the limits and the baseline once per size, grouped in a ``SizeResult``. The runner fills
 them (``pipeline/bench/run.py``), the limits and the baseline come from ``limits.py`` and
-``baseline.py``, and ``report.py`` turns them into the table, ``BENCHMARKS.md`` and the chart."""
+``baseline.py``; ``figures.py`` reads them per size, ``targets.py`` judges them, ``report.py``
+turns them into the tables and ``BENCHMARKS.md``, ``chart.py`` into the PNG."""
 
 from __future__ import annotations
 

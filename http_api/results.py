@@ -121,7 +121,7 @@ def _page_rows(services: Services, job: Job, domain: str, page: Page) -> Iterato
     part = events_part(domain)
     columns = store.columns(job.id, part)
     for located, low, high in page.slices():
-        rows = store.read_chunk(part, located.batch, located.ref)[low:high]
+        rows = store.read_chunk_range(part, located.batch, located.ref, low, high)
         yield render.dumps(render.row_objects(columns, rows))
 
 

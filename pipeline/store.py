@@ -241,14 +241,26 @@ class CheckpointStore:
 
     def read_chunk(self, part: str, batch: int, ref: ChunkRef) -> list[tuple[Any, ...]]:
         """The counted rows of one chunk; raises ``ChunkLost`` when it is gone or damaged."""
+        rows = codec.unpack_rows(self._chunk_bytes(part, batch, ref))
+        return rows[: ref.rows] if ref.rows < len(rows) else rows
+
+    def read_chunk_range(
+        self, part: str, batch: int, ref: ChunkRef, low: int, high: int
+    ) -> list[tuple[Any, ...]]:
+        """Counted rows ``low`` .. ``high`` of one chunk (a result page), decoding only those;
+        raises ``ChunkLost`` like ``read_chunk``."""
+        data = self._chunk_bytes(part, batch, ref)
+        return codec.unpack_row_range(data, low, min(high, ref.rows))
+
+    def _chunk_bytes(self, part: str, batch: int, ref: ChunkRef) -> bytes:
+        """The stored bytes of a chunk, checked against its checksum."""
         found = self.redis.get(ref.key)
         if found is None:
             raise ChunkLost(part, batch, ref.key, "is missing (expired or evicted)")
         data = codec.as_bytes(found)
         if codec.checksum(data) != ref.checksum:
             raise ChunkLost(part, batch, ref.key, "fails its checksum")
-        rows = codec.unpack_rows(data)
-        return rows[: ref.rows] if ref.rows < len(rows) else rows
+        return data
 
     def read(self, job_id: str, part: str) -> Iterator[RowBatch]:
         """Every committed row of ``part`` in batch order, one chunk at a time."""

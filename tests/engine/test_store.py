@@ -129,6 +129,27 @@ def test_read_raises_chunk_lost_for_a_chunk_that_fails_its_checksum(
     assert (caught.value.part, caught.value.batch, caught.value.key) == (PART, 3, key)
 
 
+@pytest.mark.parametrize(
+    ("low", "high"), [(0, 7), (0, 100), (3, 5), (6, 7), (5, 5), (0, 0), (4, 100), (7, 9)]
+)
+def test_a_range_of_a_chunk_is_the_same_rows_as_a_slice_of_the_whole_chunk(
+    store: CheckpointStore, store_redis: redis.Redis, low: int, high: int
+) -> None:
+    # Given a committed chunk of 10 rows of which only the first 7 are counted (a row limit cut
+    # the entry after the chunk was written)
+    entry = write(store, 0, 10).cut(7)[0]
+    store.commit(JOB, PART, entry)
+    ref = entry.chunks[0]
+    whole = store.read_chunk(PART, 0, ref)
+    assert len(whole) == 7
+    # When a page reads rows low..high of it, Then it gets exactly that slice of counted rows
+    assert store.read_chunk_range(PART, 0, ref, low, high) == whole[low:high]
+    # And a damaged chunk is caught by a range read too
+    store_redis.set(ref.key, codec.pack_rows(make_rows(900, 10)))
+    with pytest.raises(ChunkLost, match="fails its checksum"):
+        store.read_chunk_range(PART, 0, ref, low, high)
+
+
 def test_every_job_key_carries_the_ttl_touch_refreshes_them_and_release_removes_them(
     store: CheckpointStore, store_redis: redis.Redis
 ) -> None:

@@ -61,8 +61,8 @@ class RunFigures:
     stream_bytes: int
     stream_rows: int
     ttfb_ms: float
-    page_first_ms: float  # a result page at offset 0 of the largest domain
-    page_last_ms: float  # a result page near the end of the largest domain
+    page_first_ms: float  # a result page at offset 0 of the largest domain, to its last byte
+    page_last_ms: float  # a result page near the end of the largest domain, to its last byte
     resume: ResumeFigure | None = None
     rss_series: list[RssSample] = field(default_factory=list)
     #: Per domain, the seconds its input batches took, added up over the worker processes
@@ -71,6 +71,11 @@ class RunFigures:
     #: Share of the machine's CPU time taken by the hypervisor while the job ran (``None``:
     #: not measurable here).
     cpu_steal: float | None = None
+    #: The page near the end: its size (the analysis is in every page) and the milliseconds a
+    #: client takes to decode it (orjson), which the page times leave out (``None``: not
+    #: measured, figures of an earlier benchmark that timed the decode with the fetch).
+    page_bytes: int | None = None
+    page_decode_ms: float | None = None
 
     @property
     def rows_stored(self) -> int:

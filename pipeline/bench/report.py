@@ -55,6 +55,10 @@ class Section:
     note: str = ""
 
 
+def _page_kb(run: RunFigures) -> float | None:
+    return run.page_bytes / 1024 if run.page_bytes is not None else None
+
+
 def _max_earlier_queries(size: SizeResult) -> str:
     counts = [run.resume.earlier_stage_queries for run in size.runs if run.resume is not None]
     return formats.count(max(counts)) if counts else formats.NONE
@@ -131,9 +135,18 @@ SECTIONS: tuple[Section, ...] = (
             Column(
                 "page last ms", lambda size: formats.ms(median(size, lambda run: run.page_last_ms))
             ),
+            Column("page KB", lambda size: formats.count(median(size, _page_kb))),
+            Column(
+                "page decode ms",
+                lambda size: formats.ms(median(size, lambda run: run.page_decode_ms)),
+            ),
         ),
         "Worker peak: the largest worker process. API peak: the largest API process while the "
-        "whole result streams. Pages: offset 0 and near the end of the largest domain.",
+        "whole result streams. Pages: 100 rows at offset 0 and near the end of the largest "
+        "domain, from the request to the last byte, on a new connection; page KB: the page near "
+        "the end (the contract puts the whole analysis in every page, so it grows with the "
+        "trace's material lots); page decode ms: what a client then spends decoding it (orjson), "
+        "not in the page times.",
     ),
     Section(
         "Resume, and throughput against the parts alone (median over the runs)",

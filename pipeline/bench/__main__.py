@@ -78,12 +78,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help="measure nothing: render the report from a results.json written by an earlier run",
     )
+    p.add_argument(
+        "--results",
+        type=Path,
+        help="where the raw figures go (default WORK/results.json; with --quick "
+        "WORK/quick/results.json, so a smoke run never replaces a full run's figures)",
+    )
     p.add_argument("--quick", action="store_true", help="one small run: a smoke test")
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.runs, args.baseline_max_mb = "1400", 1, 2048
         if args.out == ROOT / "BENCHMARKS.md":
             args.out = args.work / "quick" / "BENCHMARKS.md"
+    if args.results is None:
+        args.results = (
+            args.work / "quick" / "results.json" if args.quick else args.work / "results.json"
+        )
     return args
 
 
@@ -189,17 +199,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def measure(
     args: argparse.Namespace, recorded: dict[str, object], console: Console
 ) -> list[SizeResult]:
-    """Every size, measured; the raw figures are written to ``results.json`` after each size
+    """Every size, measured; the raw figures are written to ``args.results`` after each size
     (with ``recorded``: command, machine, date), so a later failure loses nothing measured and
     ``--from-results`` can render the report again."""
     results: list[SizeResult] = []
     for cids in [int(s) for s in str(args.sizes).split(",") if s.strip()]:
         results.append(measure_size(args, cids, console))
         raw = {**recorded, "results": [dataclasses.asdict(r) for r in results]}
-        (args.work / "results.json").write_bytes(
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_bytes(
             orjson.dumps(raw, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
         )
-    console.print(f"Raw figures: {args.work / 'results.json'}")
+    console.print(f"Raw figures: {args.results}")
     return results
 
 

@@ -38,7 +38,9 @@ def test_the_quick_benchmark_runs_and_prints_its_table(bench_redis: None, tmp_pa
     # and wrote the report, the chart and the raw figures
     assert "ops/bench" in (tmp_path / "BENCHMARKS.md").read_text()
     assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    recorded = orjson.loads((tmp_path / "work" / "results.json").read_bytes())
+    # (its raw figures apart from a full run's, which stay in work/results.json)
+    assert not (tmp_path / "work" / "results.json").exists()
+    recorded = orjson.loads((tmp_path / "work" / "quick" / "results.json").read_bytes())
     assert recorded["command"].startswith("ops/bench --quick")
     (size,) = recorded["results"]
     run = size["runs"][-1]
@@ -60,7 +62,7 @@ def test_the_quick_benchmark_runs_and_prints_its_table(bench_redis: None, tmp_pa
         "-m",
         "pipeline.bench",
         "--from-results",
-        str(tmp_path / "work" / "results.json"),
+        str(tmp_path / "work" / "quick" / "results.json"),
     ]
     again += ["--work", str(tmp_path / "work"), "--out", str(tmp_path / "again" / "BENCHMARKS.md")]
     redone = subprocess.run(again, cwd=ROOT, env=env, capture_output=True, timeout=60, check=False)

@@ -103,7 +103,8 @@ class Scratch:
         """
         after = start
         while True:
-            page = self.conn.execute(sql, {**params, "after": after, "size": size}).fetchall()
+            cursor = self.conn.execute(sql, {**params, "after": after, "size": size})
+            page = cursor.fetchmany(size)  # all of it: the query ends in LIMIT :size
             if not page:
                 return
             yield page

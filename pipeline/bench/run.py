@@ -26,7 +26,7 @@ import orjson
 import redis
 
 from pipeline import codec, domains, keys, lifecycle, rss
-from pipeline.api_client import ApiClient
+from pipeline.api_client import ApiClient, ApiError
 from pipeline.bench.model import STAGES, ResumeFigure, RssSample, RunFigures, StageFigure
 from pipeline.bench.probe import FAIL_AGGREGATION_KEY, QUERIES_KEY
 from pipeline.broker import make_broker
@@ -191,7 +191,7 @@ def timed_page(api: ApiClient, path: str) -> PageTiming:
         status, data = api.request("GET", path)
         times.append((time.perf_counter() - began) * 1000)
         if status != 200:
-            raise RuntimeError(f"GET {path}: {status} {data[:200]!r}")
+            raise ApiError("GET", path, status, data)
         began = time.perf_counter()
         orjson.loads(data)
         decodes.append((time.perf_counter() - began) * 1000)

@@ -11,8 +11,8 @@ import falcon
 import redis
 
 from http_api.errors import ApiError
-from pipeline import keys, metrics
 from pipeline.config import Settings
+from pipeline.engine import keys, metrics
 
 #: Paths anyone may call (load balancers and probes carry no token).
 OPEN_PATHS = frozenset(("/healthz", "/readyz"))

@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline import domains
-from pipeline.job import STAGES, STATES
+from pipeline.engine.job import STAGES, STATES
+from pipeline.engine.status import CONTRACT_STATES, STATUS_FIELDS
 from pipeline.stages.seed_resolve import RESOLVE_TYPES
-from pipeline.status import CONTRACT_STATES, STATUS_FIELDS
 from pipeline.workcenters import DEFAULT_STATION, GROUP_NAMES
 
 Schema = dict[str, Any]

@@ -22,12 +22,12 @@ from http_api.errors import ApiError
 from http_api.services import Services
 from pipeline import domains
 from pipeline.engine.flow import events_part
-from pipeline.engine.lineage import lineage_part
-from pipeline.engine.seed_resolve import SEEDS_PART
-from pipeline.job import Job
-from pipeline.pages import Page
+from pipeline.engine.job import Job
+from pipeline.engine.pages import Page
+from pipeline.engine.status import domain_quality, query_quality
+from pipeline.engine.steps.lineage_step import lineage_part
+from pipeline.engine.steps.seed_step import SEEDS_PART
 from pipeline.request import LINEAGE, SEED_RESOLVE
-from pipeline.status import domain_quality, query_quality
 
 PARTIAL_FAILURE = "EVENTS_PARTIAL_FAILURE"
 

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 import dramatiq
 import redis
 
-from pipeline.broker import make_broker
 from pipeline.config import Settings
-from pipeline.job import ACTIVE, QUEUED, Job
-from pipeline.messages import BrokerDispatcher
-from pipeline.metrics import live_workers
-from pipeline.pages import PageIndex
+from pipeline.engine.broker import make_broker
+from pipeline.engine.job import ACTIVE, QUEUED, Job
+from pipeline.engine.messages import BrokerDispatcher
+from pipeline.engine.metrics import live_workers
+from pipeline.engine.pages import PageIndex
+from pipeline.engine.runtime import Runtime
 from pipeline.sources import open_source
 from pipeline.sources.base import Source
-from pipeline.worker import Runtime
 
 
 @dataclass

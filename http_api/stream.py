@@ -21,12 +21,12 @@ import redis
 from http_api import render
 from http_api.results import lineage_document, seed_document
 from http_api.services import Services
-from pipeline import metrics
+from pipeline.engine import metrics
 from pipeline.engine.flow import events_part
-from pipeline.job import ACTIVE, FINISHED, Job
+from pipeline.engine.job import ACTIVE, FINISHED, Job
+from pipeline.engine.status import domain_quality, query_quality
+from pipeline.engine.store import ChunkLost, ChunkRef
 from pipeline.request import LINEAGE, SEED_RESOLVE
-from pipeline.status import domain_quality, query_quality
-from pipeline.store import ChunkLost, ChunkRef
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""``python -m pipeline ...``: see ``pipeline.cli``."""
+"""``python -m pipeline ...``: see ``pipeline.cli.main``."""
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 raise SystemExit(main())

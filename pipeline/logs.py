@@ -8,7 +8,7 @@ A line looks like::
 
 (one line; wrapped here). A line logged while a stage runs also carries ``stage=``. Where the
 job comes from: the record's ``job_id`` (``extra=``, as
-``pipeline.lifecycle`` passes it), else the job whose message this thread is running
+``pipeline.engine.lifecycle`` passes it), else the job whose message this thread is running
 (``job_context``, set by the worker around each message), so a library's warning in the middle
 of a batch is still findable by ``grep job=<id>``. A record with ``fields`` (a dict, in
 ``extra=``) is written as those pairs; any other record as ``msg="…"``. Values with spaces,

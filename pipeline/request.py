@@ -1,7 +1,7 @@
 """What a trace is asked to do: a profile, its seed-resolve params (or the CIDs themselves), the
 events domains. Used by the in-process runner and by jobs; ``fingerprint`` names equal requests.
 
-A request has a *kind*, which decides the stages its job runs (``pipeline.job.plan``):
+A request has a *kind*, which decides the stages its job runs (``pipeline.engine.job.plan``):
 ``trace`` (seeds -> everything), ``seed-resolve`` or ``lineage`` alone (the dashboard's first two
 calls), ``events`` (from lots; a mid-section-defect one with seed lots also aggregates)."""
 

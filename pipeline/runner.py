@@ -25,10 +25,10 @@ from pipeline.request import TraceRequest
 from pipeline.rows import RowBatch, batched
 from pipeline.sources.base import Source
 from pipeline.stages import seed_resolve
-from pipeline.stages.aggregation import MsdAggregator, machine_families
-from pipeline.stages.detection import prepare_aggregator
 from pipeline.stages.events import fetch_events, lots_per_fetch
 from pipeline.stages.lineage import Lineage, trace_lineage
+from pipeline.stages.msd.detection import prepare_aggregator
+from pipeline.stages.msd.folding import MsdAggregator, machine_families
 
 __all__ = ["Progress", "TraceRequest", "TraceSummary", "cid_groups", "ndjson", "run_trace"]
 

@@ -1,5 +1,5 @@
 """``GET /api/trace/job-events``: the job event log (the capped Redis stream ``trace:events``
-that ``pipeline.lifecycle.record`` writes), read by monitors page by page.
+that ``pipeline.engine.lifecycle.record`` writes), read by monitors page by page.
 
 Without ``after`` it answers the newest ``count`` events (oldest first); with ``after`` the
 events after that stream id, and with ``wait`` it waits up to that many seconds for one to come
@@ -17,7 +17,7 @@ import redis
 
 from http_api.body import bad_params, int_param
 from http_api.services import Services
-from pipeline import lifecycle
+from pipeline.engine import lifecycle
 
 #: Events per answer: ``count`` is 1..MAX_COUNT (default DEFAULT_COUNT).
 DEFAULT_COUNT = 100

@@ -9,7 +9,7 @@ from typing import Any
 import falcon
 
 from http_api.services import Services
-from pipeline.metrics import live_workers
+from pipeline.engine.metrics import live_workers
 
 
 class HealthResource:

@@ -9,9 +9,9 @@ from http_api.errors import ApiError
 from http_api.results import check_domain, expired, result_document
 from http_api.services import Services
 from http_api.stream import Cursor, JobStream
-from pipeline import keys
-from pipeline.job import FINISHED, Job
-from pipeline.status import contract_state, job_status
+from pipeline.engine import keys
+from pipeline.engine.job import FINISHED, Job
+from pipeline.engine.status import contract_state, job_status
 
 NDJSON = "application/x-ndjson"
 

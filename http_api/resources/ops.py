@@ -8,7 +8,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from http_api.openapi import document
 from http_api.services import Services
-from pipeline.metrics import RedisCollector
+from pipeline.engine.metrics import RedisCollector
 
 
 class MetricsResource:

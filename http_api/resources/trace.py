@@ -20,10 +20,10 @@ from http_api.body import bad_params, read_json
 from http_api.errors import ApiError, api_error, error_status
 from http_api.results import result_document
 from http_api.services import Services
-from pipeline.job import AGGREGATION, FINISHED, QUEUED, Job
+from pipeline.engine.job import AGGREGATION, FINISHED, QUEUED, Job
+from pipeline.engine.status import contract_state
 from pipeline.request import EVENTS, LINEAGE, SEED_RESOLVE, TRACE, TraceRequest
 from pipeline.stages import seed_resolve
-from pipeline.status import contract_state
 
 #: The contract's code for a seed-resolve or lineage call that failed on the service's side.
 STAGE_FAILURES = {SEED_RESOLVE: "SEED_RESOLVE_FAILED", LINEAGE: "LINEAGE_FAILED"}

@@ -19,11 +19,11 @@ from pipeline import domains as domain_names
 from pipeline.bench.model import LimitFigures
 from pipeline.config import Settings
 from pipeline.engine.flow import CIDS_PART, events_part
+from pipeline.engine.store import CheckpointStore
 from pipeline.rows import RowBatch, batched, clean_values
 from pipeline.sources.base import Source
 from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.events import SPECS, lots_per_fetch
-from pipeline.store import CheckpointStore
 
 
 def _domain_query(source: Source, domain: str, ids: list[str]) -> Iterator[RowBatch]:

@@ -3,7 +3,7 @@
 run by the worker processes, then read back as the dashboard reads it (result pages, the NDJSON
 stream), with the workers' and the API's memory sampled all along.
 
-The stack is ``pipeline.stack.LocalStack`` with the benchmark's worker plugin
+The stack is ``pipeline.tools.stack.LocalStack`` with the benchmark's worker plugin
 (``pipeline.bench.worker_plugin``: queries counted per stage, the aggregation failed on
 demand) on the
 benchmark's own Redis databases, which it flushes before each run.
@@ -25,17 +25,19 @@ from typing import Any
 import orjson
 import redis
 
-from pipeline import codec, domains, keys, lifecycle, rss
-from pipeline.api_client import ApiClient, ApiError
+from pipeline import domains
 from pipeline.bench.model import STAGES, ResumeFigure, RssSample, RunFigures, StageFigure
 from pipeline.bench.probe import FAIL_AGGREGATION_KEY, QUERIES_KEY
-from pipeline.broker import make_broker
+from pipeline.cli.jobs import parts_of
 from pipeline.config import Settings
 from pipeline.demo import info
+from pipeline.engine import codec, keys, lifecycle
+from pipeline.engine.broker import make_broker
 from pipeline.engine.flow import events_part
-from pipeline.jobs_cli import parts_of
-from pipeline.stack import LocalStack
-from pipeline.worker import runtime_for
+from pipeline.engine.runtime import runtime_for
+from pipeline.tools import rss
+from pipeline.tools.api_client import ApiClient, ApiError
+from pipeline.tools.stack import LocalStack
 
 STATION = "測試"
 PAGE_ROWS = 100
@@ -311,7 +313,7 @@ def measure_resume(bench: BenchStack, stack: LocalStack) -> ResumeFigure:
 def job_cids(bench: BenchStack, job_id: str) -> list[str]:
     """The lots of a finished job (its lineage's), as stored."""
     from pipeline.engine.flow import CIDS_PART
-    from pipeline.store import CheckpointStore
+    from pipeline.engine.store import CheckpointStore
 
     store = CheckpointStore(bench.client(), ttl_seconds=3600)
     return [str(row[0]) for batch in store.read(job_id, CIDS_PART) for row in batch.rows]

@@ -18,8 +18,8 @@ import orjson
 from rich.progress import Progress, TaskID
 
 from pipeline import domains
-from pipeline.api_client import ApiClient
 from pipeline.runner import TraceSummary
+from pipeline.tools.api_client import ApiClient
 
 STATION = "測試"
 ASYNC = {"Prefer": "respond-async"}

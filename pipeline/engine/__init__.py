@@ -1,5 +1,6 @@
-"""The staged engine: each stage of a job as a plain function over a ``StageContext`` (job, store,
-registry, source), checkpointing its output so a restarted stage skips finished batches.
+"""The staged engine: jobs in Redis (state, keys, checkpoints, pages, registry, leases, events,
+metrics, status), the Dramatiq runtime around them, and the job steps that wrap the stage
+functions (``steps``), checkpointing their output so a restarted stage skips finished batches.
 
-``pipeline.actors`` wraps these functions in Dramatiq actors; ``pipeline.worker`` is the glue.
+``pipeline.actors`` wraps the steps in Dramatiq actors; ``pipeline.engine.runtime`` is the glue.
 """

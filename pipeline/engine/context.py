@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.config import Settings
+from pipeline.engine.job import ACTIVE, Job
+from pipeline.engine.messages import Dispatcher
+from pipeline.engine.registry import JobRegistry
+from pipeline.engine.store import CheckpointStore
 from pipeline.errors import TraceError
-from pipeline.job import ACTIVE, Job
-from pipeline.messages import Dispatcher
-from pipeline.registry import JobRegistry
 from pipeline.sources.base import Source
-from pipeline.store import CheckpointStore
 
 
 class JobInactive(TraceError):

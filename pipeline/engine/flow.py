@@ -12,15 +12,16 @@ import logging
 import math
 import time
 
-from pipeline import domains, lifecycle, metrics
+from pipeline import domains
 from pipeline.config import Settings
+from pipeline.engine import lifecycle, metrics
 from pipeline.engine.context import StageContext
-from pipeline.job import EVENTS, Job
-from pipeline.messages import MessageKey
-from pipeline.pages import PageIndex
-from pipeline.registry import JobRegistry
+from pipeline.engine.job import EVENTS, Job
+from pipeline.engine.messages import MessageKey
+from pipeline.engine.pages import PageIndex
+from pipeline.engine.registry import JobRegistry
+from pipeline.engine.store import CheckpointStore
 from pipeline.stages.events import lots_per_fetch
-from pipeline.store import CheckpointStore
 
 log = logging.getLogger(__name__)
 

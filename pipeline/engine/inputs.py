@@ -15,13 +15,13 @@ from typing import Any
 
 from pipeline import domains
 from pipeline.engine.flow import CIDS_PART
-from pipeline.engine.lineage import MAP_COLUMNS, lineage_part
-from pipeline.engine.seed_resolve import SEED_COLUMNS, SEEDS_PART
+from pipeline.engine.job import Job
+from pipeline.engine.steps.lineage_step import MAP_COLUMNS, lineage_part
+from pipeline.engine.steps.seed_step import SEED_COLUMNS, SEEDS_PART
+from pipeline.engine.store import CheckpointStore
 from pipeline.errors import InvalidInput
-from pipeline.job import Job
 from pipeline.request import EVENTS, LINEAGE
 from pipeline.rows import clean_values
-from pipeline.store import CheckpointStore
 
 #: The lineage maps the aggregation reads, by direction.
 RELATED = {domains.BACKWARD: "ancestors", domains.FORWARD: "descendants"}

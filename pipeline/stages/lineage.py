@@ -23,8 +23,8 @@ from typing import Any
 from pipeline import domains
 from pipeline.config import DEFAULT_LINEAGE_MAX_DEPTH, DEFAULT_SCRATCH_CACHE_MB
 from pipeline.errors import InvalidInput
-from pipeline.scratch import Scratch
 from pipeline.sources.base import Source
+from pipeline.stages.scratch import Scratch
 
 SPLIT = "split"
 MERGE = "merge"

@@ -18,11 +18,11 @@ import redis
 from http_api.app import create_app
 from http_api.services import Services
 from pipeline.config import Settings
-from pipeline.job import Job
-from pipeline.leases import LeaseBook
-from pipeline.messages import MessageKey
+from pipeline.engine.job import Job
+from pipeline.engine.leases import LeaseBook
+from pipeline.engine.messages import MessageKey
+from pipeline.engine.runtime import Runtime
 from pipeline.sources import open_source
-from pipeline.worker import Runtime
 from tests.support.redis_dbs import REDIS, clean_databases
 
 STORE_DB, BROKER_DB = 12, 13

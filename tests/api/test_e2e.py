@@ -1,5 +1,5 @@
 """End to end over real processes: ``gunicorn -c ops/gunicorn.conf.py`` and ``ops/worker``
-(``dramatiq pipeline.actors``) on loopback, started by ``pipeline.stack`` as the demo starts
+(``dramatiq pipeline.actors``) on loopback, started by ``pipeline.tools.stack`` as the demo starts
 them (Redis databases 10 and 11, flushed around the test), driven over HTTP the way the
 dashboard drives them: seed-resolve -> lineage -> events (202) -> status -> NDJSON stream and
 result pages, every row checked against the stage functions run directly."""
@@ -17,11 +17,11 @@ import orjson
 import pytest
 import redis
 
-from pipeline.api_client import ApiClient
 from pipeline.config import Settings
 from pipeline.request import TraceRequest
 from pipeline.sources.sqlite import SqliteSource
-from pipeline.stack import LocalStack, StackError
+from pipeline.tools.api_client import ApiClient
+from pipeline.tools.stack import LocalStack, StackError
 from tests.api.conftest import API_ENV
 from tests.engine.helpers import direct_rows, stable
 from tests.support.redis_dbs import REDIS, clean_databases

@@ -14,7 +14,7 @@ import pytest
 from http_api.app import create_app
 from http_api.services import Services
 from pipeline.config import Settings
-from pipeline.worker import Runtime
+from pipeline.engine.runtime import Runtime
 from tests.api.conftest import AppFactory, ThreadDispatcher
 
 

@@ -17,7 +17,7 @@ import falcon.testing
 import pytest
 
 from http_api.services import Services
-from pipeline import lifecycle
+from pipeline.engine import lifecycle
 from tests.api.conftest import AppFactory
 from tests.api.helpers import post_events
 

@@ -40,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
 
 from http_api.app import ROUTES
 from http_api.openapi import document
-from pipeline import keys
+from pipeline.engine import keys
 from tests.api.conftest import AppFactory
 from tests.api.helpers import lot_names, ndjson, wait_status
 

@@ -14,12 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from http_api.app import create_app
 from http_api.services import Services
-from pipeline import keys
-from pipeline.broker import make_broker
 from pipeline.config import Settings
-from pipeline.leases import LeaseBook
-from pipeline.messages import BrokerDispatcher
-from pipeline.worker import Runtime
+from pipeline.engine import keys
+from pipeline.engine.broker import make_broker
+from pipeline.engine.leases import LeaseBook
+from pipeline.engine.messages import BrokerDispatcher
+from pipeline.engine.runtime import Runtime
 from tests.api.conftest import AppFactory
 from tests.api.helpers import lot_names, post_events
 

@@ -11,7 +11,7 @@ import falcon.testing
 import pytest
 
 from http_api.services import Services
-from pipeline import keys
+from pipeline.engine import keys
 from pipeline.engine.flow import events_part
 from tests.api.conftest import AppFactory
 from tests.api.helpers import lot_ids, ndjson, post_events, wait_status

@@ -10,7 +10,7 @@ import falcon.testing
 import pytest
 
 from http_api.services import Services
-from pipeline import keys
+from pipeline.engine import keys
 from pipeline.request import TraceRequest
 from pipeline.sources.sqlite import SqliteSource
 from tests.api.conftest import AppFactory

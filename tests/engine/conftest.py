@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from pipeline.broker import make_broker
 from pipeline.config import Settings
-from pipeline.job import QUEUES
-from pipeline.stack import WORKER, clean_env
-from pipeline.worker import Runtime, runtime_for
+from pipeline.engine.broker import make_broker
+from pipeline.engine.job import QUEUES
+from pipeline.engine.runtime import Runtime, runtime_for
+from pipeline.tools.stack import WORKER, clean_env
 from tests.engine.helpers import InlineDispatcher
 from tests.support.redis_dbs import REDIS, clean_databases
 

@@ -12,16 +12,16 @@ import orjson
 
 from pipeline.config import Settings
 from pipeline.engine.flow import events_part
-from pipeline.job import Job
-from pipeline.messages import MessageKey
+from pipeline.engine.job import Job
+from pipeline.engine.messages import MessageKey
+from pipeline.engine.runtime import Runtime
+from pipeline.engine.store import CheckpointStore
 from pipeline.request import TraceRequest
 from pipeline.runner import cid_groups
 from pipeline.sources.base import Source
 from pipeline.stages import seed_resolve
 from pipeline.stages.events import fetch_events
 from pipeline.stages.lineage import trace_lineage
-from pipeline.store import CheckpointStore
-from pipeline.worker import Runtime
 
 
 @dataclass

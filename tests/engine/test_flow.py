@@ -9,18 +9,18 @@ import orjson
 import pytest
 import redis
 
-from pipeline import keys
 from pipeline.config import Settings
+from pipeline.engine import keys
 from pipeline.engine.flow import events_part
+from pipeline.engine.job import AGGREGATION, CANCELLED, EVENTS, FAILED, FINISHED, LARGE_QUEUE
+from pipeline.engine.messages import MessageKey
+from pipeline.engine.runtime import Runtime
+from pipeline.engine.status import STATUS_FIELDS, domain_quality, job_status, query_quality
 from pipeline.errors import InvalidInput, SourceUnavailable
-from pipeline.job import AGGREGATION, CANCELLED, EVENTS, FAILED, FINISHED, LARGE_QUEUE
-from pipeline.messages import MessageKey
 from pipeline.request import TraceRequest
 from pipeline.runner import run_trace
 from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.events import fetch_events
-from pipeline.status import STATUS_FIELDS, domain_quality, job_status, query_quality
-from pipeline.worker import Runtime
 from tests.engine.helpers import InlineDispatcher, direct_rows, job_rows
 from tests.support.faults import FAULTS_KEY, FaultySqliteSource
 from tests.support.warehouse import lots

@@ -15,10 +15,7 @@ import orjson
 import pytest
 import redis
 
-from pipeline import keys, lifecycle
-from pipeline.broker import make_broker
-from pipeline.job import AGGREGATION, CANCELLED, FAILED, FINISHED, QUEUE, QUEUED
-from pipeline.jobs_cli import (
+from pipeline.cli.jobs import (
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_REFUSED,
@@ -26,7 +23,10 @@ from pipeline.jobs_cli import (
     EXIT_USAGE,
     duration,
 )
-from pipeline.worker import Runtime
+from pipeline.engine import keys, lifecycle
+from pipeline.engine.broker import make_broker
+from pipeline.engine.job import AGGREGATION, CANCELLED, FAILED, FINISHED, QUEUE, QUEUED
+from pipeline.engine.runtime import Runtime
 from tests.engine.conftest import ROOT, Workers
 from tests.engine.helpers import InlineDispatcher, wait_ended, wait_for
 from tests.engine.test_flow import query_tool, run

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from pipeline import keys, lifecycle, metrics
 from pipeline.config import Settings
-from pipeline.job import FAILED, FINISHED
-from pipeline.worker import Runtime
+from pipeline.engine import keys, lifecycle, metrics
+from pipeline.engine.job import FAILED, FINISHED
+from pipeline.engine.runtime import Runtime
 from tests.engine.helpers import InlineDispatcher
 from tests.engine.test_flow import faulty_runtime, query_tool, run
 from tests.support.faults import FAULTS_KEY

@@ -9,13 +9,13 @@ import time
 import pytest
 import redis
 
-from pipeline import keys
+from pipeline.engine import keys
+from pipeline.engine.job import CANCELLED, FAILED, FINISHED, LINEAGE, QUEUED, SEED_RESOLVE, STARTED
+from pipeline.engine.registry import JobRegistry
+from pipeline.engine.store import CheckpointStore
 from pipeline.errors import InvalidInput, InvalidProfile
-from pipeline.job import CANCELLED, FAILED, FINISHED, LINEAGE, QUEUED, SEED_RESOLVE, STARTED
-from pipeline.registry import JobRegistry
 from pipeline.request import TraceRequest
 from pipeline.rows import RowBatch
-from pipeline.store import CheckpointStore
 
 TTL = 600
 

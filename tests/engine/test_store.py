@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 import redis
 
-from pipeline import codec, keys
+from pipeline.engine import codec, keys
+from pipeline.engine.store import CheckpointStore, ChunkLost, ChunkRef, Entry
 from pipeline.rows import RowBatch
-from pipeline.store import CheckpointStore, ChunkLost, ChunkRef, Entry
 
 JOB = "0123456789abcdef0123456789abcdef"
 PART = "events:history"

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import redis
 
-from pipeline import lifecycle
+from pipeline.engine import lifecycle
 from pipeline.engine.flow import events_part
-from pipeline.job import FINISHED, QUEUE, QUEUED
+from pipeline.engine.job import FINISHED, QUEUE, QUEUED
+from pipeline.engine.runtime import Runtime
 from pipeline.request import TraceRequest
-from pipeline.worker import Runtime
 from tests.engine.conftest import BROKER_DB, Workers
 from tests.engine.helpers import wait_ended, wait_for
 from tests.support.faults import FAULTS_KEY

@@ -11,14 +11,14 @@ import orjson
 import pytest
 import redis
 
-from pipeline.broker import make_broker
 from pipeline.config import Settings
+from pipeline.engine.broker import make_broker
 from pipeline.engine.flow import events_part
-from pipeline.job import AGGREGATION, CANCELLED, EVENTS, FINISHED, LINEAGE, SEED_RESOLVE
+from pipeline.engine.job import AGGREGATION, CANCELLED, EVENTS, FINISHED, LINEAGE, SEED_RESOLVE
+from pipeline.engine.runtime import Runtime, runtime_for
 from pipeline.request import TraceRequest
 from pipeline.runner import run_trace
 from pipeline.sources.sqlite import SqliteSource
-from pipeline.worker import Runtime, runtime_for
 from tests.engine.conftest import Workers
 from tests.engine.helpers import direct_rows, job_rows, wait_ended, wait_for
 from tests.engine.test_flow import MSD, query_tool

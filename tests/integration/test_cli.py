@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline import cli
+from pipeline.cli import main as cli
 
 
 @pytest.fixture

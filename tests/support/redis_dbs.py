@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-#: The local server every test talks to (``ops/test`` starts it when none answers).
-REDIS = "redis://127.0.0.1:6379"
+#: The local server every test talks to (``ops/test`` starts it when none answers);
+#: ``TEST_REDIS_URL`` names another, so two test runs on one machine can each have their own.
+REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
 
 
 def clean_databases(store_db: int, broker_db: int) -> Iterator[redis.Redis]:
@@ -17,7 +19,7 @@ def clean_databases(store_db: int, broker_db: int) -> Iterator[redis.Redis]:
     try:
         clients[0].ping()
     except redis.ConnectionError:
-        pytest.fail("Redis does not answer on 127.0.0.1:6379: run the tests with ./ops/test")
+        pytest.fail(f"Redis does not answer on {REDIS}: run the tests with ./ops/test")
     for client in clients:
         client.flushdb()
     yield clients[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.stages.pareto import OTHER, Tally, joined, pareto, rate, reason_pareto
+from pipeline.stages.msd.pareto import OTHER, Tally, joined, pareto, rate, reason_pareto
 
 
 def test_rates_are_percentages_rounded_to_four_decimals_and_zero_without_input() -> None:

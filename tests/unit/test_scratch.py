@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.scratch import Scratch
+from pipeline.stages.scratch import Scratch
 
 
 def _deleted_sqlite_files() -> set[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.job import QUEUES
+from pipeline.engine.job import QUEUES
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "ops" / "systemd"

@@ -36,13 +36,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipeline import domains, jobs_cli
-from pipeline.api_client import ApiError
+from pipeline import domains
+from pipeline.cli import jobs as jobs_cli
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, InvalidInput, SourceError, TraceError
-from pipeline.rss import PeakRss
 from pipeline.runner import TraceRequest, TraceSummary, run_trace, top_suspects
 from pipeline.sources import Source, open_source
+from pipeline.tools.api_client import ApiError
+from pipeline.tools.rss import PeakRss
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -212,7 +213,7 @@ def cmd_trace(args: argparse.Namespace, settings: Settings, console: Console) ->
 
 def cmd_demo(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     from pipeline.demo import dashboard, info
-    from pipeline.stack import LocalStack, StackError
+    from pipeline.tools.stack import LocalStack, StackError
 
     db = _db_path(args, settings).resolve()
     ensure_warehouse(db, args.lots, args.seed, console)

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
-from pipeline import codec, keys
-from pipeline.store import CheckpointStore, ChunkRef
+from pipeline.engine import codec, keys
+from pipeline.engine.store import CheckpointStore, ChunkRef
 
 _END = codec.pack(["end"])
 

@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 import redis
 
-from pipeline import codec, keys, lifecycle
 from pipeline.config import DEFAULT_RESULT_REUSE_SECONDS
-from pipeline.job import (
+from pipeline.engine import codec, keys, lifecycle
+from pipeline.engine.job import (
     ACTIVE,
     CANCELLED,
     FAILED,
@@ -28,8 +28,8 @@ from pipeline.job import (
     STARTED,
     Job,
 )
+from pipeline.engine.store import CheckpointStore
 from pipeline.request import TraceRequest
-from pipeline.store import CheckpointStore
 
 # Set fields of a job hash only when its state is one of a comma-separated list.
 # KEYS[1] job hash; ARGV[1] allowed states; ARGV[2..] field, value, field, value...

@@ -21,9 +21,9 @@ LEASES = f"{NAMESPACE}:leases"
 REAPER_LOCK = f"{NAMESPACE}:reaper:lock"
 #: Worker processes alive, ``host:pid`` scored by their last heartbeat (``/readyz``).
 WORKERS = f"{NAMESPACE}:workers"
-#: Stream of job lifecycle events, capped (``pipeline.lifecycle``).
+#: Stream of job lifecycle events, capped (``pipeline.engine.lifecycle``).
 EVENTS = f"{NAMESPACE}:events"
-#: Hash of the service's counters (``pipeline.metrics``): shared by every process.
+#: Hash of the service's counters (``pipeline.engine.metrics``): shared by every process.
 METRICS = f"{NAMESPACE}:metrics"
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pipeline import job as job_states
+from pipeline.engine import job as job_states
 from pipeline.engine.flow import events_part
-from pipeline.job import EVENTS, Job
-from pipeline.registry import JobRegistry
+from pipeline.engine.job import EVENTS, Job
+from pipeline.engine.registry import JobRegistry
 
 #: ``quality_meta.status`` values (the contract's).
 COMPLETE, PARTIAL, TRUNCATED, FAILED = "complete", "partial", "truncated", "failed"

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import dramatiq
 
-from pipeline.job import AGGREGATION, EVENTS, LINEAGE, SEED_RESOLVE, STAGES, Job
+from pipeline.engine.job import AGGREGATION, EVENTS, LINEAGE, SEED_RESOLVE, STAGES, Job
 
 #: The Dramatiq actor of each stage (``pipeline.actors`` defines them under these names).
 ACTOR_NAMES = {

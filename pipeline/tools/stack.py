@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from pipeline.api_client import ApiClient
+from pipeline.tools.api_client import ApiClient
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "ops" / "worker"
 GUNICORN_CONF = ROOT / "ops" / "gunicorn.conf.py"
 

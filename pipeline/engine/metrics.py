@@ -15,7 +15,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pipeline import codec, keys
+from pipeline.engine import codec, keys
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 import redis
 
-from pipeline import codec, keys
+from pipeline.engine import codec, keys
 
 log = logging.getLogger(__name__)
 

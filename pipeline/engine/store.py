@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from pipeline import codec, keys
+from pipeline.engine import codec, keys
 from pipeline.errors import TraceError
 from pipeline.rows import RowBatch, batched
 

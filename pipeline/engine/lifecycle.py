@@ -9,7 +9,7 @@ finished, purged) becomes:
 * one entry of the capped Redis stream ``trace:events`` (``XADD … MAXLEN ~ N``: the oldest
   entries go first, so an overload can never grow it without bound), tailed by
   ``python -m pipeline jobs watch`` and readable by monitors;
-* for the job-level events, a ``trace_jobs_total{event}`` counter (``pipeline.metrics``).
+* for the job-level events, a ``trace_jobs_total{event}`` counter (``pipeline.engine.metrics``).
 
 Recording never fails its caller: a lost event is better than a failed job.
 """
@@ -23,7 +23,8 @@ from typing import Any
 
 import redis
 
-from pipeline import codec, keys, logs, metrics
+from pipeline import logs
+from pipeline.engine import codec, keys, metrics
 
 log = logging.getLogger("pipeline.jobs")
 

@@ -3,7 +3,7 @@
 Feed it in order: the detection lots and their rejects at the station (``add_detection_lots``,
 ``add_detection_rejects``), the lineage of those lots (``set_lineage``), then event batches as they
 stream (``add_events``); calls out of order raise ``RuntimeError``. ``result()`` builds the output,
-``detail_rows()`` the detail table (``pipeline.stages.msd_result``). Backward, a repeated batch
+``detail_rows()`` the detail table (``pipeline.stages.msd.result``). Backward, a repeated batch
 changes nothing (links are sets); forward sums rows, so each event batch must be fed exactly once.
 
 State: per detection lot (its quantities, rejects, root), which lots of the family belong to which
@@ -28,14 +28,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline import codec, domains
+from pipeline import domains
 from pipeline.config import DEFAULT_PARETO_TOP_N, DEFAULT_SCRATCH_CACHE_MB
+from pipeline.engine import codec
 from pipeline.errors import InvalidInput, SourceQueryError
 from pipeline.rows import RowBatch, batched
-from pipeline.scratch import Scratch
 from pipeline.sources.base import Source
-from pipeline.stages import msd_result
-from pipeline.stages.pareto import UNKNOWN, rate
+from pipeline.stages.msd import result as msd_result
+from pipeline.stages.msd.pareto import UNKNOWN, rate
+from pipeline.stages.scratch import Scratch
 from pipeline.workcenters import UNKNOWN_ORDER, group_order, require_group
 
 log = logging.getLogger(__name__)

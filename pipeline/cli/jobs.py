@@ -26,12 +26,12 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from pipeline import codec, keys, lifecycle
 from pipeline.config import Settings
-from pipeline.job import CANCELLED, FAILED, FINISHED, QUEUES, STATES, Job
-from pipeline.messages import ACTOR_NAMES, BrokerDispatcher
-from pipeline.status import job_status
-from pipeline.worker import Runtime
+from pipeline.engine import codec, keys, lifecycle
+from pipeline.engine.job import CANCELLED, FAILED, FINISHED, QUEUES, STATES, Job
+from pipeline.engine.messages import ACTOR_NAMES, BrokerDispatcher
+from pipeline.engine.runtime import Runtime
+from pipeline.engine.status import job_status
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 0, 1, 2, 5, 6
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -129,7 +129,7 @@ class JobsTool:
     @property
     def broker(self) -> Any:
         if self._broker is None:
-            from pipeline.broker import make_broker
+            from pipeline.engine.broker import make_broker
 
             self._broker = make_broker(self.settings)
         return self._broker

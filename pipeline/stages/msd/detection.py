@@ -10,7 +10,7 @@ from pipeline.config import Settings
 from pipeline.errors import InvalidInput
 from pipeline.sources.base import Source
 from pipeline.stages import seed_resolve
-from pipeline.stages.aggregation import MsdAggregator
+from pipeline.stages.msd.folding import MsdAggregator
 from pipeline.workcenters import DEFAULT_STATION
 
 

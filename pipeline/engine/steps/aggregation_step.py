@@ -13,12 +13,12 @@ from typing import Any
 from pipeline import domains
 from pipeline.engine.context import StageContext
 from pipeline.engine.flow import events_part
-from pipeline.engine.lineage import lineage_part
 from pipeline.engine.recording import RecordingSource
-from pipeline.engine.seed_resolve import QUERIES_PART as SEED_QUERIES_PART
-from pipeline.engine.seed_resolve import seed_cids
-from pipeline.stages.aggregation import machine_families
-from pipeline.stages.detection import prepare_aggregator
+from pipeline.engine.steps.lineage_step import lineage_part
+from pipeline.engine.steps.seed_step import QUERIES_PART as SEED_QUERIES_PART
+from pipeline.engine.steps.seed_step import seed_cids
+from pipeline.stages.msd.detection import prepare_aggregator
+from pipeline.stages.msd.folding import machine_families
 
 QUERIES_PART = "aggregation:q"
 DETAIL_PART = "aggregation:detail"

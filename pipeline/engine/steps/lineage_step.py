@@ -11,10 +11,10 @@ from typing import Any
 
 from pipeline.engine.context import StageContext
 from pipeline.engine.flow import CIDS_PART, events_totals
+from pipeline.engine.job import LARGE_QUEUE, QUEUE
 from pipeline.engine.recording import RecordingSource
-from pipeline.engine.seed_resolve import seed_cids
+from pipeline.engine.steps.seed_step import seed_cids
 from pipeline.errors import InvalidInput
-from pipeline.job import LARGE_QUEUE, QUEUE
 from pipeline.stages.lineage import Lineage, ListPart, MapPart, walk
 
 QUERIES_PART = "lineage:q"
@@ -30,7 +30,7 @@ def lineage_part(key: str) -> str:
 def run_lineage(ctx: StageContext) -> None:
     """Trace the seeds' genealogy; store the document and the lot list; size the job.
 
-    The graph lives in a scratch database while this runs (``pipeline.scratch``); every part
+    The graph lives in a scratch database while this runs (``pipeline.stages.scratch``); every part
     is streamed from it into the store, so no part of the document is ever held whole.
     """
     settings = ctx.settings

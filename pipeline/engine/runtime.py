@@ -22,11 +22,10 @@ import redis
 from dramatiq.middleware import CurrentMessage, Middleware
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from pipeline import lifecycle, logs
+from pipeline import logs
 from pipeline.config import Settings
-from pipeline.engine.aggregation import run_aggregation
+from pipeline.engine import lifecycle
 from pipeline.engine.context import JobInactive, StageContext
-from pipeline.engine.events import run_events_group
 from pipeline.engine.flow import (
     CIDS_PART,
     advance,
@@ -36,18 +35,20 @@ from pipeline.engine.flow import (
     resume,
 )
 from pipeline.engine.inputs import lineage_maps, write_inputs
-from pipeline.engine.lineage import check_cid_limit, run_lineage
-from pipeline.engine.seed_resolve import run_seed_resolve
+from pipeline.engine.job import AGGREGATION, EVENTS, LARGE_QUEUE, LINEAGE, QUEUE, SEED_RESOLVE, Job
+from pipeline.engine.leases import LeaseBook, Ticker, resend_stale, take_reaper_lock
+from pipeline.engine.messages import BrokerDispatcher, Dispatcher, MessageKey
+from pipeline.engine.registry import JobRegistry
+from pipeline.engine.steps.aggregation_step import run_aggregation
+from pipeline.engine.steps.events_step import run_events_group
+from pipeline.engine.steps.lineage_step import check_cid_limit, run_lineage
+from pipeline.engine.steps.seed_step import run_seed_resolve
+from pipeline.engine.store import CheckpointStore
 from pipeline.errors import InvalidInput, ServiceUnavailable, TraceError
-from pipeline.job import AGGREGATION, EVENTS, LARGE_QUEUE, LINEAGE, QUEUE, SEED_RESOLVE, Job
-from pipeline.leases import LeaseBook, Ticker, resend_stale, take_reaper_lock
-from pipeline.messages import BrokerDispatcher, Dispatcher, MessageKey
-from pipeline.registry import JobRegistry
 from pipeline.request import TraceRequest
 from pipeline.sources import open_source
 from pipeline.sources.base import Source
-from pipeline.stages.detection import check_params as check_detection_params
-from pipeline.store import CheckpointStore
+from pipeline.stages.msd.detection import check_params as check_detection_params
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pipeline.codec import to_json
+from pipeline.engine.codec import to_json
 from pipeline.rows import batched
-from pipeline.stages.pareto import (
+from pipeline.stages.msd.pareto import (
     UNKNOWN,
     Tally,
     joined,
@@ -32,7 +32,7 @@ from pipeline.stages.pareto import (
 from pipeline.workcenters import group_order
 
 if TYPE_CHECKING:
-    from pipeline.stages.aggregation import Machine, MsdAggregator
+    from pipeline.stages.msd.folding import Machine, MsdAggregator
 
 NO_RECORDS_HINT = "所選容器在此偵測站無記錄"
 #: A detection lot in detail order: its position, the columns the detail table starts from,

@@ -13,8 +13,8 @@ import time
 from pipeline import domains
 from pipeline.engine.context import StageContext
 from pipeline.engine.flow import CIDS_PART, events_part, group_batches, jobs_batches
+from pipeline.engine.store import Entry
 from pipeline.stages.events import fetch_events
-from pipeline.store import Entry
 
 
 def run_events_group(ctx: StageContext, domain: str, group: int) -> None:

@@ -20,7 +20,7 @@ from dramatiq.middleware import (
 
 from pipeline import logs
 from pipeline.config import Settings
-from pipeline.job import QUEUES
+from pipeline.engine.job import QUEUES
 
 AMQP_SCHEMES = ("amqp://", "amqps://")
 

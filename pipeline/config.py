@@ -1,17 +1,20 @@
 """Settings: read from the environment once, validated, then passed down explicitly.
 
-Nothing else in the project reads ``os.environ``. Every default lives here with its unit, and every
-setting is documented in ``.env.example`` (a test keeps the two in step).
+One typed model (pydantic, like the API's requests): each field is the ``TRACE_*`` variable of
+its name, with its type, default and range. Nothing else in the project reads ``os.environ``.
+Every default lives here with its unit, and every setting is documented in ``.env.example`` (a
+test keeps the two in step).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from redis.connection import parse_url as parse_redis_url
 
 from pipeline.errors import ConfigError
@@ -157,124 +160,103 @@ class SourceLocation:
         )
 
 
-def _env(name: str, default: Any, **kwargs: Any) -> Any:
-    """A settings field read from environment variable ``name``."""
-    return field(default=default, metadata={"env": name}, **kwargs)
+def _env_name(field_name: str) -> str:
+    return f"TRACE_{field_name.upper()}"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Every setting of the service. Build it with ``Settings.from_env()``."""
+#: Settings that must be at least 1 (a zero would stop the service from doing anything).
+_Positive = Annotated[int, Field(ge=1)]
+#: Settings that may be 0 (0: wait not at all, keep nothing, never retry).
+_NonNegative = Annotated[int, Field(ge=0)]
 
-    source_url: str = _env("TRACE_SOURCE_URL", DEFAULT_SOURCE_URL)
-    oracle_password: str | None = _env("TRACE_ORACLE_PASSWORD", None, repr=False)
-    redis_url: str = _env("TRACE_REDIS_URL", DEFAULT_REDIS_URL)
-    broker_url: str = _env("TRACE_BROKER_URL", "")  # "": the store's server, database 1
-    fetch_rows: int = _env("TRACE_FETCH_ROWS", DEFAULT_FETCH_ROWS)
-    in_list_size: int = _env("TRACE_IN_LIST_SIZE", DEFAULT_IN_LIST_SIZE)
-    lineage_max_depth: int = _env("TRACE_LINEAGE_MAX_DEPTH", DEFAULT_LINEAGE_MAX_DEPTH)
-    oracle_call_timeout_ms: int = _env(
-        "TRACE_ORACLE_CALL_TIMEOUT_MS", DEFAULT_ORACLE_CALL_TIMEOUT_MS
-    )
-    oracle_pool_min: int = _env("TRACE_ORACLE_POOL_MIN", DEFAULT_ORACLE_POOL_MIN)
-    oracle_pool_max: int = _env("TRACE_ORACLE_POOL_MAX", DEFAULT_ORACLE_POOL_MAX)
-    resolve_min_prefix: int = _env("TRACE_RESOLVE_MIN_PREFIX", DEFAULT_RESOLVE_MIN_PREFIX)
-    jobs_probe_max: int = _env("TRACE_JOBS_PROBE_MAX", DEFAULT_JOBS_PROBE_MAX)
-    jobs_scan_lots: int = _env("TRACE_JOBS_SCAN_LOTS", DEFAULT_JOBS_SCAN_LOTS)
-    scratch_cache_mb: int = _env("TRACE_SCRATCH_CACHE_MB", DEFAULT_SCRATCH_CACHE_MB)
-    pareto_top_n: int = _env("TRACE_PARETO_TOP_N", DEFAULT_PARETO_TOP_N)
-    msd_max_days: int = _env("TRACE_MSD_MAX_DAYS", DEFAULT_MSD_MAX_DAYS)
-    job_ttl_seconds: int = _env("TRACE_JOB_TTL_SECONDS", DEFAULT_JOB_TTL_SECONDS)
-    events_group_batches: int = _env("TRACE_EVENTS_GROUP_BATCHES", DEFAULT_EVENTS_GROUP_BATCHES)
-    max_retries: int = _env("TRACE_MAX_RETRIES", DEFAULT_MAX_RETRIES)
-    retry_min_backoff_ms: int = _env("TRACE_RETRY_MIN_BACKOFF_MS", DEFAULT_RETRY_MIN_BACKOFF_MS)
-    retry_max_backoff_ms: int = _env("TRACE_RETRY_MAX_BACKOFF_MS", DEFAULT_RETRY_MAX_BACKOFF_MS)
-    message_time_limit_seconds: int = _env(
-        "TRACE_MESSAGE_TIME_LIMIT_SECONDS", DEFAULT_MESSAGE_TIME_LIMIT_SECONDS
-    )
-    batch_max_attempts: int = _env("TRACE_BATCH_MAX_ATTEMPTS", DEFAULT_BATCH_MAX_ATTEMPTS)
-    heartbeat_seconds: int = _env("TRACE_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS)
-    stall_seconds: int = _env("TRACE_STALL_SECONDS", DEFAULT_STALL_SECONDS)
-    reaper_interval_seconds: int = _env(
-        "TRACE_REAPER_INTERVAL_SECONDS", DEFAULT_REAPER_INTERVAL_SECONDS
-    )
-    large_job_cids: int = _env("TRACE_LARGE_JOB_CIDS", DEFAULT_LARGE_JOB_CIDS)
-    max_cids_query_tool: int = _env("TRACE_MAX_CIDS_QUERY_TOOL", DEFAULT_MAX_CIDS["query_tool"])
-    max_cids_query_tool_reverse: int = _env(
-        "TRACE_MAX_CIDS_QUERY_TOOL_REVERSE", DEFAULT_MAX_CIDS["query_tool_reverse"]
-    )
-    max_cids_mid_section_defect: int = _env(
-        "TRACE_MAX_CIDS_MID_SECTION_DEFECT", DEFAULT_MAX_CIDS["mid_section_defect"]
-    )
-    max_rows_per_domain: int = _env("TRACE_MAX_ROWS_PER_DOMAIN", DEFAULT_MAX_ROWS_PER_DOMAIN)
-    async_cid_threshold: int = _env("TRACE_ASYNC_CID_THRESHOLD", DEFAULT_ASYNC_CID_THRESHOLD)
-    lineage_async_seeds: int = _env("TRACE_LINEAGE_ASYNC_SEEDS", DEFAULT_LINEAGE_ASYNC_SEEDS)
-    sync_wait_seconds: int = _env("TRACE_SYNC_WAIT_SECONDS", DEFAULT_SYNC_WAIT_SECONDS)
-    rate_limit_requests: int = _env("TRACE_RATE_LIMIT_REQUESTS", DEFAULT_RATE_LIMIT_REQUESTS)
-    rate_limit_window_seconds: int = _env(
-        "TRACE_RATE_LIMIT_WINDOW_SECONDS", DEFAULT_RATE_LIMIT_WINDOW_SECONDS
-    )
-    submit_rate_limit_requests: int = _env(
-        "TRACE_SUBMIT_RATE_LIMIT_REQUESTS", DEFAULT_SUBMIT_RATE_LIMIT_REQUESTS
-    )
-    trusted_proxies: str = _env("TRACE_TRUSTED_PROXIES", "")  # comma list of addresses
-    max_body_bytes: int = _env("TRACE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
-    api_token: str = _env("TRACE_API_TOKEN", "", repr=False)  # "": no token needed
-    retry_after_seconds: int = _env("TRACE_RETRY_AFTER_SECONDS", DEFAULT_RETRY_AFTER_SECONDS)
-    event_log_max: int = _env("TRACE_EVENT_LOG_MAX", DEFAULT_EVENT_LOG_MAX)
-    result_reuse_seconds: int = _env("TRACE_RESULT_REUSE_SECONDS", DEFAULT_RESULT_REUSE_SECONDS)
-    redis_timeout_seconds: int = _env("TRACE_REDIS_TIMEOUT_SECONDS", DEFAULT_REDIS_TIMEOUT_SECONDS)
-    log_level: str = _env("TRACE_LOG_LEVEL", DEFAULT_LOG_LEVEL)
 
-    def __post_init__(self) -> None:
-        if not self.broker_url:
-            object.__setattr__(self, "broker_url", default_broker_url(self.redis_url))
+class Settings(BaseModel):
+    """Every setting of the service, each read from the ``TRACE_*`` variable of its name
+    (``Settings.from_env()``, once per process) or given by name (tests, tools). Invalid values
+    raise ``ConfigError`` naming the variable; the defaults and their units are the
+    ``DEFAULT_*`` constants above and ``.env.example``."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=_env_name,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+    source_url: str = DEFAULT_SOURCE_URL
+    oracle_password: str | None = Field(None, repr=False)
+    redis_url: str = DEFAULT_REDIS_URL
+    broker_url: str = ""  # "": the store's server, database DEFAULT_BROKER_DB
+    fetch_rows: _Positive = DEFAULT_FETCH_ROWS
+    in_list_size: Annotated[int, Field(ge=1, le=MAX_IN_LIST_SIZE)] = DEFAULT_IN_LIST_SIZE
+    lineage_max_depth: _Positive = DEFAULT_LINEAGE_MAX_DEPTH
+    oracle_call_timeout_ms: _Positive = DEFAULT_ORACLE_CALL_TIMEOUT_MS
+    oracle_pool_min: int = DEFAULT_ORACLE_POOL_MIN  # 0..oracle_pool_max (checked below)
+    oracle_pool_max: _Positive = DEFAULT_ORACLE_POOL_MAX
+    # at least 1: 0 would let a bare '*' resolve every lot in the warehouse
+    resolve_min_prefix: _Positive = DEFAULT_RESOLVE_MIN_PREFIX
+    jobs_probe_max: int = DEFAULT_JOBS_PROBE_MAX  # 0..in_list_size (checked below)
+    jobs_scan_lots: _Positive = DEFAULT_JOBS_SCAN_LOTS
+    scratch_cache_mb: _Positive = DEFAULT_SCRATCH_CACHE_MB
+    pareto_top_n: _Positive = DEFAULT_PARETO_TOP_N
+    msd_max_days: _Positive = DEFAULT_MSD_MAX_DAYS
+    job_ttl_seconds: _Positive = DEFAULT_JOB_TTL_SECONDS
+    events_group_batches: _Positive = DEFAULT_EVENTS_GROUP_BATCHES
+    max_retries: _NonNegative = DEFAULT_MAX_RETRIES
+    retry_min_backoff_ms: _Positive = DEFAULT_RETRY_MIN_BACKOFF_MS
+    retry_max_backoff_ms: int = DEFAULT_RETRY_MAX_BACKOFF_MS  # >= retry_min_backoff_ms
+    message_time_limit_seconds: _Positive = DEFAULT_MESSAGE_TIME_LIMIT_SECONDS
+    batch_max_attempts: _Positive = DEFAULT_BATCH_MAX_ATTEMPTS
+    heartbeat_seconds: _Positive = DEFAULT_HEARTBEAT_SECONDS
+    stall_seconds: int = DEFAULT_STALL_SECONDS  # >= 2 x heartbeat_seconds
+    reaper_interval_seconds: _Positive = DEFAULT_REAPER_INTERVAL_SECONDS
+    large_job_cids: int = DEFAULT_LARGE_JOB_CIDS
+    max_cids_query_tool: _Positive = DEFAULT_MAX_CIDS["query_tool"]
+    max_cids_query_tool_reverse: _Positive = DEFAULT_MAX_CIDS["query_tool_reverse"]
+    max_cids_mid_section_defect: _Positive = DEFAULT_MAX_CIDS["mid_section_defect"]
+    max_rows_per_domain: _Positive = DEFAULT_MAX_ROWS_PER_DOMAIN
+    async_cid_threshold: _Positive = DEFAULT_ASYNC_CID_THRESHOLD
+    lineage_async_seeds: _Positive = DEFAULT_LINEAGE_ASYNC_SEEDS
+    sync_wait_seconds: _NonNegative = DEFAULT_SYNC_WAIT_SECONDS
+    rate_limit_requests: _Positive = DEFAULT_RATE_LIMIT_REQUESTS
+    rate_limit_window_seconds: _Positive = DEFAULT_RATE_LIMIT_WINDOW_SECONDS
+    submit_rate_limit_requests: _Positive = DEFAULT_SUBMIT_RATE_LIMIT_REQUESTS
+    trusted_proxies: str = ""  # comma list of addresses
+    max_body_bytes: _Positive = DEFAULT_MAX_BODY_BYTES
+    api_token: str = Field("", repr=False)  # "": no token needed
+    retry_after_seconds: _Positive = DEFAULT_RETRY_AFTER_SECONDS
+    event_log_max: _Positive = DEFAULT_EVENT_LOG_MAX
+    result_reuse_seconds: _NonNegative = DEFAULT_RESULT_REUSE_SECONDS
+    redis_timeout_seconds: _Positive = DEFAULT_REDIS_TIMEOUT_SECONDS
+    log_level: str = DEFAULT_LOG_LEVEL
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise _config_error(error) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _broker_beside_the_store(cls, data: Any) -> Any:
+        """No ``TRACE_BROKER_URL``: the store's Redis server, database ``DEFAULT_BROKER_DB``."""
+        if not isinstance(data, dict):
+            return data
+        given = {k: v for k, v in data.items() if k not in ("broker_url", "TRACE_BROKER_URL")}
+        broker = data.get("broker_url") or data.get("TRACE_BROKER_URL")
+        if not broker:
+            store = given.get("redis_url") or given.get("TRACE_REDIS_URL") or DEFAULT_REDIS_URL
+            broker = default_broker_url(str(store))
+        return {**given, "broker_url": broker}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
         _check_separate_databases(self.redis_url, self.broker_url)
-        if not 1 <= self.in_list_size <= MAX_IN_LIST_SIZE:
-            raise ConfigError(f"TRACE_IN_LIST_SIZE must be 1..{MAX_IN_LIST_SIZE}")
-        for name in (
-            "fetch_rows",
-            "lineage_max_depth",
-            "oracle_call_timeout_ms",
-            "oracle_pool_max",
-            "pareto_top_n",
-            "msd_max_days",
-            "resolve_min_prefix",  # 0 would let a bare '*' resolve every lot in the warehouse
-            "jobs_scan_lots",
-            "scratch_cache_mb",
-            "job_ttl_seconds",
-            "events_group_batches",
-            "retry_min_backoff_ms",
-            "message_time_limit_seconds",
-            "batch_max_attempts",
-            "heartbeat_seconds",
-            "reaper_interval_seconds",
-            "max_cids_query_tool",
-            "max_cids_query_tool_reverse",
-            "max_cids_mid_section_defect",
-            "max_rows_per_domain",
-            "async_cid_threshold",
-            "lineage_async_seeds",
-            "rate_limit_requests",
-            "rate_limit_window_seconds",
-            "submit_rate_limit_requests",
-            "max_body_bytes",
-            "retry_after_seconds",
-            "redis_timeout_seconds",
-            "event_log_max",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"TRACE_{name.upper()} must be at least 1")
         if not 0 <= self.jobs_probe_max <= self.in_list_size:
             raise ConfigError(
                 "TRACE_JOBS_PROBE_MAX must be 0..TRACE_IN_LIST_SIZE (one bind per lot)"
             )
-        if self.sync_wait_seconds < 0:
-            raise ConfigError("TRACE_SYNC_WAIT_SECONDS must not be negative")
-        if self.result_reuse_seconds < 0:
-            raise ConfigError("TRACE_RESULT_REUSE_SECONDS must not be negative")
-        if self.max_retries < 0:
-            raise ConfigError("TRACE_MAX_RETRIES must not be negative")
         if self.retry_max_backoff_ms < self.retry_min_backoff_ms:
             raise ConfigError("TRACE_RETRY_MAX_BACKOFF_MS must be >= TRACE_RETRY_MIN_BACKOFF_MS")
         if self.stall_seconds < 2 * self.heartbeat_seconds:
@@ -285,6 +267,7 @@ class Settings:
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"TRACE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         SourceLocation.parse(self.source_url)  # fail at startup, not at first query
+        return self
 
     @property
     def proxies(self) -> frozenset[str]:
@@ -302,27 +285,43 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read every ``TRACE_*`` setting once; unset or empty variables take their default."""
+        """Read every ``TRACE_*`` setting once; unset or empty variables take their default.
+        Raises ``ConfigError`` naming the first variable that is wrong."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for spec in fields(cls):
-            name = spec.metadata["env"]
+        values = {}
+        for name in env_names():
             raw = env.get(name, "").strip()
-            if not raw:
-                continue
-            if isinstance(spec.default, int):
-                try:
-                    values[spec.name] = int(raw)
-                except ValueError:
-                    raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-            else:
-                values[spec.name] = raw
+            if raw:
+                values[name] = raw
         return cls(**values)
 
 
 def env_names() -> dict[str, str]:
     """Environment variable -> settings field, for every setting."""
-    return {spec.metadata["env"]: spec.name for spec in fields(Settings)}
+    return {_env_name(name): name for name in Settings.model_fields}
+
+
+def _config_error(error: ValidationError) -> ConfigError:
+    """The first problem of ``error`` as a ``ConfigError`` naming its variable."""
+    problem = error.errors(include_url=False)[0]
+    name = str(problem["loc"][0]) if problem["loc"] else "settings"
+    env = name if name.startswith("TRACE_") else _env_name(name)
+    field = Settings.model_fields.get(env_names().get(env, ""))
+    bounds = {type(m).__name__: m for m in (field.metadata if field else [])}
+    given = problem.get("input")
+    if problem["type"] in ("int_parsing", "int_type", "int_from_float"):
+        return ConfigError(f"{env} must be an integer, got {given!r}")
+    if "Ge" in bounds and "Le" in bounds:
+        low, high = bounds["Ge"].ge, bounds["Le"].le
+        return ConfigError(f"{env} must be {low}..{high}, got {given!r}")
+    if problem["type"] == "greater_than_equal":
+        low = (problem.get("ctx") or {}).get("ge")
+        if low == 0:
+            return ConfigError(f"{env} must not be negative, got {given!r}")
+        return ConfigError(f"{env} must be at least {low}, got {given!r}")
+    if problem["type"] == "extra_forbidden":
+        return ConfigError(f"unknown setting {env}")
+    return ConfigError(f"{env}: {problem['msg']}")
 
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")

@@ -3,7 +3,6 @@ Redis stream ``trace:events``, in the order they happened (real Redis, messages 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -86,7 +85,7 @@ def test_the_event_stream_is_capped(
     settings: Settings, warehouse: Path, store_redis: redis.Redis
 ) -> None:
     # Given a stream capped at 100 events (Redis trims whole nodes, so "about" 100)
-    runtime = Runtime(dataclasses.replace(settings, event_log_max=100), InlineDispatcher())
+    runtime = Runtime(settings.model_copy(update={"event_log_max": 100}), InlineDispatcher())
     # When far more events are recorded
     for n in range(2000):
         runtime.registry.announce(lifecycle.RETRY, f"job-{n}", reason="load")

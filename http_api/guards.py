@@ -10,9 +10,10 @@ from typing import Any
 import falcon
 import redis
 
-from http_api.errors import ApiError
+from http_api.body import too_large
 from pipeline.config import Settings
 from pipeline.engine import keys, metrics
+from pipeline.errors import TooManyRequests, Unauthorized
 
 #: Paths anyone may call (load balancers and probes carry no token).
 OPEN_PATHS = frozenset(("/healthz", "/readyz"))
@@ -32,17 +33,12 @@ class TokenGuard:
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             given.strip().encode(), self.token
         ):
-            raise ApiError(
-                falcon.HTTP_401,
-                "UNAUTHORIZED",
-                "a valid bearer token is required (Authorization: Bearer <token>)",
-                headers={"WWW-Authenticate": 'Bearer realm="trace"'},
-            )
+            raise Unauthorized("a valid bearer token is required (Authorization: Bearer <token>)")
 
 
 class BodyLimit:
     """A declared body over ``TRACE_MAX_BODY_BYTES`` is refused (413) before it is read;
-    ``read_json`` enforces the same limit on bodies without a length."""
+    ``read_body`` enforces the same limit on bodies without a length."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -50,14 +46,6 @@ class BodyLimit:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if req.content_length is not None and req.content_length > self.max_bytes:
             raise too_large(self.max_bytes)
-
-
-def too_large(max_bytes: int) -> ApiError:
-    return ApiError(
-        falcon.HTTP_413,
-        "PAYLOAD_TOO_LARGE",
-        f"the request body exceeds {max_bytes} bytes (TRACE_MAX_BODY_BYTES)",
-    )
 
 
 def client_address(req: falcon.Request, trusted: frozenset[str]) -> str:
@@ -98,12 +86,9 @@ class RateLimit:
         wait = self.hit(bucket, client_address(req, self.trusted))
         if wait:
             metrics.count(self.redis, "rate_limited", bucket=bucket)
-            raise ApiError(
-                falcon.HTTP_429,
-                "TOO_MANY_REQUESTS",
+            raise TooManyRequests(
                 f"too many requests: at most {self.limits[bucket]} per {self.window} s",
-                meta={"retry_after_seconds": wait},
-                headers={"Retry-After": str(wait)},
+                retry_after=wait,
             )
 
     def hit(self, bucket: str, client: str) -> int:

@@ -15,29 +15,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import falcon
-
 from http_api import render
-from http_api.errors import ApiError
 from http_api.services import Services
-from pipeline import domains
 from pipeline.engine.flow import events_part
 from pipeline.engine.job import Job
 from pipeline.engine.pages import Page
 from pipeline.engine.status import domain_quality, query_quality
 from pipeline.engine.steps.lineage_step import lineage_part
 from pipeline.engine.steps.seed_step import SEEDS_PART
+from pipeline.errors import ResultExpired
 from pipeline.request import LINEAGE, SEED_RESOLVE
 
 PARTIAL_FAILURE = "EVENTS_PARTIAL_FAILURE"
 
 
-def expired(job_id: str) -> ApiError:
-    return ApiError(
-        falcon.HTTP_404,
-        "JOB_RESULT_EXPIRED",
-        f"the result of job {job_id} is gone (expired, released or evicted)",
-    )
+def expired(job_id: str) -> ResultExpired:
+    return ResultExpired(f"the result of job {job_id} is gone (expired, released or evicted)")
 
 
 def result_document(
@@ -133,19 +126,6 @@ def chunks_exist(services: Services, page: Page) -> bool:
     for located in page.chunks:
         pipe.exists(located.ref.key)
     return all(pipe.execute())
-
-
-def check_domain(name: str | None) -> str | None:
-    """``domain`` of a result request: a domain of the contract, or ``None`` for all."""
-    if name is None or name == "":
-        return None
-    if name not in domains.DOMAINS:
-        raise ApiError(
-            falcon.HTTP_400,
-            "INVALID_PARAMS",
-            f"unknown domain {name!r}; expected one of {', '.join(domains.DOMAINS)}",
-        )
-    return name
 
 
 # ---- seed-resolve and lineage -----------------------------------------------------------------

@@ -1,15 +1,53 @@
-"""Profiles and event domains of the dashboard's contract, and their validation."""
+"""The contract's vocabulary: profiles, event domains, lineage directions, resolve types.
+
+Each is a ``Literal`` type, stated once here: the request models (``pipeline.request``) validate
+with it, the OpenAPI document lists its values as a named schema, and the tuples below are its
+values for code that iterates them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import Literal, get_args
 
-from pipeline.errors import InvalidInput, InvalidProfile
+from typing_extensions import TypeAliasType
+
+Profile = TypeAliasType(
+    "Profile", Literal["query_tool", "query_tool_reverse", "mid_section_defect"]
+)
+Domain = TypeAliasType(
+    "Domain",
+    Literal[
+        "history",
+        "materials",
+        "rejects",
+        "holds",
+        "jobs",
+        "upstream_history",
+        "downstream_rejects",
+    ],
+)
+Direction = TypeAliasType("Direction", Literal["backward", "forward"])
+ResolveType = TypeAliasType(
+    "ResolveType",
+    Literal[
+        "lot_id",
+        "work_order",
+        "wafer_lot",
+        "serial_number",
+        "gd_work_order",
+        "gd_lot_id",
+        "container_id",
+    ],
+)
+
+PROFILES: tuple[str, ...] = get_args(Profile.__value__)
+DOMAINS: tuple[str, ...] = get_args(Domain.__value__)
+DIRECTIONS: tuple[str, ...] = get_args(Direction.__value__)
+RESOLVE_TYPE_NAMES: tuple[str, ...] = get_args(ResolveType.__value__)
 
 QUERY_TOOL = "query_tool"
 QUERY_TOOL_REVERSE = "query_tool_reverse"
 MID_SECTION_DEFECT = "mid_section_defect"
-PROFILES: tuple[str, ...] = (QUERY_TOOL, QUERY_TOOL_REVERSE, MID_SECTION_DEFECT)
 
 HISTORY = "history"
 MATERIALS = "materials"
@@ -18,19 +56,9 @@ HOLDS = "holds"
 JOBS = "jobs"
 UPSTREAM_HISTORY = "upstream_history"
 DOWNSTREAM_REJECTS = "downstream_rejects"
-DOMAINS: tuple[str, ...] = (
-    HISTORY,
-    MATERIALS,
-    REJECTS,
-    HOLDS,
-    JOBS,
-    UPSTREAM_HISTORY,
-    DOWNSTREAM_REJECTS,
-)
 
 BACKWARD = "backward"
 FORWARD = "forward"
-DIRECTIONS: tuple[str, ...] = (BACKWARD, FORWARD)
 
 #: The domain sets the dashboard asks for.
 QUERY_TOOL_DOMAINS = (HISTORY, MATERIALS, REJECTS, HOLDS, JOBS)
@@ -46,38 +74,20 @@ DEFAULT_DIRECTION = {
     MID_SECTION_DEFECT: BACKWARD,
 }
 
-
-def validate_profile(profile: object) -> str:
-    """The profile itself, or ``InvalidProfile`` naming the valid ones."""
-    if profile not in PROFILES:
-        raise InvalidProfile(
-            f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}", field="profile"
-        )
-    return str(profile)
-
-
-def validate_domains(domains: object) -> tuple[str, ...]:
-    """Requested domains, de-duplicated in request order; ``InvalidInput`` names unknown ones."""
-    if isinstance(domains, str) or not isinstance(domains, Iterable):
-        raise InvalidInput("domains must be a list of domain names", field="domains")
-    names = list(domains)
-    if not all(isinstance(d, str) for d in names):
-        raise InvalidInput("domains must be a list of domain names", field="domains")
-    wanted = list(dict.fromkeys(names))
-    if not wanted:
-        raise InvalidInput("domains is empty", field="domains")
-    unknown = [d for d in wanted if d not in DOMAINS]
-    if unknown:
-        raise InvalidInput("unsupported domains: " + ", ".join(map(str, unknown)), field="domains")
-    return tuple(wanted)
+#: What a seed value may be, per profile: query_tool names lots, work orders and wafer lots;
+#: query_tool_reverse serials and GD (rework) orders and lots; the analysis any of them; every
+#: profile raw container ids.
+_QUERY_TOOL_TYPES = ("lot_id", "work_order", "wafer_lot")
+_REVERSE_TYPES = ("serial_number", "gd_work_order", "gd_lot_id")
+RESOLVE_TYPES: dict[str, tuple[str, ...]] = {
+    QUERY_TOOL: (*_QUERY_TOOL_TYPES, "container_id"),
+    QUERY_TOOL_REVERSE: (*_REVERSE_TYPES, "container_id"),
+    MID_SECTION_DEFECT: (*_QUERY_TOOL_TYPES, *_REVERSE_TYPES, "container_id"),
+}
 
 
-def validate_direction(direction: object, profile: str) -> str:
-    """The lineage direction, defaulting by profile."""
-    if direction is None or direction == "":
-        return DEFAULT_DIRECTION[profile]
-    if direction not in DIRECTIONS:
-        raise InvalidInput(
-            f"direction must be backward or forward, got {direction!r}", field="direction"
-        )
-    return str(direction)
+def default_domains(profile: str, direction: str) -> tuple[str, ...]:
+    """The domains the dashboard asks for when a request names none."""
+    if profile == MID_SECTION_DEFECT:
+        return MSD_DOMAINS[direction]
+    return QUERY_TOOL_DOMAINS

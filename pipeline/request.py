@@ -1,33 +1,59 @@
-"""What a trace is asked to do: a profile, its seed-resolve params (or the CIDs themselves), the
-events domains. Used by the in-process runner and by jobs; ``fingerprint`` names equal requests.
+"""What a trace is asked to do: a profile, its ``params`` (``pipeline.params``) or the CIDs
+themselves, the events domains. One typed model (``TraceRequest``): the API builds it from a
+request body, the CLI from its flags, a job stores it as JSON and reads it back with the same
+model; ``fingerprint`` names equal requests.
 
 A request has a *kind*, which decides the stages its job runs (``pipeline.engine.job.plan``):
 ``trace`` (seeds -> everything), ``seed-resolve`` or ``lineage`` alone (the dashboard's first two
-calls), ``events`` (from lots; a mid-section-defect one with seed lots also aggregates)."""
+calls), ``events`` (from lots; a mid-section-defect one with seed lots also aggregates).
+
+Rules that need no setting are checked when the model is built (``InvalidInput`` naming the
+field); the limits that are settings (``check``) when a job is submitted or a trace run.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Final, Literal, Self
 
 import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from typing_extensions import TypeAliasType
 
 from pipeline import domains
-from pipeline.errors import InvalidInput
-from pipeline.rows import clean_values
+from pipeline.config import Settings
+from pipeline.domains import DIRECTIONS, PROFILES, Domain, Profile
+from pipeline.errors import CidLimitExceeded, InvalidInput
+from pipeline.params import (
+    Names,
+    NoneIfBlank,
+    TraceParams,
+    check_seeds,
+    check_wildcards,
+    check_window,
+)
+from pipeline.rows import unique
+from pipeline.validation import invalid_input
 
-TRACE = "trace"
-SEED_RESOLVE = "seed-resolve"
-LINEAGE = "lineage"
-EVENTS = "events"
+TRACE: Final = "trace"
+SEED_RESOLVE: Final = "seed-resolve"
+LINEAGE: Final = "lineage"
+EVENTS: Final = "events"
+Kind = TypeAliasType("Kind", Literal["trace", "seed-resolve", "lineage", "events"])
 KINDS = (TRACE, SEED_RESOLVE, LINEAGE, EVENTS)
+#: A job id: 128 random bits in hex (``JobRegistry.submit``).
+JOB_ID = "^[0-9a-f]{32}$"
+JobId = Annotated[str, Field(pattern=JOB_ID)]
 
 
-@dataclass(frozen=True)
-class TraceRequest:
-    """A whole trace: the seed-resolve ``params`` of ``profile``, then events of ``domains``.
+def _unique(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(unique(names))
+
+
+class TraceRequest(BaseModel):
+    """A whole trace: the seed-resolve ``params`` of ``profile``, then events of ``domains``
+    (none named: the dashboard's set for the profile and direction).
 
     With ``container_ids`` the trace starts from those lots: no seed-resolve, no lineage (the
     dashboard's events call), unless ``kind`` is ``lineage`` (the lots are the seeds of a
@@ -36,18 +62,63 @@ class TraceRequest:
     map given with the request (stored by the job; ``lineage_digest`` tells such requests apart).
     """
 
-    profile: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-    domains: tuple[str, ...] = ()  # empty: the dashboard's set for the profile and direction
-    container_ids: tuple[str, ...] = ()
-    kind: str = ""  # empty: events with container_ids, else trace
-    seed_container_ids: tuple[str, ...] = ()
-    lineage_job_id: str = ""
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    profile: Profile
+    params: TraceParams = TraceParams()
+    domains: Annotated[tuple[Domain, ...], AfterValidator(_unique)] = ()
+    container_ids: Names = ()
+    #: Not given: ``events`` for a request with container ids, else ``trace``.
+    kind: Kind = TRACE
+    seed_container_ids: Names = ()
+    lineage_job_id: Annotated[JobId | None, NoneIfBlank] = None
     lineage_digest: str = ""
 
+    def __init__(self, **fields: Any) -> None:
+        try:
+            super().__init__(**fields)
+        except ValidationError as error:
+            raise invalid_input(error) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        """The kind from the lots (given: events), and with no domains named, the dashboard's
+        set for the profile and direction."""
+        if not isinstance(data, dict):
+            return data
+        if not data.get("kind"):
+            data = {**data, "kind": EVENTS if data.get("container_ids") else TRACE}
+        if data.get("domains") or data.get("profile") not in PROFILES:
+            return data
+        params = data.get("params")
+        direction = (
+            params.direction
+            if isinstance(params, TraceParams)
+            else params.get("direction")
+            if isinstance(params, dict)
+            else None
+        )
+        if direction not in DIRECTIONS:
+            direction = domains.DEFAULT_DIRECTION[data["profile"]]
+        return {**data, "domains": domains.default_domains(data["profile"], direction)}
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        kind = self.job_kind
+        lots_named = self.container_ids or (kind == EVENTS and self.lineage_job_id)
+        if kind in (LINEAGE, EVENTS) and not lots_named:
+            raise InvalidInput("container_ids is missing or empty", field="container_ids")
+        if kind in (TRACE, SEED_RESOLVE):
+            check_seeds(self.profile, self.params)
+        elif self.aggregates and self.params.detects(self.profile):
+            check_window(self.params)  # an analysis without its dates: refused up front
+        return self
+
+    # ---- what it asks -------------------------------------------------------------------------
     @property
-    def job_kind(self) -> str:
-        return self.kind or (EVENTS if self.container_ids else TRACE)
+    def job_kind(self) -> Kind:
+        return self.kind
 
     @property
     def aggregates(self) -> bool:
@@ -62,112 +133,72 @@ class TraceRequest:
         """An events request that knows its detection lots (given, or from a lineage)."""
         return bool(self.seed_container_ids or self.lineage_job_id or self.lineage_digest)
 
-    def direction(self) -> str:
-        return domains.validate_direction(self.params.get("direction"), self.profile)
-
-    def event_domains(self) -> tuple[str, ...]:
-        if self.domains:
-            return domains.validate_domains(self.domains)
-        if self.profile == domains.MID_SECTION_DEFECT:
-            return domains.MSD_DOMAINS[self.direction()]
-        return domains.QUERY_TOOL_DOMAINS
-
     @property
     def from_cids(self) -> bool:
         """An events job starting from lots (no seed-resolve, no lineage)."""
         return self.job_kind == EVENTS
 
-    def validated(self) -> TraceRequest:
-        """This request with profile, domains and direction checked and ids cleaned; raises
-        ``InvalidInput``/``InvalidProfile`` naming the problem."""
-        profile = domains.validate_profile(self.profile)
-        if not isinstance(self.params, Mapping):
-            raise InvalidInput("params must be an object", field="params")
-        kind = self.job_kind
-        if kind not in KINDS:
-            raise InvalidInput(f"unknown request kind {kind!r}", field="kind")
-        cids = tuple(clean_values(self.container_ids))
-        if self.container_ids and not cids:
-            raise InvalidInput("container_ids is empty", field="container_ids")
-        if kind in (LINEAGE, EVENTS) and not cids and not self.lineage_job_id:
-            raise InvalidInput("container_ids is empty", field="container_ids")
-        seeds = tuple(clean_values(self.seed_container_ids))
-        request = TraceRequest(profile, dict(self.params), tuple(self.domains), cids, kind)
-        request.direction()
-        return TraceRequest(
-            profile,
-            dict(self.params),
-            request.event_domains(),
-            cids,
-            kind,
-            seeds,
-            str(self.lineage_job_id or ""),
-            str(self.lineage_digest or ""),
-        )
+    def direction(self) -> str:
+        return self.params.direction_for(self.profile)
 
+    def check(self, settings: Settings) -> None:
+        """The limits that are settings: a wildcard's prefix, a detection window's length, the
+        profile's CID limit for the lots given. Raises ``InvalidInput``/``CidLimitExceeded``."""
+        kind, params = self.job_kind, self.params
+        seeds = kind in (TRACE, SEED_RESOLVE)
+        if seeds and params.resolve_type is not None:
+            check_wildcards(params.values or (), settings.resolve_min_prefix)
+        elif (seeds or self.aggregates) and params.detects(self.profile):
+            check_window(params, settings.msd_max_days)
+        if kind in (LINEAGE, EVENTS):
+            check_cid_limit(len(self.container_ids), self.profile, settings)
+
+    # ---- stored form --------------------------------------------------------------------------
     def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "profile": self.profile,
-            "params": dict(self.params),
-            "domains": list(self.domains),
-            "container_ids": list(self.container_ids),
-            "kind": self.job_kind,
-        }
-        for name, value in (
-            ("seed_container_ids", list(self.seed_container_ids)),
-            ("lineage_job_id", self.lineage_job_id),
-            ("lineage_digest", self.lineage_digest),
-        ):
-            if value:
-                data[name] = value
-        return data
+        """The request as JSON values (what a job stores): defaults left out, ``kind`` always."""
+        return {**self.model_dump(mode="json", exclude_defaults=True), "kind": self.kind}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TraceRequest:
-        """A request from its JSON form (``as_dict``, or a client's body); validated."""
-        if not isinstance(data, Mapping):
-            raise InvalidInput("the request must be a JSON object", field="body")
-        cids = data.get("container_ids") or ()
-        wanted = data.get("domains") or ()
-        seeds = data.get("seed_container_ids") or ()
-        for name, value in (
-            ("container_ids", cids),
-            ("domains", wanted),
-            ("seed_container_ids", seeds),
-        ):
-            if isinstance(value, str) or not isinstance(value, (list, tuple)):
-                raise InvalidInput(f"{name} must be a list", field=name)
-        for name in ("kind", "lineage_job_id", "lineage_digest"):
-            if not isinstance(data.get(name) or "", str):
-                raise InvalidInput(f"{name} must be a string", field=name)
-        return cls(
-            profile=data.get("profile"),  # type: ignore[arg-type]  # validated below
-            params=data.get("params") or {},
-            domains=tuple(wanted),
-            container_ids=tuple(cids),
-            kind=data.get("kind") or "",
-            seed_container_ids=tuple(seeds),
-            lineage_job_id=data.get("lineage_job_id") or "",
-            lineage_digest=data.get("lineage_digest") or "",
-        ).validated()
+        """A request from its JSON form (``as_dict``, or a caller's fields); ``InvalidInput``
+        naming every problem."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            raise invalid_input(error) from None
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> TraceRequest:
+        """A request from its stored JSON (``as_dict``, encoded)."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as error:
+            raise invalid_input(error) from None
 
     def fingerprint(self) -> str:
         """Equal for requests that ask the same thing: ids and seed values compared as sorted
         sets, params with sorted keys."""
-        params = dict(self.params)
-        if isinstance(params.get("values"), list):
-            params["values"] = sorted(clean_values(params["values"]))
         canonical = orjson.dumps(
             {
                 "profile": self.profile,
-                "params": params,
+                "params": self.params.canonical(),
                 "domains": sorted(self.domains),
                 "container_ids": sorted(self.container_ids),
                 "kind": self.job_kind,
                 "seed_container_ids": sorted(self.seed_container_ids),
-                "lineage_job_id": self.lineage_job_id,
+                "lineage_job_id": self.lineage_job_id or "",
                 "lineage_digest": self.lineage_digest,
             },
             option=orjson.OPT_SORT_KEYS,
         )
         return hashlib.sha256(canonical).hexdigest()
+
+
+def check_cid_limit(count: int, profile: str, settings: Settings) -> None:
+    """Raise ``CidLimitExceeded`` (the contract's message) past the profile's
+    ``TRACE_MAX_CIDS_<PROFILE>``."""
+    limit = settings.max_cids(profile)
+    if count > limit:
+        raise CidLimitExceeded(
+            f"container_ids count ({count}) exceeds limit ({limit})", field="container_ids"
+        )

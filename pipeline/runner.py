@@ -20,7 +20,7 @@ import orjson
 
 from pipeline import domains
 from pipeline.config import Settings
-from pipeline.errors import InvalidInput
+from pipeline.errors import NoSeeds
 from pipeline.request import TraceRequest
 from pipeline.rows import RowBatch, batched
 from pipeline.sources.base import Source
@@ -89,25 +89,20 @@ def run_trace(
 ) -> TraceSummary:
     """Run every stage of ``request``; write results under ``out_dir``; return a summary."""
     report = progress or _Silent()
-    profile = domains.validate_profile(request.profile)
+    profile = request.profile
     direction = request.direction()
     out = Path(out_dir)
     summary = TraceSummary(out_dir=out)
 
     clock = time.perf_counter()
     report.start("seed-resolve", None)
-    seeds = seed_resolve.resolve(
-        source,
-        profile,
-        request.params,
-        min_prefix=settings.resolve_min_prefix,
-        max_days=settings.msd_max_days,
-    )
+    request.check(settings)
+    seeds = seed_resolve.resolve(source, profile, request.params)
     summary.seed_count, summary.not_found = len(seeds.seeds), seeds.not_found
     summary.seconds["seed-resolve"] = time.perf_counter() - clock
     report.finish("seed-resolve", f"{len(seeds.seeds)} seeds")
     if not seeds.seeds and profile != domains.MID_SECTION_DEFECT:
-        raise InvalidInput("no seed matched: nothing to trace", field="values", code="NO_SEEDS")
+        raise NoSeeds("no seed matched: nothing to trace", field="params.values")
     # Nothing is written before the request proved valid. An analysis whose detection station saw
     # no lot goes on: its answer is an empty result with zeroed KPIs, not an error.
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +153,7 @@ def _events(
     summary: TraceSummary,
 ) -> None:
     clock = time.perf_counter()
-    wanted = request.event_domains()
+    wanted = request.domains
     report.start("events", sum(len(cid_groups(d, cids, settings)) for d in wanted))
     for domain in wanted:
         summary.rows[domain] = _stream_domain(

@@ -4,25 +4,42 @@ and the warehouse reachable, live workers seen, and a Redis that will not evict 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import falcon
 
-from http_api.services import Services
+from http_api.models.answers import Check, Health, Readiness
+from http_api.operation import Answer, Operation, operation
+from http_api.resources.base import Resource
 from pipeline.engine.metrics import live_workers
+from pipeline.errors import NotReady
 
 
-class HealthResource:
+class HealthResource(Resource):
+    @operation(
+        Operation(
+            "getHealth",
+            "The process is up.",
+            {200: Answer("Always.", Health)},
+            open_access=True,
+        )
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"success": True, "data": {"status": "ok"}}
+        health: Health = {"status": "ok"}
+        resp.media = {"success": True, "data": health}
 
 
-class ReadyResource:
-    """200 when every check passes, else 503 with each check's verdict."""
+class ReadyResource(Resource):
+    """200 when every check passes, else 503 ``NOT_READY`` with each check's verdict."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-
+    @operation(
+        Operation(
+            "getReadiness",
+            "The service can serve: Redis (noeviction), broker, warehouse, live workers.",
+            {200: Answer("Every check passed.", Readiness)},
+            errors=(NotReady,),
+            open_access=True,
+        )
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         checks = {
             "redis": self._check(self._redis),
@@ -31,22 +48,15 @@ class ReadyResource:
             "source": self._check(self._source),
             "workers": self._check(self._workers),
         }
-        ready = all(c["ok"] for c in checks.values())
-        resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
-        if not ready:
-            resp.set_header("Retry-After", str(self.services.settings.retry_after_seconds))
-        data = {"status": "ready" if ready else "not ready", "checks": checks}
-        if ready:
-            resp.media = {"success": True, "data": data}
-        else:
-            resp.media = {
-                "success": False,
-                "error": {"code": "NOT_READY", "message": _failing(checks)},
-                "meta": data,
-            }
+        if all(c["ok"] for c in checks.values()):
+            ready: Readiness = {"status": "ready", "checks": checks}
+            resp.media = {"success": True, "data": ready}
+            return
+        failing = "; ".join(f"{name}: {c['detail']}" for name, c in checks.items() if not c["ok"])
+        raise NotReady(failing, meta={"status": "not ready", "checks": checks})
 
     @staticmethod
-    def _check(probe: Callable[[], str]) -> dict[str, Any]:
+    def _check(probe: Callable[[], str]) -> Check:
         try:
             return {"ok": True, "detail": probe()}
         except Exception as error:  # every failure is a verdict here, never a 500
@@ -88,10 +98,6 @@ class ReadyResource:
         if alive < 1:
             raise RuntimeError("no worker heartbeat seen (start: dramatiq pipeline.actors)")
         return f"{alive} worker process(es) alive"
-
-
-def _failing(checks: dict[str, dict[str, Any]]) -> str:
-    return "; ".join(f"{name}: {c['detail']}" for name, c in checks.items() if not c["ok"])
 
 
 def _text(value: object) -> str:

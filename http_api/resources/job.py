@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import falcon
 
-from http_api.body import bad_params, flag_param, int_param
-from http_api.errors import ApiError
-from http_api.results import check_domain, expired, result_document
+from http_api.models.answers import JobResult
+from http_api.models.queries import ResultQuery, StreamQuery
+from http_api.models.stream_lines import StreamLine
+from http_api.operation import NDJSON, Answer, Operation, operation
+from http_api.resources.base import Resource
+from http_api.results import expired, result_document
 from http_api.services import Services
 from http_api.stream import Cursor, JobStream
 from pipeline.engine import keys
+from pipeline.engine.documents import JobStatus
 from pipeline.engine.job import FINISHED, Job
 from pipeline.engine.status import contract_state, job_status
+from pipeline.errors import (
+    InvalidInput,
+    JobNotCancellable,
+    JobNotComplete,
+    JobNotFound,
+    ResultExpired,
+    ServiceUnavailable,
+)
 
-NDJSON = "application/x-ndjson"
+#: The errors every job endpoint may answer (besides its rate limit and the token).
+JOB_ERRORS = (JobNotFound, ServiceUnavailable)
 
 
 def load_job(services: Services, job_id: str, *, for_result: bool = False) -> Job:
@@ -24,40 +37,50 @@ def load_job(services: Services, job_id: str, *, for_result: bool = False) -> Jo
         return job
     if for_result and services.redis.zscore(keys.RECENT, job_id) is not None:
         raise expired(job_id)
-    raise ApiError(falcon.HTTP_404, "JOB_NOT_FOUND", f"job {job_id} not found or expired")
+    raise JobNotFound(f"job {job_id} not found or expired")
 
 
-def not_complete(job: Job) -> ApiError:
-    return ApiError(
-        falcon.HTTP_409,
-        "JOB_NOT_COMPLETE",
+def not_complete(job: Job) -> JobNotComplete:
+    return JobNotComplete(
         f"job {job.id} has not completed (it is {job.state})",
         meta={"job_status": contract_state(job.state)},
     )
 
 
-class JobResource:
+class JobResource(Resource):
     """``GET``: the contract's status document (plus per-stage progress); ``DELETE``: cancel."""
 
+    tag = "jobs"
     rate_bucket = "job"
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-
+    @operation(
+        Operation(
+            "getJob",
+            "A job's status (the dashboard polls it until finished or failed).",
+            {200: Answer("The status.", JobStatus)},
+            errors=JOB_ERRORS,
+        )
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         job = load_job(self.services, job_id)
         resp.media = {"success": True, "data": job_status(job, self.services.runtime.registry)}
 
+    @operation(
+        Operation(
+            "cancelJob",
+            "Cancel a queued or started job (its checkpoints are released).",
+            {200: Answer("Cancelled: the status afterwards.", JobStatus)},
+            errors=(*JOB_ERRORS, JobNotCancellable),
+        )
+    )
     def on_delete(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         job = load_job(self.services, job_id)
         registry = self.services.runtime.registry
         state = registry.cancel(job.id)
         if state is None:
-            raise ApiError(falcon.HTTP_404, "JOB_NOT_FOUND", f"job {job_id} not found or expired")
+            raise JobNotFound(f"job {job_id} not found or expired")
         if state != "cancelled":  # cancelling a cancelled job again is fine (idempotent)
-            raise ApiError(
-                falcon.HTTP_409,
-                "JOB_NOT_CANCELLABLE",
+            raise JobNotCancellable(
                 f"job {job.id} is {state}: only queued or started jobs can be cancelled",
                 meta={"job_status": contract_state(state)},
             )
@@ -65,45 +88,69 @@ class JobResource:
         resp.media = {"success": True, "data": job_status(fresh, registry)}
 
 
-class JobResultResource:
+class JobResultResource(Resource):
     """``GET .../result?domain=&offset=&limit=``: pages of a finished job (``limit=0``: all)."""
 
+    tag = "jobs"
     rate_bucket = "job"
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        domain = check_domain(req.get_param("domain"))
-        offset = int_param(req, "offset", 0)
-        limit = int_param(req, "limit", 0)
+    @operation(
+        Operation(
+            "getJobResult",
+            "A finished job's result (events: a page of each domain).",
+            {200: Answer("The result document of the job's kind.", JobResult)},
+            query=ResultQuery,
+            errors=(InvalidInput, *JOB_ERRORS, ResultExpired, JobNotComplete),
+        )
+    )
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, job_id: str, query: ResultQuery
+    ) -> None:
         job = load_job(self.services, job_id, for_result=True)
         if job.state != FINISHED:
             raise not_complete(job)
         resp.content_type = falcon.MEDIA_JSON
-        resp.stream = result_document(self.services, job, domain, offset, limit)
+        resp.stream = result_document(self.services, job, query.domain, query.offset, query.limit)
 
 
-class JobStreamResource:
+class JobStreamResource(Resource):
     """``GET .../stream[?follow=1][&from=domain:batch]``: NDJSON (see ``http_api.stream``)."""
 
+    tag = "jobs"
     rate_bucket = "job"
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        follow = flag_param(req, "follow")
+    @operation(
+        Operation(
+            "streamJob",
+            "A finished job's result as NDJSON (with `follow`, a running one's).",
+            {
+                200: Answer(
+                    "NDJSON: one StreamLine per line.",
+                    StreamLine,
+                    media=NDJSON,
+                    enveloped=False,
+                    headers=("Cache-Control", "X-Accel-Buffering"),
+                )
+            },
+            description="Domains come in the request's order. A failure mid-stream ends with an "
+            "`error` line instead of `complete`.",
+            query=StreamQuery,
+            errors=(InvalidInput, *JOB_ERRORS, ResultExpired, JobNotComplete),
+        )
+    )
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, job_id: str, query: StreamQuery
+    ) -> None:
         job = load_job(self.services, job_id, for_result=True)
         cursor = None
-        if req.get_param("from"):
+        if query.start is not None:
             try:
-                cursor = Cursor.parse(req.get_param("from") or "", job)
+                cursor = Cursor.parse(query.start, job)
             except ValueError as error:
-                raise bad_params(str(error)) from None
-        if job.state != FINISHED and not (follow and job.active):
+                raise InvalidInput(str(error), field="from") from None
+        if job.state != FINISHED and not (query.follow and job.active):
             raise not_complete(job)
         resp.content_type = NDJSON
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")
-        resp.stream = iter(JobStream(self.services, job, follow=follow, cursor=cursor))
+        resp.stream = iter(JobStream(self.services, job, follow=query.follow, cursor=cursor))

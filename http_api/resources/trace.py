@@ -10,27 +10,62 @@ request again is served by the same job (dedupe) unless the body says ``"fresh":
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import falcon
-import orjson
 
-from http_api.body import bad_params, read_json
-from http_api.errors import ApiError, api_error, error_status
+from http_api.models.answers import AcceptedJob, EventsResult, LineageResult, SeedResolveResult
+from http_api.models.queries import SubmitHeaders
+from http_api.models.requests import (
+    EventsRequest,
+    LineageRequest,
+    SeedResolveRequest,
+    TraceJobRequest,
+)
+from http_api.operation import Answer, ErrorSpec, Operation, operation
+from http_api.resources.base import Resource
 from http_api.results import result_document
-from http_api.services import Services
 from pipeline.engine.job import AGGREGATION, FINISHED, QUEUED, Job
 from pipeline.engine.status import contract_state
-from pipeline.request import EVENTS, LINEAGE, SEED_RESOLVE, TRACE, TraceRequest
-from pipeline.stages import seed_resolve
+from pipeline.errors import (
+    AggregationFailed,
+    CidLimitExceeded,
+    InternalError,
+    InvalidInput,
+    InvalidProfile,
+    LineageFailed,
+    LineageJobNotFound,
+    LineageJobNotReady,
+    PayloadTooLarge,
+    SeedResolveFailed,
+    ServiceUnavailable,
+    TraceError,
+)
+from pipeline.request import EVENTS, LINEAGE, SEED_RESOLVE, TRACE, Kind, TraceRequest
 
-#: The contract's code for a seed-resolve or lineage call that failed on the service's side.
-STAGE_FAILURES = {SEED_RESOLVE: "SEED_RESOLVE_FAILED", LINEAGE: "LINEAGE_FAILED"}
+SYNC = (
+    " A request under its size threshold waits for its job up to TRACE_SYNC_WAIT_SECONDS and "
+    "answers 200 with the result; a bigger or slower one answers 202 with the job's urls. An "
+    "equal request is served by the same job unless `fresh` is true."
+)
+#: What every submission may answer besides its own errors.
+SUBMIT_ERRORS: tuple[ErrorSpec, ...] = (
+    InvalidInput,
+    InvalidProfile,
+    PayloadTooLarge,
+    CidLimitExceeded,
+    InternalError,
+    ServiceUnavailable,
+)
+ACCEPTED = Answer("Accepted: the job runs in the workers.", AcceptedJob, job_links=True)
 
 
-def job_links(job: Job) -> dict[str, Any]:
+def accepted_job(stage: Kind, job: Job) -> AcceptedJob:
+    """The 202 answer: the job and where to follow it."""
     return {
+        "stage": stage,
+        "async": True,
+        "status": contract_state(job.state),
         "job_id": job.id,
         "status_url": f"/api/trace/job/{job.id}",
         "stream_url": f"/api/trace/job/{job.id}/stream",
@@ -38,51 +73,27 @@ def job_links(job: Job) -> dict[str, Any]:
     }
 
 
-class _Submit:
-    """What every submitting endpoint shares."""
+class _Submit(Resource):
+    """What every submitting endpoint shares: submit, wait (or not), answer."""
 
+    tag = "trace"
     rate_bucket = "submit"
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-
-    def body(self, req: falcon.Request) -> dict[str, Any]:
-        return read_json(req, self.services.settings.max_body_bytes)
-
-    @staticmethod
-    def prefers_async(req: falcon.Request) -> bool:
-        """``Prefer: respond-async`` (RFC 7240): the client polls the job itself (202 at once,
-        whatever the request's size), e.g. to show its progress."""
-        prefer = req.get_header("Prefer") or ""
-        return any(p.split("=")[0].strip().lower() == "respond-async" for p in prefer.split(","))
-
-    def accepted(
-        self, req: falcon.Request, resp: falcon.Response, wait: bool | None
-    ) -> bool | None:
-        """``wait``, unless the client asked for 202 with ``Prefer: respond-async``."""
-        if self.prefers_async(req):
-            resp.set_header("Preference-Applied", "respond-async")
-            return False
-        return wait
 
     def answer(
         self,
         resp: falcon.Response,
         request: TraceRequest,
-        body: dict[str, Any],
         *,
+        fresh: bool,
         wait: bool | None,
         lineage: dict[str, Any] | None = None,
     ) -> None:
         """Submit ``request`` and answer: with ``wait`` its result (200) if its job finishes
         in time, else 202 (``None``: wait when the job's lots are under the threshold)."""
-        fresh = body.get("fresh", False)
-        if not isinstance(fresh, bool):
-            raise bad_params("fresh must be true or false")
-        job, _created = self.services.runtime.submit(request, fresh=fresh, lineage=lineage)
-        settings = self.services.settings
+        runtime, settings = self.services.runtime, self.services.settings
+        job, _created = runtime.submit(request, fresh=fresh, lineage=lineage)
         if wait is None:  # lots known only now (another job's lineage): small ones wait
-            job = self.services.runtime.registry.load(job.id) or job
+            job = runtime.registry.load(job.id) or job
             wait = job.cid_count <= settings.async_cid_threshold
         if wait and settings.sync_wait_seconds > 0:
             job = self.services.wait_for(job, settings.sync_wait_seconds)
@@ -92,45 +103,22 @@ class _Submit:
             resp.stream = result_document(self.services, job, None, 0, 0)
             return
         if wait and job.error:  # the request failed in the workers: say why, as a sync call would
-            raise self.failure(request, job.error)
+            raise failure(request, job.error)
         if request.job_kind == SEED_RESOLVE:  # the contract knows no 202 here
             raise self.unfinished_seed_resolve(job)
         resp.status = falcon.HTTP_202
-        resp.media = {
-            "success": True,
-            "data": {
-                "stage": request.job_kind if request.job_kind != TRACE else "trace",
-                "async": True,
-                "status": contract_state(job.state),
-                **job_links(job),
-            },
-        }
+        resp.media = {"success": True, "data": accepted_job(request.job_kind, job)}
 
-    def failure(self, request: TraceRequest, error: dict[str, Any]) -> ApiError:
-        """The error answer of a job that failed. A seed-resolve or lineage call that failed on
-        our side (not its input) is the contract's ``SEED_RESOLVE_FAILED``/``LINEAGE_FAILED``,
-        an events call whose aggregation failed ``EVENTS_AGGREGATION_FAILED`` (the old system's):
-        503 with ``Retry-After`` when the warehouse or Redis was away, else 500 (400 for bad
-        input); the job's own code is in ``meta.cause``."""
-        code, message = error["code"], error["message"]
-        retry_after = self.services.settings.retry_after_seconds
-        bad_input = bool(error.get("input"))
-        if request.job_kind == EVENTS and error.get("stage") == AGGREGATION:
-            stage_code: str | None = "EVENTS_AGGREGATION_FAILED"  # the old system's (400/503)
-        else:  # bad input keeps its own code (INVALID_PARAMS, ...)
-            stage_code = None if bad_input else STAGE_FAILURES.get(request.job_kind)
-        if stage_code is None:
-            return api_error(code, message, bad_input=bad_input, retry_after=retry_after)
-        return api_error(
-            stage_code,
-            message,
-            bad_input=bad_input,
-            retry_after=retry_after,
-            status=error_status(code, bad_input),  # the cause's: 503 for a service away
-            meta={"cause": code},
-        )
+    def wait_unless_async(
+        self, resp: falcon.Response, headers: SubmitHeaders, wait: bool | None
+    ) -> bool | None:
+        """``wait``, unless the client asked for 202 with ``Prefer: respond-async``."""
+        if headers.respond_async:
+            resp.set_header("Preference-Applied", "respond-async")
+            return False
+        return wait
 
-    def unfinished_seed_resolve(self, job: Job) -> ApiError:
+    def unfinished_seed_resolve(self, job: Job) -> SeedResolveFailed:
         """A seed-resolve not done in time (or with no worker to run it): 503
         ``SEED_RESOLVE_FAILED`` with ``Retry-After``. The job goes on: the same request again
         joins it and answers at once when it is done."""
@@ -139,52 +127,86 @@ class _Submit:
             if job.state == QUEUED and not self.services.workers_alive()
             else f"it is still {job.state} after {self.services.settings.sync_wait_seconds} s"
         )
-        return api_error(
-            "SEED_RESOLVE_FAILED",
+        return SeedResolveFailed(
             f"seed-resolve did not finish: {why}; ask again later (the same request joins "
             f"job {job.id})",
-            bad_input=False,
-            retry_after=self.services.settings.retry_after_seconds,
-            status=falcon.HTTP_503,
+            status=503,
             meta={"job_id": job.id, "job_status": contract_state(job.state)},
         )
 
 
-def _request(body: dict[str, Any], **extra: Any) -> TraceRequest:
-    return TraceRequest.from_dict({**body, **extra})
+def failure(request: TraceRequest, error: dict[str, Any]) -> TraceError:
+    """The answer of a job that failed. A seed-resolve or lineage that failed on our side (not
+    its input) is the contract's ``SEED_RESOLVE_FAILED``/``LINEAGE_FAILED``, an events call
+    whose aggregation failed ``EVENTS_AGGREGATION_FAILED`` (the old system's), each with the
+    status of its cause and the job's own code in ``meta.cause``; anything else is the job's
+    own error."""
+    cause = TraceError.from_code(
+        error["code"], error["message"], bad_input=bool(error.get("input"))
+    )
+    if request.job_kind == EVENTS and error.get("stage") == AGGREGATION:
+        return AggregationFailed.because(cause)
+    stage_failed = {SEED_RESOLVE: SeedResolveFailed, LINEAGE: LineageFailed}
+    if cause.bad_input or request.job_kind not in stage_failed:
+        return cause
+    return stage_failed[request.job_kind].because(cause)
 
 
 class SeedResolveResource(_Submit):
     """``POST /api/trace/seed-resolve``: seeds from lot names, work orders, ... or a station
     and date range (mid-section-defect)."""
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = self.body(req)
-        settings = self.services.settings
-        params = body.get("params") or {}
-        seed_resolve.check_request(
-            body.get("profile"),  # type: ignore[arg-type]
-            params,
-            min_prefix=settings.resolve_min_prefix,
-            max_days=settings.msd_max_days,
+    @operation(
+        Operation(
+            "seedResolve",
+            "Stage 1: the seed lots.",
+            {200: Answer("The job finished in time: its result.", SeedResolveResult)},
+            description="Seeds from lot ids, work orders, wafer lots, serial numbers, GD orders "
+            "or ids; mid_section_defect also from the detection lots at a station in a date "
+            "range. It waits for its job up to TRACE_SYNC_WAIT_SECONDS and answers 200 (never "
+            "202: the contract has none here); a resolve not done by then, or with no worker "
+            "running, answers 503 SEED_RESOLVE_FAILED with Retry-After (the same request again "
+            "joins the job). A failure of the service is SEED_RESOLVE_FAILED (`meta.cause`: the "
+            "job's code): 503 when the warehouse was away, else 500.",
+            body=SeedResolveRequest,
+            errors=(*SUBMIT_ERRORS, (SeedResolveFailed, 500), (SeedResolveFailed, 503)),
         )
-        request = _request({"profile": body.get("profile"), "params": params}, kind=SEED_RESOLVE)
-        self.answer(resp, request, body, wait=True)
+    )
+    def on_post(self, req: falcon.Request, resp: falcon.Response, body: SeedResolveRequest) -> None:
+        self.answer(resp, body.trace_request(), fresh=body.fresh, wait=True)
 
 
 class LineageResource(_Submit):
     """``POST /api/trace/lineage``: the genealogy around the given lots (202 past
     ``TRACE_LINEAGE_ASYNC_SEEDS`` lots, or asked with ``Prefer: respond-async``)."""
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = self.body(req)
-        if not body.get("container_ids"):
-            raise bad_params("container_ids is missing or empty")
-        request = _request(
-            {k: body.get(k) for k in ("profile", "params", "container_ids")}, kind=LINEAGE
+    @operation(
+        Operation(
+            "lineage",
+            "Stage 2: the genealogy of the given lots.",
+            {
+                200: Answer("The job finished in time: its result.", LineageResult),
+                202: ACCEPTED,
+            },
+            description="Past TRACE_LINEAGE_ASYNC_SEEDS lots it always answers 202. A failure "
+            "of the service is LINEAGE_FAILED (`meta.cause`: the job's code): 503 when the "
+            "warehouse was away, else 500." + SYNC,
+            body=LineageRequest,
+            headers=SubmitHeaders,
+            errors=(*SUBMIT_ERRORS, (LineageFailed, 500), (LineageFailed, 503)),
         )
+    )
+    def on_post(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        body: LineageRequest,
+        headers: SubmitHeaders,
+    ) -> None:
+        request = body.trace_request()
         small = len(request.container_ids) <= self.services.settings.lineage_async_seeds
-        self.answer(resp, request, body, wait=self.accepted(req, resp, small))
+        wait = self.wait_unless_async(resp, headers, small)
+        self.answer(resp, request, fresh=body.fresh, wait=wait)
 
 
 class EventsResource(_Submit):
@@ -193,49 +215,59 @@ class EventsResource(_Submit):
     mid-section-defect request with its detection lots (``seed_container_ids``) and their
     lineage (``lineage`` map, or ``lineage_job_id``) also gets the aggregation."""
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = self.body(req)
-        if not body.get("container_ids") and not body.get("lineage_job_id"):
-            raise bad_params("container_ids is missing or empty")
-        if not body.get("domains"):
-            raise bad_params("domains is missing or empty")
-        lineage = body.get("lineage")
-        if lineage is not None and not isinstance(lineage, dict):
-            raise bad_params("lineage must be an object")
-        fields = {
-            k: body.get(k)
-            for k in (
-                "profile",
-                "params",
-                "container_ids",
-                "domains",
-                "seed_container_ids",
-                "lineage_job_id",
-            )
-        }
-        digest = _digest(lineage) if lineage else ""
-        request = _request(fields, kind=EVENTS, lineage_digest=digest)
+    @operation(
+        Operation(
+            "events",
+            "Stage 3: the events of the given lots per domain.",
+            {
+                200: Answer("The job finished in time: its result.", EventsResult),
+                202: ACCEPTED,
+            },
+            description="Past TRACE_ASYNC_CID_THRESHOLD lots it always answers 202. A "
+            "mid_section_defect request with its detection lots also gets the aggregation; an "
+            "aggregation that failed is EVENTS_AGGREGATION_FAILED (`meta.cause`: the job's "
+            "code): 503 when the warehouse was away, 400 for bad input, else 500." + SYNC,
+            body=EventsRequest,
+            headers=SubmitHeaders,
+            errors=(
+                *SUBMIT_ERRORS,
+                LineageJobNotFound,
+                LineageJobNotReady,
+                (AggregationFailed, 400),
+                (AggregationFailed, 500),
+                (AggregationFailed, 503),
+            ),
+        )
+    )
+    def on_post(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        body: EventsRequest,
+        headers: SubmitHeaders,
+    ) -> None:
+        request = body.trace_request()
         small = len(request.container_ids) <= self.services.settings.async_cid_threshold
-        wait = small if request.container_ids else None
-        self.answer(resp, request, body, wait=self.accepted(req, resp, wait), lineage=lineage)
+        wait = self.wait_unless_async(resp, headers, small if request.container_ids else None)
+        lineage = body.lineage.maps() if body.lineage is not None else None
+        self.answer(resp, request, fresh=body.fresh, wait=wait, lineage=lineage)
 
 
 class JobsResource(_Submit):
     """``POST /api/trace/jobs``: a whole trace from seeds (seed-resolve -> lineage -> events ->
     aggregation) in the workers; always 202."""
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = self.body(req)
-        settings = self.services.settings
-        seed_resolve.check_request(
-            body.get("profile"),  # type: ignore[arg-type]
-            body.get("params") or {},
-            min_prefix=settings.resolve_min_prefix,
-            max_days=settings.msd_max_days,
+    @operation(
+        Operation(
+            "submitTrace",
+            "A whole trace from seeds, in the workers (always 202).",
+            {202: ACCEPTED},
+            description="seed-resolve, lineage, events and (mid_section_defect) the aggregation.",
+            body=TraceJobRequest,
+            errors=SUBMIT_ERRORS,
         )
-        request = _request({k: body.get(k) for k in ("profile", "params", "domains")}, kind=TRACE)
-        self.answer(resp, request, body, wait=False)
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    )
+    def on_post(self, req: falcon.Request, resp: falcon.Response, body: TraceJobRequest) -> None:
+        request = body.trace_request()
+        assert request.job_kind == TRACE
+        self.answer(resp, request, fresh=body.fresh, wait=False)

@@ -204,7 +204,7 @@ def cmd_trace(args: argparse.Namespace, settings: Settings, console: Console) ->
     if args.loss_reasons:
         params["loss_reasons"] = args.loss_reasons
     wanted = domains.DOMAINS if args.domains == ["all"] else tuple(args.domains)
-    request = TraceRequest(profile=args.profile, params=params, domains=wanted)
+    request = TraceRequest.from_dict({"profile": args.profile, "params": params, "domains": wanted})
     with open_source(settings) as source:
         summary = _run(source, request, settings, args.out, console)
     _report(summary, console, as_json=args.json)

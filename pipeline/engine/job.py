@@ -111,7 +111,7 @@ class Job:
     @classmethod
     def from_hash(cls, raw: Mapping[bytes, bytes]) -> Job:
         data = {k.decode(): v.decode() for k, v in raw.items()}
-        request = TraceRequest.from_dict(orjson.loads(data["request"]))
+        request = TraceRequest.from_json(data["request"])
         completed = [s for s in STAGES if f"done:{s}" in data]
         return cls(
             id=data["id"],

@@ -34,21 +34,25 @@ from pipeline.engine.flow import (
     events_totals,
     resume,
 )
-from pipeline.engine.inputs import lineage_maps, write_inputs
+from pipeline.engine.inputs import write_inputs
 from pipeline.engine.job import AGGREGATION, EVENTS, LARGE_QUEUE, LINEAGE, QUEUE, SEED_RESOLVE, Job
 from pipeline.engine.leases import LeaseBook, Ticker, resend_stale, take_reaper_lock
 from pipeline.engine.messages import BrokerDispatcher, Dispatcher, MessageKey
 from pipeline.engine.registry import JobRegistry
 from pipeline.engine.steps.aggregation_step import run_aggregation
 from pipeline.engine.steps.events_step import run_events_group
-from pipeline.engine.steps.lineage_step import check_cid_limit, run_lineage
+from pipeline.engine.steps.lineage_step import run_lineage
 from pipeline.engine.steps.seed_step import run_seed_resolve
 from pipeline.engine.store import CheckpointStore
-from pipeline.errors import InvalidInput, ServiceUnavailable, TraceError
-from pipeline.request import TraceRequest
+from pipeline.errors import (
+    LineageJobNotFound,
+    LineageJobNotReady,
+    ServiceUnavailable,
+    TraceError,
+)
+from pipeline.request import TraceRequest, check_cid_limit
 from pipeline.sources import open_source
 from pipeline.sources.base import Source
-from pipeline.stages.msd.detection import check_params as check_detection_params
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +148,7 @@ class Runtime:
                 if error.retryable and self._retries_left():
                     self._retrying(job_id, key, error.code, error.message)
                     raise
-                self._give_up(
-                    ctx, key, error.code, error.message, bad_input=isinstance(error, InvalidInput)
-                )
+                self._give_up(ctx, key, error.code, error.message, bad_input=error.bad_input)
             except (redis.ConnectionError, redis.TimeoutError) as error:
                 # The store is away: the event reaches the log only; Dramatiq retries.
                 self._retrying(job_id, key, "SERVICE_UNAVAILABLE", f"Redis: {error}", log_only=True)
@@ -220,19 +222,13 @@ class Runtime:
         limit, ``LINEAGE_JOB_NOT_FOUND``/``LINEAGE_JOB_NOT_READY`` for a ``lineage_job_id`` that
         cannot serve) and ``ServiceUnavailable`` when Redis or the broker is down.
         """
-        request = request.validated()
         settings = self.settings
+        request.check(settings)  # refused up front, not in the job
         count = len(request.container_ids)
-        if request.job_kind in (EVENTS, LINEAGE) and count:
-            check_cid_limit(count, request.profile, settings.max_cids(request.profile))
-        if request.aggregates and request.job_kind == EVENTS:  # refused up front, not in the job
-            check_detection_params(request.params, settings)
-            if lineage is not None:
-                lineage_maps(lineage, request.direction())
         try:
             if request.lineage_job_id:
-                count = self._check_lineage_job(request)
-                check_cid_limit(count, request.profile, settings.max_cids(request.profile))
+                count = self._check_lineage_job(request.lineage_job_id, count)
+                check_cid_limit(count, request.profile, settings)
             queue = LARGE_QUEUE if count > settings.large_job_cids else QUEUE
             job, created = self.registry.submit(request, fresh=fresh, queue=queue)
             if not created:
@@ -262,30 +258,28 @@ class Runtime:
             profile=request.profile,
             kind=request.job_kind,
             lots=count or None,  # CIDs given (or of the lineage job); seeds are counted later
-            seeds=len(request.params.get("values") or ()) or None,
+            seeds=len(request.params.values or ()) or None,
             queue=job.queue,
         )
         return job, True
 
-    def _check_lineage_job(self, request: TraceRequest) -> int:
-        """The lots of the job named by ``lineage_job_id`` (its lineage must be complete); its
-        keys get a fresh TTL, as the new job will read them."""
-        source = self.registry.load(request.lineage_job_id)
+    def _check_lineage_job(self, lineage_job_id: str, given: int) -> int:
+        """The lots of the job named by ``lineage_job_id`` (its lineage must be complete; the
+        ``given`` lots when there are some); its keys get a fresh TTL, as the new job will read
+        them."""
+        source = self.registry.load(lineage_job_id)
         if source is None:
-            raise InvalidInput(
-                f"lineage job {request.lineage_job_id} not found or expired",
-                field="lineage_job_id",
-                code="LINEAGE_JOB_NOT_FOUND",
+            raise LineageJobNotFound(
+                f"lineage job {lineage_job_id} not found or expired", field="lineage_job_id"
             )
         if LINEAGE not in source.completed:
-            raise InvalidInput(
+            raise LineageJobNotReady(
                 f"lineage job {source.id} has no finished lineage (it is {source.state})",
                 field="lineage_job_id",
-                code="LINEAGE_JOB_NOT_READY",
             )
         self.store.touch(source.id)
-        if request.container_ids:
-            return len(request.container_ids)
+        if given:
+            return given
         return self.registry.progress(source.id).get(f"{CIDS_PART}:rows", 0) or source.cid_count
 
     # ---- dead workers ----------------------------------------------------------------------

@@ -7,9 +7,10 @@ they are always as current as the checkpoints.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from pipeline.engine import job as job_states
+from pipeline.engine.documents import JobState
 from pipeline.engine.flow import events_part
 from pipeline.engine.job import EVENTS, Job
 from pipeline.engine.registry import JobRegistry
@@ -24,10 +25,10 @@ CONTRACT_STATES = (job_states.QUEUED, job_states.STARTED, job_states.FINISHED, j
 CANCELLED_ERROR = "the job was cancelled"
 
 
-def contract_state(state: str) -> str:
+def contract_state(state: str) -> JobState:
     """A job state as the dashboard understands it: ``cancelled`` is ``failed`` (it ended
     without a result); the real state is in the status document's ``state``."""
-    return job_states.FAILED if state == job_states.CANCELLED else state
+    return cast(JobState, job_states.FAILED if state == job_states.CANCELLED else state)
 
 
 def stage_progress(job: Job, registry: JobRegistry) -> dict[str, dict[str, Any]]:

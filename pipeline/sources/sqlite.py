@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import SourceError, SourceQueryError, SourceUnavailable
+from pipeline.errors import SourceError, SourceNotFound, SourceQueryError, SourceUnavailable
 from pipeline.rows import RowBatch
 from pipeline.sources.base import Source, drain
 
@@ -30,11 +30,10 @@ class SqliteSource(Source):
         super().__init__(**kwargs)
         self.path = Path(path).resolve()
         if not self.path.is_file():
-            raise SourceQueryError(
+            raise SourceNotFound(
                 f"warehouse file not found: {self.path} "
                 "(build one with: python -m pipeline demo-data --db PATH; "
-                "an absolute TRACE_SOURCE_URL needs four slashes: sqlite:////abs/path.db)",
-                code="SOURCE_NOT_FOUND",
+                "an absolute TRACE_SOURCE_URL needs four slashes: sqlite:////abs/path.db)"
             )
         self._uri = self.path.as_uri() + "?mode=ro"
         self._local = threading.local()

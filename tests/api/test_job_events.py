@@ -185,7 +185,7 @@ def test_bad_parameters_are_a_400_naming_them(
     assert answer.status_code == 400, answer.text
     assert answer.json["success"] is False
     assert answer.json["error"]["code"] == "INVALID_PARAMS"
-    assert answer.json["error"]["message"].startswith(f"{name} "), answer.json
+    assert answer.json["error"]["message"].startswith((f"{name} ", f"{name}:")), answer.json
 
 
 def test_the_largest_stream_id_is_accepted(client: falcon.testing.TestClient) -> None:

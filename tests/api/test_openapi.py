@@ -33,6 +33,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     ignored_auth,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -40,7 +41,9 @@ from schemathesis.specs.openapi.checks import (
 
 from http_api.app import ROUTES
 from http_api.openapi import document
+from pipeline.domains import RESOLVE_TYPE_NAMES
 from pipeline.engine import keys
+from pipeline.workcenters import GROUP_NAMES
 from tests.api.conftest import AppFactory
 from tests.api.helpers import lot_names, ndjson, wait_status
 
@@ -56,13 +59,14 @@ FUZZ_ENV = {
     "TRACE_SUBMIT_RATE_LIMIT_REQUESTS": 1_000_000,
     "TRACE_SYNC_WAIT_SECONDS": 1,
 }
-#: What the fuzzer checks (undocumented methods: ``test_undocumented_methods_are_405``). Not
-#: ``positive_data_acceptance``: some rules are beyond JSON Schema
-#: (a date range's length, a wildcard's prefix), so schema-valid bodies may get 400. Not
-#: ``negative_data_rejection``: the API is lenient on purpose (ids may be numbers, a falsy
-#: ``params`` means none, unknown fields are ignored).
+#: What the fuzzer checks (undocumented methods: ``test_undocumented_methods_are_405``).
+#: ``negative_data_rejection``: a request the document says is invalid gets a 4xx (the document
+#: and the validation are one description). Not ``positive_data_acceptance``: some rules are
+#: beyond JSON Schema (a date range's length, a wildcard's prefix), so schema-valid bodies may get
+#: 400.
 CHECKS = [
     not_a_server_error,
+    negative_data_rejection,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
@@ -242,6 +246,9 @@ CONTRACT_FIELDS = {
     "EventsRequest": "profile container_ids domains params seed_container_ids lineage",
     "LineageRequest": "profile container_ids params",
 }
+CONTRACT_PARAMS = (
+    "resolve_type values station start_date end_date loss_reasons pj_types packages direction"
+)
 CONTRACT_ENUMS = {
     "Profile": "query_tool query_tool_reverse mid_section_defect",
     "Domain": "history materials rejects holds jobs upstream_history downstream_rejects",
@@ -258,18 +265,21 @@ def test_schema_field_names_follow_the_contract() -> None:
         assert set(values.split()) <= set(schemas[name]["enum"]), name
     assert set(schemas["Profile"]["enum"]) == set(CONTRACT_ENUMS["Profile"].split())
     assert set(schemas["Domain"]["enum"]) == set(CONTRACT_ENUMS["Domain"].split())
-    error = schemas["ErrorEnvelope"]["properties"]["error"]
-    assert error["required"] == ["code", "message"]
+    assert schemas["ErrorEnvelope"]["properties"]["error"] == {
+        "$ref": "#/components/schemas/ErrorDetail"
+    }
+    assert schemas["ErrorDetail"]["required"] == ["code", "message"]
     assert schemas["QualityMeta"]["properties"]["status"]["enum"] == [
         "complete",
         "partial",
         "truncated",
         "failed",
     ]
-    params = schemas["SeedResolveRequest"]["oneOf"]
-    assert [shape["properties"]["profile"]["const"] for shape in params] == list(
-        CONTRACT_ENUMS["Profile"].split()
-    )
+    # The seed params: one object, the resolve types and stations as the code knows them.
+    params = schemas["TraceParams"]["properties"]
+    assert set(CONTRACT_PARAMS.split()) <= set(params)
+    assert schemas["ResolveType"]["enum"] == list(RESOLVE_TYPE_NAMES)
+    assert schemas["Station"]["enum"] == list(GROUP_NAMES)
 
 
 # ---- real answers against the document ----------------------------------------------------------

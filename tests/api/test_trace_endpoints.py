@@ -75,7 +75,14 @@ def test_the_dashboards_flow_answers_each_stage_with_the_contracts_fields(
     settings = api[1].settings
     with SqliteSource(warehouse) as source:
         expected = direct_rows(
-            source, TraceRequest("query_tool", {}, QUERY_TOOL, tuple(sorted(descendants))), settings
+            source,
+            TraceRequest(
+                profile="query_tool",
+                params={},
+                domains=QUERY_TOOL,
+                container_ids=tuple(sorted(descendants)),
+            ),
+            settings,
         )
     for domain in QUERY_TOOL:
         page = result["results"][domain]

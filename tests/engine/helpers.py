@@ -45,13 +45,10 @@ class InlineDispatcher:
 def direct_rows(source: Source, request: TraceRequest, settings: Settings) -> dict[str, list[Any]]:
     """Every domain's rows computed by calling the stage functions directly, in the order the
     engine stores them (lots in batches of ``in_list_size``; ``jobs`` in one pass)."""
-    request = request.validated()
     if request.from_cids:
         cids = list(request.container_ids)
     else:
-        seeds = seed_resolve.resolve(
-            source, request.profile, request.params, min_prefix=settings.resolve_min_prefix
-        )
+        seeds = seed_resolve.resolve(source, request.profile, request.params)
         with trace_lineage(
             source, seeds.container_ids, request.direction(), max_depth=settings.lineage_max_depth
         ) as lineage:

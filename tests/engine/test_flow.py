@@ -26,13 +26,15 @@ from tests.support.faults import FAULTS_KEY, FaultySqliteSource
 from tests.support.warehouse import lots
 
 MSD = TraceRequest(
-    "mid_section_defect", {"station": "測試", "start_date": "2026-01-01", "end_date": "2026-12-31"}
+    profile="mid_section_defect",
+    params={"station": "測試", "start_date": "2026-01-01", "end_date": "2026-12-31"},
 )
 
 
 def query_tool(warehouse: Path, n: int = 150) -> TraceRequest:
     return TraceRequest(
-        "query_tool", {"resolve_type": "lot_id", "values": lots(warehouse, "CONTAINERNAME", n)}
+        profile="query_tool",
+        params={"resolve_type": "lot_id", "values": lots(warehouse, "CONTAINERNAME", n)},
     )
 
 
@@ -86,7 +88,9 @@ def test_a_job_from_cids_skips_seed_resolve_and_lineage(
 ) -> None:
     # Given the lots themselves (the dashboard's events call)
     cids = lots(warehouse, "CONTAINERID", 250)
-    request = TraceRequest("query_tool", domains=("history", "jobs"), container_ids=tuple(cids))
+    request = TraceRequest(
+        profile="query_tool", domains=("history", "jobs"), container_ids=tuple(cids)
+    )
     # When it runs
     job, _ = inline.submit(request)
     run(inline)
@@ -174,7 +178,7 @@ def test_a_domain_that_fails_for_good_ends_the_job_with_the_others_kept(
     failed = runtime.registry.domain_states(job.id)
     assert list(failed) == ["holds"]
     assert failed["holds"]["code"] == "SOURCE_QUERY_FAILED"
-    expected = direct_rows(sqlite_source, request.validated(), settings)
+    expected = direct_rows(sqlite_source, request, settings)
     stored = job_rows(runtime.store, job.id, ["history", "materials", "rejects", "jobs"])
     assert stored == {d: expected[d] for d in stored}
     # ... and its status and quality_meta say which domain failed
@@ -226,7 +230,9 @@ def test_a_transient_error_is_raised_for_dramatiq_to_retry_and_the_retry_resumes
 
 def test_a_batch_started_too_often_fails_its_domain_with_a_clear_code(inline: Runtime) -> None:
     # Given a job whose first history batch was already started as often as allowed
-    job, _ = inline.submit(TraceRequest("query_tool", domains=("history",), container_ids=("x",)))
+    job, _ = inline.submit(
+        TraceRequest(profile="query_tool", domains=("history",), container_ids=("x",))
+    )
     limit = inline.settings.batch_max_attempts
     inline.registry.redis.hset(keys.attempts(job.id), "events:history:0", limit)
     # When it is delivered once more (e.g. after killing its worker again)
@@ -244,7 +250,9 @@ def test_a_trace_over_the_profile_limit_is_refused_or_fails_with_cid_limit_excee
     runtime = Runtime(settings, InlineDispatcher())
     # Given more lots than the limit, when submitted as CIDs, then it is refused at once
     with pytest.raises(InvalidInput) as refused:
-        runtime.submit(TraceRequest("query_tool", container_ids=tuple(f"c{i}" for i in range(101))))
+        runtime.submit(
+            TraceRequest(profile="query_tool", container_ids=tuple(f"c{i}" for i in range(101)))
+        )
     assert refused.value.code == "CID_LIMIT_EXCEEDED"
     assert "container_ids count (101) exceeds limit (100)" in refused.value.message
     # When seeds grow past it in lineage, the job fails there with the same code
@@ -283,7 +291,9 @@ def test_jobs_are_matched_a_pass_per_batch_of_lots_with_the_rows_of_one_pass(
     settings = Settings.from_env({**engine_env, "TRACE_JOBS_SCAN_LOTS": "100"})
     runtime = Runtime(settings, InlineDispatcher())
     cids = tuple(lots(warehouse, "CONTAINERID", 1500))
-    job, _ = runtime.submit(TraceRequest("query_tool", domains=("jobs",), container_ids=cids))
+    job, _ = runtime.submit(
+        TraceRequest(profile="query_tool", domains=("jobs",), container_ids=cids)
+    )
     # When the job runs
     run(runtime)
     # Then the jobs domain took one batch per 100 lots, and holds the rows one pass over all the
@@ -309,7 +319,7 @@ def test_a_big_job_moves_to_the_large_queue_once_its_size_is_known(
     assert {m[3] for m in dispatcher.sent} == {LARGE_QUEUE}
     assert runtime.registry.load(job.id).queue == LARGE_QUEUE
     # And a small CID job goes to the normal queue from the start
-    small, _ = runtime.submit(TraceRequest("query_tool", container_ids=("a", "b")))
+    small, _ = runtime.submit(TraceRequest(profile="query_tool", container_ids=("a", "b")))
     assert small.queue == "trace"
 
 

@@ -25,7 +25,7 @@ def request(
 ) -> TraceRequest:
     values = ["L1", "L2", "L3"] if values is None else values
     params = {"resolve_type": "lot_id", "values": values}
-    return TraceRequest("query_tool", params, domains).validated()
+    return TraceRequest(profile="query_tool", params=params, domains=domains)
 
 
 @pytest.fixture
@@ -262,7 +262,7 @@ def test_cancel_releases_the_checkpoints_but_keeps_the_status_readable(
 def test_an_unknown_profile_is_invalid_profile() -> None:
     # When a request names no known profile, Then InvalidProfile names the field
     with pytest.raises(InvalidProfile) as caught:
-        TraceRequest("no_such_profile", {}).validated()
+        TraceRequest(profile="no_such_profile", params={})
     assert caught.value.field == "profile"
     assert caught.value.code == "INVALID_PROFILE"
 
@@ -270,9 +270,9 @@ def test_an_unknown_profile_is_invalid_profile() -> None:
 def test_an_unknown_domain_is_invalid_input() -> None:
     # When a request asks for an unknown domain, Then InvalidInput (not a profile error) names it
     with pytest.raises(InvalidInput, match="nope") as caught:
-        TraceRequest("query_tool", {}, ("history", "nope")).validated()
+        TraceRequest(profile="query_tool", params={}, domains=("history", "nope"))
     assert type(caught.value) is InvalidInput
-    assert caught.value.field == "domains"
+    assert caught.value.field == "domains[1]"  # the field and the position
 
 
 @pytest.mark.parametrize("field", ["container_ids", "domains"])
@@ -280,35 +280,70 @@ def test_from_dict_refuses_a_string_where_a_list_is_expected(field: str) -> None
     # Given a body whose list field is a single string
     body = {"profile": "query_tool", "container_ids": ["C1"], field: "history"}
     # When it is read, Then InvalidInput names the field
-    with pytest.raises(InvalidInput, match=f"{field} must be a list") as caught:
+    with pytest.raises(InvalidInput, match=f"{field}: must be a list") as caught:
         TraceRequest.from_dict(body)
     assert caught.value.field == field
 
 
 def test_from_dict_reads_back_as_dict() -> None:
     # Given a validated request, When its JSON form is read back, Then it is the same request
-    original = TraceRequest("query_tool", {}, (), (" C2 ", "C1", "C1")).validated()
+    original = TraceRequest(
+        profile="query_tool", params={}, domains=(), container_ids=(" C2 ", "C1", "C1")
+    )
     assert original.container_ids == ("C2", "C1")
     assert TraceRequest.from_dict(original.as_dict()) == original
 
 
 def test_fingerprint_is_equal_for_reordered_ids_and_different_for_different_params() -> None:
     # Given requests differing only in the order of their ids, values and domains
-    base = TraceRequest("query_tool", {"values": ["A", "B"]}, ("history", "holds"), ("C1", "C2"))
-    same = TraceRequest("query_tool", {"values": ["B", "A"]}, ("holds", "history"), ("C2", "C1"))
+    base = TraceRequest(
+        profile="query_tool",
+        params={"values": ["A", "B"]},
+        domains=("history", "holds"),
+        container_ids=("C1", "C2"),
+    )
+    same = TraceRequest(
+        profile="query_tool",
+        params={"values": ["B", "A"]},
+        domains=("holds", "history"),
+        container_ids=("C2", "C1"),
+    )
     # Then their fingerprints are equal (a sha256 hex)
     assert base.fingerprint() == same.fingerprint()
     assert re.fullmatch(r"[0-9a-f]{64}", base.fingerprint())
     # And any real difference changes it
     cids = base.container_ids
     others = [
-        TraceRequest("query_tool", {"values": ["A", "C"]}, ("history", "holds"), ("C1", "C2")),
         TraceRequest(
-            "query_tool", {"values": ["A", "B"], "direction": "backward"}, base.domains, cids
+            profile="query_tool",
+            params={"values": ["A", "C"]},
+            domains=("history", "holds"),
+            container_ids=("C1", "C2"),
         ),
-        TraceRequest("query_tool", {"values": ["A", "B"]}, ("history",), ("C1", "C2")),
-        TraceRequest("query_tool", {"values": ["A", "B"]}, base.domains, ("C1", "C3")),
-        TraceRequest("query_tool_reverse", {"values": ["A", "B"]}, base.domains, ("C1", "C2")),
+        TraceRequest(
+            profile="query_tool",
+            params={"values": ["A", "B"], "direction": "backward"},
+            domains=base.domains,
+            container_ids=cids,
+        ),
+        TraceRequest(
+            profile="query_tool",
+            params={"values": ["A", "B"]},
+            domains=("history",),
+            container_ids=("C1", "C2"),
+        ),
+        TraceRequest(
+            profile="query_tool",
+            params={"values": ["A", "B"]},
+            domains=base.domains,
+            container_ids=("C1", "C3"),
+        ),
+        TraceRequest(
+            profile="query_tool_reverse",
+            params={"values": ["A", "B"]},
+            domains=base.domains,
+            container_ids=("C1", "C2"),
+        ),
     ]
     prints = {r.fingerprint() for r in others}
     assert len(prints) == len(others) and base.fingerprint() not in prints

@@ -43,7 +43,7 @@ def ready(log: Path, processes: int) -> bool:
 def many_batches(warehouse: Path) -> TraceRequest:
     """Events of 3,000 lots: 30 batches per domain (IN lists of 100), 10 messages each."""
     cids = tuple(lots(warehouse, "CONTAINERID", 3000))
-    return TraceRequest("query_tool", domains=("history", "holds"), container_ids=cids)
+    return TraceRequest(profile="query_tool", domains=("history", "holds"), container_ids=cids)
 
 
 def test_one_dead_worker_process_stops_the_whole_command(workers: Workers) -> None:
@@ -127,7 +127,9 @@ def test_log_lines_are_structured_with_the_job_on_every_line_about_it(
     cids = tuple(lots(warehouse, "CONTAINERID", 50))
     workers.start()
     # When a job runs to the end on the worker command
-    job, _ = runtime.submit(TraceRequest("query_tool", domains=("history",), container_ids=cids))
+    job, _ = runtime.submit(
+        TraceRequest(profile="query_tool", domains=("history",), container_ids=cids)
+    )
     assert wait_ended(runtime, job.id).state == FINISHED
     workers.stop_all()
     lines = workers.logs[0].read_text().splitlines()
@@ -157,7 +159,9 @@ def test_a_message_over_its_time_limit_is_a_retry_event_with_the_reason(
     store_redis.hset(FAULTS_KEY, "delay_ms", 2500)
     workers.start(TRACE_MESSAGE_TIME_LIMIT_SECONDS="1")
     cids = tuple(lots(warehouse, "CONTAINERID", 20))
-    job, _ = runtime.submit(TraceRequest("query_tool", domains=("holds",), container_ids=cids))
+    job, _ = runtime.submit(
+        TraceRequest(profile="query_tool", domains=("holds",), container_ids=cids)
+    )
     # When a message runs over its limit, Dramatiq interrupts it
     retries = wait_for(
         lambda: [e for _, e in lifecycle.latest(store_redis, 100) if e["event"] == "retry"],

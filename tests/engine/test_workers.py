@@ -126,7 +126,7 @@ def test_a_message_that_keeps_killing_its_worker_fails_its_batch_after_the_attem
     # Given a holds query that kills the worker process running it (as an OOM kill would)
     store_redis.hset(FAULTS_KEY, "fail:events/holds", "kill")
     cids = tuple(lots(warehouse, "CONTAINERID", 50))
-    request = TraceRequest("query_tool", domains=("history", "holds"), container_ids=cids)
+    request = TraceRequest(profile="query_tool", domains=("history", "holds"), container_ids=cids)
     job, _ = runtime.submit(request)
     # When workers (one thread: the kill takes no other batch with it) keep being restarted,
     # as systemd would
@@ -158,7 +158,7 @@ def test_transient_errors_are_retried_and_fail_the_domain_when_retries_run_out(
         FAULTS_KEY, mapping={"transient:events/history": 1, "transient:events/holds": 99}
     )
     cids = tuple(lots(warehouse, "CONTAINERID", 50))
-    request = TraceRequest("query_tool", domains=("history", "holds"), container_ids=cids)
+    request = TraceRequest(profile="query_tool", domains=("history", "holds"), container_ids=cids)
     workers.start()
     # When the job runs
     job, _ = runtime.submit(request)
@@ -178,7 +178,7 @@ def test_cancel_stops_a_running_job(
     # Given a slow job of many batches, under way
     store_redis.hset(FAULTS_KEY, "delay_ms", 100)
     cids = tuple(lots(warehouse, "CONTAINERID", 3000))
-    job, _ = runtime.submit(TraceRequest("query_tool", container_ids=cids))
+    job, _ = runtime.submit(TraceRequest(profile="query_tool", container_ids=cids))
     workers.start()
     wait_for(
         lambda: runtime.registry.progress(job.id).get("events:history:done", 0) >= 1,
@@ -208,8 +208,8 @@ def test_the_large_job_queue_keeps_a_small_job_moving(
     workers.start("trace")
     # When a large job is submitted before a small one
     cids = lots(warehouse, "CONTAINERID", 300)
-    large, _ = runtime.submit(TraceRequest("query_tool", container_ids=tuple(cids)))
-    small, _ = runtime.submit(TraceRequest("query_tool", container_ids=tuple(cids[:20])))
+    large, _ = runtime.submit(TraceRequest(profile="query_tool", container_ids=tuple(cids)))
+    small, _ = runtime.submit(TraceRequest(profile="query_tool", container_ids=tuple(cids[:20])))
     # Then the small one finishes while the large one waits for its own workers
     assert wait_ended(runtime, small.id).state == FINISHED
     assert runtime.registry.state(large.id) == "queued"

@@ -15,6 +15,7 @@ import pytest
 from pipeline.config import Settings
 from pipeline.demo.generator import generate
 from pipeline.demo.info import read_truth
+from pipeline.params import TraceParams
 from pipeline.rows import RowBatch
 from pipeline.runner import TraceRequest, run_trace
 from pipeline.sources.sqlite import SqliteSource
@@ -22,7 +23,7 @@ from pipeline.stages.events import fetch_events
 from pipeline.stages.lineage import trace_lineage
 from pipeline.stages.msd.detection import prepare_aggregator
 from pipeline.stages.msd.folding import DETECTION_COLUMNS, MsdAggregator, machine_families
-from pipeline.stages.seed_resolve import detection_seeds
+from pipeline.stages.msd.scope import detection_seeds
 from tests.integration.test_events import GROUP, ORDER
 from tests.integration.test_lineage import expected_relatives
 
@@ -31,7 +32,9 @@ SIX = ("REJECTQTY", "STANDBYQTY", "QTYTOPROCESS", "INPROCESSQTY", "PROCESSEDQTY"
 
 
 def _trace(warehouse: Path, tmp_path: Path, **params: Any) -> dict[str, Any]:
-    request = TraceRequest("mid_section_defect", {"station": "測試", **WINDOW, **params})
+    request = TraceRequest(
+        profile="mid_section_defect", params={"station": "測試", **WINDOW, **params}
+    )
     with SqliteSource(warehouse) as source:
         summary = run_trace(source, request, Settings(), tmp_path)
     assert summary.aggregation is not None
@@ -254,7 +257,7 @@ def test_detail_rows_list_each_lot_and_loss_reason(
     backward: dict, tmp_path: Path, warehouse: Path
 ) -> None:
     out = tmp_path / "detail"
-    request = TraceRequest("mid_section_defect", {"station": "測試", **WINDOW})
+    request = TraceRequest(profile="mid_section_defect", params={"station": "測試", **WINDOW})
     with SqliteSource(warehouse) as source:
         run_trace(source, request, Settings(), out)
     rows = [orjson.loads(line) for line in (out / "detail.ndjson").read_bytes().splitlines()]
@@ -272,8 +275,8 @@ def test_forward_reports_reject_rates_of_the_stations_after_detection(
 ) -> None:
     # Given the lots molded (成型) in June, traced forward
     request = TraceRequest(
-        "mid_section_defect",
-        {
+        profile="mid_section_defect",
+        params={
             "station": "成型",
             "direction": "forward",
             "start_date": "2026-06-01",
@@ -328,8 +331,8 @@ def test_a_date_range_without_detection_lots_gives_zeroed_kpis(
 ) -> None:
     # Given a window before the factory's first day: the detection station saw no lot
     request = TraceRequest(
-        "mid_section_defect",
-        {"station": "測試", "start_date": "2001-01-01", "end_date": "2001-01-31"},
+        profile="mid_section_defect",
+        params={"station": "測試", "start_date": "2001-01-01", "end_date": "2001-01-31"},
     )
     with SqliteSource(warehouse) as source:
         summary = run_trace(source, request, Settings(), tmp_path)
@@ -391,7 +394,7 @@ def test_a_warehouse_without_the_resource_table_gives_unknown_families(
 
 def _folded(source: SqliteSource, direction: str = "backward") -> MsdAggregator:
     """An aggregator of the WINDOW trace, every event batch folded (nothing asked of it yet)."""
-    params = {"station": "測試", **WINDOW}
+    params = TraceParams.model_validate({"station": "測試", **WINDOW})
     seeds = [s.container_id for s in detection_seeds(source, params)]
     with trace_lineage(source, seeds, direction) as graph:
         payload = graph.payload()

@@ -6,10 +6,36 @@ import sqlite3
 
 import pytest
 
+from pipeline.config import Settings
 from pipeline.errors import InvalidInput, InvalidProfile
+from pipeline.request import TraceRequest
 from pipeline.sources.base import Source
 from pipeline.sources.sqlite import SqliteSource
-from pipeline.stages.seed_resolve import resolve, resolve_detection_seeds, resolve_seeds
+from pipeline.stages.msd.scope import detection_seeds
+from pipeline.stages.seed_resolve import SeedResolution, resolve
+from pipeline.stages.seeds import Seed
+
+
+def seed_request(profile: str, params: dict[str, object]) -> TraceRequest:
+    """A seed-resolve request as the API builds it, with the limits checked."""
+    request = TraceRequest.from_dict({"profile": profile, "params": params, "kind": "seed-resolve"})
+    request.check(Settings())
+    return request
+
+
+def resolve_seeds(source: Source, resolve_type: str, values: object) -> SeedResolution:
+    """Resolve ``values`` of a type as a request would (the analysis knows every type)."""
+    request = seed_request("mid_section_defect", {"resolve_type": resolve_type, "values": values})
+    return resolve(source, request.profile, request.params)
+
+
+def resolve_detection_seeds(source: Source, **params: object) -> list[Seed]:
+    return list(detection_seeds(source, seed_request("mid_section_defect", params).params))
+
+
+def resolve_checked(source: Source, profile: str, params: object) -> SeedResolution:
+    request = seed_request(profile, params)  # type: ignore[arg-type]
+    return resolve(source, request.profile, request.params)
 
 
 def _lots(db: sqlite3.Connection, where: str, *args: object) -> set[str]:
@@ -188,28 +214,31 @@ def test_detection_seeds_are_the_lots_tested_in_the_date_range(
     ("params", "message"),
     [
         ({"start_date": "2026-06-10", "end_date": "2026-06-01"}, "start_date is after end_date"),
-        ({"start_date": "20260601", "end_date": "2026-06-10"}, "start_date must be YYYY-MM-DD"),
+        (
+            {"start_date": "20260601", "end_date": "2026-06-10"},
+            "start_date: must be a date as YYYY-MM-DD",
+        ),
         ({"start_date": "2026-06-01"}, "end_date is required"),
         ({"start_date": "2024-01-01", "end_date": "2026-06-10"}, "at most 730 days"),
         (
             {"start_date": "2026-06-01", "end_date": "2026-06-02", "station": "QA"},
-            "unknown station",
+            "params.station: unknown workcenter group",
         ),
     ],
 )
 def test_bad_detection_ranges_are_refused(source: Source, params: dict, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
-        resolve(source, "mid_section_defect", params)
+        resolve_checked(source, "mid_section_defect", params)
 
 
 def test_each_profile_accepts_only_its_resolve_types(source: Source) -> None:
     with pytest.raises(InvalidInput, match="not valid for query_tool"):
-        resolve(source, "query_tool", {"resolve_type": "serial_number", "values": ["x"]})
+        resolve_checked(source, "query_tool", {"resolve_type": "serial_number", "values": ["x"]})
     with pytest.raises(InvalidProfile, match="unknown profile"):
-        resolve(source, "lot_tool", {"resolve_type": "lot_id", "values": ["x"]})
-    with pytest.raises(InvalidInput, match="params must be an object"):
-        resolve(source, "query_tool", ["lot_id"])  # type: ignore[arg-type]
-    result = resolve(
+        resolve_checked(source, "lot_tool", {"resolve_type": "lot_id", "values": ["x"]})
+    with pytest.raises(InvalidInput, match="params: must be an object"):
+        resolve_checked(source, "query_tool", ["lot_id"])
+    result = resolve_checked(
         source, "query_tool_reverse", {"input_type": "serial_number", "values": ["NOPE"]}
     )
     assert result.not_found == ["NOPE"]

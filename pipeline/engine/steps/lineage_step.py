@@ -14,7 +14,7 @@ from pipeline.engine.flow import CIDS_PART, events_totals
 from pipeline.engine.job import LARGE_QUEUE, QUEUE
 from pipeline.engine.recording import RecordingSource
 from pipeline.engine.steps.seed_step import seed_cids
-from pipeline.errors import InvalidInput
+from pipeline.request import check_cid_limit
 from pipeline.stages.lineage import Lineage, ListPart, MapPart, walk
 
 QUERIES_PART = "lineage:q"
@@ -45,7 +45,7 @@ def run_lineage(ctx: StageContext) -> None:
 def _store_graph(ctx: StageContext, graph: Lineage) -> None:
     job, settings, store = ctx.job, ctx.settings, ctx.store
     count = graph.cid_count()
-    check_cid_limit(count, job.request.profile, settings.max_cids(job.request.profile))
+    check_cid_limit(count, job.request.profile, settings)
     store.write_rows(
         job.id, CIDS_PART, ("CONTAINERID",), ((c,) for c in graph.all_cids()), settings.in_list_size
     )
@@ -70,13 +70,3 @@ def _store_graph(ctx: StageContext, graph: Lineage) -> None:
     queue = LARGE_QUEUE if count > settings.large_job_cids else QUEUE
     ctx.registry.update(job.id, cid_count=count, queue=queue)
     ctx.registry.set_totals(job.id, events_totals(job, count, settings))
-
-
-def check_cid_limit(count: int, profile: str, limit: int) -> None:
-    """Raise ``InvalidInput`` (``CID_LIMIT_EXCEEDED``, the contract's message) past ``limit``."""
-    if count > limit:
-        raise InvalidInput(
-            f"container_ids count ({count}) exceeds limit ({limit})",
-            field="container_ids",
-            code="CID_LIMIT_EXCEEDED",
-        )

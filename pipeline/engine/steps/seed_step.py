@@ -7,10 +7,12 @@ from collections.abc import Iterable, Iterator
 from pipeline import domains
 from pipeline.engine.context import StageContext
 from pipeline.engine.recording import RecordingSource
-from pipeline.errors import InvalidInput
+from pipeline.errors import NoSeeds
 from pipeline.request import SEED_RESOLVE
 from pipeline.rows import Counted
 from pipeline.stages import seed_resolve
+from pipeline.stages.msd.scope import detection_seeds
+from pipeline.stages.seeds import Seed
 
 #: Seed lots of the job: rows of ``SEED_COLUMNS``.
 SEEDS_PART = "seed-resolve:seeds"
@@ -29,22 +31,16 @@ def run_seed_resolve(ctx: StageContext) -> None:
     job, settings = ctx.job, ctx.settings
     request = job.request
     source = RecordingSource(ctx, QUERIES_PART)
-    seeds: Iterable[seed_resolve.Seed]
-    if seed_resolve.is_detection(request.profile, request.params):
+    seeds: Iterable[Seed]
+    if request.params.detects(request.profile):
         # A date range may hold hundreds of thousands of lots: they stream into the store.
-        seeds = seed_resolve.detection_seeds(source, request.params, max_days=settings.msd_max_days)
+        seeds = detection_seeds(source, request.params)
         not_found: list[str] = []
     else:
-        found = seed_resolve.resolve(
-            source,
-            request.profile,
-            request.params,
-            min_prefix=settings.resolve_min_prefix,
-            max_days=settings.msd_max_days,
-        )
+        found = seed_resolve.resolve(source, request.profile, request.params)
         alone = request.job_kind == SEED_RESOLVE  # the dashboard's call: nothing found is an answer
         if not found.seeds and request.profile != domains.MID_SECTION_DEFECT and not alone:
-            raise InvalidInput("no seed matched: nothing to trace", field="values", code="NO_SEEDS")
+            raise NoSeeds("no seed matched: nothing to trace", field="params.values")
         seeds, not_found = found.seeds, found.not_found
     counted = Counted(seeds)
     ctx.store.write_rows(

@@ -1,0 +1,264 @@
+"""The JSON answers, typed: the resources build them (mypy checks the shapes) and the OpenAPI
+document describes them from these definitions. Field names are the dashboard contract's;
+answers may carry more fields than listed (the contract welcomes extensions).
+
+Big answers (result pages, streams) are written as bytes piece by piece (``http_api.render``);
+their shapes are still these.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, NotRequired
+
+from pydantic import ConfigDict, Field, WithJsonSchema, with_config
+from typing_extensions import TypeAliasType, TypedDict
+
+from pipeline.domains import Direction, Domain
+from pipeline.engine.documents import Count, ErrorCode, JobState, QualityMeta
+
+UPPER_SNAKE = "^[A-Z][A-Z0-9_]*$"
+STREAM_ID = "^[0-9]+(-[0-9]+)?$"
+#: A warehouse row: UPPER_CASE column names, timestamps ``YYYY-MM-DD HH:MM:SS``.
+Row = TypeAliasType(
+    "Row",
+    Annotated[
+        dict[str, Any],
+        WithJsonSchema(
+            {
+                "type": "object",
+                "propertyNames": {"pattern": UPPER_SNAKE},
+                "description": "A warehouse row: UPPER_CASE column names, timestamps "
+                "`YYYY-MM-DD HH:MM:SS`.",
+            }
+        ),
+    ],
+)
+JobId = Annotated[str, Field(pattern="^[0-9a-f]{32}$")]
+
+
+# ---- envelopes -----------------------------------------------------------------------------------
+class SuccessEnvelope(TypedDict):
+    """Every JSON success: HTTP 200, or 202 for an accepted background job."""
+
+    success: Literal[True]
+    data: Annotated[Any, Field(description="The answer (its schema is the operation's).")]
+    meta: NotRequired[dict[str, Any]]
+
+
+class ErrorDetail(TypedDict):
+    code: Annotated[ErrorCode, Field(description="UPPER_SNAKE error code.")]
+    message: Annotated[str, Field(description="Human text (never a stack trace).")]
+
+
+class FieldProblem(TypedDict):
+    field: Annotated[str, Field(description="Where: `params.values[2]`.")]
+    message: str
+
+
+class ErrorMeta(TypedDict):
+    """Details of an error, when it has some."""
+
+    retry_after_seconds: NotRequired[Annotated[int, Field(ge=1)]]
+    job_id: NotRequired[JobId]
+    job_status: NotRequired[JobState]
+    cause: NotRequired[Annotated[ErrorCode, Field(description="The job's own error code.")]]
+    errors: NotRequired[
+        Annotated[list[FieldProblem], Field(description="Every bad field (the first 20).")]
+    ]
+
+
+class ErrorEnvelope(TypedDict):
+    """Every error, whatever its status."""
+
+    success: Literal[False]
+    error: ErrorDetail
+    meta: NotRequired[ErrorMeta]
+
+
+# ---- submissions ---------------------------------------------------------------------------------
+#: A background job: poll ``status_url``, then read ``result_url`` or ``stream_url``. (The
+#: functional form: ``async`` is a Python keyword.)
+AcceptedJob = TypedDict(
+    "AcceptedJob",
+    {
+        "stage": Literal["seed-resolve", "lineage", "events", "trace"],
+        "async": Literal[True],
+        "job_id": JobId,
+        "status": JobState,
+        "status_url": str,
+        "stream_url": str,
+        "result_url": str,
+    },
+)
+AcceptedJob.__doc__ = "A background job: poll `status_url`, then read `result_url` or `stream_url`."
+
+
+class Seed(TypedDict):
+    container_id: str
+    container_name: str
+    lot_id: str
+
+
+class SeedResolveResult(TypedDict):
+    stage: Literal["seed-resolve"]
+    seeds: list[Seed]
+    seed_count: Count
+    seed_container_ids: list[str]
+    not_found: Annotated[list[str], Field(description="Inputs that matched nothing.")]
+    job_id: NotRequired[JobId]
+
+
+class LineageNode(TypedDict):
+    container_id: str
+    container_name: NotRequired[str | None]
+    mfgorder_name: NotRequired[str | None]
+    wafer_lot: NotRequired[str | None]
+    node_type: NotRequired[str | None]
+
+
+class LineageEdge(TypedDict):
+    from_cid: str
+    to_cid: str
+    edge_type: Annotated[
+        str, Field(description="split_from, merge_source, wafer_origin, gd_rework_source.")
+    ]
+
+
+CidLists = dict[str, list[str]]
+
+
+class LineageResult(TypedDict):
+    """Backward (ancestors, ...) or forward (children_map, ...); optional keys are left out
+    when empty."""
+
+    stage: Literal["lineage"]
+    total_nodes: Count
+    roots: list[str]
+    ancestors: NotRequired[Annotated[CidLists, Field(description="Each seed's ancestors.")]]
+    merges: NotRequired[dict[str, Any]]
+    total_ancestor_count: NotRequired[
+        Annotated[Count, Field(description="Backward: distinct ancestors, seeds excluded.")]
+    ]
+    seed_roots: NotRequired[dict[str, str]]
+    parent_map: NotRequired[CidLists]
+    merge_edges: NotRequired[CidLists]
+    children_map: NotRequired[Annotated[CidLists, Field(description="Forward: splits.")]]
+    leaf_serials: NotRequired[CidLists]
+    descendants: NotRequired[Annotated[CidLists, Field(description="Each seed's descendants.")]]
+    names: NotRequired[dict[str, str | None]]
+    nodes: NotRequired[dict[str, LineageNode]]
+    edges: NotRequired[list[LineageEdge]]
+    job_id: NotRequired[JobId]
+
+
+class DomainPage(TypedDict):
+    data: list[Row]
+    count: Annotated[Count, Field(description="Rows in this page.")]
+    total: Annotated[Count, Field(description="Rows in the domain.")]
+    offset: NotRequired[Count]
+    quality_meta: QualityMeta
+
+
+class ParetoItem(TypedDict):
+    name: str
+    input_qty: NotRequired[float]
+    defect_qty: NotRequired[float]
+    defect_rate: NotRequired[Annotated[float, Field(description="Percent, 4 decimals.")]]
+    lot_count: NotRequired[Count]
+    cumulative_pct: NotRequired[Annotated[float, Field(description="Percent, 2 decimals.")]]
+
+
+class TrendDay(TypedDict):
+    date: Annotated[str, Field(json_schema_extra={"format": "date"})]
+    input_qty: NotRequired[float]
+    defect_qty: NotRequired[float]
+    defect_rate: NotRequired[float]
+    lot_count: NotRequired[Count]
+
+
+class Aggregation(TypedDict):
+    """The mid-section-defect analysis (snake_case charts, UPPER_SNAKE attribution rows)."""
+
+    direction: NotRequired[Direction]
+    station: NotRequired[str]
+    available_loss_reasons: NotRequired[list[str]]
+    genealogy_status: NotRequired[Literal["ready", "error"]]
+    daily_trend: NotRequired[list[TrendDay]]
+    container_mode_hint: NotRequired[str]
+    kpi: Annotated[dict[str, float | str | None], Field(description="snake_case figures.")]
+    charts: Annotated[dict[str, list[ParetoItem]], Field(description="Pareto charts.")]
+    attribution: Annotated[list[Row], Field(description="Machines, UPPER_SNAKE fields.")]
+    material_attribution: NotRequired[list[Row]]
+    detail_total_count: NotRequired[Count]
+
+
+class EventsResult(TypedDict):
+    """Events per domain (a page of each: `offset`, `limit`)."""
+
+    stage: Literal["events"]
+    job_id: NotRequired[JobId]
+    results: dict[str, DomainPage]
+    aggregation: Aggregation | None
+    quality_meta: QualityMeta
+    domain_quality_meta: dict[str, QualityMeta]
+    error: NotRequired[
+        Annotated[str, Field(description="When a domain failed: `one or more domains failed`.")]
+    ]
+    code: NotRequired[Literal["EVENTS_PARTIAL_FAILURE"]]
+    failed_domains: NotRequired[list[Domain]]
+
+
+#: A finished job's result: the document of its kind.
+JobResult = TypeAliasType("JobResult", SeedResolveResult | LineageResult | EventsResult)
+
+
+# ---- the job event log, probes -------------------------------------------------------------------
+@with_config(ConfigDict(extra="allow"))  # the recorded fields: extra keys
+class JobEvent(TypedDict):
+    """A job's lifecycle event; its other fields (`stage`, `rows`, `seconds`, `reason`, ...)
+    as recorded, as strings."""
+
+    id: Annotated[str, Field(pattern=STREAM_ID, description="The event's stream id.")]
+    event: Annotated[
+        str,
+        Field(
+            description="accepted, stage_started, stage_finished, retry, domain_failed, "
+            "failed, cancelled, finished or purged."
+        ),
+    ]
+    job: Annotated[str, Field(description="The job's id.")]
+    at: Annotated[float | None, Field(description="When it was recorded (epoch seconds).")]
+
+
+class JobEventLog(TypedDict):
+    events: Annotated[list[JobEvent], Field(description="Oldest first.")]
+    next: Annotated[
+        str,
+        Field(
+            pattern=STREAM_ID,
+            description="Send it as `after` to read on: the id of the last event read (also "
+            "when `job` left it out), else the `after` given, else `0`.",
+        ),
+    ]
+    max_events: Annotated[
+        int,
+        Field(
+            ge=1,
+            description="The log keeps about this many events (TRACE_EVENT_LOG_MAX); older "
+            "ones are dropped.",
+        ),
+    ]
+
+
+class Health(TypedDict):
+    status: Literal["ok"]
+
+
+class Check(TypedDict):
+    ok: bool
+    detail: str
+
+
+class Readiness(TypedDict):
+    status: Literal["ready", "not ready"]
+    checks: Annotated[dict[str, Check], Field(description="redis, eviction, broker, source, ...")]

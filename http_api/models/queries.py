@@ -1,0 +1,140 @@
+"""Query strings and headers the resources read, typed (400 naming the parameter otherwise).
+
+Query values arrive as text: integers are parsed, flags are ``1/true/yes`` or ``0/false/no``.
+A parameter given twice is refused (its value would be a list), and so is an empty one where
+its schema allows no empty text (``?count=``): what the document says is invalid is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
+
+from pipeline.domains import Domain
+from pipeline.errors import InvalidInput
+
+#: A Redis stream id: milliseconds, optionally ``-sequence`` (ASCII digits: Redis reads no others).
+STREAM_ID = "^[0-9]+(-[0-9]+)?$"
+MAX_ID_PART = 2**64 - 1
+#: Events per job-events answer (``count``), and the longest ``wait`` (seconds); the API also
+#: never holds a request longer than ``TRACE_SYNC_WAIT_SECONDS`` (kept under a proxy's timeout).
+DEFAULT_EVENTS_COUNT = 100
+MAX_EVENTS_COUNT = 1000
+MAX_WAIT_SECONDS = 25
+
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+
+
+def _flag(value: Any) -> Any:
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise PydanticCustomError("flag", "must be 0 or 1 (or true/false, yes/no)")
+
+
+def _stream_id(value: Any) -> Any:
+    """A stream id Redis accepts: each part an unsigned 64-bit number (a bigger one would be
+    Redis's error, a 503, not the caller's 400)."""
+    if value is None:
+        return None
+    parts = value.split("-") if isinstance(value, str) else []
+    if not (1 <= len(parts) <= 2 and all(p.isascii() and p.isdigit() for p in parts)) or any(
+        int(p) > MAX_ID_PART for p in parts
+    ):
+        raise PydanticCustomError(
+            "stream_id",
+            "must be a stream id such as 1700000000000-0 (a `next` of an earlier answer)",
+        )
+    return value
+
+
+Flag = Annotated[
+    bool,
+    BeforeValidator(_flag),
+    WithJsonSchema({"type": "string", "enum": ["0", "1", "true", "false", "yes", "no"]}),
+]
+StreamId = Annotated[
+    str | None,
+    BeforeValidator(_stream_id),
+    WithJsonSchema({"type": "string", "pattern": STREAM_ID}),
+]
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ResultQuery(_Query):
+    """``GET /api/trace/job/{job_id}/result``: a page of each domain."""
+
+    domain: Domain | None = Field(None, description="Only this domain (default: all).")
+    offset: int = Field(0, ge=0, description="First row of each domain's page.")
+    limit: int = Field(0, ge=0, description="Rows per domain page; 0: no limit.")
+
+
+class StreamQuery(_Query):
+    """``GET /api/trace/job/{job_id}/stream``."""
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
+    follow: Flag = Field(False, description="Stream a running job as its batches commit.")
+    start: str | None = Field(
+        None,
+        alias="from",
+        pattern=r"^[a-z_]+:\d+$",
+        description="Resume at `domain:batch` (a records line's `batch`).",
+    )
+
+
+class JobEventsQuery(_Query):
+    """``GET /api/trace/job-events``: the job event log, page by page."""
+
+    after: StreamId = Field(
+        None,
+        description="Only events after this stream id (an answer's `next`); default: the newest.",
+    )
+    count: int = Field(
+        DEFAULT_EVENTS_COUNT, ge=1, le=MAX_EVENTS_COUNT, description="Events to read at most."
+    )
+    job: str | None = Field(
+        None,
+        description="Only this job's events (among those read: `next` still moves past the "
+        "others).",
+    )
+    wait: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description="With `after`: seconds to wait for an event when none is there yet.",
+    )
+
+    @model_validator(mode="after")
+    def _wait_needs_after(self) -> JobEventsQuery:
+        if self.wait and self.after is None:
+            raise InvalidInput(
+                "wait needs after (the stream id to wait for events after)", field="wait"
+            )
+        return self
+
+
+class SubmitHeaders(_Query):
+    """The headers a submitting endpoint reads."""
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
+    prefer: str | None = Field(
+        None,
+        alias="Prefer",
+        description="`respond-async` (RFC 7240): answer 202 at once whatever the request's "
+        "size, for a client that polls the job itself (e.g. to show progress); the answer then "
+        "carries `Preference-Applied: respond-async`.",
+    )
+
+    @property
+    def respond_async(self) -> bool:
+        """Whether the client prefers 202 at once (``Prefer: respond-async``)."""
+        return any(
+            p.split("=")[0].strip().lower() == "respond-async"
+            for p in (self.prefer or "").split(",")
+        )

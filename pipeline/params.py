@@ -1,0 +1,232 @@
+"""The ``params`` object every stage is given, as one typed model, and the rules it must meet.
+
+The dashboard sends one ``params`` object unchanged to seed-resolve, lineage and events: seeds by
+name (``resolve_type`` + ``values``), or for the mid-section-defect analysis a detection window
+(``station``, ``start_date``, ``end_date``); the analysis's masks (``loss_reasons``, ``pj_types``,
+``packages``) and the lineage ``direction``. ``TraceParams`` states its shape once: it validates
+the input, the OpenAPI document is generated from it, and the stages read its typed fields.
+
+The rules that need more than one field or a setting (a resolve type the profile knows, GD values,
+a window within ``TRACE_MSD_MAX_DAYS``, a wildcard's prefix) are functions here, raising
+``InvalidInput`` with the path of the field at fault (``params.values``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
+from typing_extensions import TypeAliasType
+
+from pipeline import domains
+from pipeline.domains import Direction, ResolveType
+from pipeline.errors import InvalidInput
+from pipeline.rows import clean_values
+from pipeline.workcenters import DEFAULT_STATION, GROUP_NAMES
+
+#: A seed value with this character is a pattern (``GA2310*``), matched with LIKE.
+WILDCARD = "*"
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+_ISO_DATE = re.compile(ISO_DATE)
+#: Resolve types whose values must carry this prefix (a clear error beats a silent "not found").
+REQUIRED_PREFIX = {"gd_work_order": "GD", "gd_lot_id": "GD"}
+
+
+def _blank_is_none(value: Any) -> Any:
+    """An empty string means "not given" (forms send ``""`` for an unset choice)."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _cleaned(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(clean_values(values))
+
+
+def _names(value: Any) -> Any:
+    """A list of names, or one comma-separated string of them (the dashboard sends both)."""
+    if value is None:
+        return ()
+    return value.split(",") if isinstance(value, str) else value
+
+
+def _iso_date(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value.strip()):
+        raise PydanticCustomError("iso_date", "must be a date as YYYY-MM-DD")
+    return value.strip()
+
+
+def _station(value: str) -> str:
+    name = value.strip()
+    if name not in GROUP_NAMES:
+        raise PydanticCustomError(
+            "station", "unknown workcenter group; known: {known}", {"known": ", ".join(GROUP_NAMES)}
+        )
+    return name
+
+
+#: Names typed by a user: trimmed, blanks and repeats dropped, order kept.
+Names = Annotated[tuple[str, ...], AfterValidator(_cleaned)]
+#: Names given as a list or as one comma-separated string.
+NameList = Annotated[
+    tuple[str, ...],
+    BeforeValidator(_names, json_schema_input_type=list[str] | str | None),
+    AfterValidator(_cleaned),
+]
+IsoDate = Annotated[
+    dt.date,
+    BeforeValidator(_iso_date),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": ISO_DATE}),
+]
+Station = TypeAliasType(
+    "Station",
+    Annotated[
+        str,
+        AfterValidator(_station),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "enum": list(GROUP_NAMES),
+                "description": "A workcenter group (the detection station).",
+            }
+        ),
+    ],
+)
+NoneIfBlank = BeforeValidator(_blank_is_none)
+
+
+class TraceParams(BaseModel):
+    """What to trace from (seeds by name, or a mid-section-defect detection window) and how (the
+    analysis's masks, the lineage direction). Unknown keys are ignored: the dashboard adds some
+    of its own (`mode`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    resolve_type: Annotated[ResolveType | None, NoneIfBlank] = Field(
+        None,
+        validation_alias=AliasChoices("resolve_type", "input_type"),
+        description="What `values` are (valid types depend on the profile). mid_section_defect "
+        "without it: the detection lots of `station` between the dates.",
+    )
+    values: Names | None = Field(
+        None,
+        description="Names to resolve; `*` makes a value a pattern, after at least "
+        "TRACE_RESOLVE_MIN_PREFIX characters; gd_* values start with GD. Blanks and repeats "
+        "are dropped.",
+    )
+    station: Annotated[Station | None, NoneIfBlank] = Field(
+        None, description=f"The detection station (default {DEFAULT_STATION})."
+    )
+    start_date: IsoDate | None = Field(None, description="First day of the window (inclusive).")
+    end_date: IsoDate | None = Field(
+        None, description="Last day (inclusive); at most TRACE_MSD_MAX_DAYS days in all."
+    )
+    loss_reasons: NameList = Field(
+        (), description="Loss reasons counted as defects (default: all); a list or a,b,c."
+    )
+    pj_types: NameList = Field((), description="Detection lots of these PJ types only.")
+    packages: NameList = Field((), description="Detection lots of these packages only.")
+    direction: Annotated[Direction | None, NoneIfBlank] = Field(
+        None, description="Lineage direction; default forward for query_tool, else backward."
+    )
+
+    def direction_for(self, profile: str) -> str:
+        """The lineage direction, defaulting by profile."""
+        return self.direction or domains.DEFAULT_DIRECTION[profile]
+
+    def detects(self, profile: str) -> bool:
+        """Whether the seeds are a mid-section-defect detection window (no names to look up)."""
+        return profile == domains.MID_SECTION_DEFECT and self.resolve_type is None
+
+    @property
+    def detection_station(self) -> str:
+        return self.station or DEFAULT_STATION
+
+    def canonical(self) -> dict[str, Any]:
+        """The params as JSON values, values sorted: equal for requests that ask the same."""
+        data = self.model_dump(mode="json", exclude_defaults=True)
+        if "values" in data:
+            data["values"] = sorted(data["values"])
+        return data
+
+
+# ---- the rules --------------------------------------------------------------------------------
+def check_seeds(profile: str, params: TraceParams) -> None:
+    """The seeds of a seed-resolve or a whole trace: names of a type the profile knows, or (the
+    analysis) a detection window. Raises ``InvalidInput`` naming the field."""
+    if params.resolve_type is None:
+        if profile != domains.MID_SECTION_DEFECT:
+            raise InvalidInput(
+                f"params.resolve_type is required for {profile}; expected one of "
+                f"{', '.join(domains.RESOLVE_TYPES[profile])}",
+                field="params.resolve_type",
+            )
+        check_window(params)
+        return
+    allowed = domains.RESOLVE_TYPES[profile]
+    if params.resolve_type not in allowed:
+        raise InvalidInput(
+            f"resolve_type {params.resolve_type!r} is not valid for {profile}; "
+            f"expected one of {', '.join(allowed)}",
+            field="params.resolve_type",
+        )
+    check_values(params.resolve_type, params.values)
+
+
+def check_values(resolve_type: str, values: tuple[str, ...] | None) -> None:
+    """Values to resolve: some, and of the form their type needs."""
+    if values is None:
+        raise InvalidInput("values is missing", field="params.values")
+    if not values:
+        raise InvalidInput("values is empty", field="params.values")
+    required = REQUIRED_PREFIX.get(resolve_type)
+    for value in values:
+        if required and not value.upper().startswith(required):
+            raise InvalidInput(
+                f"{resolve_type} values must start with {required}: {value!r}",
+                field="params.values",
+            )
+        if resolve_type == "work_order" and value.upper().startswith("GD"):
+            raise InvalidInput(
+                f"GD work orders are rework orders; use gd_work_order: {value!r}",
+                field="params.values",
+            )
+
+
+def check_wildcards(values: Iterable[str], min_prefix: int) -> None:
+    """Each pattern has at least ``min_prefix`` literal characters before its first ``*``
+    (``TRACE_RESOLVE_MIN_PREFIX``: a bare ``*`` would resolve every lot in the warehouse)."""
+    for value in values:
+        if WILDCARD in value and len(value.split(WILDCARD, 1)[0]) < min_prefix:
+            raise InvalidInput(
+                f"a wildcard value needs at least {min_prefix} characters before '*': {value!r}",
+                field="params.values",
+            )
+
+
+def check_window(params: TraceParams, max_days: int | None = None) -> None:
+    """A detection window: both dates, in order, spanning at most ``max_days`` days (inclusive;
+    ``TRACE_MSD_MAX_DAYS``; ``None``: no limit checked)."""
+    for name in ("start_date", "end_date"):
+        if getattr(params, name) is None:
+            raise InvalidInput(f"{name} is required (YYYY-MM-DD)", field=f"params.{name}")
+    start, end = params.start_date, params.end_date
+    assert start is not None and end is not None
+    if start > end:
+        raise InvalidInput("start_date is after end_date", field="params.start_date")
+    if max_days is not None and (end - start).days + 1 > max_days:
+        raise InvalidInput(
+            f"the date range may span at most {max_days} days", field="params.end_date"
+        )

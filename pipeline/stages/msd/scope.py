@@ -1,0 +1,98 @@
+"""Which detection rows a mid-section-defect trace looks at, and its seeds: the lots that
+tracked in at the detection station in a date window (or the lots named), as queries.
+
+The params were checked when the request was built (``pipeline.params``); a scope only turns
+them into the two detection queries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.params import TraceParams
+from pipeline.rows import RowBatch
+from pipeline.sources.base import Source
+from pipeline.stages.seeds import Seed
+from pipeline.workcenters import require_group, station_filter
+
+
+@dataclass(frozen=True)
+class DetectionScope:
+    """A station and either a date window (``start_date`` <= track-in < ``end_date``, end
+    exclusive) or a list of lots."""
+
+    station: str
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None  # exclusive
+    container_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def window(cls, params: TraceParams) -> DetectionScope:
+        """The detection window of checked params (both dates given; the end day included)."""
+        assert params.start_date is not None and params.end_date is not None
+        end = params.end_date + dt.timedelta(days=1)
+        return cls(params.detection_station, params.start_date, end)
+
+    @classmethod
+    def lots(cls, params: TraceParams, cids: Iterable[str]) -> DetectionScope:
+        """The lots named (container mode), at the params' station."""
+        return cls(params.detection_station, container_ids=tuple(cids))
+
+    def lots_query(self, source: Source) -> Iterator[RowBatch]:
+        """Detection lots (one row per lot) in this scope, sorted by lot name."""
+        group = require_group(self.station)
+        predicate, binds = station_filter("h.WORKCENTERNAME", group)
+        if self.container_ids:
+            return source.query_in(
+                "msd/detection_lots",
+                "cids",
+                self.container_ids,
+                binds,
+                fragments={"station_filter": predicate, "scope": "h.CONTAINERID IN (:cids)"},
+            )
+        return source.query(
+            "msd/detection_lots",
+            {**binds, "start_date": self.start_date, "end_date": self.end_date},
+            fragments={
+                "station_filter": predicate,
+                "scope": "h.TRACKINTIMESTAMP >= :start_date AND h.TRACKINTIMESTAMP < :end_date",
+            },
+        )
+
+    def rejects_query(self, source: Source, cids: Iterable[str]) -> Iterator[RowBatch]:
+        """Rejects of ``cids`` at the station (per lot and loss reason), within the window."""
+        group = require_group(self.station)
+        predicate, station_binds = station_filter("r.WORKCENTERNAME", group)
+        binds: dict[str, Any] = dict(station_binds)
+        window = ""
+        if not self.container_ids:
+            window = " AND r.TXNDATE >= :start_date AND r.TXNDATE < :end_date"
+            binds.update(start_date=self.start_date, end_date=self.end_date)
+        return source.query_in(
+            "msd/detection_rejects",
+            "cids",
+            cids,
+            binds,
+            fragments={"station_filter": predicate, "window": window},
+        )
+
+
+def detection_seeds(source: Source, params: TraceParams) -> Iterator[Seed]:
+    """The seeds of a detection window, in lot-name order (the query sorts them), streamed:
+    a date range may hold hundreds of thousands of lots. ``pj_types``/``packages`` keep only
+    lots of those types / packages."""
+    scope = DetectionScope.window(params)
+    keep_types, keep_packages = set(params.pj_types), set(params.packages)
+    for batch in scope.lots_query(source):
+        cid_at, name_at = batch.index("CONTAINERID"), batch.index("CONTAINERNAME")
+        type_at, package_at = batch.index("PJ_TYPE"), batch.index("PRODUCTLINENAME")
+        for row in batch.rows:
+            if keep_types and row[type_at] not in keep_types:
+                continue
+            if keep_packages and row[package_at] not in keep_packages:
+                continue
+            name = row[name_at] or row[cid_at]
+            yield Seed(row[cid_at], name, name)

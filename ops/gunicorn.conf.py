@@ -27,8 +27,15 @@ wsgi_app = "http_api.app:get_app()"
 bind = ["127.0.0.1:8000"]
 
 # Threads, not sync workers: a sync worker is killed when one response outlasts `timeout`,
-# and a stream of a big job lasts minutes. gthread serves each request in a thread.
-worker_class = "gthread"
+# and a stream of a big job lasts minutes. gthread serves each request in a thread; ours
+# (http_api/server.py) answers the requests gunicorn refuses itself in the JSON envelope, never
+# in gunicorn's HTML.
+worker_class = "http_api.server.JsonErrorsThreadWorker"
+# What gunicorn reads of a request before the app (bytes; headers): past these it answers 414
+# or 431 itself (as JSON). 8190 bytes is gunicorn's largest request line; ids belong in bodies.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
 workers = int(os.environ.get("GUNICORN_WORKERS") or 2)
 threads = int(os.environ.get("GUNICORN_THREADS") or 16)
 

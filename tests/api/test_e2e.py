@@ -6,6 +6,7 @@ result pages, every row checked against the stage functions run directly."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -232,7 +233,11 @@ def test_the_dashboards_flow_over_gunicorn_and_a_dramatiq_worker(
     settings = Settings.from_env(e2e_env)
     with SqliteSource(warehouse) as source:
         expected = direct_rows(
-            source, TraceRequest("query_tool", {}, DOMAINS, tuple(cids)), settings
+            source,
+            TraceRequest(
+                profile="query_tool", params={}, domains=DOMAINS, container_ids=tuple(cids)
+            ),
+            settings,
         )
     assert all(expected[d] for d in ("history", "materials", "jobs")), "too few rows to prove much"
     for domain in DOMAINS:
@@ -242,3 +247,41 @@ def test_the_dashboards_flow_over_gunicorn_and_a_dramatiq_worker(
     for domain in DOMAINS:
         assert paged_rows(api, result_url, domain) == expected[domain], domain
     assert stream_rows(follower.lines, followed=True) == expected
+
+
+# ---- what gunicorn answers itself ---------------------------------------------------------------
+def raw_answer(port: int, request: bytes) -> tuple[int, dict[str, str], Any]:
+    """Send ``request`` as it is; the answer's status, headers and JSON body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(request)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, orjson.loads(body)
+
+
+#: Requests gunicorn refuses before the app sees them, and what it must answer.
+REFUSED = [
+    (b"GET /api/trace/job/" + b"x" * 10_240 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "URI_TOO_LONG"),
+    (
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"y" * 10_240 + b"\r\n\r\n",
+        431,
+        "REQUEST_TOO_LARGE",
+    ),
+    (b"NOT AN HTTP REQUEST\r\n\r\n", 400, "BAD_REQUEST"),
+]
+
+
+def test_what_gunicorn_refuses_itself_is_the_json_envelope_never_html(served: Api) -> None:
+    # Given the real server, When requests it cannot take come (a 10 KB path, a 10 KB header,
+    # garbage), Then each answer is the contract's JSON envelope with a status of its own
+    for request_bytes, status, code in REFUSED:
+        answer_status, headers, body = raw_answer(served.port, request_bytes)
+        assert (answer_status, headers["content-type"]) == (status, "application/json"), code
+        assert body["success"] is False and body["error"]["code"] == code
+        assert body["error"]["message"]
+    # And the server still serves
+    assert served.json("GET", "/healthz")["data"] == {"status": "ok"}

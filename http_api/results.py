@@ -21,12 +21,10 @@ from http_api import render
 from http_api.errors import ApiError
 from http_api.services import Services
 from pipeline import domains
-from pipeline.engine.flow import events_part
+from pipeline.engine import parts
 from pipeline.engine.job import Job
 from pipeline.engine.pages import Page
 from pipeline.engine.status import domain_quality, query_quality
-from pipeline.engine.steps.lineage_step import lineage_part
-from pipeline.engine.steps.seed_step import SEEDS_PART
 from pipeline.request import LINEAGE, SEED_RESOLVE
 
 PARTIAL_FAILURE = "EVENTS_PARTIAL_FAILURE"
@@ -66,7 +64,7 @@ def events_document(
         page = (
             None
             if name in failed
-            else services.pages.page(job.id, events_part(name), offset, limit)
+            else services.pages.page(job.id, parts.events(name), offset, limit)
         )
         if page is not None and not chunks_exist(services, page):
             raise expired(job.id)
@@ -118,7 +116,7 @@ def domain_page(
 
 def _page_rows(services: Services, job: Job, domain: str, page: Page) -> Iterator[bytes]:
     store = services.runtime.store
-    part = events_part(domain)
+    part = parts.events(domain)
     columns = store.columns(job.id, part)
     for located, low, high in page.slices():
         rows = store.read_chunk_range(part, located.batch, located.ref, low, high)
@@ -156,7 +154,7 @@ def seed_document(services: Services, job: Job) -> Iterator[bytes]:
         raise expired(job.id)
 
     def seeds() -> Iterator[bytes]:
-        for batch in store.read(job.id, SEEDS_PART):
+        for batch in store.read(job.id, parts.SEEDS):
             yield render.dumps(
                 [
                     {"container_id": c, "container_name": n, "lot_id": lot}
@@ -165,7 +163,7 @@ def seed_document(services: Services, job: Job) -> Iterator[bytes]:
             )
 
     def cids() -> Iterator[bytes]:
-        for batch in store.read(job.id, SEEDS_PART):
+        for batch in store.read(job.id, parts.SEEDS):
             yield render.dumps([row[0] for row in batch.rows])
 
     return render.obj(
@@ -194,7 +192,7 @@ def lineage_document(services: Services, job: Job) -> Iterator[bytes]:
     def mapping(key: str) -> Iterator[bytes]:
         yield b"{"
         first = True
-        for batch in store.read(job.id, lineage_part(key)):
+        for batch in store.read(job.id, parts.lineage(key)):
             piece = render.dumps(dict(batch.rows))[1:-1]
             if piece:
                 yield piece if first else b"," + piece
@@ -204,7 +202,7 @@ def lineage_document(services: Services, job: Job) -> Iterator[bytes]:
     def listing(key: str) -> Iterator[bytes]:
         return render.array(
             render.dumps([row[0] for row in batch.rows])
-            for batch in store.read(job.id, lineage_part(key))
+            for batch in store.read(job.id, parts.lineage(key))
         )
 
     fields: list[tuple[str, Any]] = list(scalars.items())

@@ -21,8 +21,7 @@ import redis
 from http_api import render
 from http_api.results import lineage_document, seed_document
 from http_api.services import Services
-from pipeline.engine import metrics
-from pipeline.engine.flow import events_part
+from pipeline.engine import metrics, parts
 from pipeline.engine.job import ACTIVE, FINISHED, Job
 from pipeline.engine.status import domain_quality, query_quality
 from pipeline.engine.store import ChunkLost, ChunkRef
@@ -82,7 +81,7 @@ class JobStream:
         except StreamEnded as ended:
             yield render.line(ended.line)
         except ChunkLost as lost:
-            domain = lost.part.partition(":")[2]
+            domain = parts.name_in_stage(lost.part)
             yield render.line(
                 {
                     "type": "error",
@@ -157,7 +156,7 @@ class JobStream:
 
     def _domain(self, domain: str, skip: int) -> Iterator[tuple[bytes, int]]:
         """``domain_start``, its ``records`` lines from chunk ``skip`` on, ``domain_end``."""
-        part = events_part(domain)
+        part = parts.events(domain)
         total = self._total_rows(domain)
         yield (
             render.line(
@@ -195,12 +194,12 @@ class JobStream:
 
     def _chunks(self, domain: str) -> Iterator[tuple[int, int, ChunkRef]]:
         """Every chunk of ``domain`` in order, waiting for batches while following."""
-        part = events_part(domain)
+        part = parts.events(domain)
         number = batch = 0
         while True:
             if domain in self.registry.domain_states(self.job.id):
                 return  # a failed domain has no rows (the warning line says so)
-            total = self.registry.progress(self.job.id).get(f"{part}:total")
+            total = self.registry.progress(self.job.id).get(parts.total(part))
             if total is not None and batch >= total:
                 return
             entry = None if total is None else self.store.entry(self.job.id, part, batch)
@@ -253,7 +252,7 @@ class JobStream:
     def _rows_of(self, domain: str) -> int:
         if domain in self.registry.domain_states(self.job.id):
             return 0
-        return self.registry.progress(self.job.id).get(f"{events_part(domain)}:rows", 0)
+        return self.registry.progress(self.job.id).get(parts.rows(parts.events(domain)), 0)
 
     def _quality(self) -> dict[str, dict[str, Any]]:
         settings = self.services.settings

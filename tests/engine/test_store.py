@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 import redis
 
-from pipeline.engine import codec, keys
+from pipeline.engine import codec, keys, parts
 from pipeline.engine.store import CheckpointStore, ChunkLost, ChunkRef, Entry
 from pipeline.rows import RowBatch
 
@@ -38,7 +38,7 @@ def all_rows(store: CheckpointStore, part: str = PART) -> list[tuple[object, ...
 
 def progress(client: redis.Redis, part: str = PART) -> tuple[int, int]:
     raw = client.hgetall(keys.progress(JOB))
-    return int(raw[f"{part}:done".encode()]), int(raw[f"{part}:rows".encode()])
+    return int(raw[parts.done(part).encode()]), int(raw[parts.rows(part).encode()])
 
 
 @pytest.fixture

@@ -144,7 +144,7 @@ def measure_limits(
     settings: Settings,
     repeats: int = 3,
 ) -> LimitFigures:
-    """Both limits for a finished job: the scan over the job's lots (its ``lineage:cids``
+    """Both limits for a finished job: the scan over the job's lots (its ``parts.CIDS``
     part), on as many processes as the workers have, and the read + encode of its stored rows
     in one thread, as the API streams (each the median of ``repeats``)."""
     cids = [row[0] for batch in store.read(job_id, parts.CIDS) for row in batch.rows]

@@ -2,9 +2,9 @@
 
 A *part* is one output of a stage, stored as chunks plus a manifest (``CheckpointStore``). Its
 name is ``{stage}:{name}`` (``events:history``, ``lineage:ancestors``, ``seed-resolve:q``) except
-for ``CIDS``, which more than one stage writes. A part's name is part of its Redis keys
-(``keys.manifest``, ``keys.chunk``...), so a renamed part is a different part: a job that is
-running while the workers change version would not find what it stored before.
+for ``CIDS``, which is not one stage's (see there). A part's name is in its Redis keys
+(``keys.manifest``, ``keys.chunk``...), so a renamed part is a different part: a job stored
+before the rename (running, or named by a later request's ``lineage_job_id``) does not have it.
 
 Every job has one progress hash (``keys.progress``) of integer counters: per part its committed
 batches (``done``), committed rows (``rows``), batches the row guard cut (``truncated``) and, for
@@ -19,7 +19,9 @@ from pipeline.engine.job import AGGREGATION, EVENTS, LINEAGE, SEED_RESOLVE
 
 # ---- parts ------------------------------------------------------------------------------------
 #: The lots the events stage reads, in batches of ``in_list_size`` (one ``CONTAINERID`` column).
-CIDS = "lineage:cids"
+#: Written by the lineage stage, or before the first stage of an events job (from the request's
+#: CIDs, or copied from the job named by ``lineage_job_id``): hence no stage in its name.
+CIDS = "cids"
 #: The job's seed lots: rows of (container_id, container_name, lot_id), written by seed-resolve
 #: (or before the first stage of a lineage job, and of an aggregating events job).
 SEEDS = f"{SEED_RESOLVE}:seeds"

@@ -1,6 +1,6 @@
 """The checkpoint store: a job's rows as msgpack chunks in Redis, and a manifest per part.
 
-A *part* is one output of a stage (``events:history``, ``lineage:cids``, ``seed-resolve:q``...,
+A *part* is one output of a stage (``events:history``, ``cids``, ``seed-resolve:q``...,
 named in ``pipeline.engine.parts``). Its input is cut into numbered *batches*; a batch's rows are
 written as chunks (one per fetched batch of rows, columns stored once per part), then the batch
 is *committed*: its manifest entry (chunk keys, rows per chunk, CRC-32 per chunk) is added to the

@@ -108,7 +108,7 @@ def test_show_gives_stages_parts_and_ttls(
     stored = sum(e.rows for e in inline.store.manifest(finished, "events:history").values())
     assert history["rows"] == stored > 0
     assert history["chunks"] >= history["batches"] >= 1
-    assert history["seconds"] > 0 and shown["parts"]["lineage:cids"]["seconds"] == 0
+    assert history["seconds"] > 0 and shown["parts"]["cids"]["seconds"] == 0
     assert 0 < shown["ttl_seconds"] <= inline.settings.job_ttl_seconds
     assert shown["keys"] > 1
     ttls = shown["key_ttls"]  # every key of the job, its hash and key set included

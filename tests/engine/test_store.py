@@ -180,7 +180,7 @@ def test_write_rows_cuts_batches_and_keeps_the_committed_ones_on_a_rerun(
     store: CheckpointStore, store_redis: redis.Redis
 ) -> None:
     # Given an earlier run that committed only batch 0 (rows 0-3) of a size-4 output
-    part = "lineage:cids"
+    part = parts.CIDS
     rows = make_rows(0, 10)
     first = store.write_batch(JOB, part, 0, [RowBatch(COLUMNS, rows[:4])])
     store.commit(JOB, part, first)

@@ -1,28 +1,27 @@
-"""A finished job's result read from its checkpoints, as the contract's documents, streamed.
+"""A finished job's result as the contract's documents, rendered as bytes while they are read.
 
-* events jobs (and whole traces): per domain a page of rows (``offset``/``limit``, found through
-  the page index: a page near the end of a huge domain costs what the first one does), the
+* events jobs (and whole traces): per domain a page of rows (``offset``/``limit``), the
   aggregation, ``quality_meta`` and the partial-failure fields;
 * seed-resolve and lineage jobs: the stage's document, rebuilt from its parts.
 
+The reading is ``ResultReader``'s (``pipeline.engine.results``); this module only writes bytes.
 Every chunk a page needs is checked to exist before the first byte is sent, so an expired result
-is a clean 404; a chunk that disappears or fails its checksum afterwards aborts the response (the
-client sees a broken body, never a short result that looks whole).
+is a clean 404 (``JOB_RESULT_EXPIRED``); a chunk that disappears or fails its checksum afterwards
+aborts the response (the client sees a broken body, never a short result that looks whole).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from http_api import render
 from http_api.services import Services
-from pipeline.engine.flow import events_part
 from pipeline.engine.job import Job
 from pipeline.engine.pages import Page
-from pipeline.engine.status import domain_quality, query_quality
-from pipeline.engine.steps.lineage_step import lineage_part
-from pipeline.engine.steps.seed_step import SEEDS_PART
+from pipeline.engine.results import ResultGone, ResultReader
+from pipeline.engine.status import query_quality
 from pipeline.errors import ResultExpired
 from pipeline.request import LINEAGE, SEED_RESOLVE
 
@@ -33,47 +32,48 @@ def expired(job_id: str) -> ResultExpired:
     return ResultExpired(f"the result of job {job_id} is gone (expired, released or evicted)")
 
 
+@contextmanager
+def expired_when_gone(job_id: str) -> Iterator[None]:
+    """``ResultGone`` inside as the 404 ``expired`` (for reads before the first byte)."""
+    try:
+        yield
+    except ResultGone:
+        raise expired(job_id) from None
+
+
 def result_document(
     services: Services, job: Job, domain: str | None, offset: int, limit: int
 ) -> Iterator[bytes]:
     """The success envelope of ``job``'s result (see the module docstring)."""
+    reader = services.results
     kind = job.request.job_kind
     if kind == SEED_RESOLVE:
-        return render.envelope(seed_document(services, job))
+        return render.envelope(seed_document(reader, job))
     if kind == LINEAGE:
-        return render.envelope(lineage_document(services, job))
-    return render.envelope(events_document(services, job, domain, offset, limit))
+        return render.envelope(lineage_document(reader, job))
+    return render.envelope(events_document(reader, job, domain, offset, limit))
 
 
 # ---- events -----------------------------------------------------------------------------------
 def events_document(
-    services: Services, job: Job, domain: str | None, offset: int, limit: int
+    reader: ResultReader, job: Job, domain: str | None, offset: int, limit: int
 ) -> Iterator[bytes]:
-    runtime, settings = services.runtime, services.settings
-    registry, store = runtime.registry, runtime.store
-    failed = registry.domain_states(job.id)
-    quality = domain_quality(job, registry, settings.max_rows_per_domain)
+    failed = reader.failed_domains(job.id)
+    quality = reader.domain_quality(job)
     wanted = [d for d in job.domains if domain is None or d == domain]
-    pages: dict[str, Page | None] = {}
-    for name in wanted:
-        page = (
-            None
-            if name in failed
-            else services.pages.page(job.id, events_part(name), offset, limit)
-        )
-        if page is not None and not chunks_exist(services, page):
-            raise expired(job.id)
-        pages[name] = page
-    aggregation = store.get_json(job.id, "aggregation") if job.request.aggregates else None
-    if job.request.aggregates and aggregation is None and "aggregation" in job.completed:
-        raise expired(job.id)
+    with expired_when_gone(job.id):
+        pages: dict[str, Page | None] = {
+            name: None if name in failed else reader.page(job.id, name, offset, limit)
+            for name in wanted
+        }
+        aggregation = reader.aggregation(job)
     fields: list[tuple[str, Any]] = [
         ("stage", "events"),
         ("job_id", job.id),
         (
             "results",
             render.obj(
-                (name, domain_page(services, job, name, pages[name], quality[name]))
+                (name, domain_page(reader, job, name, pages[name], quality[name]))
                 for name in wanted
             ),
         ),
@@ -86,13 +86,13 @@ def events_document(
         fields += [
             ("error", "one or more domains failed"),
             ("code", PARTIAL_FAILURE),
-            ("failed_domains", sorted(failed)),
+            ("failed_domains", failed),
         ]
     return render.obj(fields)
 
 
 def domain_page(
-    services: Services, job: Job, domain: str, page: Page | None, quality: dict[str, Any]
+    reader: ResultReader, job: Job, domain: str, page: Page | None, quality: dict[str, Any]
 ) -> Iterator[bytes]:
     if page is None:  # a failed domain: no rows
         return render.obj(
@@ -104,78 +104,55 @@ def domain_page(
             ("total", page.total),
             ("offset", page.offset),
             ("quality_meta", quality),
-            ("data", render.array(_page_rows(services, job, domain, page))),
+            ("data", render.array(_page_rows(reader, job, domain, page))),
         ]
     )
 
 
-def _page_rows(services: Services, job: Job, domain: str, page: Page) -> Iterator[bytes]:
-    store = services.runtime.store
-    part = events_part(domain)
-    columns = store.columns(job.id, part)
-    for located, low, high in page.slices():
-        rows = store.read_chunk_range(part, located.batch, located.ref, low, high)
+def _page_rows(reader: ResultReader, job: Job, domain: str, page: Page) -> Iterator[bytes]:
+    columns = reader.columns(job.id, domain)
+    for rows in reader.page_chunks(domain, page):
         yield render.dumps(render.row_objects(columns, rows))
 
 
-def chunks_exist(services: Services, page: Page) -> bool:
-    """Whether every chunk of ``page`` is still in Redis (one pipelined round trip)."""
-    if not page.chunks:
-        return True
-    pipe = services.redis.pipeline(transaction=False)
-    for located in page.chunks:
-        pipe.exists(located.ref.key)
-    return all(pipe.execute())
-
-
 # ---- seed-resolve and lineage -----------------------------------------------------------------
-def seed_document(services: Services, job: Job) -> Iterator[bytes]:
-    store = services.runtime.store
-    summary = store.get_blob(job.id, "seed-resolve")
-    if summary is None:
-        raise expired(job.id)
+def seed_document(reader: ResultReader, job: Job) -> Iterator[bytes]:
+    with expired_when_gone(job.id):
+        summary = reader.seed_summary(job.id)
 
     def seeds() -> Iterator[bytes]:
-        for batch in store.read(job.id, SEEDS_PART):
+        for rows in reader.seed_chunks(job.id):
             yield render.dumps(
-                [
-                    {"container_id": c, "container_name": n, "lot_id": lot}
-                    for c, n, lot in batch.rows
-                ]
+                [{"container_id": c, "container_name": n, "lot_id": lot} for c, n, lot in rows]
             )
 
     def cids() -> Iterator[bytes]:
-        for batch in store.read(job.id, SEEDS_PART):
-            yield render.dumps([row[0] for row in batch.rows])
+        for rows in reader.seed_chunks(job.id):
+            yield render.dumps([row[0] for row in rows])
 
     return render.obj(
         [
             ("stage", "seed-resolve"),
             ("seeds", render.array(seeds())),
-            ("seed_count", summary["seed_count"]),
+            ("seed_count", summary.seed_count),
             ("seed_container_ids", render.array(cids())),
-            ("not_found", summary["not_found"]),
+            ("not_found", summary.not_found),
             ("job_id", job.id),
         ]
     )
 
 
-def lineage_document(services: Services, job: Job) -> Iterator[bytes]:
+def lineage_document(reader: ResultReader, job: Job) -> Iterator[bytes]:
     """The lineage document of the contract, one stored part at a time (``job_id`` added: an
     events request may name it as ``lineage_job_id``)."""
-    store = services.runtime.store
-    summary = store.get_blob(job.id, "lineage")
-    if summary is None:
-        raise expired(job.id)
-    maps = summary.get("maps", [])
-    lists = summary.get("lists", [])
-    scalars = {k: v for k, v in summary.items() if k not in ("maps", "lists", "direction")}
+    with expired_when_gone(job.id):
+        summary = reader.lineage_summary(job.id)
 
     def mapping(key: str) -> Iterator[bytes]:
         yield b"{"
         first = True
-        for batch in store.read(job.id, lineage_part(key)):
-            piece = render.dumps(dict(batch.rows))[1:-1]
+        for rows in reader.lineage_chunks(job.id, key):
+            piece = render.dumps(dict(rows))[1:-1]
             if piece:
                 yield piece if first else b"," + piece
                 first = False
@@ -183,12 +160,11 @@ def lineage_document(services: Services, job: Job) -> Iterator[bytes]:
 
     def listing(key: str) -> Iterator[bytes]:
         return render.array(
-            render.dumps([row[0] for row in batch.rows])
-            for batch in store.read(job.id, lineage_part(key))
+            render.dumps([row[0] for row in rows]) for rows in reader.lineage_chunks(job.id, key)
         )
 
-    fields: list[tuple[str, Any]] = list(scalars.items())
-    fields += [(k, mapping(k)) for k in maps]
-    fields += [(k, listing(k)) for k in lists]
+    fields: list[tuple[str, Any]] = list(summary.scalars.items())
+    fields += [(k, mapping(k)) for k in summary.maps]
+    fields += [(k, listing(k)) for k in summary.lists]
     fields.append(("job_id", job.id))
     return render.obj(fields)

@@ -20,7 +20,7 @@ from pipeline.engine.broker import make_broker
 from pipeline.engine.job import ACTIVE, QUEUED, Job
 from pipeline.engine.messages import BrokerDispatcher
 from pipeline.engine.metrics import live_workers
-from pipeline.engine.pages import PageIndex
+from pipeline.engine.results import ResultReader
 from pipeline.engine.runtime import Runtime
 from pipeline.sources import open_source
 from pipeline.sources.base import Source
@@ -48,8 +48,10 @@ class Services:
         return self.runtime.redis
 
     @property
-    def pages(self) -> PageIndex:
-        return PageIndex(self.runtime.store)
+    def results(self) -> ResultReader:
+        """The reader of jobs' results (result pages, streams)."""
+        runtime = self.runtime
+        return ResultReader(runtime.store, runtime.registry, self.settings.max_rows_per_domain)
 
     def source(self) -> Source | None:
         """The warehouse, opened on first use (``/readyz`` only)."""

@@ -6,12 +6,13 @@ client resumes from (``from=domain:batch``). With ``follow`` the stream starts w
 still running and sends chunks as their batches are committed, ending with ``complete`` when the
 job finishes. A chunk that is gone or fails its checksum, or a job that fails or is cancelled
 while followed, ends the stream with an ``error`` line: never ``complete`` after a short result.
+
+The reading (and the waiting, when following) is ``ResultReader``'s; this module writes lines.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,24 +23,12 @@ from http_api import render
 from http_api.results import lineage_document, seed_document
 from http_api.services import Services
 from pipeline.engine import metrics
-from pipeline.engine.flow import events_part
-from pipeline.engine.job import ACTIVE, FINISHED, Job
-from pipeline.engine.status import domain_quality, query_quality
-from pipeline.engine.store import ChunkLost, ChunkRef
+from pipeline.engine.job import Job
+from pipeline.engine.results import JobEnded, ResultGone, ResultIncomplete
+from pipeline.engine.status import query_quality
 from pipeline.request import LINEAGE, SEED_RESOLVE
 
 log = logging.getLogger(__name__)
-
-#: Seconds between looks at a followed job's manifests.
-FOLLOW_POLL_SECONDS = 0.25
-
-
-class StreamEnded(Exception):
-    """The stream cannot go on: sent as an ``error`` line."""
-
-    def __init__(self, code: str, message: str, **where: Any) -> None:
-        super().__init__(message)
-        self.line = {"type": "error", "code": code, "message": message, **where}
 
 
 @dataclass(frozen=True)
@@ -60,6 +49,11 @@ class Cursor:
         return cls(domain, int(number))
 
 
+def error_line(code: str, message: str, **where: Any) -> bytes:
+    """The ``error`` line that ends a stream."""
+    return render.line({"type": "error", "code": code, "message": message, **where})
+
+
 class JobStream:
     """The lines of one stream (iterate it; see the module docstring)."""
 
@@ -67,11 +61,10 @@ class JobStream:
         self, services: Services, job: Job, *, follow: bool = False, cursor: Cursor | None = None
     ) -> None:
         self.services = services
+        self.reader = services.results
         self.job = job
         self.follow = follow
         self.cursor = cursor
-        runtime = services.runtime
-        self.store, self.registry = runtime.store, runtime.registry
         self.sent = 0
 
     def __iter__(self) -> Iterator[bytes]:
@@ -79,30 +72,19 @@ class JobStream:
             for piece in self._lines():
                 self.sent += len(piece)
                 yield piece
-        except StreamEnded as ended:
-            yield render.line(ended.line)
-        except ChunkLost as lost:
-            domain = lost.part.partition(":")[2]
-            yield render.line(
-                {
-                    "type": "error",
-                    "code": lost.code,
-                    "message": f"the result is incomplete: {lost.message}",
-                    "domain": domain,
-                    "batch": lost.batch,
-                }
-            )
+        except ResultIncomplete as gap:
+            yield error_line(gap.code, gap.message, domain=gap.domain, batch=gap.batch)
+        except (ResultGone, JobEnded) as ended:
+            yield error_line(ended.code, ended.message)
         except redis.RedisError as error:
             log.warning("stream of job %s: Redis failed: %s", self.job.id, error)
-            yield render.line(
-                {"type": "error", "code": "SERVICE_UNAVAILABLE", "message": "Redis unavailable"}
-            )
+            yield error_line("SERVICE_UNAVAILABLE", "Redis unavailable")
         finally:
             metrics.count(self.services.redis, "stream_bytes", self.sent)
 
     # ---- the lines -------------------------------------------------------------------------
     def _lines(self) -> Iterator[bytes]:
-        job = self.job
+        job, reader = self.job, self.reader
         yield render.line(
             {
                 "type": "meta",
@@ -114,10 +96,10 @@ class JobStream:
         )
         kind = job.request.job_kind
         if kind in (SEED_RESOLVE, LINEAGE):
-            self._wait_finished()
+            self.job = reader.wait_finished(job.id, follow=self.follow)
             document = seed_document if kind == SEED_RESOLVE else lineage_document
             yield b'{"type":"result","stage":' + render.dumps(kind) + b',"data":'
-            yield from document(self.services, job)
+            yield from document(reader, job)
             yield b"}\n"
             yield render.line({"type": "complete", "total_records": 0})
             return
@@ -125,7 +107,7 @@ class JobStream:
         started = self.cursor is None
         for domain in job.domains:
             if not started and domain != self.cursor.domain:  # type: ignore[union-attr]
-                total_records += self._rows_of(domain)
+                total_records += reader.rows(job.id, domain)
                 continue
             skip = 0 if started else self.cursor.batch  # type: ignore[union-attr]
             started = True
@@ -134,18 +116,16 @@ class JobStream:
                 count += rows
                 yield piece
             total_records += count
-        job = self._wait_finished()
-        if job.request.aggregates:
-            aggregation = self.store.get_json(job.id, "aggregation")
-            if aggregation is None:
-                raise StreamEnded("JOB_RESULT_EXPIRED", "the aggregation is gone")
+        job = self.job = reader.wait_finished(job.id, follow=self.follow)
+        aggregation = reader.aggregation(job)
+        if aggregation is not None:
             yield b'{"type":"aggregation","data":' + aggregation + b"}\n"
-        failed = sorted(self.registry.domain_states(job.id))
+        failed = reader.failed_domains(job.id)
         if failed:
             yield render.line(
                 {"type": "warning", "code": "EVENTS_PARTIAL_FAILURE", "failed_domains": failed}
             )
-        quality = self._quality()
+        quality = reader.domain_quality(job)
         yield render.line(
             {
                 "type": "quality_meta",
@@ -156,35 +136,35 @@ class JobStream:
         yield render.line({"type": "complete", "total_records": total_records})
 
     def _domain(self, domain: str, skip: int) -> Iterator[tuple[bytes, int]]:
-        """``domain_start``, its ``records`` lines from chunk ``skip`` on, ``domain_end``."""
-        part = events_part(domain)
-        total = self._total_rows(domain)
+        """``domain_start``, its ``records`` lines from chunk ``skip`` on, ``domain_end``; each
+        line with the rows it closes (only ``domain_end`` counts: all of the domain's rows)."""
+        reader, job_id = self.reader, self.job.id
         yield (
             render.line(
                 {
                     "type": "domain_start",
                     "domain": domain,
-                    "total": total,
-                    "quality_meta": self._quality().get(domain),
+                    "total": reader.final_rows(job_id, domain),
+                    "quality_meta": reader.domain_quality(self.job).get(domain),
                 }
             ),
             0,
         )
         columns: tuple[str, ...] = ()
         count = 0
-        for number, batch, ref in self._chunks(domain):
-            count += ref.rows
-            if number < skip:
+        for chunk in reader.chunks(job_id, domain, follow=self.follow):
+            count += chunk.ref.rows
+            if chunk.number < skip:
                 continue
-            rows = self.store.read_chunk(part, batch, ref)
+            rows = reader.chunk_rows(domain, chunk)
             if not columns:
-                columns = self.store.columns(self.job.id, part)
+                columns = reader.columns(job_id, domain)
             yield (
                 render.line(
                     {
                         "type": "records",
                         "domain": domain,
-                        "batch": number,
+                        "batch": chunk.number,
                         "count": len(rows),
                         "data": render.row_objects(columns, rows),
                     }
@@ -192,69 +172,3 @@ class JobStream:
                 0,
             )
         yield render.line({"type": "domain_end", "domain": domain, "count": count}), count
-
-    def _chunks(self, domain: str) -> Iterator[tuple[int, int, ChunkRef]]:
-        """Every chunk of ``domain`` in order, waiting for batches while following."""
-        part = events_part(domain)
-        number = batch = 0
-        while True:
-            if domain in self.registry.domain_states(self.job.id):
-                return  # a failed domain has no rows (the warning line says so)
-            total = self.registry.progress(self.job.id).get(f"{part}:total")
-            if total is not None and batch >= total:
-                return
-            entry = None if total is None else self.store.entry(self.job.id, part, batch)
-            if entry is None:
-                self._pause(domain, batch)
-                continue
-            for ref in entry.chunks:
-                yield number, entry.batch, ref
-                number += 1
-            batch += 1
-
-    def _pause(self, domain: str, batch: int) -> None:
-        """Wait for a batch that is not committed yet (only while following a live job)."""
-        state = self.registry.state(self.job.id)
-        if state is None:
-            raise StreamEnded("JOB_RESULT_EXPIRED", "the job is gone (expired or purged)")
-        if state == FINISHED or not self.follow:
-            raise StreamEnded(
-                "CHUNK_LOST",
-                f"the result is incomplete: {domain} batch {batch} is not in the manifest",
-                domain=domain,
-                batch=batch,
-            )
-        if state not in ACTIVE:
-            raise StreamEnded("JOB_" + state.upper(), f"the job {state} while it was streamed")
-        time.sleep(FOLLOW_POLL_SECONDS)
-
-    def _wait_finished(self) -> Job:
-        """The job once finished (it already is unless following)."""
-        while True:
-            job = self.registry.load(self.job.id)
-            if job is None:
-                raise StreamEnded("JOB_RESULT_EXPIRED", "the job is gone (expired or purged)")
-            if job.state == FINISHED:
-                self.job = job
-                return job
-            if job.state not in ACTIVE or not self.follow:
-                raise StreamEnded("JOB_" + job.state.upper(), f"the job is {job.state}")
-            time.sleep(FOLLOW_POLL_SECONDS)
-
-    def _total_rows(self, domain: str) -> int | None:
-        """The domain's rows, or ``None`` while it is still being fetched (following)."""
-        if domain in self.registry.domain_states(self.job.id):
-            return 0
-        job = self.registry.load(self.job.id)
-        if job is not None and "events" in job.completed:
-            return self._rows_of(domain)
-        return None
-
-    def _rows_of(self, domain: str) -> int:
-        if domain in self.registry.domain_states(self.job.id):
-            return 0
-        return self.registry.progress(self.job.id).get(f"{events_part(domain)}:rows", 0)
-
-    def _quality(self) -> dict[str, dict[str, Any]]:
-        settings = self.services.settings
-        return domain_quality(self.job, self.registry, settings.max_rows_per_domain)

@@ -18,7 +18,7 @@ from http_api import render
 from pipeline import domains as domain_names
 from pipeline.bench.model import LimitFigures
 from pipeline.config import Settings
-from pipeline.engine.flow import CIDS_PART, events_part
+from pipeline.engine import parts
 from pipeline.engine.store import CheckpointStore
 from pipeline.rows import RowBatch, batched, clean_values
 from pipeline.sources.base import Source
@@ -114,7 +114,7 @@ def read_encode(store: CheckpointStore, job_id: str, domains: Sequence[str]) -> 
     rows = 0
     started = time.perf_counter()
     for domain in domains:
-        part = events_part(domain)
+        part = parts.events(domain)
         columns = store.columns(job_id, part)
         number = 0
         for entry in store.manifest(job_id, part).values():
@@ -144,10 +144,10 @@ def measure_limits(
     settings: Settings,
     repeats: int = 3,
 ) -> LimitFigures:
-    """Both limits for a finished job: the scan over the job's lots (its ``lineage:cids``
+    """Both limits for a finished job: the scan over the job's lots (its ``parts.CIDS``
     part), on as many processes as the workers have, and the read + encode of its stored rows
     in one thread, as the API streams (each the median of ``repeats``)."""
-    cids = [row[0] for batch in store.read(job_id, CIDS_PART) for row in batch.rows]
+    cids = [row[0] for batch in store.read(job_id, parts.CIDS) for row in batch.rows]
     scan_rows, scan_seconds, task_seconds = scan_domains(
         db, cids, domains, processes=processes, settings=settings, repeats=repeats
     )

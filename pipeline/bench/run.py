@@ -31,9 +31,8 @@ from pipeline.bench.probe import FAIL_AGGREGATION_KEY, QUERIES_KEY
 from pipeline.cli.jobs import parts_of
 from pipeline.config import Settings
 from pipeline.demo import info
-from pipeline.engine import codec, keys, lifecycle
+from pipeline.engine import codec, keys, lifecycle, parts
 from pipeline.engine.broker import make_broker
-from pipeline.engine.flow import events_part
 from pipeline.engine.runtime import runtime_for
 from pipeline.tools import rss
 from pipeline.tools.api_client import ApiClient, ApiError
@@ -275,9 +274,9 @@ def run_once(bench: BenchStack, stack: LocalStack, lots: int) -> tuple[RunFigure
         rss_series=sampler.samples,
         cpu_steal=steal,
     )
-    parts = parts_of(client, job_id)
+    stored = parts_of(client, job_id)
     figures.domain_seconds = {
-        d: float(parts[events_part(d)]["seconds"]) for d in rows if events_part(d) in parts
+        d: float(stored[parts.events(d)]["seconds"]) for d in rows if parts.events(d) in stored
     }
     missing = [s for s in STAGES if s not in figures.stages]
     if missing:
@@ -312,8 +311,7 @@ def measure_resume(bench: BenchStack, stack: LocalStack) -> ResumeFigure:
 
 def job_cids(bench: BenchStack, job_id: str) -> list[str]:
     """The lots of a finished job (its lineage's), as stored."""
-    from pipeline.engine.flow import CIDS_PART
     from pipeline.engine.store import CheckpointStore
 
     store = CheckpointStore(bench.client(), ttl_seconds=3600)
-    return [str(row[0]) for batch in store.read(job_id, CIDS_PART) for row in batch.rows]
+    return [str(row[0]) for batch in store.read(job_id, parts.CIDS) for row in batch.rows]

@@ -14,7 +14,7 @@ import time
 
 from pipeline import domains
 from pipeline.config import Settings
-from pipeline.engine import lifecycle, metrics
+from pipeline.engine import lifecycle, metrics, parts
 from pipeline.engine.context import StageContext
 from pipeline.engine.job import EVENTS, Job
 from pipeline.engine.messages import MessageKey
@@ -25,20 +25,13 @@ from pipeline.stages.events import lots_per_fetch
 
 log = logging.getLogger(__name__)
 
-#: The part holding a job's lots, in batches of ``in_list_size`` (the events stage's input).
-CIDS_PART = "lineage:cids"
-
-
-def events_part(domain: str) -> str:
-    return f"{EVENTS}:{domain}"
-
 
 def events_totals(job: Job, cid_count: int, settings: Settings) -> dict[str, int]:
     """Input batches per events domain: one per ``in_list_size`` lots; ``jobs`` one per
     ``jobs_batches`` of those (its table is read once per batch: see ``fetch_events``)."""
     batches = math.ceil(cid_count / settings.in_list_size)
     jobs = math.ceil(batches / jobs_batches(settings))
-    return {events_part(d): (jobs if d == domains.JOBS else batches) for d in job.domains}
+    return {parts.events(d): (jobs if d == domains.JOBS else batches) for d in job.domains}
 
 
 def jobs_batches(settings: Settings) -> int:
@@ -69,8 +62,8 @@ def stage_messages(ctx: StageContext, stage: str) -> list[MessageKey]:
     for domain in job.domains:
         if domain in failed:
             continue
-        part = events_part(domain)
-        total = progress.get(f"{part}:total", 0)
+        part = parts.events(domain)
+        total = progress.get(parts.total(part), 0)
         done = store.finished(job.id, part)
         for group in range(events_groups(total, size)):
             if any(b not in done for b in group_batches(group, total, size)):
@@ -85,8 +78,8 @@ def events_settled(registry: JobRegistry, store: CheckpointStore, job: Job) -> b
     for domain in job.domains:
         if domain in failed:
             continue
-        part = events_part(domain)
-        if len(store.finished(job.id, part)) < progress.get(f"{part}:total", 0):
+        part = parts.events(domain)
+        if len(store.finished(job.id, part)) < progress.get(parts.total(part), 0):
             return False
     return True
 
@@ -114,7 +107,7 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
         if finished == EVENTS:  # its parts no longer change: index them for result pages
             index = PageIndex(ctx.store)
             for domain in job.domains:
-                index.ensure(job.id, events_part(domain))
+                index.ensure(job.id, parts.events(domain))
         _record_stage(ctx, finished)
     after = job.next_stage(finished)
     if after is None:
@@ -140,11 +133,11 @@ def _record_stage(ctx: StageContext, stage: str) -> None:
     rows = 0
     if stage == EVENTS:
         for domain in job.domains:
-            part = events_part(domain)
-            rows += progress.get(f"{part}:rows", 0)
-            metrics.count(client, "rows_written", progress.get(f"{part}:rows", 0), part=part)
+            part = parts.events(domain)
+            rows += progress.get(parts.rows(part), 0)
+            metrics.count(client, "rows_written", progress.get(parts.rows(part), 0), part=part)
     else:
-        rows = progress.get(f"{stage}:q:rows", 0)
+        rows = progress.get(parts.rows(parts.queries(stage)), 0)
     ctx.registry.announce(lifecycle.STAGE_FINISHED, job.id, stage=stage, rows=rows, seconds=seconds)
 
 

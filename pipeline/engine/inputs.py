@@ -14,10 +14,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from pipeline import domains
-from pipeline.engine.flow import CIDS_PART
+from pipeline.engine import parts
 from pipeline.engine.job import Job
-from pipeline.engine.steps.lineage_step import MAP_COLUMNS, lineage_part
-from pipeline.engine.steps.seed_step import SEED_COLUMNS, SEEDS_PART
+from pipeline.engine.steps.lineage_step import MAP_COLUMNS
+from pipeline.engine.steps.seed_step import SEED_COLUMNS
 from pipeline.engine.store import CheckpointStore
 from pipeline.errors import InvalidInput
 from pipeline.request import EVENTS, LINEAGE
@@ -106,13 +106,13 @@ def write_inputs(
     if request.container_ids:
         store.write_rows(
             job.id,
-            CIDS_PART,
+            parts.CIDS,
             ("CONTAINERID",),
             ((c,) for c in request.container_ids),
             in_list_size,
         )
     elif source_job:
-        count = store.copy_part(source_job, job.id, CIDS_PART)
+        count = store.copy_part(source_job, job.id, parts.CIDS)
     if not request.aggregates:
         return count
     direction = request.direction()
@@ -120,16 +120,16 @@ def write_inputs(
         if request.seed_container_ids:
             _write_seeds(store, job.id, request.seed_container_ids, batch_size)
         else:
-            store.copy_part(source_job, job.id, SEEDS_PART)
+            store.copy_part(source_job, job.id, parts.SEEDS)
         for key in ("seed_roots", RELATED[direction]):
-            store.copy_part(source_job, job.id, lineage_part(key))
+            store.copy_part(source_job, job.id, parts.lineage(key))
         return count
     maps = lineage_maps(lineage or {}, direction)
     _write_seeds(store, job.id, seeds_of(request.seed_container_ids, maps), batch_size)
     for key, value in maps.items():
-        store.write_rows(job.id, lineage_part(key), MAP_COLUMNS, value.items(), batch_size)
+        store.write_rows(job.id, parts.lineage(key), MAP_COLUMNS, value.items(), batch_size)
     return count
 
 
 def _write_seeds(store: CheckpointStore, job_id: str, cids: Iterable[str], size: int) -> None:
-    store.write_rows(job_id, SEEDS_PART, SEED_COLUMNS, ((c, None, None) for c in cids), size)
+    store.write_rows(job_id, parts.SEEDS, SEED_COLUMNS, ((c, None, None) for c in cids), size)

@@ -38,7 +38,8 @@ def job_keys(job_id: str) -> str:
 
 
 def progress(job_id: str) -> str:
-    """Hash: ``{part}:done``/``{part}:total``/``{part}:rows`` counters, stage run counts."""
+    """Hash: counters per part (batches done and expected, rows, truncated batches) and runs
+    per stage; field names from ``pipeline.engine.parts``."""
     return f"{job(job_id)}:progress"
 
 

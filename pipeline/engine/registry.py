@@ -17,7 +17,7 @@ import orjson
 import redis
 
 from pipeline.config import DEFAULT_RESULT_REUSE_SECONDS
-from pipeline.engine import codec, keys, lifecycle
+from pipeline.engine import codec, keys, lifecycle, parts
 from pipeline.engine.job import (
     ACTIVE,
     CANCELLED,
@@ -144,7 +144,8 @@ class JobRegistry:
         return codec.as_text(value) if value else None
 
     def progress(self, job_id: str) -> dict[str, int]:
-        """Counters: ``{part}:done``/``:total``/``:rows``, ``runs:{stage}``."""
+        """The job's counters by field name (see ``pipeline.engine.parts``: ``done``, ``total``,
+        ``rows``, ``truncated`` per part, ``runs`` per stage)."""
         raw = self.redis.hgetall(keys.progress(job_id))
         return {codec.as_text(k): int(v) for k, v in raw.items()}
 
@@ -184,7 +185,7 @@ class JobRegistry:
         pipe.hsetnx(keys.job(job_id), "started_at", repr(now))
         pipe.hsetnx(keys.job(job_id), f"began:{stage}", repr(now))  # [1]: 1 the first time
         pipe.hset(keys.job(job_id), "revivals", 0)  # it moves: a later stall is news again
-        pipe.hincrby(keys.progress(job_id), f"runs:{stage}", 1)
+        pipe.hincrby(keys.progress(job_id), parts.runs(stage), 1)
         self.store.register(pipe, job_id, keys.progress(job_id))
         pipe.zadd(keys.RUNNING, {job_id: now})
         first = pipe.execute()[1]
@@ -296,11 +297,11 @@ class JobRegistry:
 
     # ---- counters and claims ---------------------------------------------------------------
     def set_totals(self, job_id: str, totals: dict[str, int]) -> None:
-        """Set ``{part}:total`` counters (input batches per part)."""
+        """Set the ``parts.total`` counters (input batches per part)."""
         if not totals:
             return
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(keys.progress(job_id), mapping={f"{p}:total": n for p, n in totals.items()})
+        pipe.hset(keys.progress(job_id), mapping={parts.total(p): n for p, n in totals.items()})
         self.store.register(pipe, job_id, keys.progress(job_id))
         pipe.execute()
 

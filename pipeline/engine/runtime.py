@@ -24,10 +24,9 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from pipeline import logs
 from pipeline.config import Settings
-from pipeline.engine import lifecycle
+from pipeline.engine import lifecycle, parts
 from pipeline.engine.context import JobInactive, StageContext
 from pipeline.engine.flow import (
-    CIDS_PART,
     advance,
     dispatch_stage,
     events_settled,
@@ -280,7 +279,7 @@ class Runtime:
         self.store.touch(source.id)
         if given:
             return given
-        return self.registry.progress(source.id).get(f"{CIDS_PART}:rows", 0) or source.cid_count
+        return self.registry.progress(source.id).get(parts.rows(parts.CIDS), 0) or source.cid_count
 
     # ---- dead workers ----------------------------------------------------------------------
     def resend(self, job_id: str, message_key: str) -> bool:

@@ -10,8 +10,8 @@ import time
 from typing import Any, cast
 
 from pipeline.engine import job as job_states
+from pipeline.engine import parts
 from pipeline.engine.documents import JobState
-from pipeline.engine.flow import events_part
 from pipeline.engine.job import EVENTS, Job
 from pipeline.engine.registry import JobRegistry
 
@@ -42,9 +42,9 @@ def stage_progress(job: Job, registry: JobRegistry) -> dict[str, dict[str, Any]]
         if stage == EVENTS:
             per_domain = {
                 d: {
-                    "batches_done": counters.get(f"{events_part(d)}:done", 0),
-                    "batches_total": counters.get(f"{events_part(d)}:total"),
-                    "rows": counters.get(f"{events_part(d)}:rows", 0),
+                    "batches_done": counters.get(parts.done(parts.events(d)), 0),
+                    "batches_total": counters.get(parts.total(parts.events(d))),
+                    "rows": counters.get(parts.rows(parts.events(d)), 0),
                 }
                 for d in job.domains
             }
@@ -56,13 +56,13 @@ def stage_progress(job: Job, registry: JobRegistry) -> dict[str, dict[str, Any]]
                 "domains": per_domain,
             }
         else:
-            queries = f"{stage}:q"
+            queries = parts.queries(stage)
             stages[stage] = {
-                "batches_done": counters.get(f"{queries}:done", 0),
+                "batches_done": counters.get(parts.done(queries), 0),
                 "batches_total": None,  # a sequence of queries whose length is found on the way
-                "rows": counters.get(f"{queries}:rows", 0),
+                "rows": counters.get(parts.rows(queries), 0),
             }
-        stages[stage]["runs"] = counters.get(f"runs:{stage}", 0)
+        stages[stage]["runs"] = counters.get(parts.runs(stage), 0)
         stages[stage]["completed"] = stage in job.completed
     return stages
 
@@ -133,18 +133,18 @@ def domain_quality(job: Job, registry: JobRegistry, max_rows: int) -> dict[str, 
     counters = registry.progress(job.id)
     quality: dict[str, dict[str, Any]] = {}
     for domain in job.domains:
-        part = events_part(domain)
+        part = parts.events(domain)
         meta: dict[str, Any] = {
             "status": COMPLETE,
             "scope": "domain",
             "domain": domain,
             "reasons": [],
-            "observed_rows": counters.get(f"{part}:rows", 0),
+            "observed_rows": counters.get(parts.rows(part), 0),
         }
         if domain in failed:
             meta.update(status=FAILED, observed_rows=0)
             meta["reasons"].append(f"{failed[domain]['code']}: {failed[domain]['message']}")
-        elif counters.get(f"{part}:truncated", 0):
+        elif counters.get(parts.truncated(part), 0):
             meta.update(status=TRUNCATED, max_rows=max_rows)
             meta["reasons"].append(f"row guard: kept the first {max_rows:,} rows")
         quality[domain] = meta

@@ -1,11 +1,12 @@
 """The checkpoint store: a job's rows as msgpack chunks in Redis, and a manifest per part.
 
-A *part* is one output of a stage (``events:history``, ``lineage:cids``, ``seed-resolve:q``...).
-Its input is cut into numbered *batches*; a batch's rows are written as chunks (one per fetched
-batch of rows, columns stored once per part), then the batch is *committed*: its manifest entry
-(chunk keys, rows per chunk, CRC-32 per chunk) is added to the part's manifest hash. Only committed
-batches count: a stage that starts again skips them, and readers only see them. A batch that died
-half-written leaves chunks no manifest names (they carry the TTL and go with the job).
+A *part* is one output of a stage (``events:history``, ``cids``, ``seed-resolve:q``...,
+named in ``pipeline.engine.parts``). Its input is cut into numbered *batches*; a batch's rows are
+written as chunks (one per fetched batch of rows, columns stored once per part), then the batch
+is *committed*: its manifest entry (chunk keys, rows per chunk, CRC-32 per chunk) is added to the
+part's manifest hash. Only committed batches count: a stage that starts again skips them, and
+readers only see them. A batch that died half-written leaves chunks no manifest names (they carry
+the TTL and go with the job).
 
 Every key is registered in the job's key set and carries the job's TTL; ``touch`` refreshes them
 all and ``release`` unlinks them (non-blocking deletes) without any ``SCAN``.
@@ -20,7 +21,7 @@ from typing import Any
 
 import redis
 
-from pipeline.engine import codec, keys
+from pipeline.engine import codec, keys, parts
 from pipeline.errors import TraceError
 from pipeline.rows import RowBatch, batched
 
@@ -143,14 +144,14 @@ class CheckpointStore:
                 return
             final, dropped = entry, list[str]()
             if row_limit is not None:
-                committed = int(pipe.hget(progress_key, f"{part}:rows") or 0)
+                committed = int(pipe.hget(progress_key, parts.rows(part)) or 0)
                 final, dropped = entry.cut(max(0, row_limit - committed))
             pipe.multi()
             pipe.hset(manifest_key, field_name, final.to_bytes())
-            pipe.hincrby(progress_key, f"{part}:done", 1)
-            pipe.hincrby(progress_key, f"{part}:rows", final.rows)
+            pipe.hincrby(progress_key, parts.done(part), 1)
+            pipe.hincrby(progress_key, parts.rows(part), final.rows)
             if final.truncated:  # readers learn it from the counters, not the whole manifest
-                pipe.hincrby(progress_key, f"{part}:truncated", 1)
+                pipe.hincrby(progress_key, parts.truncated(part), 1)
             self.register(pipe, job_id, manifest_key, progress_key)
             if dropped:
                 pipe.unlink(*dropped)

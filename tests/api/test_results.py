@@ -11,8 +11,7 @@ import falcon.testing
 import pytest
 
 from http_api.services import Services
-from pipeline.engine import keys
-from pipeline.engine.flow import events_part
+from pipeline.engine import keys, parts
 from tests.api.conftest import AppFactory
 from tests.api.helpers import lot_ids, ndjson, post_events, wait_status
 
@@ -35,7 +34,7 @@ def all_rows(client: falcon.testing.TestClient, job_id: str, domain: str) -> lis
 def chunk_edges(services: Services, job_id: str, domain: str) -> list[int]:
     """The row offsets where the domain's chunks start (from the page index, whose last member
     marks the end)."""
-    index = keys.page_index(job_id, events_part(domain))
+    index = keys.page_index(job_id, parts.events(domain))
     found = services.redis.zrange(index, 0, -1, withscores=True)
     return [int(score) for _member, score in found[:-1]]
 
@@ -153,7 +152,7 @@ def test_a_lost_chunk_ends_the_stream_with_an_error_naming_domain_and_batch(
 ) -> None:
     client, services = api
     # Given the third chunk of materials is gone (evicted, expired)
-    entry = services.runtime.store.manifest(job, events_part("materials"))
+    entry = services.runtime.store.manifest(job, parts.events("materials"))
     refs = [ref for e in entry.values() for ref in e.chunks]
     services.redis.delete(refs[2].key)
     # When the result is streamed
@@ -177,7 +176,7 @@ def test_a_chunk_that_fails_its_checksum_ends_the_stream_with_an_error(
     api: tuple[falcon.testing.TestClient, Services], job: str
 ) -> None:
     client, services = api
-    entry = services.runtime.store.manifest(job, events_part("history"))
+    entry = services.runtime.store.manifest(job, parts.events("history"))
     ref = next(iter(entry.values())).chunks[0]
     services.redis.set(ref.key, b"\x90")  # an empty msgpack list: valid, but not what was stored
     lines = ndjson(client.simulate_get(f"/api/trace/job/{job}/stream").text)

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from pipeline.config import Settings
-from pipeline.engine.flow import events_part
+from pipeline.engine import parts
 from pipeline.engine.job import Job
 from pipeline.engine.messages import MessageKey
 from pipeline.engine.runtime import Runtime
@@ -79,7 +79,7 @@ def job_rows(store: CheckpointStore, job_id: str, domains: Sequence[str]) -> dic
     return {
         d: [
             stable(batch.columns, row)
-            for batch in store.read(job_id, events_part(d))
+            for batch in store.read(job_id, parts.events(d))
             for row in batch.rows
         ]
         for d in domains

@@ -10,9 +10,17 @@ import pytest
 import redis
 
 from pipeline.config import Settings
-from pipeline.engine import keys
-from pipeline.engine.flow import events_part
-from pipeline.engine.job import AGGREGATION, CANCELLED, EVENTS, FAILED, FINISHED, LARGE_QUEUE
+from pipeline.engine import keys, parts
+from pipeline.engine.job import (
+    AGGREGATION,
+    CANCELLED,
+    EVENTS,
+    FAILED,
+    FINISHED,
+    LARGE_QUEUE,
+    LINEAGE,
+    SEED_RESOLVE,
+)
 from pipeline.engine.messages import MessageKey
 from pipeline.engine.runtime import Runtime
 from pipeline.engine.status import STATUS_FIELDS, domain_quality, job_status, query_quality
@@ -60,7 +68,7 @@ def test_a_job_from_seeds_stores_the_rows_the_stage_functions_return(
     assert job.cid_count > settings.in_list_size  # the lots did span several batches
     progress = inline.registry.progress(job.id)
     for domain, rows in expected.items():
-        assert progress[f"{events_part(domain)}:rows"] == len(rows)
+        assert progress[parts.rows(parts.events(domain))] == len(rows)
 
 
 def test_an_msd_job_computes_the_same_analysis_as_the_in_process_runner(
@@ -76,7 +84,7 @@ def test_an_msd_job_computes_the_same_analysis_as_the_in_process_runner(
     job = inline.registry.load(job.id)
     assert job.state == FINISHED and job.completed[-1] == AGGREGATION
     assert orjson.loads(inline.store.get_json(job.id, "aggregation") or b"null") == expected
-    detail = [r[0] for b in inline.store.read(job.id, "aggregation:detail") for r in b.rows]
+    detail = [r[0] for b in inline.store.read(job.id, parts.AGGREGATION_DETAIL) for r in b.rows]
     expected_detail = [
         orjson.loads(line) for line in (tmp_path / "detail.ndjson").read_bytes().splitlines()
     ]
@@ -97,7 +105,7 @@ def test_a_job_from_cids_skips_seed_resolve_and_lineage(
     # Then only the events stage ran, and it stored the direct result
     job = inline.registry.load(job.id)
     assert job.state == FINISHED and job.completed == [EVENTS]
-    assert "runs:seed-resolve" not in inline.registry.progress(job.id)
+    assert parts.runs(SEED_RESOLVE) not in inline.registry.progress(job.id)
     assert job_rows(inline.store, job.id, job.domains) == direct_rows(
         sqlite_source, request, settings
     )
@@ -138,7 +146,7 @@ def test_a_redelivered_events_message_neither_refetches_nor_starts_aggregation_t
     assert inline.registry.queries(job.id) == queries_before
     assert [m[1] for m in dispatcher.sent] == [MessageKey(AGGREGATION)]
     run(inline)
-    assert inline.registry.progress(job.id)["runs:aggregation"] == 1
+    assert inline.registry.progress(job.id)[parts.runs(AGGREGATION)] == 1
     assert inline.registry.load(job.id).state == FINISHED
 
 
@@ -298,7 +306,7 @@ def test_jobs_are_matched_a_pass_per_batch_of_lots_with_the_rows_of_one_pass(
     run(runtime)
     # Then the jobs domain took one batch per 100 lots, and holds the rows one pass over all the
     # lots gives (in another order: batch by batch)
-    assert len(runtime.store.finished(job.id, events_part("jobs"))) == 15
+    assert len(runtime.store.finished(job.id, parts.events("jobs"))) == 15
     stored = job_rows(runtime.store, job.id, ["jobs"])["jobs"]
     with SqliteSource(warehouse) as source:
         one_pass = [tuple(r) for b in fetch_events(source, "jobs", cids) for r in b.rows]
@@ -374,7 +382,7 @@ def test_an_operator_retry_resumes_at_the_failed_stage_without_rerunning_earlier
     done = runtime.registry.load(job.id)
     assert done.state == FINISHED
     progress = runtime.registry.progress(job.id)
-    assert (progress["runs:seed-resolve"], progress["runs:lineage"]) == (1, 1)
+    assert (progress[parts.runs(SEED_RESOLVE)], progress[parts.runs(LINEAGE)]) == (1, 1)
     after = runtime.registry.queries(job.id)
     assert {k: v for k, v in after.items() if not k.startswith("aggregation")} == {
         k: v for k, v in queries.items() if not k.startswith("aggregation")

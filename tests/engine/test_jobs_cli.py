@@ -23,9 +23,18 @@ from pipeline.cli.jobs import (
     EXIT_USAGE,
     duration,
 )
-from pipeline.engine import keys, lifecycle
+from pipeline.engine import keys, lifecycle, parts
 from pipeline.engine.broker import make_broker
-from pipeline.engine.job import AGGREGATION, CANCELLED, FAILED, FINISHED, QUEUE, QUEUED
+from pipeline.engine.job import (
+    AGGREGATION,
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    LINEAGE,
+    QUEUE,
+    QUEUED,
+    SEED_RESOLVE,
+)
 from pipeline.engine.runtime import Runtime
 from tests.engine.conftest import ROOT, Workers
 from tests.engine.helpers import InlineDispatcher, wait_ended, wait_for
@@ -99,7 +108,7 @@ def test_show_gives_stages_parts_and_ttls(
     stored = sum(e.rows for e in inline.store.manifest(finished, "events:history").values())
     assert history["rows"] == stored > 0
     assert history["chunks"] >= history["batches"] >= 1
-    assert history["seconds"] > 0 and shown["parts"]["lineage:cids"]["seconds"] == 0
+    assert history["seconds"] > 0 and shown["parts"]["cids"]["seconds"] == 0
     assert 0 < shown["ttl_seconds"] <= inline.settings.job_ttl_seconds
     assert shown["keys"] > 1
     ttls = shown["key_ttls"]  # every key of the job, its hash and key set included
@@ -143,7 +152,7 @@ def test_retry_resumes_at_the_failed_stage_through_a_worker(
     assert retried == {"retried": [job.id], "refused": [], "skipped": []}
     assert wait_ended(runtime, job.id).state == FINISHED
     progress = runtime.registry.progress(job.id)
-    assert (progress["runs:seed-resolve"], progress["runs:lineage"]) == (1, 1)
+    assert (progress[parts.runs(SEED_RESOLVE)], progress[parts.runs(LINEAGE)]) == (1, 1)
     # And retrying a job that is not failed is refused with exit code 1
     again = jobs(engine_env, "retry", job.id)
     assert again.returncode == EXIT_REFUSED and "not failed" in again.stdout

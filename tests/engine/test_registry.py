@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from pipeline.engine import keys
+from pipeline.engine import keys, parts
 from pipeline.engine.job import CANCELLED, FAILED, FINISHED, LINEAGE, QUEUED, SEED_RESOLVE, STARTED
 from pipeline.engine.registry import JobRegistry
 from pipeline.engine.store import CheckpointStore
@@ -242,8 +242,8 @@ def test_cancel_releases_the_checkpoints_but_keeps_the_status_readable(
     # Given a started job with a committed chunk
     job, _ = registry.submit(request())
     registry.start_stage(job.id, SEED_RESOLVE)
-    entry = store.write_batch(job.id, "seed-resolve:q", 0, [RowBatch(("X",), [("a",)])])
-    store.commit(job.id, "seed-resolve:q", entry)
+    entry = store.write_batch(job.id, parts.SEED_QUERIES, 0, [RowBatch(("X",), [("a",)])])
+    store.commit(job.id, parts.SEED_QUERIES, entry)
     checkpoints = [m.decode() for m in store_redis.smembers(keys.job_keys(job.id))]
     assert entry.chunks[0].key in checkpoints
     # When it is cancelled

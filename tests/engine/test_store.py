@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 import redis
 
-from pipeline.engine import codec, keys
+from pipeline.engine import codec, keys, parts
 from pipeline.engine.store import CheckpointStore, ChunkLost, ChunkRef, Entry
 from pipeline.rows import RowBatch
 
@@ -38,7 +38,7 @@ def all_rows(store: CheckpointStore, part: str = PART) -> list[tuple[object, ...
 
 def progress(client: redis.Redis, part: str = PART) -> tuple[int, int]:
     raw = client.hgetall(keys.progress(JOB))
-    return int(raw[f"{part}:done".encode()]), int(raw[f"{part}:rows".encode()])
+    return int(raw[parts.done(part).encode()]), int(raw[parts.rows(part).encode()])
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ def test_write_rows_cuts_batches_and_keeps_the_committed_ones_on_a_rerun(
     store: CheckpointStore, store_redis: redis.Redis
 ) -> None:
     # Given an earlier run that committed only batch 0 (rows 0-3) of a size-4 output
-    part = "lineage:cids"
+    part = parts.CIDS
     rows = make_rows(0, 10)
     first = store.write_batch(JOB, part, 0, [RowBatch(COLUMNS, rows[:4])])
     store.commit(JOB, part, first)

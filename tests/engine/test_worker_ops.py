@@ -13,8 +13,7 @@ from pathlib import Path
 
 import redis
 
-from pipeline.engine import lifecycle
-from pipeline.engine.flow import events_part
+from pipeline.engine import lifecycle, parts
 from pipeline.engine.job import FINISHED, QUEUE, QUEUED
 from pipeline.engine.runtime import Runtime
 from pipeline.request import TraceRequest
@@ -101,14 +100,16 @@ def test_sigterm_lets_the_running_batches_finish(
         timeout=30,
         what="a batch under way",
     )
-    parts = [events_part(d) for d in ("history", "holds")]
-    done_before = sum(runtime.registry.progress(job.id).get(f"{p}:done", 0) for p in parts)
+    domain_parts = [parts.events(d) for d in ("history", "holds")]
+    progress = runtime.registry.progress(job.id)
+    done_before = sum(progress.get(parts.done(p), 0) for p in domain_parts)
     # When the operator stops it (systemctl stop: SIGTERM to the main process)
     proc.send_signal(signal.SIGTERM)
     # Then it exits cleanly once the batch it was running is committed, well before the
     # shutdown timeout, and took nothing new
     assert proc.wait(timeout=60) == 0
-    done_after = sum(runtime.registry.progress(job.id).get(f"{p}:done", 0) for p in parts)
+    progress = runtime.registry.progress(job.id)
+    done_after = sum(progress.get(parts.done(p), 0) for p in domain_parts)
     assert done_after > done_before
     log = workers.logs[0].read_text()
     assert "Killing worker process" not in log

@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from pipeline.config import Settings
+from pipeline.engine import parts
 from pipeline.engine.broker import make_broker
-from pipeline.engine.flow import events_part
 from pipeline.engine.job import AGGREGATION, CANCELLED, EVENTS, FINISHED, LINEAGE, SEED_RESOLVE
 from pipeline.engine.runtime import Runtime, runtime_for
 from pipeline.request import TraceRequest
@@ -27,10 +27,10 @@ from tests.support.warehouse import lots
 
 #: The part whose first committed batch shows a stage is under way.
 STAGE_PARTS = {
-    SEED_RESOLVE: "seed-resolve:q",
-    LINEAGE: "lineage:q",
-    EVENTS: events_part("history"),
-    AGGREGATION: "aggregation:q",
+    SEED_RESOLVE: parts.SEED_QUERIES,
+    LINEAGE: parts.LINEAGE_QUERIES,
+    EVENTS: parts.events("history"),
+    AGGREGATION: parts.AGGREGATION_QUERIES,
 }
 
 
@@ -87,7 +87,7 @@ def test_a_worker_killed_mid_stage_resumes_without_requerying_finished_batches(
     part = STAGE_PARTS[stage]
 
     def mid_stage() -> bool:
-        return runtime.registry.progress(job.id).get(f"{part}:done", 0) >= 1
+        return runtime.registry.progress(job.id).get(parts.done(part), 0) >= 1
 
     wait_for(mid_stage, timeout=60, what=f"{stage} to commit its first batch", every=0.01)
     # When the worker is killed outright in the middle of that stage
@@ -96,7 +96,7 @@ def test_a_worker_killed_mid_stage_resumes_without_requerying_finished_batches(
     assert at_kill is not None and stage not in at_kill.completed, "stage ended before the kill"
     committed = {
         f"{p}:{b}"
-        for p in (*STAGE_PARTS.values(), *(events_part(d) for d in at_kill.domains))
+        for p in (*STAGE_PARTS.values(), *(parts.events(d) for d in at_kill.domains))
         for b in runtime.store.finished(job.id, p)
     }
     runs_before = runtime.registry.progress(job.id)
@@ -116,8 +116,8 @@ def test_a_worker_killed_mid_stage_resumes_without_requerying_finished_batches(
     # ... and the stages finished before the kill did not run again
     progress = runtime.registry.progress(job.id)
     for earlier in at_kill.completed:
-        assert progress[f"runs:{earlier}"] == runs_before[f"runs:{earlier}"]
-    assert all(progress[f"runs:{s}"] == 1 for s in (SEED_RESOLVE, LINEAGE) if s != stage)
+        assert progress[parts.runs(earlier)] == runs_before[parts.runs(earlier)]
+    assert all(progress[parts.runs(s)] == 1 for s in (SEED_RESOLVE, LINEAGE) if s != stage)
 
 
 def test_a_message_that_keeps_killing_its_worker_fails_its_batch_after_the_attempt_limit(
@@ -147,7 +147,7 @@ def test_a_message_that_keeps_killing_its_worker_fails_its_batch_after_the_attem
     assert failed["holds"]["code"] == "BATCH_ATTEMPTS_EXCEEDED"
     attempts = int(store_redis.hget(f"trace:job:{job.id}:attempts", "events:holds:0") or 0)
     assert attempts == runtime.settings.batch_max_attempts + 1
-    assert runtime.registry.progress(job.id)[f"{events_part('history')}:rows"] > 0
+    assert runtime.registry.progress(job.id)[parts.rows(parts.events("history"))] > 0
 
 
 def test_transient_errors_are_retried_and_fail_the_domain_when_retries_run_out(
@@ -167,7 +167,7 @@ def test_transient_errors_are_retried_and_fail_the_domain_when_retries_run_out(
     assert job.state == FINISHED
     failed = runtime.registry.domain_states(job.id)
     assert list(failed) == ["holds"] and failed["holds"]["code"] == "SOURCE_UNAVAILABLE"
-    assert runtime.registry.progress(job.id)[f"{events_part('history')}:rows"] > 0
+    assert runtime.registry.progress(job.id)[parts.rows(parts.events("history"))] > 0
     left = int(store_redis.hget(FAULTS_KEY, "transient:events/holds") or 0)
     assert 99 - left == runtime.settings.max_retries + 1
 
@@ -181,7 +181,7 @@ def test_cancel_stops_a_running_job(
     job, _ = runtime.submit(TraceRequest(profile="query_tool", container_ids=cids))
     workers.start()
     wait_for(
-        lambda: runtime.registry.progress(job.id).get("events:history:done", 0) >= 1,
+        lambda: runtime.registry.progress(job.id).get(parts.done(parts.events("history")), 0) >= 1,
         timeout=30,
         what="the first batch",
     )
@@ -273,7 +273,7 @@ def test_a_job_failed_in_a_stage_and_retried_does_not_rerun_earlier_stages(
         runtime, job.id, expected_result(MSD, sqlite_source, runtime.settings, tmp_path)
     )
     progress = runtime.registry.progress(job.id)
-    assert (progress["runs:seed-resolve"], progress["runs:lineage"]) == (1, 1)
+    assert (progress[parts.runs(SEED_RESOLVE)], progress[parts.runs(LINEAGE)]) == (1, 1)
     after = runtime.registry.queries(job.id)
     earlier = {k: v for k, v in before.items() if not k.startswith("aggregation")}
     assert (

@@ -11,17 +11,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipeline import domains
+from pipeline.engine import parts
 from pipeline.engine.context import StageContext
-from pipeline.engine.flow import events_part
 from pipeline.engine.recording import RecordingSource
-from pipeline.engine.steps.lineage_step import lineage_part
-from pipeline.engine.steps.seed_step import QUERIES_PART as SEED_QUERIES_PART
 from pipeline.engine.steps.seed_step import seed_cids
 from pipeline.stages.msd.detection import prepare_aggregator
 from pipeline.stages.msd.folding import machine_families
 
-QUERIES_PART = "aggregation:q"
-DETAIL_PART = "aggregation:detail"
 DETAIL_COLUMNS = ("row",)  # one dict per row: the detail table's keys differ by direction
 #: Detail rows per stored chunk: a row carries its lot's upstream machines and materials (a few
 #: KB as Python objects), so a chunk of ``fetch_rows`` of them would hold tens of MB at once.
@@ -29,14 +25,14 @@ DETAIL_CHUNK_ROWS = 500
 
 
 def run_aggregation(ctx: StageContext) -> None:
-    """Compute the analysis; store it as blob ``aggregation`` and rows ``DETAIL_PART``.
+    """Compute the analysis; store it as blob ``aggregation`` and rows ``parts.AGGREGATION_DETAIL``.
 
     Only the domains the analysis reads are read back; the detection lots come from the
     seed-resolve stage's recorded query when it asked the same (a date range), not from the
     source again.
     """
     job, store, settings = ctx.job, ctx.store, ctx.settings
-    source = RecordingSource(ctx, QUERIES_PART, reuse=(SEED_QUERIES_PART,))
+    source = RecordingSource(ctx, parts.AGGREGATION_QUERIES, reuse=(parts.SEED_QUERIES,))
     direction = job.request.direction()
     related = "ancestors" if direction == domains.BACKWARD else "descendants"
     with prepare_aggregator(
@@ -47,14 +43,14 @@ def run_aggregation(ctx: StageContext) -> None:
         for domain in job.domains:
             if domain in failed or not aggregator.uses(domain):
                 continue
-            for batch in store.read(job.id, events_part(domain)):
+            for batch in store.read(job.id, parts.events(domain)):
                 ctx.check_active()
                 aggregator.add_events(domain, batch)
         # The detail rows first: the pass that writes them also credits the machines, which
         # the result then reuses.
         store.write_rows(
             job.id,
-            DETAIL_PART,
+            parts.AGGREGATION_DETAIL,
             DETAIL_COLUMNS,
             ((r,) for r in aggregator.detail_rows()),
             DETAIL_CHUNK_ROWS,
@@ -66,5 +62,5 @@ def run_aggregation(ctx: StageContext) -> None:
 
 def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:
     """The (key, value) rows of a stored map part of the lineage document, streamed."""
-    for batch in ctx.store.read(ctx.job.id, lineage_part(key)):
+    for batch in ctx.store.read(ctx.job.id, parts.lineage(key)):
         yield from ((name, value) for name, value in batch.rows)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 
 from pipeline import domains
+from pipeline.engine import parts
 from pipeline.engine.context import StageContext
-from pipeline.engine.flow import CIDS_PART, events_part, group_batches, jobs_batches
+from pipeline.engine.flow import group_batches, jobs_batches
 from pipeline.engine.store import Entry
 from pipeline.stages.events import fetch_events
 
@@ -24,8 +25,8 @@ def run_events_group(ctx: StageContext, domain: str, group: int) -> None:
     errors propagate (the caller retries or fails the domain).
     """
     job, store, registry = ctx.job, ctx.store, ctx.registry
-    part = events_part(domain)
-    total = registry.progress(job.id).get(f"{part}:total", 0)
+    part = parts.events(domain)
+    total = registry.progress(job.id).get(parts.total(part), 0)
     done = store.finished(job.id, part)
     for batch in group_batches(group, total, ctx.settings.events_group_batches):
         if batch in done:
@@ -39,9 +40,9 @@ def run_events_group(ctx: StageContext, domain: str, group: int) -> None:
 def fetch_batch(ctx: StageContext, domain: str, batch: int) -> Entry:
     """Fetch, store and commit one input batch of ``domain``; returns its manifest entry."""
     job, store = ctx.job, ctx.store
-    part = events_part(domain)
+    part = parts.events(domain)
     limit = ctx.settings.max_rows_per_domain
-    room = limit - ctx.registry.progress(job.id).get(f"{part}:rows", 0)
+    room = limit - ctx.registry.progress(job.id).get(parts.rows(part), 0)
     writer = store.writer(job.id, part, batch)
     began = time.perf_counter()
     if room > 0:
@@ -71,12 +72,12 @@ def batch_cids(ctx: StageContext, domain: str, batch: int) -> list[str]:
     ``jobs_batches`` stored batches from ``batch`` times that on)."""
     store, job_id = ctx.store, ctx.job.id
     if domain != domains.JOBS:
-        return [row[0] for row in store.read_batch(job_id, CIDS_PART, batch)]
+        return [row[0] for row in store.read_batch(job_id, parts.CIDS, batch)]
     span = jobs_batches(ctx.settings)
-    total = store.finished(job_id, CIDS_PART)
+    total = store.finished(job_id, parts.CIDS)
     return [
         row[0]
         for number in range(batch * span, (batch + 1) * span)
         if number in total
-        for row in store.read_batch(job_id, CIDS_PART, number)
+        for row in store.read_batch(job_id, parts.CIDS, number)
     ]

@@ -9,22 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.engine import parts
 from pipeline.engine.context import StageContext
-from pipeline.engine.flow import CIDS_PART, events_totals
+from pipeline.engine.flow import events_totals
 from pipeline.engine.job import LARGE_QUEUE, QUEUE
 from pipeline.engine.recording import RecordingSource
 from pipeline.engine.steps.seed_step import seed_cids
 from pipeline.request import check_cid_limit
 from pipeline.stages.lineage import Lineage, ListPart, MapPart, walk
 
-QUERIES_PART = "lineage:q"
 #: Where a map-valued part of the lineage document goes: rows of (key, value).
 MAP_COLUMNS = ("key", "value")
 LIST_COLUMNS = ("value",)
-
-
-def lineage_part(key: str) -> str:
-    return f"lineage:{key}"
 
 
 def run_lineage(ctx: StageContext) -> None:
@@ -38,7 +34,7 @@ def run_lineage(ctx: StageContext) -> None:
     depth, cache_mb = settings.lineage_max_depth, settings.scratch_cache_mb
     with Lineage(direction, seed_cids(ctx), depth, cache_mb=cache_mb) as graph:
         if graph.seed_count():
-            walk(RecordingSource(ctx, QUERIES_PART), graph)
+            walk(RecordingSource(ctx, parts.LINEAGE_QUERIES), graph)
         _store_graph(ctx, graph)
 
 
@@ -46,22 +42,21 @@ def _store_graph(ctx: StageContext, graph: Lineage) -> None:
     job, settings, store = ctx.job, ctx.settings, ctx.store
     count = graph.cid_count()
     check_cid_limit(count, job.request.profile, settings)
-    store.write_rows(
-        job.id, CIDS_PART, ("CONTAINERID",), ((c,) for c in graph.all_cids()), settings.in_list_size
-    )
+    lots = ((c,) for c in graph.all_cids())
+    store.write_rows(job.id, parts.CIDS, ("CONTAINERID",), lots, settings.in_list_size)
     scalars: dict[str, Any] = {}
     for key, value in graph.payload_parts():  # one part at a time, each streamed as it is read
         if isinstance(value, MapPart):
-            store.write_rows(job.id, lineage_part(key), MAP_COLUMNS, value, settings.fetch_rows)
+            store.write_rows(job.id, parts.lineage(key), MAP_COLUMNS, value, settings.fetch_rows)
             scalars.setdefault("maps", []).append(key)
         elif isinstance(value, ListPart):
             store.write_rows(
-                job.id, lineage_part(key), LIST_COLUMNS, ((v,) for v in value), settings.fetch_rows
+                job.id, parts.lineage(key), LIST_COLUMNS, ((v,) for v in value), settings.fetch_rows
             )
             scalars.setdefault("lists", []).append(key)
         elif isinstance(value, dict):  # a fixed empty map of the contract ("merges")
             store.write_rows(
-                job.id, lineage_part(key), MAP_COLUMNS, value.items(), settings.fetch_rows
+                job.id, parts.lineage(key), MAP_COLUMNS, value.items(), settings.fetch_rows
             )
             scalars.setdefault("maps", []).append(key)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from pipeline import domains
+from pipeline.engine import parts
 from pipeline.engine.context import StageContext
 from pipeline.engine.recording import RecordingSource
 from pipeline.errors import NoSeeds
@@ -14,15 +15,12 @@ from pipeline.stages import seed_resolve
 from pipeline.stages.msd.scope import detection_seeds
 from pipeline.stages.seeds import Seed
 
-#: Seed lots of the job: rows of ``SEED_COLUMNS``.
-SEEDS_PART = "seed-resolve:seeds"
+#: The columns of the seed lots (``parts.SEEDS``).
 SEED_COLUMNS = ("container_id", "container_name", "lot_id")
-#: The queries this stage ran (replayed when it runs again).
-QUERIES_PART = "seed-resolve:q"
 
 
 def run_seed_resolve(ctx: StageContext) -> None:
-    """Resolve the request's seeds; store them (``SEEDS_PART``) and a summary blob.
+    """Resolve the request's seeds; store them (``parts.SEEDS``) and a summary blob.
 
     Raises ``InvalidInput`` (``NO_SEEDS``) when a query-tool trace matches nothing; a
     mid-section-defect range without detection lots goes on to an empty result, and a job that
@@ -30,7 +28,7 @@ def run_seed_resolve(ctx: StageContext) -> None:
     """
     job, settings = ctx.job, ctx.settings
     request = job.request
-    source = RecordingSource(ctx, QUERIES_PART)
+    source = RecordingSource(ctx, parts.SEED_QUERIES)
     seeds: Iterable[Seed]
     if request.params.detects(request.profile):
         # A date range may hold hundreds of thousands of lots: they stream into the store.
@@ -45,7 +43,7 @@ def run_seed_resolve(ctx: StageContext) -> None:
     counted = Counted(seeds)
     ctx.store.write_rows(
         job.id,
-        SEEDS_PART,
+        parts.SEEDS,
         SEED_COLUMNS,
         ((s.container_id, s.container_name, s.lot_id) for s in counted),
         settings.fetch_rows,
@@ -56,6 +54,6 @@ def run_seed_resolve(ctx: StageContext) -> None:
 
 def seed_cids(ctx: StageContext) -> Iterator[str]:
     """The job's seed lots, in resolve order, read a chunk at a time."""
-    for batch in ctx.store.read(ctx.job.id, SEEDS_PART):
+    for batch in ctx.store.read(ctx.job.id, parts.SEEDS):
         for row in batch.rows:
             yield row[0]

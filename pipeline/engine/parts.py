@@ -1,0 +1,85 @@
+"""The names of a job's parts and of the progress counters kept for them, in one place.
+
+A *part* is one output of a stage, stored as chunks plus a manifest (``CheckpointStore``). Its
+name is ``{stage}:{name}`` (``events:history``, ``lineage:ancestors``, ``seed-resolve:q``) except
+for ``CIDS``, which is not one stage's (see there). A part's name is in its Redis keys
+(``keys.manifest``, ``keys.chunk``...), so a renamed part is a different part: a job stored
+before the rename (running, or named by a later request's ``lineage_job_id``) does not have it.
+
+Every job has one progress hash (``keys.progress``) of integer counters: per part its committed
+batches (``done``), committed rows (``rows``), batches the row guard cut (``truncated``) and, for
+the events parts, the input batches to expect (``total``); per stage how often it started
+(``runs``). The counters are read whole (``JobRegistry.progress``) and looked up with the field
+functions here.
+"""
+
+from __future__ import annotations
+
+from pipeline.engine.job import AGGREGATION, EVENTS, LINEAGE, SEED_RESOLVE
+
+# ---- parts ------------------------------------------------------------------------------------
+#: The lots the events stage reads, in batches of ``in_list_size`` (one ``CONTAINERID`` column).
+#: Written by the lineage stage, or before the first stage of an events job (from the request's
+#: CIDs, or copied from the job named by ``lineage_job_id``): hence no stage in its name.
+CIDS = "cids"
+#: The job's seed lots: rows of (container_id, container_name, lot_id), written by seed-resolve
+#: (or before the first stage of a lineage job, and of an aggregating events job).
+SEEDS = f"{SEED_RESOLVE}:seeds"
+#: The aggregation's detail rows (one dict per row).
+AGGREGATION_DETAIL = f"{AGGREGATION}:detail"
+
+
+def queries(stage: str) -> str:
+    """The queries ``stage`` ran, one batch per query (``RecordingSource``), for the stages whose
+    work is a sequence of queries: seed-resolve, lineage, aggregation."""
+    return f"{stage}:q"
+
+
+#: The queries of seed-resolve, lineage and the aggregation (``queries``).
+SEED_QUERIES = queries(SEED_RESOLVE)
+LINEAGE_QUERIES = queries(LINEAGE)
+AGGREGATION_QUERIES = queries(AGGREGATION)
+
+
+def events(domain: str) -> str:
+    """The rows of one events domain, one batch per input batch of lots."""
+    return f"{EVENTS}:{domain}"
+
+
+def lineage(key: str) -> str:
+    """One map- or list-valued field ``key`` of the lineage document (``ancestors``,
+    ``seed_roots``...): rows of (key, value) or of (value,)."""
+    return f"{LINEAGE}:{key}"
+
+
+def name_in_stage(part: str) -> str:
+    """What a part's name says after its stage: the domain of an events part, the key of a
+    lineage part (``seeds``, ``q``...; empty for ``CIDS``)."""
+    return part.partition(":")[2]
+
+
+# ---- progress fields --------------------------------------------------------------------------
+def done(part: str) -> str:
+    """Committed batches of ``part``."""
+    return f"{part}:done"
+
+
+def total(part: str) -> str:
+    """Input batches ``part`` will have once its stage completes (set for the events parts by
+    the lineage stage, or when an events job is submitted; absent until then)."""
+    return f"{part}:total"
+
+
+def rows(part: str) -> str:
+    """Committed rows of ``part`` (after the row guard's cut)."""
+    return f"{part}:rows"
+
+
+def truncated(part: str) -> str:
+    """Batches of ``part`` the row guard (``TRACE_MAX_ROWS_PER_DOMAIN``) cut or dropped."""
+    return f"{part}:truncated"
+
+
+def runs(stage: str) -> str:
+    """Times ``stage`` started for the job (1 unless it was retried or resumed)."""
+    return f"runs:{stage}"

@@ -28,7 +28,8 @@ from pipeline.stages import seed_resolve
 from pipeline.stages.events import fetch_events, lots_per_fetch
 from pipeline.stages.lineage import Lineage, trace_lineage
 from pipeline.stages.msd.detection import prepare_aggregator
-from pipeline.stages.msd.folding import MsdAggregator, machine_families
+from pipeline.stages.msd.families import machine_families
+from pipeline.stages.msd.folding import MsdAggregator
 
 __all__ = ["Progress", "TraceRequest", "TraceSummary", "cid_groups", "ndjson", "run_trace"]
 

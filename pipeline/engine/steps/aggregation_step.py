@@ -18,7 +18,7 @@ from pipeline.engine.steps.lineage_step import lineage_part
 from pipeline.engine.steps.seed_step import QUERIES_PART as SEED_QUERIES_PART
 from pipeline.engine.steps.seed_step import seed_cids
 from pipeline.stages.msd.detection import prepare_aggregator
-from pipeline.stages.msd.folding import machine_families
+from pipeline.stages.msd.families import machine_families
 
 QUERIES_PART = "aggregation:q"
 DETAIL_PART = "aggregation:detail"

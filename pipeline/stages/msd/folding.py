@@ -23,7 +23,6 @@ of every station *after* the detection station.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,15 +30,12 @@ from typing import Any
 from pipeline import domains
 from pipeline.config import DEFAULT_PARETO_TOP_N, DEFAULT_SCRATCH_CACHE_MB
 from pipeline.engine import codec
-from pipeline.errors import InvalidInput, SourceQueryError
+from pipeline.errors import InvalidInput
 from pipeline.rows import RowBatch, batched
-from pipeline.sources.base import Source
 from pipeline.stages.msd import result as msd_result
 from pipeline.stages.msd.pareto import UNKNOWN, rate
 from pipeline.stages.scratch import Scratch
 from pipeline.workcenters import UNKNOWN_ORDER, group_order, require_group
-
-log = logging.getLogger(__name__)
 
 NA = "(NA)"
 NO_REASON = "(未填寫)"
@@ -455,21 +451,3 @@ class MsdAggregator:
         yield from msd_result.detail_rows(self, credit)
         if self.backward and self._finished:
             self._credit = credit
-
-
-def machine_families(source: Source, equipment_ids: Iterable[str]) -> dict[str, str]:
-    """``RESOURCEFAMILYNAME`` per equipment id, from ``DWH.DW_MES_RESOURCE``.
-
-    The family only labels the attribution rows, and that table lies outside the trace's data
-    model: when the warehouse refuses the query (no such table, no grant) every family reads
-    ``(未知)`` and a warning is logged, rather than failing an analysis whose work is done.
-    A transient error (``SourceUnavailable``) still propagates, so the stage is retried.
-    """
-    families: dict[str, str] = {}
-    try:
-        for batch in source.query_in("msd/resource_families", "ids", equipment_ids):
-            families.update((rid, family) for rid, family in batch.rows if family)
-    except SourceQueryError as error:
-        log.warning("machine families unavailable, shown as %s: %s", UNKNOWN, error.message)
-        return {}
-    return families

@@ -30,6 +30,7 @@ from pipeline.stages.lineage import Lineage, trace_lineage
 from pipeline.stages.msd.detection import prepare_aggregator
 from pipeline.stages.msd.families import machine_families
 from pipeline.stages.msd.folding import MsdAggregator
+from pipeline.stages.msd.result import detail_rows, machine_ids, result
 
 __all__ = ["Progress", "TraceRequest", "TraceSummary", "cid_groups", "ndjson", "run_trace"]
 
@@ -174,11 +175,12 @@ def _aggregate(
 ) -> None:
     clock = time.perf_counter()
     report.start("aggregation", None)
+    fold = aggregator.finish()
     with open(out / "detail.ndjson", "wb") as fh:  # first: it credits the machines
-        for row in aggregator.detail_rows():
+        for row in detail_rows(fold):
             fh.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
-    families = machine_families(source, aggregator.machine_ids())
-    summary.aggregation = aggregator.result(families)
+    families = machine_families(source, machine_ids(fold))
+    summary.aggregation = result(fold, families)
     _write_json(out / "aggregation.json", summary.aggregation)
     summary.seconds["aggregation"] = time.perf_counter() - clock
     report.finish("aggregation", f"{len(summary.aggregation['attribution'])} machines")

@@ -19,6 +19,7 @@ from pipeline.engine.steps.seed_step import QUERIES_PART as SEED_QUERIES_PART
 from pipeline.engine.steps.seed_step import seed_cids
 from pipeline.stages.msd.detection import prepare_aggregator
 from pipeline.stages.msd.families import machine_families
+from pipeline.stages.msd.result import detail_rows, machine_ids, result_json
 
 QUERIES_PART = "aggregation:q"
 DETAIL_PART = "aggregation:detail"
@@ -50,18 +51,19 @@ def run_aggregation(ctx: StageContext) -> None:
             for batch in store.read(job.id, events_part(domain)):
                 ctx.check_active()
                 aggregator.add_events(domain, batch)
+        fold = aggregator.finish()
         # The detail rows first: the pass that writes them also credits the machines, which
         # the result then reuses.
         store.write_rows(
             job.id,
             DETAIL_PART,
             DETAIL_COLUMNS,
-            ((r,) for r in aggregator.detail_rows()),
+            ((r,) for r in detail_rows(fold)),
             DETAIL_CHUNK_ROWS,
         )
-        families = machine_families(source, aggregator.machine_ids())
+        families = machine_families(source, machine_ids(fold))
         # Every result page and stream carries the whole analysis: encoded once, here.
-        store.put_json(job.id, "aggregation", aggregator.result_json(families))
+        store.put_json(job.id, "aggregation", result_json(fold, families))
 
 
 def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:

@@ -11,15 +11,17 @@ chart items (top N), the machines (the factory's few hundred) and the output its
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import groupby
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from pipeline.engine.codec import to_json
 from pipeline.rows import batched
+from pipeline.stages.msd.fold import Fold
+from pipeline.stages.msd.machines import MachineCredit
 from pipeline.stages.msd.pareto import (
     UNKNOWN,
     Tally,
@@ -30,9 +32,6 @@ from pipeline.stages.msd.pareto import (
     reason_pareto,
 )
 from pipeline.workcenters import group_order
-
-if TYPE_CHECKING:
-    from pipeline.stages.msd.folding import Machine, MsdAggregator
 
 NO_RECORDS_HINT = "所選容器在此偵測站無記錄"
 #: A detection lot in detail order: its position, the columns the detail table starts from,
@@ -59,64 +58,24 @@ def material_key(part: str, lot: str) -> str:
     return f"{part} ({lot})" if lot else part
 
 
-class MachineCredit:
-    """What the backward attribution adds up per machine (by index) over the detection lots:
-    their number, input and defects; which (workflow, package, PJ type, detection machine)
-    profiles used each; and per group and per machine name, the lots that used any of its
-    machines. Fed one lot at a time (``add``), with that lot's distinct machines."""
-
-    def __init__(self, machines: Sequence[Machine]) -> None:
-        n = len(machines)
-        self.machines = machines
-        self.lots = [0] * n
-        self.inputs: list[float] = [0] * n
-        self.defects: list[float] = [0] * n
-        self._groups = sorted({m.group for m in machines})
-        self._names = sorted({m.name for m in machines})
-        self._group_of = [self._groups.index(m.group) for m in machines]
-        self._name_of = [self._names.index(m.name) for m in machines]
-        self._per_group: list[list[float]] = [[0, 0, 0] for _ in self._groups]  # lots, in, def
-        self._per_name: list[list[float]] = [[0, 0, 0] for _ in self._names]
-        self._profiles: dict[tuple[Any, ...], set[int]] = {}
-
-    def add(self, used: list[int], input_qty: float, defect_qty: float, profile: tuple) -> None:
-        """Credit one detection lot (``used``: its distinct machine indices)."""
-        lots, inputs, defects = self.lots, self.inputs, self.defects
-        for m in used:
-            lots[m] += 1
-            inputs[m] += input_qty
-            defects[m] += defect_qty
-        self._profiles.setdefault(profile, set()).update(used)
-        group_of, name_of = self._group_of, self._name_of
-        for totals in [self._per_group[g] for g in {group_of[m] for m in used}] + [
-            self._per_name[k] for k in {name_of[m] for m in used}
-        ]:
-            totals[0] += 1
-            totals[1] += input_qty
-            totals[2] += defect_qty
-
-    def profiles(self, machine: int) -> list[tuple[Any, ...]]:
-        """The profiles of the lots credited to ``machine``."""
-        return [p for p, used in self._profiles.items() if machine in used]
-
-    def by_group(self) -> dict[str, Tally]:
-        return _tallies_of(self._groups, self._per_group)
-
-    def by_name(self) -> dict[str, Tally]:
-        return _tallies_of(self._names, self._per_name)
+def machine_credit(fold: Fold) -> MachineCredit:
+    """What each machine is credited with (backward): from the detail pass when it ran to its
+    end, else from a pass over the detection lots that only adds up their machines (when the
+    result is asked for before, or without, the detail rows); kept on the fold."""
+    if fold.memo.credit is None:
+        credit = MachineCredit(fold.machines)
+        for row in fold.db.rows(_LOTS.format(materials="")):
+            _credit(credit, row)
+        fold.memo.credit = credit
+    return fold.memo.credit
 
 
-def _tallies_of(names: list[str], totals: list[list[float]]) -> dict[str, Tally]:
-    return {n: Tally(i, d, int(c)) for n, (c, i, d) in zip(names, totals, strict=True) if c}
-
-
-def credit_machines(agg: MsdAggregator) -> MachineCredit:
-    """A pass over the detection lots that only adds up their machines (when the result is
-    asked for before, or without, the detail rows)."""
-    credit = MachineCredit(agg.machines)
-    for row in agg.db.rows(_LOTS.format(materials="")):
-        _credit(credit, row)
-    return credit
+def machine_ids(fold: Fold) -> list[str]:
+    """Equipment ids in the attribution (look their families up before ``result``)."""
+    if not fold.backward:
+        return []
+    lots = machine_credit(fold).lots
+    return sorted({m.equipment_id for i, m in enumerate(fold.machines) if lots[i]} - {""})
 
 
 def _credit(credit: MachineCredit, row: tuple[Any, ...]) -> list[int]:
@@ -128,39 +87,51 @@ def _credit(credit: MachineCredit, row: tuple[Any, ...]) -> list[int]:
     return machines
 
 
-def result(agg: MsdAggregator, families: Mapping[str, str], *, encoded: bool) -> dict[str, Any]:
-    """The aggregation object of the contract (``kpi``, ``charts``, ``attribution``, ...).
-    ``encoded``: ``material_attribution`` (one entry per material lot: thousands in a big
-    trace) comes as JSON already (``orjson.Fragment``), encoded while it is read."""
-    db = agg.db
-    lots = agg.lot_count()
+def result(fold: Fold, families: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The aggregation object of the contract (``kpi``, ``charts``, ``attribution``, ...);
+    ``families``: ``RESOURCEFAMILYNAME`` per equipment id (``machine_families``). Asked for
+    after ``detail_rows`` ran to its end, it reuses that pass's machine figures."""
+    return _analysis(fold, families or {}, encoded=False)
+
+
+def result_json(fold: Fold, families: Mapping[str, str] | None = None) -> bytes:
+    """``result`` as JSON bytes, its longest list (one entry per material lot) encoded while
+    it is read, never held as objects."""
+    return to_json(_analysis(fold, families or {}, encoded=True))
+
+
+def _analysis(fold: Fold, families: Mapping[str, str], *, encoded: bool) -> dict[str, Any]:
+    """``result``; ``encoded``: ``material_attribution`` (one entry per material lot: thousands
+    in a big trace) comes as JSON already (``orjson.Fragment``), encoded while it is read."""
+    db = fold.db
+    lots = fold.lot_count()
     available = [
         r for (r,) in db.execute("SELECT DISTINCT reason FROM rejects WHERE qty > 0 ORDER BY 1")
     ]
     common: dict[str, Any] = {
-        "direction": agg.direction,
-        "station": agg.station,
+        "direction": fold.direction,
+        "station": fold.station,
         "available_loss_reasons": available,
-        "genealogy_status": "ready" if agg.lineage_given or not lots else "error",
-        "daily_trend": _daily_trend(agg) if agg.date_mode else [],
+        "genealogy_status": "ready" if fold.lineage_given or not lots else "error",
+        "daily_trend": _daily_trend(fold) if fold.date_mode else [],
     }
-    if not lots and not agg.date_mode:
+    if not lots and not fold.date_mode:
         common["container_mode_hint"] = NO_RECORDS_HINT
-    if agg.backward:
-        return {**common, **_backward(agg, families, encoded)}
-    return {**common, **_forward(agg)}
+    if fold.backward:
+        return {**common, **_backward(fold, families, encoded)}
+    return {**common, **_forward(fold)}
 
 
-def _tallies(agg: MsdAggregator, sql: str) -> Iterator[tuple[Any, ...]]:
+def _tallies(fold: Fold, sql: str) -> Iterator[tuple[Any, ...]]:
     """Rows of ``(key..., lots, input, defects)`` as ``(key..., Tally)``."""
-    for *key, count, input_qty, defect_qty in agg.db.rows(sql):
+    for *key, count, input_qty, defect_qty in fold.db.rows(sql):
         yield (*key, Tally(input_qty, defect_qty, count))
 
 
-def _attribution(agg: MsdAggregator, families: Mapping[str, str]) -> list[dict[str, Any]]:
-    credit = agg.credit()
+def _attribution(fold: Fold, families: Mapping[str, str]) -> list[dict[str, Any]]:
+    credit = machine_credit(fold)
     attribution: list[dict[str, Any]] = []
-    for index, m in enumerate(agg.machines):
+    for index, m in enumerate(fold.machines):
         if not credit.lots[index]:
             continue  # seen only on lots no detection lot owns
         defects, inputs = credit.defects[index], credit.inputs[index]
@@ -193,9 +164,9 @@ def _attribution(agg: MsdAggregator, families: Mapping[str, str]) -> list[dict[s
     return attribution
 
 
-def _backward(agg: MsdAggregator, families: Mapping[str, str], encoded: bool) -> dict[str, Any]:
-    attribution = _attribution(agg, families)
-    credit = agg.credit()
+def _backward(fold: Fold, families: Mapping[str, str], encoded: bool) -> dict[str, Any]:
+    attribution = _attribution(fold, families)
+    credit = machine_credit(fold)
     materials = (
         {
             "MATERIAL_KEY": key,
@@ -204,40 +175,40 @@ def _backward(agg: MsdAggregator, families: Mapping[str, str], encoded: bool) ->
             "DEFECT_QTY": defect_qty,
             "DEFECT_RATE": rate(defect_qty, input_qty),
         }
-        for key, count, input_qty, defect_qty in agg.db.rows(
+        for key, count, input_qty, defect_qty in fold.db.rows(
             "SELECT key, lots, input, defects FROM material_totals "
             "ORDER BY rate(defects, input) DESC, key"
         )
     )
     roots = _tallies(
-        agg,
+        fold,
         f"SELECT COALESCE(NULLIF(l.root, ''), l.name) AS r, {_SUMS} FROM lots l "
         "GROUP BY r ORDER BY SUM(l.defect_qty) DESC, r",
     )
-    kpi = _detection_kpi(agg)
+    kpi = _detection_kpi(fold)
     kpi["affected_machine_count"] = sum(1 for r in attribution if r["DEFECT_QTY"] > 0)
-    top_n = agg.top_n
+    top_n = fold.top_n
     return {
         "kpi": kpi,
         "charts": {
             "by_station": pareto(credit.by_group(), None),
             "by_machine": pareto(credit.by_name(), top_n),
-            "by_detection_machine": pareto(_detection_machines(agg), top_n),
+            "by_detection_machine": pareto(_detection_machines(fold), top_n),
             "by_material": ranked_pareto(
                 _tallies(
-                    agg,
+                    fold,
                     "SELECT key, lots, input, defects FROM material_totals "
                     "ORDER BY defects DESC, key",
                 ),
                 top_n,
             ),
             "by_wafer_root": ranked_pareto(roots, top_n),
-            "by_loss_reason": reason_pareto(_reason_totals(agg), kpi["total_input"], None),
+            "by_loss_reason": reason_pareto(_reason_totals(fold), kpi["total_input"], None),
         },
         "attribution": attribution,
         "material_attribution": encoded_array(materials) if encoded else list(materials),
         "detail_total_count": int(
-            agg.db.value(
+            fold.db.value(
                 "SELECT COALESCE(SUM(MAX(n, 1)), 0) FROM (SELECT (SELECT COUNT(*) "
                 f"{_SELECTED_REJECTS} AND idx = l.idx) AS n FROM lots l)"
             )
@@ -257,29 +228,29 @@ def encoded_array(items: Iterable[Any], chunk: int = 1000) -> Any:
     return orjson.Fragment(bytes(out))
 
 
-def _forward(agg: MsdAggregator) -> dict[str, Any]:
-    db = agg.db
+def _forward(fold: Fold) -> dict[str, Any]:
+    db = fold.db
     station_lots = dict(db.execute("SELECT grp, COUNT(*) FROM station_lots GROUP BY grp"))
     machine_lots = dict(db.execute("SELECT machine, COUNT(*) FROM machine_lots GROUP BY machine"))
     stations = {
         group: Tally(
-            agg.station_input.get(group, 0),
-            agg.station_reject.get(group, 0),
+            fold.downstream.station_input.get(group, 0),
+            fold.downstream.station_reject.get(group, 0),
             station_lots.get(group, 0),
         )
-        for group in set(agg.station_input) | set(agg.station_reject)
+        for group in set(fold.downstream.station_input) | set(fold.downstream.station_reject)
     }
     machines = {
         name: Tally(
-            agg.machine_input.get(name, 0),
-            agg.machine_reject.get(name, 0),
+            fold.downstream.machine_input.get(name, 0),
+            fold.downstream.machine_reject.get(name, 0),
             machine_lots.get(name, 0),
         )
-        for name in set(agg.machine_input) | set(agg.machine_reject)
+        for name in set(fold.downstream.machine_input) | set(fold.downstream.machine_reject)
     }
-    total_input = sum(agg.station_input.values())
-    total_reject = sum(agg.station_reject.values())
-    detection = _detection_kpi(agg)
+    total_input = sum(fold.downstream.station_input.values())
+    total_reject = sum(fold.downstream.station_reject.values())
+    detection = _detection_kpi(fold)
     kpi = {
         "detection_lot_count": detection["lot_count"],
         "detection_defect_qty": detection["total_defect_qty"],
@@ -292,28 +263,28 @@ def _forward(agg: MsdAggregator) -> dict[str, Any]:
         "kpi": kpi,
         "charts": {
             "by_downstream_station": pareto(stations, None),
-            "by_downstream_machine": pareto(machines, agg.top_n),
+            "by_downstream_machine": pareto(machines, fold.top_n),
             "by_downstream_loss_reason": [
                 {
                     "name": r["name"],
                     "defect_qty": r["defect_qty"],
                     "cumulative_pct": r["cumulative_pct"],
                 }
-                for r in reason_pareto(agg.reason_reject, total_input, agg.top_n)
+                for r in reason_pareto(fold.downstream.reason_reject, total_input, fold.top_n)
             ],
-            "by_detection_machine": pareto(_detection_machines(agg), agg.top_n),
+            "by_detection_machine": pareto(_detection_machines(fold), fold.top_n),
         },
         "attribution": [],
         "detail_total_count": int(db.value("SELECT COUNT(*) FROM lots WHERE defect_qty > 0")),
     }
 
 
-def _detection_kpi(agg: MsdAggregator) -> dict[str, Any]:
-    total_input, lots, defective, total_defect = agg.db.execute(
+def _detection_kpi(fold: Fold) -> dict[str, Any]:
+    total_input, lots, defective, total_defect = fold.db.execute(
         "SELECT COALESCE(SUM(input_qty), 0), COUNT(*), COALESCE(SUM(defect_qty > 0), 0), "
         "COALESCE(SUM(defect_qty), 0) FROM lots"
     ).fetchone()
-    reasons = _reason_totals(agg)
+    reasons = _reason_totals(fold)
     top = min(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[0] if reasons else None
     return {
         "total_input": total_input,
@@ -325,14 +296,14 @@ def _detection_kpi(agg: MsdAggregator) -> dict[str, Any]:
     }
 
 
-def _reason_totals(agg: MsdAggregator) -> dict[str, float]:
-    return dict(agg.db.execute(f"SELECT reason, SUM(qty) {_SELECTED_REJECTS} GROUP BY reason"))
+def _reason_totals(fold: Fold) -> dict[str, float]:
+    return dict(fold.db.execute(f"SELECT reason, SUM(qty) {_SELECTED_REJECTS} GROUP BY reason"))
 
 
-def _detection_machines(agg: MsdAggregator) -> dict[str, Tally]:
+def _detection_machines(fold: Fold) -> dict[str, Tally]:
     """Lots per detection machine (a lot tested on several counts for each)."""
     tallies: dict[str, Tally] = {}
-    rows = _tallies(agg, f"SELECT l.equipment, {_SUMS} FROM lots l GROUP BY l.equipment")
+    rows = _tallies(fold, f"SELECT l.equipment, {_SUMS} FROM lots l GROUP BY l.equipment")
     for equipment, t in rows:
         for name in (equipment or UNKNOWN).split(","):
             total = tallies.setdefault(name.strip() or UNKNOWN, Tally())
@@ -342,9 +313,9 @@ def _detection_machines(agg: MsdAggregator) -> dict[str, Tally]:
     return tallies
 
 
-def _daily_trend(agg: MsdAggregator) -> list[dict[str, Any]]:
+def _daily_trend(fold: Fold) -> list[dict[str, Any]]:
     days = _tallies(
-        agg,
+        fold,
         f"SELECT substr(l.trackin, 1, 10) AS day, {_SUMS} FROM lots l "
         "WHERE l.trackin IS NOT NULL AND l.trackin <> '' GROUP BY day ORDER BY day",
     )
@@ -360,17 +331,23 @@ def _daily_trend(agg: MsdAggregator) -> list[dict[str, Any]]:
     ]
 
 
-def detail_rows(agg: MsdAggregator, credit: MachineCredit) -> Iterator[dict[str, Any]]:
+def detail_rows(fold: Fold) -> Iterator[dict[str, Any]]:
     """The detail table, one lot at a time, worst defect rate first: backward, one row per lot
-    and loss reason (a clean lot gets one row with no reason), crediting ``credit`` with each
-    lot's machines on the way; forward, one row per lot with defects.
-
-    The lots (with what their families used) and their rejects are read as two streams in
-    detail order and merged here: one query each, whatever the number of lots."""
-    db = agg.db
-    if not agg.backward:
-        yield from _forward_details(agg, db.rows(_LOTS.format(materials="")))
+    and loss reason (a clean lot gets one row with no reason); forward, one row per lot with
+    defects. Backward it credits the machines on the way, and when read to its end keeps that
+    credit on the fold, so ``result`` needs no pass of its own afterwards."""
+    if not fold.backward:
+        yield from _forward_details(fold, fold.db.rows(_LOTS.format(materials="")))
         return
+    credit = MachineCredit(fold.machines)
+    yield from _backward_details(fold, credit)
+    fold.memo.credit = credit
+
+
+def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[dict[str, Any]]:
+    """The lots (with what their families used) and their rejects are read as two streams in
+    detail order and merged here: one query each, whatever the number of lots."""
+    db = fold.db
     lots = db.rows(_LOTS.format(materials=_MATERIALS))
     rejects_of = _by_position(
         db.rows(
@@ -379,8 +356,8 @@ def detail_rows(agg: MsdAggregator, credit: MachineCredit) -> Iterator[dict[str,
         )
     )
     # Machines are the factory's few hundred: one entry each, shared by every row naming it.
-    machine_entries = [{"station": m.group, "machine": m.name} for m in agg.machines]
-    machine_order = [(group_order(m.group), m.name) for m in agg.machines]
+    machine_entries = [{"station": m.group, "machine": m.name} for m in fold.machines]
+    machine_order = [(group_order(m.group), m.name) for m in fold.machines]
     for row in lots:
         pos, name, pj, package, workflow, equipment, qty, runcard, related, root, *_, mats = row
         materials = sorted(map(tuple, orjson.loads(mats)))
@@ -422,11 +399,9 @@ def _by_position(rows: Iterator[tuple[Any, ...]]) -> Callable[[int], list[tuple[
     return at
 
 
-def _forward_details(
-    agg: MsdAggregator, lots: Iterator[tuple[Any, ...]]
-) -> Iterator[dict[str, Any]]:
+def _forward_details(fold: Fold, lots: Iterator[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
     downstream_of = _by_position(
-        agg.db.rows("SELECT pos, grp, qty FROM pos_downstream ORDER BY pos")
+        fold.db.rows("SELECT pos, grp, qty FROM pos_downstream ORDER BY pos")
     )
     for pos, name, pj, package, workflow, equipment, qty, *_, defects, _m in lots:
         down = dict(downstream_of(pos))

@@ -27,10 +27,12 @@ from pipeline.sources.base import Source
 from pipeline.stages import seed_resolve
 from pipeline.stages.events import fetch_events, lots_per_fetch
 from pipeline.stages.lineage import Lineage, trace_lineage
+from pipeline.stages.msd.attribution import machine_ids
+from pipeline.stages.msd.detail import detail_rows
 from pipeline.stages.msd.detection import prepare_aggregator
 from pipeline.stages.msd.families import machine_families
 from pipeline.stages.msd.folding import MsdAggregator
-from pipeline.stages.msd.result import detail_rows, machine_ids, result
+from pipeline.stages.msd.result import result
 
 __all__ = ["Progress", "TraceRequest", "TraceSummary", "cid_groups", "ndjson", "run_trace"]
 

@@ -20,10 +20,11 @@ from pipeline.runner import TraceRequest, run_trace
 from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.events import fetch_events
 from pipeline.stages.lineage import trace_lineage
+from pipeline.stages.msd.detail import detail_rows
 from pipeline.stages.msd.detection import prepare_aggregator
 from pipeline.stages.msd.families import machine_families
 from pipeline.stages.msd.folding import DETECTION_COLUMNS, MsdAggregator
-from pipeline.stages.msd.result import detail_rows, result, result_json
+from pipeline.stages.msd.result import result, result_json
 from pipeline.stages.seed_resolve import detection_seeds
 from tests.integration.test_events import GROUP, ORDER
 from tests.integration.test_lineage import expected_relatives

@@ -17,9 +17,11 @@ from pipeline.engine.recording import RecordingSource
 from pipeline.engine.steps.lineage_step import lineage_part
 from pipeline.engine.steps.seed_step import QUERIES_PART as SEED_QUERIES_PART
 from pipeline.engine.steps.seed_step import seed_cids
+from pipeline.stages.msd.attribution import machine_ids
+from pipeline.stages.msd.detail import detail_rows
 from pipeline.stages.msd.detection import prepare_aggregator
 from pipeline.stages.msd.families import machine_families
-from pipeline.stages.msd.result import detail_rows, machine_ids, result_json
+from pipeline.stages.msd.result import result_json
 
 QUERIES_PART = "aggregation:q"
 DETAIL_PART = "aggregation:detail"

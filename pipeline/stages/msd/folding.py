@@ -63,7 +63,8 @@ _FINISH = {
     domains.BACKWARD: (
         "CREATE INDEX cid_machines_by_cid ON cid_machines (cid, machine)",
         "CREATE INDEX cid_materials_by_cid ON cid_materials (cid, material)",
-        # A detection lot counts once per material, however many of its family used it.
+        # A detection lot counts once per material, however many of its family used it; a
+        # material's key is "part (lot)", or "part" when the material lot is unknown.
         "INSERT INTO material_totals "
         "SELECT CASE WHEN mt.lot <> '' THEN mt.part || ' (' || mt.lot || ')' ELSE mt.part END "
         "AS k, COUNT(*), SUM(l.input_qty), SUM(l.defect_qty) FROM (SELECT DISTINCT o.idx, "

@@ -26,7 +26,9 @@ from pipeline.rows import RowBatch, batched
 from pipeline.sources.base import Source
 from pipeline.stages import seed_resolve
 from pipeline.stages.events import fetch_events, lots_per_fetch
-from pipeline.stages.lineage import Lineage, trace_lineage
+from pipeline.stages.lineage import trace_lineage
+from pipeline.stages.lineage_document import payload
+from pipeline.stages.lineage_graph import Lineage
 from pipeline.stages.msd.attribution import machine_ids
 from pipeline.stages.msd.detail import detail_rows
 from pipeline.stages.msd.detection import prepare_aggregator
@@ -125,7 +127,7 @@ def run_trace(
         else Lineage(direction, [], settings.lineage_max_depth)
     )
     with lineage:
-        lineage_data = lineage.payload()
+        lineage_data = payload(lineage)
         cids = list(lineage.all_cids())
         summary.lineage_nodes, summary.event_cids = lineage.node_count(), len(cids)
     _write_json(out / "lineage.json", lineage_data)

@@ -20,6 +20,7 @@ from pipeline.runner import TraceRequest, run_trace
 from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.events import fetch_events
 from pipeline.stages.lineage import trace_lineage
+from pipeline.stages.lineage_document import payload
 from pipeline.stages.msd.detail import detail_rows
 from pipeline.stages.msd.detection import prepare_aggregator
 from pipeline.stages.msd.families import machine_families
@@ -402,10 +403,10 @@ def _folded(source: SqliteSource, direction: str = "backward") -> MsdAggregator:
     params = {"station": "測試", **WINDOW}
     seeds = [s.container_id for s in detection_seeds(source, params)]
     with trace_lineage(source, seeds, direction) as graph:
-        payload = graph.payload()
+        document = payload(graph)
         cids = list(graph.all_cids())
     agg = prepare_aggregator(source, params, seeds, direction, Settings())
-    agg.set_lineage(payload["ancestors"].items(), payload["seed_roots"])
+    agg.set_lineage(document["ancestors"].items(), document["seed_roots"])
     for domain in ("upstream_history", "materials"):
         for batch in fetch_events(source, domain, cids):
             agg.add_events(domain, batch)

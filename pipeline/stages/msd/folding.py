@@ -85,8 +85,9 @@ _DETAIL_ORDER = {
 
 
 class MsdAggregator:
-    """The mid-section-defect analysis of one trace. Not thread-safe; one per job. Close it
-    (or use it as a context manager) to drop its scratch database."""
+    """Folds one trace's mid-section-defect inputs; ``finish`` hands over the ``Fold``. Not
+    thread-safe; one per job. Close it (or use it as a context manager) to drop its scratch
+    database, and with it the fold's."""
 
     def __init__(
         self,

@@ -26,9 +26,15 @@ from pipeline.rows import RowBatch, batched
 from pipeline.sources.base import Source
 from pipeline.stages import seed_resolve
 from pipeline.stages.events import fetch_events, lots_per_fetch
-from pipeline.stages.lineage import Lineage, trace_lineage
+from pipeline.stages.lineage import trace_lineage
+from pipeline.stages.lineage_document import payload
+from pipeline.stages.lineage_graph import Lineage
+from pipeline.stages.msd.attribution import machine_ids
+from pipeline.stages.msd.detail import detail_rows
 from pipeline.stages.msd.detection import prepare_aggregator
-from pipeline.stages.msd.folding import MsdAggregator, machine_families
+from pipeline.stages.msd.families import machine_families
+from pipeline.stages.msd.folding import MsdAggregator
+from pipeline.stages.msd.result import result
 
 __all__ = ["Progress", "TraceRequest", "TraceSummary", "cid_groups", "ndjson", "run_trace"]
 
@@ -116,7 +122,7 @@ def run_trace(
         else Lineage(direction, [], settings.lineage_max_depth)
     )
     with lineage:
-        lineage_data = lineage.payload()
+        lineage_data = payload(lineage)
         cids = list(lineage.all_cids())
         summary.lineage_nodes, summary.event_cids = lineage.node_count(), len(cids)
     _write_json(out / "lineage.json", lineage_data)
@@ -168,11 +174,12 @@ def _aggregate(
 ) -> None:
     clock = time.perf_counter()
     report.start("aggregation", None)
+    fold = aggregator.finish()
     with open(out / "detail.ndjson", "wb") as fh:  # first: it credits the machines
-        for row in aggregator.detail_rows():
+        for row in detail_rows(fold):
             fh.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
-    families = machine_families(source, aggregator.machine_ids())
-    summary.aggregation = aggregator.result(families)
+    families = machine_families(source, machine_ids(fold))
+    summary.aggregation = result(fold, families)
     _write_json(out / "aggregation.json", summary.aggregation)
     summary.seconds["aggregation"] = time.perf_counter() - clock
     report.finish("aggregation", f"{len(summary.aggregation['attribution'])} machines")

@@ -21,8 +21,12 @@ from pipeline.runner import TraceRequest, run_trace
 from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.events import fetch_events
 from pipeline.stages.lineage import trace_lineage
+from pipeline.stages.lineage_document import payload
+from pipeline.stages.msd.detail import detail_rows
 from pipeline.stages.msd.detection import prepare_aggregator
-from pipeline.stages.msd.folding import DETECTION_COLUMNS, MsdAggregator, machine_families
+from pipeline.stages.msd.families import machine_families
+from pipeline.stages.msd.folding import DETECTION_COLUMNS, MsdAggregator
+from pipeline.stages.msd.result import result, result_json
 from pipeline.stages.msd.scope import detection_seeds
 from tests.integration.test_events import GROUP, ORDER
 from tests.integration.test_lineage import expected_relatives
@@ -234,7 +238,7 @@ def test_a_batch_seen_twice_changes_nothing(warehouse: Path) -> None:
         twice, _ = fresh()
         for batch in batches + batches:
             twice.add_events("upstream_history", batch)
-    assert once.result() == twice.result()
+    assert result(once.finish()) == result(twice.finish())
     facts = "SELECT COUNT(*) FROM (SELECT DISTINCT cid, machine FROM cid_machines)"
     assert once.db.value(facts) == twice.db.value(facts) < sum(len(b) for b in batches)
 
@@ -351,7 +355,7 @@ def test_without_lineage_the_status_says_error() -> None:
         _detection_batch([("a", "A", None, None, None, None, None, 10, "2026-06-01 10:00:00")])
     )
     agg.set_lineage(None)
-    assert agg.result()["genealogy_status"] == "error"
+    assert result(agg.finish())["genealogy_status"] == "error"
 
 
 def test_inputs_out_of_order_are_refused() -> None:
@@ -361,14 +365,19 @@ def test_inputs_out_of_order_are_refused() -> None:
     agg.set_lineage([])
     with pytest.raises(RuntimeError, match="after"):
         agg.add_detection_lots(_detection_batch([]))
+    # Once finished, the fold is frozen: the same fold again, and no more events
+    fold = agg.finish()
+    assert agg.finish() is fold
+    with pytest.raises(RuntimeError, match="finished"):
+        agg.add_events("upstream_history", RowBatch(("CONTAINERID",), [("a",)]))
 
 
 def test_container_mode_without_detection_rows_says_so() -> None:
     agg = MsdAggregator(station="測試", date_mode=False)
     agg.set_lineage([])
-    result = agg.result()
-    assert result["daily_trend"] == [] and result["container_mode_hint"]
-    assert result["kpi"]["lot_count"] == 0 and result["attribution"] == []
+    analysis = result(agg.finish())
+    assert analysis["daily_trend"] == [] and analysis["container_mode_hint"]
+    assert analysis["kpi"]["lot_count"] == 0 and analysis["attribution"] == []
 
 
 def test_machine_families_come_from_the_resource_table(
@@ -397,10 +406,10 @@ def _folded(source: SqliteSource, direction: str = "backward") -> MsdAggregator:
     params = TraceParams.model_validate({"station": "測試", **WINDOW})
     seeds = [s.container_id for s in detection_seeds(source, params)]
     with trace_lineage(source, seeds, direction) as graph:
-        payload = graph.payload()
+        document = payload(graph)
         cids = list(graph.all_cids())
     agg = prepare_aggregator(source, params, seeds, direction, Settings())
-    agg.set_lineage(payload["ancestors"].items(), payload["seed_roots"])
+    agg.set_lineage(document["ancestors"].items(), document["seed_roots"])
     for domain in ("upstream_history", "materials"):
         for batch in fetch_events(source, domain, cids):
             agg.add_events(domain, batch)
@@ -414,11 +423,12 @@ def test_the_result_is_the_same_before_or_after_the_detail_rows_and_as_stored_js
     with _folded(sqlite_source) as first, _folded(sqlite_source) as second:
         # When one is asked for its result first and the other after its detail rows (whose
         # pass credits the machines), and the second also as the JSON the engine stores
-        before = first.result({})
-        rows_first = list(first.detail_rows())
-        rows_second = list(second.detail_rows())
-        after = second.result({})
-        stored = orjson.loads(second.result_json({}))
+        first_fold, second_fold = first.finish(), second.finish()
+        before = result(first_fold)
+        rows_first = list(detail_rows(first_fold))
+        rows_second = list(detail_rows(second_fold))
+        after = result(second_fold)
+        stored = orjson.loads(result_json(second_fold))
     # Then every figure agrees, and the stored JSON is the result
     assert before == after == stored
     assert rows_first == rows_second and rows_first

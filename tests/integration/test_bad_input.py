@@ -10,6 +10,7 @@ from pipeline.errors import InvalidInput
 from pipeline.sources.base import Source
 from pipeline.stages.events import fetch_events
 from pipeline.stages.lineage import trace_lineage
+from pipeline.stages.lineage_document import payload
 from pipeline.stages.seed_resolve import PASSES
 from tests.integration.test_seed_resolve import resolve_seeds
 
@@ -62,7 +63,7 @@ def test_hostile_ids_flow_through_lineage_and_events_as_values(
 ) -> None:
     before = _counts(db)
     graph = trace_lineage(sqlite_source, HOSTILE, "forward")
-    assert graph.payload()["children_map"] == {}
+    assert payload(graph)["children_map"] == {}
     for domain in ("history", "jobs", "holds"):
         assert list(fetch_events(sqlite_source, domain, HOSTILE)) == []
     assert _counts(db) == before

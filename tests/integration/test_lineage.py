@@ -13,6 +13,7 @@ from pipeline.errors import InvalidInput
 from pipeline.sources.base import Source
 from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.lineage import trace_lineage
+from pipeline.stages.lineage_document import payload
 
 # Every relation, as (child, parent): split parent, and merge source -> combined lot.
 EDGES = """
@@ -90,9 +91,9 @@ def test_relatives_match_a_recursive_cte_for_hundreds_of_seeds(
     mismatched = [s for s in seeds if set(graph.related(s)) != expected[s]]
     assert not mismatched, mismatched[:5]
     assert any(expected[s] for s in seeds)
-    payload = graph.payload()
+    document = payload(graph)
     key = "ancestors" if direction == "backward" else "descendants"
-    assert {s: set(v) for s, v in payload[key].items()} == expected
+    assert {s: set(v) for s, v in document[key].items()} == expected
 
 
 def test_a_small_depth_limit_is_honoured(
@@ -109,7 +110,7 @@ def test_cycles_terminate_and_keep_their_edges(
     # Given the planted split cycle A<-B, B<-A, C<-A
     a, b, c = (t["CONTAINERID"] for t in read_truth(warehouse) if t["KIND"] == "split_cycle")
     # When tracing from C backward
-    data = trace_lineage(sqlite_source, [c], "backward").payload()
+    data = payload(trace_lineage(sqlite_source, [c], "backward"))
     # Then the cycle is walked once, and both edges of the cycle are kept
     assert data["ancestors"][c] == sorted([a, b])
     assert {(e["from_cid"], e["to_cid"]) for e in data["edges"]} == {(a, c), (b, a), (a, b)}
@@ -117,10 +118,10 @@ def test_cycles_terminate_and_keep_their_edges(
 
 def test_merge_cycles_terminate(sqlite_source: SqliteSource, warehouse: Path) -> None:
     x, y = (t["CONTAINERID"] for t in read_truth(warehouse) if t["KIND"] == "merge_cycle")
-    backward = trace_lineage(sqlite_source, [y], "backward").payload()
+    backward = payload(trace_lineage(sqlite_source, [y], "backward"))
     assert backward["ancestors"][y] == [x]
     assert backward["merge_edges"] == {y: [x]}
-    forward = trace_lineage(sqlite_source, [x], "forward").payload()
+    forward = payload(trace_lineage(sqlite_source, [x], "forward"))
     assert forward["descendants"][x] == [y]
 
 
@@ -132,7 +133,7 @@ def test_backward_payload_has_the_contract_shape(
         "SELECT LOTID FROM DW_MES_PJ_COMBINEDASSYLOTS GROUP BY LOTID "
         "HAVING COUNT(*) >= 2 ORDER BY LOTID LIMIT 1"
     ).fetchone()[0]
-    data = trace_lineage(sqlite_source, [target], "backward").payload()
+    data = payload(trace_lineage(sqlite_source, [target], "backward"))
     assert set(data) >= {
         "stage",
         "ancestors",
@@ -180,7 +181,7 @@ def test_forward_payload_has_the_contract_shape(
         "SELECT SPLITFROMID FROM DW_MES_CONTAINER WHERE SPLITFROMID IS NOT NULL "
         "GROUP BY SPLITFROMID ORDER BY COUNT(*) DESC LIMIT 1"
     ).fetchone()[0]
-    data = trace_lineage(sqlite_source, [root], "forward").payload()
+    data = payload(trace_lineage(sqlite_source, [root], "forward"))
     assert set(data) >= {
         "stage",
         "roots",
@@ -214,7 +215,7 @@ def test_leaf_serials_name_the_finished_products(
         "SELECT CONTAINERID, LOTID, FINISHEDNAME FROM DW_MES_PJ_COMBINEDASSYLOTS "
         "ORDER BY CONTAINERID LIMIT 1"
     ).fetchone()
-    data = trace_lineage(sqlite_source, [source_lot], "forward").payload()
+    data = payload(trace_lineage(sqlite_source, [source_lot], "forward"))
     assert serial in data["leaf_serials"][target]
 
 
@@ -230,7 +231,7 @@ def test_lookups_are_batched_by_frontier_not_by_lot(warehouse: Path, seeds: list
 
 def test_unknown_ids_become_unknown_nodes_and_quotes_stay_values(source: Source) -> None:
     weird = "x'); DROP TABLE DW_MES_CONTAINER; --"
-    data = trace_lineage(source, [weird, "ffffffffffffffff"], "backward").payload()
+    data = payload(trace_lineage(source, [weird, "ffffffffffffffff"], "backward"))
     assert data["ancestors"] == {weird: [], "ffffffffffffffff": []}
     assert data["nodes"][weird]["node_type"] == "UNKNOWN"
     assert list(source.query("lineage/containers", {"cids": ["ffffffffffffffff"]})) == []

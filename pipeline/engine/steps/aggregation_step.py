@@ -15,8 +15,11 @@ from pipeline.engine import parts
 from pipeline.engine.context import StageContext
 from pipeline.engine.recording import RecordingSource
 from pipeline.engine.steps.seed_step import seed_cids
+from pipeline.stages.msd.attribution import machine_ids
+from pipeline.stages.msd.detail import detail_rows
 from pipeline.stages.msd.detection import prepare_aggregator
-from pipeline.stages.msd.folding import machine_families
+from pipeline.stages.msd.families import machine_families
+from pipeline.stages.msd.result import result_json
 
 DETAIL_COLUMNS = ("row",)  # one dict per row: the detail table's keys differ by direction
 #: Detail rows per stored chunk: a row carries its lot's upstream machines and materials (a few
@@ -46,18 +49,19 @@ def run_aggregation(ctx: StageContext) -> None:
             for batch in store.read(job.id, parts.events(domain)):
                 ctx.check_active()
                 aggregator.add_events(domain, batch)
+        fold = aggregator.finish()
         # The detail rows first: the pass that writes them also credits the machines, which
         # the result then reuses.
         store.write_rows(
             job.id,
             parts.AGGREGATION_DETAIL,
             DETAIL_COLUMNS,
-            ((r,) for r in aggregator.detail_rows()),
+            ((r,) for r in detail_rows(fold)),
             DETAIL_CHUNK_ROWS,
         )
-        families = machine_families(source, aggregator.machine_ids())
+        families = machine_families(source, machine_ids(fold))
         # Every result page and stream carries the whole analysis: encoded once, here.
-        store.put_json(job.id, "aggregation", aggregator.result_json(families))
+        store.put_json(job.id, "aggregation", result_json(fold, families))
 
 
 def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:

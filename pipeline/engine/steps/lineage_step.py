@@ -16,7 +16,9 @@ from pipeline.engine.job import LARGE_QUEUE, QUEUE
 from pipeline.engine.recording import RecordingSource
 from pipeline.engine.steps.seed_step import seed_cids
 from pipeline.request import check_cid_limit
-from pipeline.stages.lineage import Lineage, ListPart, MapPart, walk
+from pipeline.stages.lineage import walk
+from pipeline.stages.lineage_document import ListPart, MapPart, payload_parts
+from pipeline.stages.lineage_graph import Lineage
 
 #: Where a map-valued part of the lineage document goes: rows of (key, value).
 MAP_COLUMNS = ("key", "value")
@@ -45,7 +47,7 @@ def _store_graph(ctx: StageContext, graph: Lineage) -> None:
     lots = ((c,) for c in graph.all_cids())
     store.write_rows(job.id, parts.CIDS, ("CONTAINERID",), lots, settings.in_list_size)
     scalars: dict[str, Any] = {}
-    for key, value in graph.payload_parts():  # one part at a time, each streamed as it is read
+    for key, value in payload_parts(graph):  # one part at a time, each streamed as it is read
         if isinstance(value, MapPart):
             store.write_rows(job.id, parts.lineage(key), MAP_COLUMNS, value, settings.fetch_rows)
             scalars.setdefault("maps", []).append(key)

@@ -1,17 +1,19 @@
-"""Stage 4, aggregation: the mid-section-defect analysis, computed incrementally.
+"""Stage 4, aggregation: the mid-section-defect analysis, folded incrementally.
 
 Feed it in order: the detection lots and their rejects at the station (``add_detection_lots``,
 ``add_detection_rejects``), the lineage of those lots (``set_lineage``), then event batches as they
-stream (``add_events``); calls out of order raise ``RuntimeError``. ``result()`` builds the output,
-``detail_rows()`` the detail table (``pipeline.stages.msd.result``). Backward, a repeated batch
-changes nothing (links are sets); forward sums rows, so each event batch must be fed exactly once.
+stream (``add_events``), and ``finish`` it: it returns the frozen ``Fold`` that the readers take
+(``pipeline.stages.msd.result``, ``.detail``, ``.attribution``). Calls out of order, and any
+input after ``finish``, raise ``RuntimeError``. Backward, a repeated batch changes nothing (links
+are sets); forward sums rows, so each event batch must be fed exactly once.
 
 State: per detection lot (its quantities, rejects, root), which lots of the family belong to which
 detection lot, and what each family lot used (machines, materials) or met downstream (stations,
-rejects) live in a ``Scratch`` database, not in Python objects: a worker's memory stays the
-same whether the trace has 10K lots or 500K. Python holds one event batch, the machines (a few
-hundred, the factory's) and the forward totals per station and machine. Each event row is folded
-and dropped; the per-detection-lot view is joined in SQL once, when the result is asked for.
+rejects) live in a ``Scratch`` database (``pipeline.stages.msd.tables``), not in Python objects: a
+worker's memory stays the same whether the trace has 10K lots or 500K. Python holds one event
+batch, the machines (a few hundred, the factory's) and the forward totals per station and
+machine. Each event row is folded and dropped; the per-detection-lot view is joined in SQL once,
+by ``finish``.
 
 Backward (upstream attribution): every machine a detection lot or one of its ancestors used at a
 group *before* the detection station is credited with that lot's input and defects; per machine
@@ -23,23 +25,18 @@ of every station *after* the detection station.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from pipeline import domains
 from pipeline.config import DEFAULT_PARETO_TOP_N, DEFAULT_SCRATCH_CACHE_MB
-from pipeline.engine import codec
-from pipeline.errors import InvalidInput, SourceQueryError
+from pipeline.errors import InvalidInput
 from pipeline.rows import RowBatch, batched
-from pipeline.sources.base import Source
-from pipeline.stages.msd import result as msd_result
+from pipeline.stages.msd.fold import Downstream, Fold
+from pipeline.stages.msd.machines import Machine
 from pipeline.stages.msd.pareto import UNKNOWN, rate
+from pipeline.stages.msd.tables import SCHEMA
 from pipeline.stages.scratch import Scratch
 from pipeline.workcenters import UNKNOWN_ORDER, group_order, require_group
-
-log = logging.getLogger(__name__)
 
 NA = "(NA)"
 NO_REASON = "(未填寫)"
@@ -60,57 +57,14 @@ LINEAGE_CHUNK = 1000
 #: Lots looked up in one query when an event batch's lots are checked for owners (lots).
 OWNED_LOOKUP = 500
 
-SCHEMA = """
-CREATE TABLE wanted (cid TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE lots (
-    idx INTEGER PRIMARY KEY, cid TEXT NOT NULL UNIQUE, name TEXT NOT NULL, pj_type TEXT,
-    package TEXT, workflow TEXT, runcard TEXT, equipment TEXT, input_qty NOT NULL, trackin TEXT,
-    defect_qty NOT NULL DEFAULT 0, related_count INTEGER NOT NULL DEFAULT 0, root TEXT
-);
-CREATE TABLE rejects (
-    idx INTEGER NOT NULL, reason TEXT NOT NULL, qty NOT NULL, PRIMARY KEY (idx, reason)
-) WITHOUT ROWID;
--- each detection lot -> the lots of its family (itself, its ancestors or descendants); filled in
--- detection-lot order, so it is written in key order (its index by lot comes after)
-CREATE TABLE owners (idx INTEGER NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (idx, cid))
-    WITHOUT ROWID;
--- the lineage as given, staged to be applied in bulk (set_lineage)
-CREATE TABLE staged_roots (cid TEXT NOT NULL, root TEXT);
-CREATE TABLE staged_related (seed TEXT NOT NULL, cid TEXT NOT NULL);
-CREATE TABLE staged_counts (seed TEXT NOT NULL, n INTEGER NOT NULL);
-CREATE TABLE machines (
-    idx INTEGER PRIMARY KEY, grp TEXT NOT NULL, name TEXT NOT NULL, equipment_id TEXT NOT NULL
-);
-CREATE TABLE materials (
-    idx INTEGER PRIMARY KEY, part TEXT NOT NULL, lot TEXT NOT NULL, UNIQUE (part, lot)
-);
--- backward: what each family lot used, appended as folded (repeats are harmless: readers
--- take distinct values); indexed by lot once the folding is done (finish)
-CREATE TABLE cid_machines (cid TEXT NOT NULL, machine INTEGER NOT NULL);
-CREATE TABLE cid_materials (cid TEXT NOT NULL, material INTEGER NOT NULL);
--- forward: the lots that reached each downstream station and machine, rejects per station
-CREATE TABLE station_lots (grp TEXT NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (grp, cid))
-    WITHOUT ROWID;
-CREATE TABLE machine_lots (machine TEXT NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (machine, cid))
-    WITHOUT ROWID;
-CREATE TABLE cid_downstream (cid TEXT NOT NULL, grp TEXT NOT NULL, qty NOT NULL,
-    PRIMARY KEY (cid, grp)) WITHOUT ROWID;
--- finish: the detection lots in detail order (worst defect rate first); per material key, the
--- detection lots using it; forward, each lot's rejects per downstream station, by position
-CREATE TABLE detail_order (pos INTEGER PRIMARY KEY, idx INTEGER NOT NULL UNIQUE);
-CREATE TABLE material_totals (key TEXT PRIMARY KEY, lots INTEGER NOT NULL, input NOT NULL,
-    defects NOT NULL) WITHOUT ROWID;
-CREATE TABLE pos_downstream (pos INTEGER NOT NULL, grp TEXT NOT NULL, qty NOT NULL,
-    PRIMARY KEY (pos, grp)) WITHOUT ROWID;
-"""
-
 #: After the folding: what the result and the detail table read, built in bulk (an index is
 #: sorted once, rather than kept up to date row by row while folding).
 _FINISH = {
     domains.BACKWARD: (
-        "CREATE INDEX IF NOT EXISTS cid_machines_by_cid ON cid_machines (cid, machine)",
-        "CREATE INDEX IF NOT EXISTS cid_materials_by_cid ON cid_materials (cid, material)",
-        # A detection lot counts once per material, however many of its family used it.
+        "CREATE INDEX cid_machines_by_cid ON cid_machines (cid, machine)",
+        "CREATE INDEX cid_materials_by_cid ON cid_materials (cid, material)",
+        # A detection lot counts once per material, however many of its family used it; a
+        # material's key is "part (lot)", or "part" when the material lot is unknown.
         "INSERT INTO material_totals "
         "SELECT CASE WHEN mt.lot <> '' THEN mt.part || ' (' || mt.lot || ')' ELSE mt.part END "
         "AS k, COUNT(*), SUM(l.input_qty), SUM(l.defect_qty) FROM (SELECT DISTINCT o.idx, "
@@ -130,18 +84,10 @@ _DETAIL_ORDER = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Machine:
-    """An upstream machine: ``(group, name, equipment id)`` is its identity."""
-
-    group: str
-    name: str
-    equipment_id: str
-
-
 class MsdAggregator:
-    """The mid-section-defect analysis of one trace. Not thread-safe; one per job. Close it
-    (or use it as a context manager) to drop its scratch database."""
+    """Folds one trace's mid-section-defect inputs; ``finish`` hands over the ``Fold``. Not
+    thread-safe; one per job. Close it (or use it as a context manager) to drop its scratch
+    database, and with it the fold's."""
 
     def __init__(
         self,
@@ -169,16 +115,10 @@ class MsdAggregator:
         self.lineage_given = False
         self._lineage_set = False  # detection rows before, events after
         self._restricted = False
-        self._finished = False
-        self._credit: msd_result.MachineCredit | None = None
+        self._fold: Fold | None = None  # made by finish; nothing is folded after it
         self.machines: list[Machine] = []
         self.machine_index: dict[tuple[str, str, str], int] = {}
-        # forward: totals per downstream station, machine and loss reason (the factory's size)
-        self.station_input: dict[str, float] = {}
-        self.station_reject: dict[str, float] = {}
-        self.machine_input: dict[str, float] = {}
-        self.machine_reject: dict[str, float] = {}
-        self.reason_reject: dict[str, float] = {}
+        self.downstream = Downstream()
 
     def __enter__(self) -> MsdAggregator:
         return self
@@ -295,7 +235,6 @@ class MsdAggregator:
         self._require(lineage_set=True)
         if not self.uses(domain) or not batch.rows:
             return
-        self._finished = False
         # Backward, what a lot used is stored whether or not a detection lot owns it (finish
         # joins with the owners); forward adds up per station here, so it checks first.
         owned = None if self.backward else self._owned(batch)
@@ -310,6 +249,8 @@ class MsdAggregator:
         if self._lineage_set != lineage_set:
             step = "before" if lineage_set else "after"
             raise RuntimeError(f"call set_lineage() {step} this (detection, lineage, events)")
+        if self._fold is not None:
+            raise RuntimeError("the fold is finished: nothing can be added after finish()")
 
     def _owned(self, batch: RowBatch) -> set[str]:
         """The lots of ``batch`` that belong to a detection lot."""
@@ -340,9 +281,7 @@ class MsdAggregator:
                 if order < station_order:  # only stations before detection explain it
                     used.add((cid, self._machine(group, machine_name, row[id_at] or "")))
             elif station_order < order < UNKNOWN_ORDER:
-                qty = row[qty_at] or 0
-                self.station_input[group] = self.station_input.get(group, 0) + qty
-                self.machine_input[machine_name] = self.machine_input.get(machine_name, 0) + qty
+                self.downstream.add_input(group, machine_name, row[qty_at] or 0)
                 reached.add((group, cid))
                 machine_lots.add((machine_name, cid))
         db = self.db
@@ -389,11 +328,7 @@ class MsdAggregator:
             if cid not in owned or not self.station_order < group_order(group) < UNKNOWN_ORDER:
                 continue
             qty = row[qty_at] or 0
-            self.station_reject[group] = self.station_reject.get(group, 0) + qty
-            machine = row[name_at] or NA
-            self.machine_reject[machine] = self.machine_reject.get(machine, 0) + qty
-            reason = row[reason_at] or NO_REASON
-            self.reason_reject[reason] = self.reason_reject.get(reason, 0) + qty
+            self.downstream.add_reject(group, row[name_at] or NA, row[reason_at] or NO_REASON, qty)
             per_lot[(cid, group)] = per_lot.get((cid, group), 0) + qty
         self.db.executemany(
             "INSERT INTO cid_downstream VALUES (?, ?, ?) "
@@ -401,75 +336,28 @@ class MsdAggregator:
             ((cid, group, qty) for (cid, group), qty in per_lot.items()),
         )
 
-    def finish(self) -> None:
-        """Order the detection lots for the detail table and credit each with what its family
-        used or met (SQL joins over the scratch tables, sorted before they are stored).
-        ``result`` and ``detail_rows`` call it; events after it make it run again."""
-        if self._finished:
-            return
+    def finish(self) -> Fold:
+        """End the folding: order the detection lots for the detail table and credit each with
+        what its family used or met (SQL joins over the scratch tables, sorted before they are
+        stored), then hand over the frozen ``Fold`` the result and the detail rows read. Asked
+        again, it returns the same fold; any input after it raises ``RuntimeError``."""
+        if self._fold is not None:
+            return self._fold
         db = self.db
-        for table in ("detail_order", "material_totals", "pos_downstream"):
-            db.execute(f"DELETE FROM {table}")
         db.execute(
             f"INSERT INTO detail_order (idx) SELECT idx FROM lots {_DETAIL_ORDER[self.direction]} "
             "ORDER BY rate(defect_qty, input_qty) DESC, name, idx"
         )
         for statement in _FINISH[self.direction]:
             db.execute(statement)
-        self._credit = None
-        self._finished = True
-
-    def credit(self) -> msd_result.MachineCredit:
-        """What each machine is credited with (backward): from the detail pass when it ran to
-        its end, else from a pass of its own."""
-        self.finish()
-        if self._credit is None:
-            self._credit = msd_result.credit_machines(self)
-        return self._credit
-
-    # ---- outputs -------------------------------------------------------------------------
-    def machine_ids(self) -> list[str]:
-        """Equipment ids in the attribution (look their families up before ``result``)."""
-        if not self.backward:
-            return []
-        lots = self.credit().lots
-        return sorted({m.equipment_id for i, m in enumerate(self.machines) if lots[i]} - {""})
-
-    def result(self, families: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """The aggregation object of the contract (``kpi``, ``charts``, ``attribution``, ...).
-        Asked for after ``detail_rows`` ran to its end, it reuses that pass's machine figures."""
-        self.finish()
-        return msd_result.result(self, families or {}, encoded=False)
-
-    def result_json(self, families: Mapping[str, str] | None = None) -> bytes:
-        """``result`` as JSON bytes, its longest list (one entry per material lot) encoded while
-        it is read, never held as objects."""
-        self.finish()
-        return codec.to_json(msd_result.result(self, families or {}, encoded=True))
-
-    def detail_rows(self) -> Iterator[dict[str, Any]]:
-        """The detail table, one lot at a time (``msd_result.detail_rows``); crediting the
-        machines on the way, so ``result`` needs no pass of its own afterwards."""
-        self.finish()
-        credit = msd_result.MachineCredit(self.machines)
-        yield from msd_result.detail_rows(self, credit)
-        if self.backward and self._finished:
-            self._credit = credit
-
-
-def machine_families(source: Source, equipment_ids: Iterable[str]) -> dict[str, str]:
-    """``RESOURCEFAMILYNAME`` per equipment id, from ``DWH.DW_MES_RESOURCE``.
-
-    The family only labels the attribution rows, and that table lies outside the trace's data
-    model: when the warehouse refuses the query (no such table, no grant) every family reads
-    ``(未知)`` and a warning is logged, rather than failing an analysis whose work is done.
-    A transient error (``SourceUnavailable``) still propagates, so the stage is retried.
-    """
-    families: dict[str, str] = {}
-    try:
-        for batch in source.query_in("msd/resource_families", "ids", equipment_ids):
-            families.update((rid, family) for rid, family in batch.rows if family)
-    except SourceQueryError as error:
-        log.warning("machine families unavailable, shown as %s: %s", UNKNOWN, error.message)
-        return {}
-    return families
+        self._fold = Fold(
+            db=db,
+            direction=self.direction,
+            station=self.station,
+            date_mode=self.date_mode,
+            top_n=self.top_n,
+            lineage_given=self.lineage_given,
+            machines=tuple(self.machines),
+            downstream=self.downstream,
+        )
+        return self._fold

@@ -1,0 +1,132 @@
+"""The detail table of the mid-section-defect analysis, read from a finished fold one detection
+lot at a time, worst defect rate first.
+
+Backward, one row per lot and loss reason (a clean lot gets one row with no reason), with the
+machines and materials its family used before the detection station; forward, one row per lot
+with defects, with its rejects at the stations after it. The pass crediting the machines
+(``pipeline.stages.msd.attribution``) is this one: read to its end, it leaves the credit on the
+fold, so the result afterwards reads no lot again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from itertools import groupby
+from operator import itemgetter
+from typing import Any
+
+import orjson
+
+from pipeline.stages.msd.attribution import LOTS, credit_lot
+from pipeline.stages.msd.fold import Fold
+from pipeline.stages.msd.machines import MachineCredit
+from pipeline.stages.msd.pareto import rate
+from pipeline.workcenters import group_order
+
+#: Added to ``LOTS`` for the backward detail table: the distinct materials the lot's family
+#: used, as a JSON array of ``[part, lot]`` pairs.
+MATERIALS = """,
+       (SELECT json_group_array(json_array(mt.part, mt.lot))
+        FROM (SELECT DISTINCT c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid
+              WHERE o.idx = l.idx) u JOIN materials mt ON mt.idx = u.material)"""
+
+
+def detail_rows(fold: Fold) -> Iterator[dict[str, Any]]:
+    """The detail table, one lot at a time, worst defect rate first: backward, one row per lot
+    and loss reason (a clean lot gets one row with no reason); forward, one row per lot with
+    defects. Backward it credits the machines on the way, and when read to its end keeps that
+    credit on the fold, so ``result`` needs no pass of its own afterwards."""
+    if not fold.backward:
+        yield from _forward_details(fold, fold.db.rows(LOTS.format(materials="")))
+        return
+    credit = MachineCredit(fold.machines)
+    yield from _backward_details(fold, credit)
+    fold.memo.credit = credit
+
+
+def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[dict[str, Any]]:
+    """The lots (with what their families used) and their rejects are read as two streams in
+    detail order and merged here: one query each, whatever the number of lots."""
+    db = fold.db
+    lots = db.rows(LOTS.format(materials=MATERIALS))
+    rejects_of = _by_position(
+        db.rows(
+            "SELECT d.pos, r.reason, r.qty FROM detail_order d JOIN rejects r ON r.idx = d.idx "
+            "WHERE r.qty <> 0 AND selected(r.reason) ORDER BY d.pos, r.reason"
+        )
+    )
+    # Machines are the factory's few hundred: one entry each, shared by every row naming it.
+    machine_entries = [{"station": m.group, "machine": m.name} for m in fold.machines]
+    machine_order = [(group_order(m.group), m.name) for m in fold.machines]
+    for row in lots:
+        pos, name, pj, package, workflow, equipment, qty, runcard, related, root, *_, mats = row
+        materials = sorted(map(tuple, orjson.loads(mats)))
+        used = sorted(credit_lot(credit, row), key=machine_order.__getitem__)
+        upstream = {
+            **_base(name, pj, package, workflow, equipment, qty),
+            "FINISHEDRUNCARD": runcard,
+            "ANCESTOR_COUNT": related,
+            "UPSTREAM_MACHINES": [machine_entries[m] for m in used],
+            "UPSTREAM_MACHINE_COUNT": len(used),
+            "UPSTREAM_MATERIALS": [{"part": p, "lot": m} for p, m in materials],
+            "WAFER_ROOT": root,
+        }
+        for reason, defects in rejects_of(pos) or [("", 0)]:
+            yield {
+                **upstream,
+                "LOSS_REASON": reason,
+                "DEFECT_QTY": defects,
+                "DEFECT_RATE": rate(defects, qty),
+            }
+
+
+def _by_position(rows: Iterator[tuple[Any, ...]]) -> Callable[[int], list[tuple[Any, ...]]]:
+    """A reader of rows whose first column is an increasing position: ``at(pos)`` returns the
+    rest of the rows at ``pos`` (``[]`` for none); positions are asked for in increasing order."""
+    groups = groupby(rows, key=itemgetter(0))
+    current = next(groups, None)
+
+    def at(pos: int) -> list[tuple[Any, ...]]:
+        nonlocal current
+        while current is not None and current[0] < pos:
+            current = next(groups, None)
+        if current is None or current[0] != pos:
+            return []
+        found = [row[1:] for row in current[1]]
+        current = next(groups, None)
+        return found
+
+    return at
+
+
+def _forward_details(fold: Fold, lots: Iterator[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
+    downstream_of = _by_position(
+        fold.db.rows("SELECT pos, grp, qty FROM pos_downstream ORDER BY pos")
+    )
+    for pos, name, pj, package, workflow, equipment, qty, *_, defects, _m in lots:
+        down = dict(downstream_of(pos))
+        rejects = sum(down.values())
+        worst = (
+            min(down.items(), key=lambda kv: (-kv[1], group_order(kv[0])))[0] if rejects else None
+        )
+        yield {
+            **_base(name, pj, package, workflow, equipment, qty),
+            "DEFECT_QTY": defects,
+            "DOWNSTREAM_STATIONS": len(down),
+            "DOWNSTREAM_REJECTS": rejects,
+            "DOWNSTREAM_REJECT_RATE": rate(rejects, qty),
+            "WORST_DOWNSTREAM": worst,
+        }
+
+
+def _base(
+    name: str, pj: Any, package: Any, workflow: Any, equipment: Any, qty: Any
+) -> dict[str, Any]:
+    return {
+        "CONTAINERNAME": name,
+        "PJ_TYPE": pj,
+        "PRODUCTLINENAME": package,
+        "WORKFLOW": workflow,
+        "DETECTION_EQUIPMENTNAME": equipment,
+        "INPUT_QTY": qty,
+    }

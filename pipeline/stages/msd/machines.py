@@ -1,0 +1,75 @@
+"""The upstream machines of the mid-section-defect analysis and what each is credited with.
+
+A machine is credited (backward) with every detection lot whose family used it before the
+detection station: the lot's input and defects. ``MachineCredit`` adds that up one lot at a time,
+so the (lot, machine) pairs, millions in a big trace, are never grouped in SQL or held in
+Python: only the totals per machine (the factory's few hundred) are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.stages.msd.pareto import Tally
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """An upstream machine: ``(group, name, equipment id)`` is its identity."""
+
+    group: str
+    name: str
+    equipment_id: str
+
+
+class MachineCredit:
+    """What the backward attribution adds up per machine (by index) over the detection lots:
+    their number, input and defects; which (workflow, package, PJ type, detection machine)
+    profiles used each; and per group and per machine name, the lots that used any of its
+    machines. Fed one lot at a time (``add``), with that lot's distinct machines."""
+
+    def __init__(self, machines: Sequence[Machine]) -> None:
+        n = len(machines)
+        self.machines = machines
+        self.lots = [0] * n
+        self.inputs: list[float] = [0] * n
+        self.defects: list[float] = [0] * n
+        self._groups = sorted({m.group for m in machines})
+        self._names = sorted({m.name for m in machines})
+        self._group_of = [self._groups.index(m.group) for m in machines]
+        self._name_of = [self._names.index(m.name) for m in machines]
+        self._per_group: list[list[float]] = [[0, 0, 0] for _ in self._groups]  # lots, in, def
+        self._per_name: list[list[float]] = [[0, 0, 0] for _ in self._names]
+        self._profiles: dict[tuple[Any, ...], set[int]] = {}
+
+    def add(self, used: list[int], input_qty: float, defect_qty: float, profile: tuple) -> None:
+        """Credit one detection lot (``used``: its distinct machine indices)."""
+        lots, inputs, defects = self.lots, self.inputs, self.defects
+        for m in used:
+            lots[m] += 1
+            inputs[m] += input_qty
+            defects[m] += defect_qty
+        self._profiles.setdefault(profile, set()).update(used)
+        group_of, name_of = self._group_of, self._name_of
+        for totals in [self._per_group[g] for g in {group_of[m] for m in used}] + [
+            self._per_name[k] for k in {name_of[m] for m in used}
+        ]:
+            totals[0] += 1
+            totals[1] += input_qty
+            totals[2] += defect_qty
+
+    def profiles(self, machine: int) -> list[tuple[Any, ...]]:
+        """The profiles of the lots credited to ``machine``."""
+        return [p for p, used in self._profiles.items() if machine in used]
+
+    def by_group(self) -> dict[str, Tally]:
+        return _tallies_of(self._groups, self._per_group)
+
+    def by_name(self) -> dict[str, Tally]:
+        return _tallies_of(self._names, self._per_name)
+
+
+def _tallies_of(names: list[str], totals: list[list[float]]) -> dict[str, Tally]:
+    return {n: Tally(i, d, int(c)) for n, (c, i, d) in zip(names, totals, strict=True) if c}

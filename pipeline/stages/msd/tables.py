@@ -1,0 +1,55 @@
+"""The scratch tables of the mid-section-defect analysis: the folder
+(``pipeline.stages.msd.folding``) writes them, the readers of a finished ``Fold`` (result, detail
+rows, attribution) read them.
+
+What grows with the trace lives here, not in Python objects: per detection lot its quantities,
+rejects and root; which lots of each family belong to which detection lot; what each family lot
+used (backward) or met downstream (forward). Quantities are pieces; ``idx`` numbers the detection
+lots in the order they came, ``pos`` in detail order (worst defect rate first).
+"""
+
+from __future__ import annotations
+
+SCHEMA = """
+CREATE TABLE wanted (cid TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE lots (
+    idx INTEGER PRIMARY KEY, cid TEXT NOT NULL UNIQUE, name TEXT NOT NULL, pj_type TEXT,
+    package TEXT, workflow TEXT, runcard TEXT, equipment TEXT, input_qty NOT NULL, trackin TEXT,
+    defect_qty NOT NULL DEFAULT 0, related_count INTEGER NOT NULL DEFAULT 0, root TEXT
+);
+CREATE TABLE rejects (
+    idx INTEGER NOT NULL, reason TEXT NOT NULL, qty NOT NULL, PRIMARY KEY (idx, reason)
+) WITHOUT ROWID;
+-- each detection lot -> the lots of its family (itself, its ancestors or descendants); filled in
+-- detection-lot order, so it is written in key order (its index by lot comes after)
+CREATE TABLE owners (idx INTEGER NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (idx, cid))
+    WITHOUT ROWID;
+-- the lineage as given, staged to be applied in bulk (set_lineage)
+CREATE TABLE staged_roots (cid TEXT NOT NULL, root TEXT);
+CREATE TABLE staged_related (seed TEXT NOT NULL, cid TEXT NOT NULL);
+CREATE TABLE staged_counts (seed TEXT NOT NULL, n INTEGER NOT NULL);
+CREATE TABLE machines (
+    idx INTEGER PRIMARY KEY, grp TEXT NOT NULL, name TEXT NOT NULL, equipment_id TEXT NOT NULL
+);
+CREATE TABLE materials (
+    idx INTEGER PRIMARY KEY, part TEXT NOT NULL, lot TEXT NOT NULL, UNIQUE (part, lot)
+);
+-- backward: what each family lot used, appended as folded (repeats are harmless: readers
+-- take distinct values); indexed by lot once the folding is done (finish)
+CREATE TABLE cid_machines (cid TEXT NOT NULL, machine INTEGER NOT NULL);
+CREATE TABLE cid_materials (cid TEXT NOT NULL, material INTEGER NOT NULL);
+-- forward: the lots that reached each downstream station and machine, rejects per station
+CREATE TABLE station_lots (grp TEXT NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (grp, cid))
+    WITHOUT ROWID;
+CREATE TABLE machine_lots (machine TEXT NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (machine, cid))
+    WITHOUT ROWID;
+CREATE TABLE cid_downstream (cid TEXT NOT NULL, grp TEXT NOT NULL, qty NOT NULL,
+    PRIMARY KEY (cid, grp)) WITHOUT ROWID;
+-- finish: the detection lots in detail order (worst defect rate first); per material key, the
+-- detection lots using it; forward, each lot's rejects per downstream station, by position
+CREATE TABLE detail_order (pos INTEGER PRIMARY KEY, idx INTEGER NOT NULL UNIQUE);
+CREATE TABLE material_totals (key TEXT PRIMARY KEY, lots INTEGER NOT NULL, input NOT NULL,
+    defects NOT NULL) WITHOUT ROWID;
+CREATE TABLE pos_downstream (pos INTEGER NOT NULL, grp TEXT NOT NULL, qty NOT NULL,
+    PRIMARY KEY (pos, grp)) WITHOUT ROWID;
+"""

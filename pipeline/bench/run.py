@@ -28,7 +28,7 @@ import redis
 from pipeline import domains
 from pipeline.bench.model import STAGES, ResumeFigure, RssSample, RunFigures, StageFigure
 from pipeline.bench.probe import FAIL_AGGREGATION_KEY, QUERIES_KEY
-from pipeline.cli.jobs import parts_of
+from pipeline.cli.jobs.listing import parts_of
 from pipeline.config import Settings
 from pipeline.demo import info
 from pipeline.engine import codec, keys, lifecycle

@@ -28,13 +28,13 @@ import redis
 from pipeline import domains
 from pipeline.bench.model import STAGES, ResumeFigure, RssSample, RunFigures, StageFigure
 from pipeline.bench.probe import FAIL_AGGREGATION_KEY, QUERIES_KEY
-from pipeline.cli.jobs.listing import parts_of
 from pipeline.config import Settings
 from pipeline.demo import info
 from pipeline.engine import codec, keys, lifecycle
 from pipeline.engine.broker import make_broker
 from pipeline.engine.flow import events_part
 from pipeline.engine.runtime import runtime_for
+from pipeline.engine.store import CheckpointStore
 from pipeline.tools import rss
 from pipeline.tools.api_client import ApiClient, ApiError
 from pipeline.tools.stack import LocalStack
@@ -275,9 +275,9 @@ def run_once(bench: BenchStack, stack: LocalStack, lots: int) -> tuple[RunFigure
         rss_series=sampler.samples,
         cpu_steal=steal,
     )
-    parts = parts_of(client, job_id)
+    parts = CheckpointStore(client, bench.settings().job_ttl_seconds).part_summaries(job_id)
     figures.domain_seconds = {
-        d: float(parts[events_part(d)]["seconds"]) for d in rows if events_part(d) in parts
+        d: parts[events_part(d)].seconds for d in rows if events_part(d) in parts
     }
     missing = [s for s in STAGES if s not in figures.stages]
     if missing:

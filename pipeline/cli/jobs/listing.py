@@ -20,6 +20,7 @@ from pipeline.engine.store import KeyTtls
 
 
 def job_line(job: Job) -> dict[str, Any]:
+    """One job as ``jobs list`` gives it (its JSON; the table shows the same fields)."""
     return {
         "job_id": job.id,
         "status": job.state,  # as in the API's status document
@@ -35,6 +36,8 @@ def job_line(job: Job) -> dict[str, Any]:
 
 
 def cmd_list(tool: JobsTool, args: argparse.Namespace) -> int:
+    """Jobs from the index of recent jobs, newest first, filtered; an expired job is a line
+    that says so."""
     client = tool.runtime.redis
     low = time.time() - args.since if args.since is not None else "-inf"
     ids = [codec.as_text(m) for m in client.zrevrangebyscore(keys.RECENT, "+inf", low)]
@@ -75,6 +78,7 @@ def _ttl_text(ttls: KeyTtls) -> str:
 
 
 def cmd_show(tool: JobsTool, args: argparse.Namespace) -> int:
+    """``EXIT_NOT_FOUND`` for a job that is not (or no longer) there."""
     job = tool.load(args.job_id)
     if job is None:
         return EXIT_NOT_FOUND

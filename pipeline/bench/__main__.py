@@ -23,7 +23,7 @@ from pipeline import domains
 from pipeline.bench import baseline, chart, limits, machine, report
 from pipeline.bench.model import Comparison, SizeResult, size_from_dict
 from pipeline.bench.run import BenchStack, job_cids, measure_resume, run_once
-from pipeline.cli.main import ensure_warehouse
+from pipeline.cli.warehouse import ensure_warehouse
 from pipeline.engine.store import CheckpointStore
 
 ROOT = Path(__file__).resolve().parents[2]

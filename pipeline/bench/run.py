@@ -28,12 +28,12 @@ import redis
 from pipeline import domains
 from pipeline.bench.model import STAGES, ResumeFigure, RssSample, RunFigures, StageFigure
 from pipeline.bench.probe import FAIL_AGGREGATION_KEY, QUERIES_KEY
-from pipeline.cli.jobs import parts_of
 from pipeline.config import Settings
 from pipeline.demo import info
 from pipeline.engine import codec, keys, lifecycle, parts
 from pipeline.engine.broker import make_broker
 from pipeline.engine.runtime import runtime_for
+from pipeline.engine.store import CheckpointStore
 from pipeline.tools import rss
 from pipeline.tools.api_client import ApiClient, ApiError
 from pipeline.tools.stack import LocalStack
@@ -274,9 +274,9 @@ def run_once(bench: BenchStack, stack: LocalStack, lots: int) -> tuple[RunFigure
         rss_series=sampler.samples,
         cpu_steal=steal,
     )
-    stored = parts_of(client, job_id)
+    stored = CheckpointStore(client, bench.settings().job_ttl_seconds).part_summaries(job_id)
     figures.domain_seconds = {
-        d: float(stored[parts.events(d)]["seconds"]) for d in rows if parts.events(d) in stored
+        d: stored[parts.events(d)].seconds for d in rows if parts.events(d) in stored
     }
     missing = [s for s in STAGES if s not in figures.stages]
     if missing:
@@ -311,7 +311,5 @@ def measure_resume(bench: BenchStack, stack: LocalStack) -> ResumeFigure:
 
 def job_cids(bench: BenchStack, job_id: str) -> list[str]:
     """The lots of a finished job (its lineage's), as stored."""
-    from pipeline.engine.store import CheckpointStore
-
     store = CheckpointStore(bench.client(), ttl_seconds=3600)
     return [str(row[0]) for batch in store.read(job_id, parts.CIDS) for row in batch.rows]

@@ -1,7 +1,8 @@
 """The demo factory: its route, equipment pools, materials, products and loss reasons.
 
-Plain data. The simulation (``generator.py``) walks lots along ``ROUTE``; every workcenter name
-here maps to its group through ``pipeline.workcenters.group_of`` (a test checks it).
+Plain data. The simulation (``generator.py``) walks lots along ``ROUTE`` (``route_walk.py``);
+every workcenter name here maps to its group through ``pipeline.workcenters.group_of`` (a test
+checks it).
 """
 
 from __future__ import annotations

@@ -1,18 +1,14 @@
 """What the demo factory records along a lot's way: rejects (with loss reasons, and the planted
 bad machines' extra rejects at test), material consumption, maintenance jobs, holds.
 
-A mixin of ``DemoFactory`` (``generator.py``), which owns the state these methods use.
+A part of ``DemoFactory`` (``generator.py``); the state these methods use is ``FactoryState``'s
+(``state.py``).
 """
 
 from __future__ import annotations
 
-import random
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from pipeline.demo import factory as F
-from pipeline.demo.writer import WarehouseWriter
+from pipeline.demo.state import FactoryState, Lot
 
 P_PROCESS_REJECT = 0.06
 P_UNNAMED_REASON = 0.03
@@ -22,36 +18,8 @@ BASE_TEST_REJECT = 0.006  # fraction of qty rejected at test
 BAD_MACHINE_LIFT = 0.035  # added per bad machine in a lot's path
 
 
-@dataclass(slots=True)
-class Lot:
-    cid: str
-    name: str
-    order: str  # work order (MFGORDERNAME / PJ_WORKORDER)
-    wafer: str  # FIRSTNAME
-    product: tuple[str, str, str, str, str]  # PRODUCTNAME, PRODUCTLINENAME, PJ_TYPE, FUNCTION, BOP
-    qty: int
-    clock: int  # seconds since START
-    exposure: int  # bit i set: bad machine i is in this lot's path (itself or an ancestor)
-    depth: int
-    split_from: str | None = None
-    original: str | None = None
-    last_spec: str | None = None
-
-
-class Records:
-    """Writes the events of a lot's steps. Needs the attributes declared below."""
-
-    w: WarehouseWriter
-    rng: random.Random
-    time: Callable[[int], str]
-    recent: dict[str, deque[tuple[str, str]]]
-    material_uses: dict[str, int]
-
-    def next_seq(self, kind: str) -> int:
-        raise NotImplementedError
-
-    def yymm(self, clock: int) -> str:
-        raise NotImplementedError
+class Records(FactoryState):
+    """Writes the events of a lot's steps."""
 
     def rejects(self, lot: Lot, i: int, step: F.Step, equipment: str, stamp: str) -> int:
         rng = self.rng

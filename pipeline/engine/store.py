@@ -91,6 +91,27 @@ class Entry:
         return cls(batch, chunks, bool(raw.get("truncated")), raw.get("note") or {})
 
 
+@dataclass(frozen=True)
+class PartSummary:
+    """What one part of a job holds, for operators (``CheckpointStore.part_summaries``)."""
+
+    batches: int  # committed batches
+    chunks: int
+    rows: int
+    seconds: float  # worker seconds its batches took, added up (only the events stage notes them)
+
+
+@dataclass(frozen=True)
+class KeyTtls:
+    """The TTLs of every key of a job (``CheckpointStore.key_ttls``), in seconds."""
+
+    keys: int  # the job's hash and key set included
+    min_seconds: int | None  # of the keys still there (None: none is)
+    max_seconds: int | None
+    gone: int  # registered, but expired or deleted
+    without_ttl: int  # would never expire: a bug if not 0
+
+
 class CheckpointStore:
     """Chunks, manifests and small documents of jobs, in one Redis database."""
 
@@ -318,6 +339,52 @@ class CheckpointStore:
             count += len(batch)
         self.redis.unlink(keys.job_keys(job_id))
         return count
+
+    # ---- for operators: what a job holds ------------------------------------------------------
+    def part_summaries(self, job_id: str) -> dict[str, PartSummary]:
+        """Per checkpointed part of the job, by part name: its committed batches, their chunks
+        and rows, and the seconds they took. Parts are found through the job's key set (no
+        ``SCAN``); one ``HGETALL`` per part."""
+        prefix = keys.manifest(job_id, "")
+        summaries: dict[str, PartSummary] = {}
+        for name in self.redis.sscan_iter(
+            keys.job_keys(job_id), match=f"{prefix}*", count=KEY_BATCH
+        ):
+            manifest_key = codec.as_text(name)
+            entries = [
+                Entry.from_bytes(int(batch), codec.as_bytes(data))
+                for batch, data in self.redis.hgetall(manifest_key).items()
+            ]
+            seconds = sum((float(e.note.get("seconds") or 0) for e in entries), 0.0)
+            summaries[manifest_key[len(prefix) :]] = PartSummary(
+                batches=len(entries),
+                chunks=sum(len(e.chunks) for e in entries),
+                rows=sum(e.rows for e in entries),
+                seconds=round(seconds, 3),
+            )
+        return dict(sorted(summaries.items()))
+
+    def key_ttls(self, job_id: str) -> KeyTtls:
+        """The TTLs of every key the job registered, its hash and key set included: the
+        shortest and longest, how many are already gone, how many have none (would never
+        expire). Pipelined, ``KEY_BATCH`` keys per round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.ttl(keys.job(job_id))
+        pipe.ttl(keys.job_keys(job_id))
+        ttls = [int(t) for t in pipe.execute()]
+        for batch in self._job_keys(job_id):
+            pipe = self.redis.pipeline(transaction=False)
+            for name in batch:
+                pipe.ttl(name)
+            ttls += [int(t) for t in pipe.execute()]
+        alive = [t for t in ttls if t >= 0]
+        return KeyTtls(
+            keys=len(ttls),
+            min_seconds=min(alive) if alive else None,
+            max_seconds=max(alive) if alive else None,
+            gone=sum(1 for t in ttls if t == -2),
+            without_ttl=sum(1 for t in ttls if t == -1),
+        )
 
 
 class ChunkWriter:

@@ -15,14 +15,14 @@ import orjson
 import pytest
 import redis
 
-from pipeline.cli.jobs import (
+from pipeline.cli.exit_codes import (
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
-    duration,
 )
+from pipeline.cli.jobs.parser import duration
 from pipeline.engine import keys, lifecycle, parts
 from pipeline.engine.broker import make_broker
 from pipeline.engine.job import (

@@ -1,16 +1,25 @@
 """The checkpoint store against real Redis (database 14): chunks, manifests, row limits, lost
-chunks, TTLs and release; and the codec that packs rows."""
+chunks, TTLs and release, what a job holds (part summaries, key TTLs); and the codec that packs
+rows."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 import redis
 
 from pipeline.engine import codec, keys, parts
-from pipeline.engine.store import CheckpointStore, ChunkLost, ChunkRef, Entry
+from pipeline.engine.store import (
+    CheckpointStore,
+    ChunkLost,
+    ChunkRef,
+    Entry,
+    KeyTtls,
+    PartSummary,
+)
 from pipeline.rows import RowBatch
 
 JOB = "0123456789abcdef0123456789abcdef"
@@ -197,6 +206,54 @@ def test_write_rows_cuts_batches_and_keeps_the_committed_ones_on_a_rerun(
     assert all_rows(store, part) == rows
     assert store.read_batch(JOB, part, 2) == rows[8:]
     assert progress(store_redis, part) == (3, 10)
+
+
+def test_part_summaries_count_each_parts_committed_batches_chunks_rows_and_noted_seconds(
+    store: CheckpointStore,
+) -> None:
+    # Given two committed batches of PART whose notes carry the seconds they took, a third
+    # batch written but never committed, a part of the stage's own output (no seconds) and a blob
+    store.commit(JOB, PART, replace(write(store, 0, 3, 2), note={"seconds": 1.25}))
+    store.commit(JOB, PART, replace(write(store, 1, 4, start=100), note={"seconds": 0.5}))
+    write(store, 2, 7, start=200)
+    store.write_rows(JOB, "lineage:cids", COLUMNS, iter(make_rows(0, 10)), 4)
+    store.put_blob(JOB, "summary", {"rows": 19})
+    # When an operator asks what the job holds
+    summaries = store.part_summaries(JOB)
+    # Then each part counts only its committed batches, sorted by part name
+    assert summaries == {
+        PART: PartSummary(batches=2, chunks=3, rows=9, seconds=1.75),
+        "lineage:cids": PartSummary(batches=3, chunks=3, rows=10, seconds=0.0),
+    }
+    assert list(summaries) == sorted(summaries)
+    # And a job that holds nothing has no parts
+    assert store.part_summaries("f" * 32) == {}
+
+
+def test_key_ttls_cover_every_job_key_and_name_the_gone_and_the_immortal(
+    store: CheckpointStore, store_redis: redis.Redis
+) -> None:
+    # Given a job hash, a committed batch of two chunks and a blob, all with the job's TTL
+    store_redis.hset(keys.job(JOB), "state", "finished")
+    store_redis.expire(keys.job(JOB), TTL)
+    entry, _ = store.commit(JOB, PART, write(store, 0, 2, 2))
+    store.put_blob(JOB, "summary", {"rows": 4})
+    registered = store_redis.scard(keys.job_keys(JOB))
+    # Then every key is counted (the job hash and the key set too), all alive with the TTL
+    ttls = store.key_ttls(JOB)
+    assert (ttls.keys, ttls.gone, ttls.without_ttl) == (registered + 2, 0, 0)
+    assert ttls.min_seconds is not None and ttls.max_seconds is not None
+    assert 0 < ttls.min_seconds <= ttls.max_seconds <= TTL
+    # When one chunk is gone and the blob lost its TTL
+    store_redis.delete(entry.chunks[0].key)
+    store_redis.persist(keys.blob(JOB, "summary"))
+    # Then both are named, and still counted
+    assert store.key_ttls(JOB).keys == registered + 2
+    assert (store.key_ttls(JOB).gone, store.key_ttls(JOB).without_ttl) == (1, 1)
+    # And a job without keys has its hash and key set counted, both gone
+    assert store.key_ttls("f" * 32) == KeyTtls(
+        keys=2, min_seconds=None, max_seconds=None, gone=2, without_ttl=0
+    )
 
 
 def test_codec_packs_decimals_and_dates_as_contract_values_and_rows_come_back_as_tuples() -> None:

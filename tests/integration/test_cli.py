@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from pipeline.cli import main as cli
+from pipeline.cli.exit_codes import EXIT_CONFIG, EXIT_INVALID, EXIT_OK, EXIT_SOURCE
 
 
 @pytest.fixture
@@ -20,13 +21,13 @@ def use_warehouse(monkeypatch: pytest.MonkeyPatch, warehouse: Path) -> Path:
 
 def test_demo_data_builds_once_and_reuses_the_same_size_and_seed(tmp_path: Path) -> None:
     db = tmp_path / "w.db"
-    assert cli.main(["demo-data", "--lots", "60", "--seed", "3", "--db", str(db)]) == cli.EXIT_OK
+    assert cli.main(["demo-data", "--lots", "60", "--seed", "3", "--db", str(db)]) == EXIT_OK
     built = db.stat().st_mtime_ns
-    assert cli.main(["demo-data", "--lots", "60", "--seed", "3", "--db", str(db)]) == cli.EXIT_OK
+    assert cli.main(["demo-data", "--lots", "60", "--seed", "3", "--db", str(db)]) == EXIT_OK
     assert db.stat().st_mtime_ns == built
     assert (
         cli.main(["demo-data", "--lots", "60", "--seed", "3", "--db", str(db), "--force"])
-        == cli.EXIT_OK
+        == EXIT_OK
     )
     assert db.stat().st_mtime_ns != built
     with sqlite3.connect(db) as conn:
@@ -61,7 +62,7 @@ def test_trace_writes_every_domain_and_prints_a_json_summary(
             "--json",
         ]
     )
-    assert code == cli.EXIT_OK
+    assert code == EXIT_OK
     summary = orjson.loads(capsys.readouterr().out)
     assert summary["not_found"] == ["NOPE"] and summary["seed_count"] > 1
     assert list(summary["rows"]) == ["history", "materials", "rejects", "holds", "jobs"]
@@ -88,7 +89,7 @@ def test_bad_input_exits_2_and_names_the_problem(
             str(out),
         ]
     )
-    assert code == cli.EXIT_INVALID
+    assert code == EXIT_INVALID
     assert "INVALID_PARAMS" in capsys.readouterr().err
     assert not out.exists()  # a refused request leaves nothing behind
 
@@ -99,7 +100,7 @@ def test_a_trace_where_nothing_matches_exits_2_and_writes_nothing(
     out = tmp_path / "results"
     args = ["trace", "--profile", "query_tool", "--resolve-type", "lot_id"]
     code = cli.main([*args, "--values", "NOPE-1", "NOPE-2", "--out", str(out)])
-    assert code == cli.EXIT_INVALID
+    assert code == EXIT_INVALID
     assert "NO_SEEDS" in capsys.readouterr().err
     assert not out.exists()
 
@@ -108,7 +109,7 @@ def test_too_few_demo_lots_exit_2_and_name_the_minimum(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "w.db"
-    assert cli.main(["demo-data", "--lots", "10", "--db", str(db)]) == cli.EXIT_INVALID
+    assert cli.main(["demo-data", "--lots", "10", "--db", str(db)]) == EXIT_INVALID
     assert "--lots must be at least 50" in capsys.readouterr().err
     assert not db.exists() and list(tmp_path.iterdir()) == []
 
@@ -130,10 +131,10 @@ def test_a_missing_warehouse_exits_4(
             str(tmp_path),
         ]
     )
-    assert code == cli.EXIT_SOURCE
+    assert code == EXIT_SOURCE
     assert "warehouse file not found" in capsys.readouterr().err
 
 
 def test_a_bad_setting_exits_3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TRACE_FETCH_ROWS", "many")
-    assert cli.main(["demo-data", "--db", str(tmp_path / "x.db")]) == cli.EXIT_CONFIG
+    assert cli.main(["demo-data", "--db", str(tmp_path / "x.db")]) == EXIT_CONFIG

@@ -19,7 +19,8 @@ from pipeline.config import Settings
 from pipeline.engine.broker import make_broker
 from pipeline.engine.job import AGGREGATION, EVENTS, LINEAGE, QUEUE, SEED_RESOLVE
 from pipeline.engine.messages import ACTOR_NAMES, MessageKey
-from pipeline.engine.runtime import EngineMiddleware, Runtime, runtime_for
+from pipeline.engine.middleware import EngineMiddleware
+from pipeline.engine.runtime import Runtime, runtime_for
 
 settings = Settings.from_env()
 logs.install(settings.log_level)  # logfmt lines through the handlers the dramatiq CLI set up

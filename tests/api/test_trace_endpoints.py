@@ -10,7 +10,7 @@ import falcon.testing
 import pytest
 
 from http_api.services import Services
-from pipeline.engine import keys
+from pipeline.engine import keys, parts
 from pipeline.request import TraceRequest
 from pipeline.sources.sqlite import SqliteSource
 from tests.api.conftest import AppFactory
@@ -504,6 +504,28 @@ def test_events_of_a_lineage_job_use_its_lots_when_none_are_given(
     assert status["status"] == "finished"
     assert status["cid_count"] == lineage["total_nodes"]
     assert answer.json["data"]["results"]["history"]["total"] > 0
+
+
+def test_a_lineage_job_without_its_stored_lot_list_is_refused_not_analysed_empty(
+    api: tuple[falcon.testing.TestClient, Services], warehouse: Path
+) -> None:
+    client, services = api
+    # Given a finished lineage job whose lot list is not where this version reads it (a job
+    # written by an older version stored it under another part name)
+    seeds = seed_resolve(client, lot_names(warehouse, 4)).json["data"]
+    lineage = client.simulate_post(
+        "/api/trace/lineage",
+        json={"profile": "query_tool", "container_ids": seeds["seed_container_ids"]},
+    ).json["data"]
+    services.redis.hdel(keys.progress(lineage["job_id"]), parts.rows(parts.CIDS))
+    # When events name it, Then the request is refused: never an empty result that looks whole
+    answer = client.simulate_post(
+        "/api/trace/events",
+        json={"profile": "query_tool", "domains": ["history"], "lineage_job_id": lineage["job_id"]},
+    )
+    assert answer.status_code == 409, answer.text
+    assert answer.json["error"]["code"] == "LINEAGE_JOB_NOT_READY"
+    assert "no stored lot list" in answer.json["error"]["message"]
 
 
 def test_a_warehouse_away_during_seed_resolve_is_503_seed_resolve_failed(

@@ -11,9 +11,8 @@ from rich.table import Table
 
 from pipeline.cli.exit_codes import EXIT_OK
 from pipeline.cli.jobs.tool import JobsTool
-from pipeline.engine import codec, keys, lifecycle
+from pipeline.engine import codec, keys, lifecycle, operator
 from pipeline.engine.job import CANCELLED, FAILED, FINISHED
-from pipeline.engine.runtime import Runtime
 
 
 def cmd_purge(tool: JobsTool, args: argparse.Namespace) -> int:
@@ -40,7 +39,7 @@ def cmd_purge(tool: JobsTool, args: argparse.Namespace) -> int:
             why = f"{job.state} long ago"
         else:
             continue
-        released = 0 if args.dry_run else purge_job(runtime, job_id)
+        released = 0 if args.dry_run else operator.purge(runtime, job_id)
         purged.append({"job_id": job_id, "why": why, "keys": released})
         if not args.dry_run:
             runtime.registry.announce(lifecycle.PURGED, job_id, why=why, keys=released)
@@ -49,15 +48,3 @@ def cmd_purge(tool: JobsTool, args: argparse.Namespace) -> int:
         table.add_row(item["job_id"], item["why"], str(item["keys"]))
     tool.emit(args, {"purged": purged, "dry_run": args.dry_run}, table)
     return EXIT_OK
-
-
-def purge_job(runtime: Runtime, job_id: str) -> int:
-    """Release every key of a job (``UNLINK``: freed in the background) and its index entries."""
-    client = runtime.redis
-    released = runtime.store.release(job_id)
-    pipe = client.pipeline(transaction=False)
-    pipe.unlink(keys.job(job_id))
-    for index in (keys.RECENT, keys.RUNNING, keys.FAILED):
-        pipe.zrem(index, job_id)
-    pipe.execute()
-    return released + 1

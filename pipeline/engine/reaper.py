@@ -1,0 +1,79 @@
+"""Dead workers: work whose lease went stale is sent again, and jobs that went quiet with no
+work held anywhere are resumed. Every worker process runs a round every
+``TRACE_REAPER_INTERVAL_SECONDS`` (``EngineMiddleware``); one at a time across all of them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from pipeline.engine.flow import resume
+from pipeline.engine.leases import resend_stale, take_reaper_lock
+from pipeline.engine.messages import MessageKey
+
+if TYPE_CHECKING:
+    from pipeline.engine.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def reap(runtime: Runtime) -> int:
+    """One reaper round: resend the work of dead workers (stale leases), then revive jobs that
+    went quiet with no work held at all. Returns the messages/jobs sent again (0 when another
+    worker holds this round)."""
+    settings = runtime.settings
+    if not take_reaper_lock(runtime.leases, settings.reaper_interval_seconds):
+        return 0
+
+    def resend(job_id: str, message_key: str) -> bool:
+        return resend_message(runtime, job_id, message_key)
+
+    return resend_stale(runtime.leases, settings.stall_seconds, resend) + revive_quiet_jobs(runtime)
+
+
+def resend_message(runtime: Runtime, job_id: str, message_key: str) -> bool:
+    """Send a stalled message again; False when the job no longer wants it."""
+    job = runtime.registry.load(job_id)
+    if job is None or not job.active:
+        return False
+    runtime.dispatch(job, [MessageKey.parse(message_key)], resumed=True)
+    runtime.registry.seen(job_id)  # not quiet: its work was just sent again
+    return True
+
+
+def revive_quiet_jobs(runtime: Runtime) -> int:
+    """Jobs with no lease anywhere and no sign of life for ``TRACE_STALL_SECONDS`` lost their
+    messages (a killed worker had prefetched them, not started them, so no lease covered them):
+    send again whatever their current stage still needs.
+
+    A job that is merely waiting in a busy queue looks the same, so each revival doubles the
+    quiet time the next one needs (stall, 2 x stall, 4 x ...): duplicates stay few and are
+    harmless (committed batches are skipped).
+    """
+    registry, stall = runtime.registry, runtime.settings.stall_seconds
+    now = time.time()
+    quiet = registry.quiet_jobs(now - stall)
+    if not quiet:
+        return 0
+    busy = runtime.leases.jobs_with_leases()
+    revived = 0
+    for job_id, last_seen in quiet:
+        if job_id in busy:
+            continue
+        job = registry.load(job_id)
+        if job is None or not job.active:
+            registry.forget_running(job_id)
+            continue
+        if now - last_seen < stall * 2 ** registry.revivals(job_id):
+            continue
+        registry.note_revival(job_id, now)
+        log.warning(
+            "job %s: quiet for %.0f s with no work held; resumed",
+            job_id,
+            now - last_seen,
+            extra={"job_id": job_id},
+        )
+        resume(runtime.context(job))
+        revived += 1
+    return revived

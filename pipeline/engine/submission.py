@@ -1,0 +1,106 @@
+"""Submitting a request: the job that serves it (an equal one, or a new one), its inputs written
+and its first stage sent to the workers (``Runtime.submit``, the API's and the CLI's entry)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from pipeline.engine import lifecycle, parts
+from pipeline.engine.flow import dispatch_stage, events_totals
+from pipeline.engine.inputs import write_inputs
+from pipeline.engine.job import LARGE_QUEUE, LINEAGE, QUEUE, Job
+from pipeline.errors import LineageJobNotFound, LineageJobNotReady, ServiceUnavailable
+from pipeline.request import TraceRequest, check_cid_limit
+
+if TYPE_CHECKING:
+    from pipeline.engine.runtime import Runtime
+
+
+def submit(
+    runtime: Runtime,
+    request: TraceRequest,
+    *,
+    fresh: bool = False,
+    lineage: Mapping[str, Any] | None = None,
+) -> tuple[Job, bool]:
+    """The job for ``request``: the running or finished one for the same request (unless
+    ``fresh``), or a new one whose first stage is sent to the workers. Returns the job and
+    whether it is new. ``lineage`` is a dashboard's inline lineage map (an events request of a
+    mid-section-defect analysis); its digest must be in ``request.lineage_digest``.
+
+    Raises ``InvalidInput`` for a bad request (``CidLimitExceeded`` past the profile's limit,
+    ``LineageJobNotFound``/``LineageJobNotReady`` for a ``lineage_job_id`` that cannot serve)
+    and ``ServiceUnavailable`` when Redis or the broker is down (the job then fails at once).
+    """
+    settings, registry = runtime.settings, runtime.registry
+    request.check(settings)  # refused up front, not in the job
+    count = len(request.container_ids)
+    try:
+        if request.lineage_job_id:
+            count = _lineage_job_lots(runtime, request.lineage_job_id, count)
+            check_cid_limit(count, request.profile, settings)
+        queue = LARGE_QUEUE if count > settings.large_job_cids else QUEUE
+        job, created = registry.submit(request, fresh=fresh, queue=queue)
+        if not created:
+            return job, False
+        cids = write_inputs(
+            runtime.store,
+            job,
+            batch_size=settings.fetch_rows,
+            in_list_size=settings.in_list_size,
+            lineage=lineage,
+        )
+        if request.from_cids:
+            if cids != job.cid_count:
+                registry.update(job.id, cid_count=cids)
+            registry.set_totals(job.id, events_totals(job, cids, settings))
+        # Recorded before the first message goes out: a fast worker's stage_started must not
+        # come first in the job's event log.
+        registry.announce(
+            lifecycle.ACCEPTED,
+            job.id,
+            profile=request.profile,
+            kind=request.job_kind,
+            lots=count or None,  # CIDs given (or of the lineage job); seeds are counted later
+            seeds=len(request.params.values or ()) or None,
+            queue=job.queue,
+        )
+    except redis.RedisError as error:
+        raise ServiceUnavailable(f"the job store cannot be reached: {error}") from error
+    try:
+        dispatch_stage(runtime.context(job), job.stages[0])
+    except Exception as error:
+        registry.fail(job.id, None, ServiceUnavailable.code, "the broker is unavailable")
+        raise ServiceUnavailable(f"the broker cannot be reached: {error}") from error
+    return job, True
+
+
+def _lineage_job_lots(runtime: Runtime, lineage_job_id: str, given: int) -> int:
+    """The lots of the job named by ``lineage_job_id`` (its lineage must be complete; the
+    ``given`` lots when there are some); its keys get a fresh TTL, as the new job will read
+    them."""
+    source = runtime.registry.load(lineage_job_id)
+    if source is None:
+        raise LineageJobNotFound(
+            f"lineage job {lineage_job_id} not found or expired", field="lineage_job_id"
+        )
+    if LINEAGE not in source.completed:
+        raise LineageJobNotReady(
+            f"lineage job {source.id} has no finished lineage (it is {source.state})",
+            field="lineage_job_id",
+        )
+    runtime.store.touch(source.id)
+    if given:
+        return given
+    stored = runtime.registry.progress(source.id).get(parts.rows(parts.CIDS))
+    if stored is None and source.cid_count:
+        # Its lots were never stored where this version reads them (a job of an older version)
+        # or are gone: copying nothing would analyse no lot and look complete.
+        raise LineageJobNotReady(
+            f"lineage job {source.id} has no stored lot list; run its lineage again",
+            field="lineage_job_id",
+        )
+    return stored or 0

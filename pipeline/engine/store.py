@@ -190,7 +190,7 @@ class CheckpointStore:
         pipe.execute()
 
     def put_json(self, job_id: str, name: str, document: bytes) -> None:
-        """Store a JSON document (``codec.to_json``) that readers send on as it is
+        """Store a JSON document (``pipeline.rows.to_json``) that readers send on as it is
         (``get_json``): encoded once, by the writer."""
         key = keys.json_doc(job_id, name)
         pipe = self.redis.pipeline(transaction=False)

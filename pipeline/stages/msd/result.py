@@ -14,8 +14,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.engine.codec import to_json
-from pipeline.rows import batched
+from pipeline.rows import batched, to_json
 from pipeline.stages.msd.attribution import attribution, machine_credit
 from pipeline.stages.msd.detection_stats import (
     SELECTED_REJECTS,

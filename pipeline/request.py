@@ -171,7 +171,7 @@ class TraceRequest(BaseModel):
     def from_json(cls, data: bytes | str) -> TraceRequest:
         """A request from its stored JSON (``as_dict``, encoded)."""
         try:
-            return cls.model_validate_json(data)
+            return cls.model_validate(orjson.loads(data))
         except ValidationError as error:
             raise invalid_input(error) from None
 

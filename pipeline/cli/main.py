@@ -3,10 +3,10 @@
 - ``demo-data``: build a demo warehouse (SQLite) of N lots, deterministic for a seed.
 - ``trace``: run one trace through the four stage functions in this process.
 - ``demo``: build the demo warehouse if needed, start a worker and the API on this machine
-  (``pipeline/stack.py``), trace a few hundred detection lots through the API the way the
+  (``pipeline/tools/stack.py``), trace a few hundred detection lots through the API the way the
   dashboard does, with progress bars, and end with a summary and the path of the results.
 - ``jobs``: list, show, retry, cancel, purge jobs; requeue dead letters; watch events
-  (``pipeline/jobs_cli.py``, with its own exit codes).
+  (``pipeline/cli/jobs/``, with its own exit codes).
 
 Settings come from the environment (``Settings.from_env``), read once here. Exit codes:
 ``EXIT_OK`` 0, ``EXIT_FAILED`` 1, ``EXIT_INVALID`` 2 (bad input or usage), ``EXIT_CONFIG`` 3,

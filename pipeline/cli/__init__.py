@@ -1,0 +1,1 @@
+"""``python -m pipeline``: one module per command (``main`` assembles them)."""

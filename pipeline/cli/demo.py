@@ -7,11 +7,11 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from pipeline.cli import output
 from pipeline.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from pipeline.cli.output import progress_bars, report, report_memory, results_dir
 from pipeline.cli.warehouse import db_path, ensure_warehouse, warehouse_options
@@ -46,8 +46,7 @@ def add_command(commands: Any) -> None:
         action="store_true",
         help="sample the worker's and the API's resident memory and print their peaks",
     )
-    p.add_argument("--out", type=Path, help="results directory (default var/results/<time>)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    output.add_result_options(p)
     p.set_defaults(func=cmd_demo)
 
 

@@ -3,6 +3,7 @@ services' peak memory; and where a run's results go by default."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import sys
 from pathlib import Path
@@ -24,6 +25,12 @@ from pipeline.runner import TraceSummary, top_suspects
 from pipeline.tools.rss import PeakRss
 
 RESULTS_DIR = Path("var/results")
+
+
+def add_result_options(p: argparse.ArgumentParser) -> None:
+    """``--out`` and ``--json``, as every command that reports a trace has them."""
+    p.add_argument("--out", type=Path, help="results directory (default var/results/<time>)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def results_dir(out: Path | None) -> Path:

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from pipeline import domains
+from pipeline.cli import output
 from pipeline.cli.exit_codes import EXIT_OK
 from pipeline.cli.output import StageBars, progress_bars, report, results_dir
 from pipeline.config import Settings
@@ -48,8 +49,7 @@ def add_command(commands: Any) -> None:
         metavar="DOMAIN",
         help="event domains (default: the dashboard's set for the profile); 'all' for every domain",
     )
-    p.add_argument("--out", type=Path, help="results directory (default var/results/<time>)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    output.add_result_options(p)
     p.set_defaults(func=cmd_trace)
 
 

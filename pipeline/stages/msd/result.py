@@ -137,22 +137,8 @@ def _forward(fold: Fold) -> dict[str, Any]:
     db, down = fold.db, fold.downstream
     station_lots = dict(db.execute("SELECT grp, COUNT(*) FROM station_lots GROUP BY grp"))
     machine_lots = dict(db.execute("SELECT machine, COUNT(*) FROM machine_lots GROUP BY machine"))
-    stations = {
-        group: Tally(
-            down.station_input.get(group, 0),
-            down.station_reject.get(group, 0),
-            station_lots.get(group, 0),
-        )
-        for group in set(down.station_input) | set(down.station_reject)
-    }
-    machines = {
-        name: Tally(
-            down.machine_input.get(name, 0),
-            down.machine_reject.get(name, 0),
-            machine_lots.get(name, 0),
-        )
-        for name in set(down.machine_input) | set(down.machine_reject)
-    }
+    stations = _tallies(down.station_input, down.station_reject, station_lots)
+    machines = _tallies(down.machine_input, down.machine_reject, machine_lots)
     total_input = sum(down.station_input.values())
     total_reject = sum(down.station_reject.values())
     detection = detection_kpi(fold)
@@ -181,4 +167,14 @@ def _forward(fold: Fold) -> dict[str, Any]:
         },
         "attribution": [],
         "detail_total_count": int(db.value("SELECT COUNT(*) FROM lots WHERE defect_qty > 0")),
+    }
+
+
+def _tallies(
+    inputs: Mapping[str, float], rejects: Mapping[str, float], lots: Mapping[str, int]
+) -> dict[str, Tally]:
+    """Per name (station or machine) met downstream: its input, rejects and lots."""
+    return {
+        name: Tally(inputs.get(name, 0), rejects.get(name, 0), lots.get(name, 0))
+        for name in set(inputs) | set(rejects)
     }

@@ -105,7 +105,8 @@ class LineageJobNotFound(InvalidInput):
 
 
 class LineageJobNotReady(InvalidInput):
-    """``lineage_job_id`` names a job whose lineage has not finished."""
+    """``lineage_job_id`` names a job whose lineage has not finished, or whose lots are no
+    longer stored (run its lineage again)."""
 
     code = "LINEAGE_JOB_NOT_READY"
     status = 409

@@ -1,6 +1,6 @@
 """End to end over real processes: ``gunicorn -c ops/gunicorn.conf.py`` and ``ops/worker``
 (``dramatiq pipeline.actors``) on loopback, started by ``pipeline.tools.stack`` as the demo starts
-them (Redis databases 10 and 11, flushed around the test), driven over HTTP the way the
+them (Redis databases 10 and 11, flushed around the module), driven over HTTP the way the
 dashboard drives them: seed-resolve -> lineage -> events (202) -> status -> NDJSON stream and
 result pages, every row checked against the stage functions run directly."""
 
@@ -39,7 +39,7 @@ STOP_SECONDS = 10
 Rows = list[tuple[Any, ...]]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def e2e_env(warehouse: Path) -> dict[str, str]:
     """The API tests' settings on databases 10/11; small IN lists so each domain has several
     batches; 202 for any events call over 10 lots; rate limits out of the test's way."""
@@ -57,7 +57,7 @@ def e2e_env(warehouse: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def e2e_redis() -> Iterator[redis.Redis]:
     yield from clean_databases(STORE_DB, BROKER_DB)
 
@@ -75,12 +75,14 @@ class Api(ApiClient):
         return [orjson.loads(line) for line in self.lines(path, timeout=timeout) if line.strip()]
 
 
-@pytest.fixture
-def served(e2e_env: dict[str, str], e2e_redis: None, tmp_path: Path) -> Iterator[Api]:
+@pytest.fixture(scope="module")
+def served(
+    e2e_env: dict[str, str], e2e_redis: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
     """``ops/worker`` (one process, two threads) and gunicorn (two workers, started outside
     the repo without PYTHONPATH: the config file alone finds the app), both ready (``/readyz``
-    200); stopped at the end."""
-    stack = LocalStack(e2e_env, tmp_path, processes=1, threads=2)
+    200); stopped after the module's tests (one stack for them all: a start costs seconds)."""
+    stack = LocalStack(e2e_env, tmp_path_factory.mktemp("e2e"), processes=1, threads=2)
     try:
         try:
             stack.start(READY_SECONDS)

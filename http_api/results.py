@@ -18,6 +18,7 @@ from typing import Any
 
 from http_api import render
 from http_api.services import Services
+from pipeline.engine.documents import QualityMeta
 from pipeline.engine.job import Job
 from pipeline.engine.pages import Page
 from pipeline.engine.results import ResultGone, ResultReader
@@ -92,7 +93,7 @@ def events_document(
 
 
 def domain_page(
-    reader: ResultReader, job: Job, domain: str, page: Page | None, quality: dict[str, Any]
+    reader: ResultReader, job: Job, domain: str, page: Page | None, quality: QualityMeta
 ) -> Iterator[bytes]:
     if page is None:  # a failed domain: no rows
         return render.obj(

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.domains import Domain
 from pipeline.request import TraceRequest
 
 QUEUED = "queued"
@@ -71,7 +72,7 @@ class Job:
         return plan(self.request)
 
     @property
-    def domains(self) -> tuple[str, ...]:
+    def domains(self) -> tuple[Domain, ...]:
         """The events domains the job fetches (none when its plan has no events stage)."""
         return self.request.domains if EVENTS in self.stages else ()
 

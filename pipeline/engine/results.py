@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.engine import parts
+from pipeline.engine.documents import QualityMeta
 from pipeline.engine.job import ACTIVE, AGGREGATION, EVENTS, FINISHED, Job
 from pipeline.engine.pages import Located, Page, PageIndex
 from pipeline.engine.registry import JobRegistry
@@ -115,7 +116,7 @@ class ResultReader:
         """The events domains that failed, sorted."""
         return sorted(self.registry.domain_states(job_id))
 
-    def domain_quality(self, job: Job) -> dict[str, dict[str, Any]]:
+    def domain_quality(self, job: Job) -> dict[str, QualityMeta]:
         """``quality_meta`` per events domain of ``job`` (``status.domain_quality``)."""
         return domain_quality(job, self.registry, self.max_rows_per_domain)
 

@@ -7,20 +7,28 @@ they are always as current as the checkpoints.
 from __future__ import annotations
 
 import time
-from typing import Any, cast
+from typing import Final, Literal, cast
 
 from pipeline.engine import job as job_states
 from pipeline.engine import parts
-from pipeline.engine.documents import JobState
+from pipeline.engine.documents import (
+    JobError,
+    JobState,
+    JobStatus,
+    Progress,
+    QualityMeta,
+    ServiceState,
+    Stage,
+    StageProgress,
+)
 from pipeline.engine.job import EVENTS, Job
 from pipeline.engine.registry import JobRegistry
 
 #: ``quality_meta.status`` values (the contract's).
-COMPLETE, PARTIAL, TRUNCATED, FAILED = "complete", "partial", "truncated", "failed"
-
-
-#: The job statuses the dashboard understands (the contract's); ``cancelled`` is not one.
-CONTRACT_STATES = (job_states.QUEUED, job_states.STARTED, job_states.FINISHED, job_states.FAILED)
+COMPLETE: Final = "complete"
+PARTIAL: Final = "partial"
+TRUNCATED: Final = "truncated"
+FAILED: Final = "failed"
 #: The ``error`` of a cancelled job, as the dashboard sees it (status ``failed``).
 CANCELLED_ERROR = "the job was cancelled"
 
@@ -31,16 +39,16 @@ def contract_state(state: str) -> JobState:
     return cast(JobState, job_states.FAILED if state == job_states.CANCELLED else state)
 
 
-def stage_progress(job: Job, registry: JobRegistry) -> dict[str, dict[str, Any]]:
+def stage_progress(job: Job, registry: JobRegistry) -> dict[str, StageProgress]:
     """Per stage of the job's plan: input batches done (and total, where known), rows written.
 
     Events is summed over its domains and also given per domain (``domains``).
     """
     counters = registry.progress(job.id)
-    stages: dict[str, dict[str, Any]] = {}
+    stages: dict[str, StageProgress] = {}
     for stage in job.stages:
         if stage == EVENTS:
-            per_domain = {
+            per_domain: dict[str, Progress] = {
                 d: {
                     "batches_done": counters.get(parts.done(parts.events(d)), 0),
                     "batches_total": counters.get(parts.total(parts.events(d))),
@@ -49,9 +57,10 @@ def stage_progress(job: Job, registry: JobRegistry) -> dict[str, dict[str, Any]]
                 for d in job.domains
             }
             totals = [p["batches_total"] for p in per_domain.values()]
+            known = [n for n in totals if n is not None]
             stages[stage] = {
                 "batches_done": sum(p["batches_done"] for p in per_domain.values()),
-                "batches_total": None if None in totals else sum(totals),
+                "batches_total": sum(known) if len(known) == len(totals) else None,
                 "rows": sum(p["rows"] for p in per_domain.values()),
                 "domains": per_domain,
             }
@@ -67,49 +76,36 @@ def stage_progress(job: Job, registry: JobRegistry) -> dict[str, dict[str, Any]]
     return stages
 
 
-def progress_text(job: Job, stages: dict[str, dict[str, Any]]) -> str:
+def progress_text(job: Job, stages: dict[str, StageProgress]) -> str:
     """One line for the dashboard's spinner, e.g. ``events: 37/112 batches, 412,000 rows``."""
     if not job.active:
         return job.state
     stage = job.stage or job.pending_stage()
     if stage is None:
         return job.state
-    info = stages.get(stage, {})
-    total = info.get("batches_total")
-    done = info.get("batches_done", 0)
+    info = stages.get(stage)
+    if info is None:
+        return f"{stage}: 0 batches, 0 rows"
+    total, done = info["batches_total"], info["batches_done"]
     batches = f"{done}/{total}" if total is not None else str(done)
-    return f"{stage}: {batches} batches, {info.get('rows', 0):,} rows"
+    return f"{stage}: {batches} batches, {info['rows']:,} rows"
 
 
-#: The fields of the contract's status document that are always there (``stage`` and
-#: ``completed_stages`` are optional in the contract; ours always has them too).
-STATUS_FIELDS = (
-    "job_id",
-    "status",
-    "profile",
-    "cid_count",
-    "domains",
-    "progress",
-    "created_at",
-    "elapsed_seconds",
-    "error",
-)
-
-
-def job_status(job: Job, registry: JobRegistry, now: float | None = None) -> dict[str, Any]:
+def job_status(job: Job, registry: JobRegistry, now: float | None = None) -> JobStatus:
     """The contract's job status document, plus ``state`` (ours: ``cancelled`` too, which the
     contract's ``status`` shows as ``failed``), ``queue``, ``stages`` (progress per stage),
     ``failed_domains`` and ``error_detail`` (stage, code, message). ``domains`` are the events
     domains the job fetches (none for a seed-resolve or lineage job)."""
     stages = stage_progress(job, registry)
-    failed = sorted(registry.domain_states(job.id))
+    states = registry.domain_states(job.id)
+    failed = sorted(d for d in job.domains if d in states)
     error = job.error["message"] if job.error else None
     if job.state == job_states.CANCELLED:
         error = CANCELLED_ERROR
     return {
         "job_id": job.id,
         "status": contract_state(job.state),
-        "state": job.state,
+        "state": cast(ServiceState, job.state),
         "profile": job.request.profile,
         "cid_count": job.cid_count,
         "domains": list(job.domains),
@@ -117,24 +113,24 @@ def job_status(job: Job, registry: JobRegistry, now: float | None = None) -> dic
         "created_at": int(job.created_at),
         "elapsed_seconds": job.elapsed_seconds(now if now is not None else time.time()),
         "error": error,
-        "stage": job.stage,
-        "completed_stages": list(job.completed),
+        "stage": cast(Stage | None, job.stage),
+        "completed_stages": cast(list[Stage], list(job.completed)),
         "queue": job.queue,
         "stages": stages,
         "failed_domains": failed,
-        "error_detail": job.error,
+        "error_detail": cast(JobError | None, job.error),
     }
 
 
-def domain_quality(job: Job, registry: JobRegistry, max_rows: int) -> dict[str, dict[str, Any]]:
+def domain_quality(job: Job, registry: JobRegistry, max_rows: int) -> dict[str, QualityMeta]:
     """``quality_meta`` of each events domain: failed (with the error), truncated by the row
     guard (with ``max_rows``), or complete. Reads two small hashes, whatever the job's size."""
     failed = registry.domain_states(job.id)
     counters = registry.progress(job.id)
-    quality: dict[str, dict[str, Any]] = {}
+    quality: dict[str, QualityMeta] = {}
     for domain in job.domains:
         part = parts.events(domain)
-        meta: dict[str, Any] = {
+        meta: QualityMeta = {
             "status": COMPLETE,
             "scope": "domain",
             "domain": domain,
@@ -142,18 +138,19 @@ def domain_quality(job: Job, registry: JobRegistry, max_rows: int) -> dict[str, 
             "observed_rows": counters.get(parts.rows(part), 0),
         }
         if domain in failed:
-            meta.update(status=FAILED, observed_rows=0)
+            meta["status"], meta["observed_rows"] = FAILED, 0
             meta["reasons"].append(f"{failed[domain]['code']}: {failed[domain]['message']}")
         elif counters.get(parts.truncated(part), 0):
-            meta.update(status=TRUNCATED, max_rows=max_rows)
+            meta["status"], meta["max_rows"] = TRUNCATED, max_rows
             meta["reasons"].append(f"row guard: kept the first {max_rows:,} rows")
         quality[domain] = meta
     return quality
 
 
-def query_quality(domains: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def query_quality(domains: dict[str, QualityMeta]) -> QualityMeta:
     """The job-wide ``quality_meta`` over its domains' (worst status wins; all failed: failed)."""
     statuses = [m["status"] for m in domains.values()]
+    status: Literal["complete", "partial", "truncated", "failed"]
     if statuses and all(s == FAILED for s in statuses):
         status = FAILED
     elif FAILED in statuses:

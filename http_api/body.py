@@ -46,7 +46,8 @@ def read_query(req: falcon.Request, model: type[M]) -> M:
 def read_headers(req: falcon.Request, model: type[M]) -> M:
     """The headers ``model`` names (by their aliases) as ``model``."""
     names = [f.alias or name for name, f in model.model_fields.items()]
-    present = {name: req.get_header(name) for name in names if req.get_header(name) is not None}
+    given = {name: req.get_header(name) for name in names}
+    present = {name: value for name, value in given.items() if value is not None}
     try:
         return model.model_validate(present)
     except ValidationError as error:

@@ -187,7 +187,6 @@ def _operation(path: str, spec: Operation, resource: Any, schemas: _Schemas) -> 
         errors.append(TooManyRequests)
     answers.update(_error_responses(errors))
     op["responses"] = dict(sorted(answers.items()))
-    op.update(spec.extra)
     return op
 
 

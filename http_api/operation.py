@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import falcon
@@ -59,7 +59,6 @@ class Operation:
     errors: tuple[ErrorSpec, ...] = ()
     #: Callable without the API token (probes).
     open_access: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 Responder = Callable[..., None]

@@ -86,8 +86,9 @@ def describe(error: ErrorDetails, prefix: str = "") -> dict[str, str]:
 def invalid_input(error: ValidationError, prefix: str = "") -> InvalidInput:
     """The ``InvalidInput`` (or ``InvalidProfile``) naming the problems of ``error``; ``prefix``
     is where the validated value sits in the request (e.g. ``params``)."""
-    problems = [describe(e, prefix) for e in error.errors(include_url=False)]
-    for raw, problem in zip(error.errors(include_url=False), problems, strict=True):
+    raws = error.errors(include_url=False)
+    problems = [describe(e, prefix) for e in raws]
+    for raw, problem in zip(raws, problems, strict=True):
         if problem["field"] == "profile" and raw["type"] in ("literal_error", "missing"):
             return InvalidProfile(
                 f"unknown profile {raw.get('input')!r}; expected one of {', '.join(PROFILES)}"

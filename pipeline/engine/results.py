@@ -225,6 +225,9 @@ class ResultReader:
         followed and ``ResultGone`` when it is gone.
         """
         part = parts.events(domain)
+        if not follow:  # nothing changes any more: the states, totals and manifest read once
+            yield from self._finished_chunks(job_id, domain)
+            return
         number = batch = start = 0
         while True:
             if domain in self.registry.domain_states(job_id):
@@ -241,6 +244,26 @@ class ResultReader:
                 number += 1
                 start += ref.rows
             batch += 1
+
+    def _finished_chunks(self, job_id: str, domain: str) -> Iterator[Located]:
+        """``chunks`` of a job not followed: three reads of Redis for the whole domain."""
+        if domain in self.registry.domain_states(job_id):
+            return
+        part = parts.events(domain)
+        total = self.registry.progress(job_id).get(parts.total(part))
+        manifest = self.store.manifest(job_id, part)
+        number = start = 0
+        for batch in range(total if total is not None else 0):
+            entry = manifest.get(batch)
+            if entry is None:
+                self._wait_for_batch(job_id, domain, batch, follow=False)  # raises
+                continue
+            for ref in entry.chunks:
+                yield Located(number, entry.batch, start, ref)
+                number += 1
+                start += ref.rows
+        if total is None:
+            self._wait_for_batch(job_id, domain, 0, follow=False)  # raises: totals never set
 
     def _wait_for_batch(self, job_id: str, domain: str, batch: int, follow: bool) -> None:
         """Pause before looking for ``batch`` again: only while following a live job."""

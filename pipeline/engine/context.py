@@ -20,8 +20,10 @@ class JobInactive(TraceError):
 
 
 class BatchAttemptsExceeded(TraceError):
-    """A batch was started more often than ``TRACE_BATCH_MAX_ATTEMPTS`` (it keeps failing or
-    killing its worker): it fails for good."""
+    """A batch's worker died while running it ``TRACE_BATCH_MAX_ATTEMPTS`` times (it keeps
+    killing its worker, e.g. out of memory): it fails for good. Errors the worker lived to
+    report are not counted here: Dramatiq retries those ``TRACE_MAX_RETRIES`` times, then the
+    batch fails with the error's own code."""
 
     code = "BATCH_ATTEMPTS_EXCEEDED"
 
@@ -36,6 +38,8 @@ class StageContext:
     source: Source
     settings: Settings
     dispatch: Dispatcher
+    #: The batch this work started last (``{part}:{batch}``): the one an error it reports was in.
+    last_batch: str | None = None
 
     def check_active(self) -> None:
         """Raise ``JobInactive`` once the job is no longer queued or started (cancelled)."""
@@ -45,14 +49,24 @@ class StageContext:
 
     def start_batch(self, part: str, batch: int) -> None:
         """Count a start of ``batch`` of ``part``, and one source query for it; raise
-        ``BatchAttemptsExceeded`` past the limit (a redelivery ignores Dramatiq's retry count,
-        so this is what stops a batch that kills its worker from coming back forever)."""
+        ``BatchAttemptsExceeded`` once its worker died ``TRACE_BATCH_MAX_ATTEMPTS`` times while
+        running it (starts that never reported back: a redelivery after a crash ignores
+        Dramatiq's retry count, so this is what stops a batch that kills its worker from coming
+        back forever; errors reported back are ``ended`` and left to the retry budget)."""
         tag = f"{part}:{batch}"
-        attempts = self.registry.add_attempt(self.job.id, tag)
+        starts, ended = self.registry.add_attempt(self.job.id, tag)
+        died = starts - 1 - ended  # earlier starts that never reported back
         limit = self.settings.batch_max_attempts
-        if attempts > limit:
+        if died >= limit:
             raise BatchAttemptsExceeded(
-                f"{part} batch {batch} was started {attempts} times (limit {limit}); "
-                "it keeps failing or killing its worker"
+                f"{part} batch {batch}: its worker died {died} times while running it "
+                f"(limit {limit}); it keeps killing its worker"
             )
+        self.last_batch = tag
         self.registry.add_query(self.job.id, tag)
+
+    def batch_ended(self) -> None:
+        """The batch started last ended with an error this worker reports (not a crash)."""
+        if self.last_batch is not None:
+            self.registry.end_attempt(self.job.id, self.last_batch)
+            self.last_batch = None

@@ -305,9 +305,20 @@ class JobRegistry:
         self.store.register(pipe, job_id, keys.progress(job_id))
         pipe.execute()
 
-    def add_attempt(self, job_id: str, tag: str) -> int:
-        """Count one more start of batch ``tag``; returns the starts so far."""
-        return self._count(keys.attempts(job_id), job_id, tag)
+    def add_attempt(self, job_id: str, tag: str) -> tuple[int, int]:
+        """Count one more start of batch ``tag``; returns its starts so far and how many of
+        them ended with an error their worker reported (``end_attempt``)."""
+        key = keys.attempts(job_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(key, tag, 1)
+        pipe.hget(key, f"{tag}:ended")
+        self.store.register(pipe, job_id, key)
+        starts, ended = pipe.execute()[:2]
+        return int(starts), int(ended or 0)
+
+    def end_attempt(self, job_id: str, tag: str) -> None:
+        """A start of batch ``tag`` ended with an error its worker lived to report."""
+        self._count(keys.attempts(job_id), job_id, f"{tag}:ended")
 
     def add_query(self, job_id: str, tag: str) -> int:
         """Count one source query issued for batch ``tag``."""

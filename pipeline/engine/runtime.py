@@ -149,6 +149,7 @@ class Runtime:
                 log.info("job %s: no longer active; %s stopped", job_id, key)
                 return
             except TraceError as error:
+                self._reported(ctx)
                 if error.retryable and self._retries_left():
                     self._retrying(job_id, key, error.code, error.message)
                     raise
@@ -158,10 +159,12 @@ class Runtime:
                 self._retrying(job_id, key, "SERVICE_UNAVAILABLE", f"Redis: {error}", log_only=True)
                 raise
             except TimeLimitExceeded:
+                self._reported(ctx)
                 limit = self.settings.message_time_limit_seconds
                 self._retrying(job_id, key, "TIME_LIMIT_EXCEEDED", f"over {limit} s")
                 raise
             except Exception as error:
+                self._reported(ctx)
                 if self._retries_left():
                     log.exception("job %s: %s failed; it will be retried", job_id, key)
                     self._retrying(job_id, key, INTERNAL_ERROR, f"{type(error).__name__}: {error}")
@@ -180,6 +183,15 @@ class Runtime:
         where the event stream lives, is away)."""
         record = lifecycle.note if log_only else self.registry.announce
         record(lifecycle.RETRY, job_id, level=logging.WARNING, work=key, code=code, reason=reason)
+
+    @staticmethod
+    def _reported(ctx: StageContext) -> None:
+        """The batch under way ended with an error this worker reports: not a crash, so it
+        counts against the retry budget, not the attempt limit (``start_batch``)."""
+        try:
+            ctx.batch_ended()
+        except redis.RedisError as error:
+            log.warning("job %s: the end of a failed batch was not noted: %s", ctx.job.id, error)
 
     def _retries_left(self) -> bool:
         message = CurrentMessage.get_current_message()

@@ -172,6 +172,29 @@ def test_transient_errors_are_retried_and_fail_the_domain_when_retries_run_out(
     assert 99 - left == runtime.settings.max_retries + 1
 
 
+def test_a_source_outage_past_the_retry_budget_fails_with_the_source_code(
+    engine_env: dict[str, str], store_redis: redis.Redis, workers: Workers, warehouse: Path
+) -> None:
+    # Given the default budget: 1 + 3 starts per message, and an attempt limit of 3 (for
+    # workers that die), and a holds query whose warehouse stays away
+    budget = {"TRACE_MAX_RETRIES": "3", "TRACE_BATCH_MAX_ATTEMPTS": "3"}
+    settings = Settings.from_env({**engine_env, **budget})
+    runtime = runtime_for(settings, make_broker(settings))
+    workers.env = {**workers.env, **budget}
+    store_redis.hset(FAULTS_KEY, "transient:events/holds", 99)
+    cids = tuple(lots(warehouse, "CONTAINERID", 50))
+    request = TraceRequest(profile="query_tool", domains=("history", "holds"), container_ids=cids)
+    workers.start()
+    # When the job runs through the outage
+    job, _ = runtime.submit(request)
+    wait_ended(runtime, job.id, timeout=60)
+    # Then holds failed with the source's code after all four starts, not the attempt limit's
+    failed = runtime.registry.domain_states(job.id)
+    assert failed["holds"]["code"] == "SOURCE_UNAVAILABLE", failed
+    left = int(store_redis.hget(FAULTS_KEY, "transient:events/holds") or 0)
+    assert 99 - left == 4
+
+
 def test_cancel_stops_a_running_job(
     runtime: Runtime, workers: Workers, store_redis: redis.Redis, warehouse: Path
 ) -> None:

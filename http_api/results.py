@@ -22,7 +22,6 @@ from pipeline.engine.documents import QualityMeta
 from pipeline.engine.job import Job
 from pipeline.engine.pages import Page
 from pipeline.engine.results import ResultGone, ResultReader
-from pipeline.engine.status import query_quality
 from pipeline.errors import ResultExpired
 from pipeline.request import LINEAGE, SEED_RESOLVE
 
@@ -60,7 +59,7 @@ def events_document(
     reader: ResultReader, job: Job, domain: str | None, offset: int, limit: int
 ) -> Iterator[bytes]:
     failed = reader.failed_domains(job.id)
-    quality = reader.domain_quality(job)
+    query, quality = reader.quality(job)
     wanted = [d for d in job.domains if domain is None or d == domain]
     with expired_when_gone(job.id):
         pages: dict[str, Page | None] = {
@@ -80,7 +79,7 @@ def events_document(
         ),
         # stored as JSON: spliced in as it is, never decoded here
         ("aggregation", iter([aggregation]) if aggregation is not None else None),
-        ("quality_meta", query_quality(quality)),
+        ("quality_meta", query),
         ("domain_quality_meta", quality),
     ]
     if failed:

@@ -25,7 +25,6 @@ from http_api.services import Services
 from pipeline.engine import metrics
 from pipeline.engine.job import Job
 from pipeline.engine.results import JobEnded, ResultGone, ResultIncomplete
-from pipeline.engine.status import query_quality
 from pipeline.request import LINEAGE, SEED_RESOLVE
 
 log = logging.getLogger(__name__)
@@ -73,6 +72,7 @@ class JobStream:
                 self.sent += len(piece)
                 yield piece
         except ResultIncomplete as gap:
+            self.reader.found_damaged(self.job.id, gap.message)
             yield error_line(gap.code, gap.message, domain=gap.domain, batch=gap.batch)
         except (ResultGone, JobEnded) as ended:
             yield error_line(ended.code, ended.message)
@@ -125,13 +125,9 @@ class JobStream:
             yield render.line(
                 {"type": "warning", "code": "EVENTS_PARTIAL_FAILURE", "failed_domains": failed}
             )
-        quality = reader.domain_quality(job)
+        query, quality = reader.quality(job)
         yield render.line(
-            {
-                "type": "quality_meta",
-                "quality_meta": query_quality(quality),
-                "domain_quality_meta": quality,
-            }
+            {"type": "quality_meta", "quality_meta": query, "domain_quality_meta": quality}
         )
         yield render.line({"type": "complete", "total_records": total_records})
 

@@ -63,7 +63,11 @@ class JobResource(Resource):
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         job = load_job(self.services, job_id)
-        resp.media = {"success": True, "data": job_status(job, self.services.runtime.registry)}
+        registry, max_rows = (
+            self.services.runtime.registry,
+            self.services.settings.max_rows_per_domain,
+        )
+        resp.media = {"success": True, "data": job_status(job, registry, max_rows)}
 
     @operation(
         Operation(
@@ -85,7 +89,8 @@ class JobResource(Resource):
                 meta={"job_status": contract_state(state)},
             )
         fresh = registry.load(job.id) or job
-        resp.media = {"success": True, "data": job_status(fresh, registry)}
+        max_rows = self.services.settings.max_rows_per_domain
+        resp.media = {"success": True, "data": job_status(fresh, registry, max_rows)}
 
 
 class JobResultResource(Resource):

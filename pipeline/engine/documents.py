@@ -24,8 +24,11 @@ Count = Annotated[int, Field(ge=0)]
 
 
 class FailedRange(TypedDict):
+    """A run of lots whose rows are missing: first and last CID, and how many lots."""
+
     start: object
     end: object
+    lots: NotRequired[Count]
 
 
 class QualityMeta(TypedDict):
@@ -83,3 +86,7 @@ class JobStatus(TypedDict):
     stages: dict[str, StageProgress]
     failed_domains: list[Domain]
     error_detail: JobError | None
+    quality_meta: Annotated[
+        QualityMeta | None,
+        Field(description="The query's quality (null for a job without events domains)."),
+    ]

@@ -34,6 +34,13 @@ def events_totals(job: Job, cid_count: int, settings: Settings) -> dict[str, int
     return {parts.events(d): (jobs if d == domains.JOBS else batches) for d in job.domains}
 
 
+def events_spans(job: Job, settings: Settings) -> dict[str, int]:
+    """Batches of the lot list (``parts.CIDS``) one input batch of each events domain reads."""
+    return {
+        parts.events(d): (jobs_batches(settings) if d == domains.JOBS else 1) for d in job.domains
+    }
+
+
 def jobs_batches(settings: Settings) -> int:
     """Lot-list batches one input batch of ``jobs`` covers (``TRACE_JOBS_SCAN_LOTS`` lots)."""
     lots = lots_per_fetch(domains.JOBS, settings.in_list_size, settings.jobs_scan_lots)
@@ -100,6 +107,8 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
     but before sending it must not leave the job stuck.
     """
     job, registry = ctx.job, ctx.registry
+    if finished == EVENTS and _every_domain_failed(ctx):
+        return
     if registry.complete_stage(job.id, finished):
         # A job may wait in its queue and run for longer than its TTL: every stage boundary
         # gives all its keys (earlier stages' outputs included) a fresh TTL.
@@ -119,6 +128,21 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
             return
         ctx.job = fresh
         dispatch_stage(ctx, after, resumed=resumed)
+
+
+def _every_domain_failed(ctx: StageContext) -> bool:
+    """When every events domain failed, fail the job in its events stage (with the domains'
+    code, if they share one) and say True: there is no result to finish with, nor to analyse.
+    A retry re-runs the domains' uncommitted batches (``operator.retry``)."""
+    job = ctx.job
+    failed = ctx.registry.domain_states(job.id)
+    if not job.domains or any(d not in failed for d in job.domains):
+        return False
+    codes = {failed[d]["code"] for d in job.domains}
+    code = codes.pop() if len(codes) == 1 else "EVENTS_FAILED"
+    why = "; ".join(f"{d}: {failed[d]['code']}: {failed[d]['message']}" for d in job.domains)
+    ctx.registry.fail(job.id, EVENTS, code, f"every events domain failed ({why})")
+    return True
 
 
 def _record_stage(ctx: StageContext, stage: str) -> None:

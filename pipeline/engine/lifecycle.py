@@ -37,6 +37,8 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 FINISHED = "finished"
 PURGED = "purged"
+#: A finished job's result was found with a piece gone: never reused again (``reason``).
+DAMAGED = "result_damaged"
 #: Events counted in ``trace_jobs_total``.
 COUNTED = (ACCEPTED, FAILED, CANCELLED, FINISHED, PURGED)
 

@@ -13,8 +13,10 @@ if TYPE_CHECKING:
 
 
 def retry(runtime: Runtime, job_id: str) -> bool:
-    """A failed job goes back to queued and resumes at its failed stage, keeping finished stages
-    and batches. False when the job is not failed (or is gone)."""
+    """A failed job, or one that finished with failed events domains, goes back to queued and
+    resumes at its failed stage (the failed domains' uncommitted batches), keeping finished
+    stages and committed batches (``JobRegistry.reopen``). False when the job is neither (or
+    is gone)."""
     if not runtime.registry.reopen(job_id):
         return False
     job = runtime.registry.load(job_id)

@@ -70,6 +70,12 @@ def total(part: str) -> str:
     return f"{part}:total"
 
 
+def span(part: str) -> str:
+    """Batches of ``CIDS`` one input batch of events ``part`` reads (1, or more for ``jobs``):
+    how a missing input batch is named as a range of lots (``quality_meta.failed_ranges``)."""
+    return f"{part}:span"
+
+
 def rows(part: str) -> str:
     """Committed rows of ``part`` (after the row guard's cut)."""
     return f"{part}:rows"

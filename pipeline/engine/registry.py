@@ -17,10 +17,12 @@ import orjson
 import redis
 
 from pipeline.config import DEFAULT_RESULT_REUSE_SECONDS
-from pipeline.engine import codec, keys, lifecycle, parts
+from pipeline.engine import codec, integrity, keys, lifecycle, parts
 from pipeline.engine.job import (
     ACTIVE,
+    AGGREGATION,
     CANCELLED,
+    EVENTS,
     FAILED,
     FINISHED,
     QUEUE,
@@ -124,10 +126,30 @@ class JobRegistry:
         return outcome["job"], outcome["created"]
 
     def _reusable(self, job: Job) -> bool:
+        """Queued or started, or finished within ``reuse_seconds`` with a whole result (a job
+        found damaged is marked so, and never reused)."""
         if job.state in ACTIVE:
             return True
         ended = job.finished_at or 0.0
-        return job.state == FINISHED and time.time() - ended <= self.reuse_seconds
+        if job.state != FINISHED or time.time() - ended > self.reuse_seconds:
+            return False
+        if self.damaged(job.id):
+            return False
+        problem = integrity.flaw(self.store, job, self.domain_states(job.id), self.progress(job.id))
+        if problem is not None and problem.damaged:
+            self.mark_damaged(job.id, problem.reason)
+        return problem is None
+
+    def mark_damaged(self, job_id: str, reason: str) -> None:
+        """The job's result was found damaged (a piece of it gone, or failing its checksum):
+        it is never reused for an equal request again. Recorded once, with the first reason."""
+        if int(self._mark_once(keys=[keys.job(job_id)], args=["damaged", reason])) == 1:
+            self.announce(lifecycle.DAMAGED, job_id, level=logging.WARNING, reason=reason)
+
+    def damaged(self, job_id: str) -> str | None:
+        """Why the job's result was found damaged (``None``: it was not)."""
+        value = self.redis.hget(keys.job(job_id), "damaged")
+        return codec.as_text(value) if value else None
 
     # ---- reading ---------------------------------------------------------------------------
     def load(self, job_id: str) -> Job | None:
@@ -251,13 +273,20 @@ class JobRegistry:
                 self.redis.expire(dedupe_key, self.ttl)
 
     def reopen(self, job_id: str) -> bool:
-        """failed -> queued, keeping completed stages and batches (operator retry). Stages not
-        completed start afresh (their start is announced again and timed from the retry). Every
-        key of the job gets a fresh TTL and the job goes back to the top of the recent index, so
-        a job retried late in its life can neither expire mid-run nor drop out of ``jobs list``
-        and ``purge``."""
-        if not self._set(job_id, (FAILED,), state=QUEUED, error="", finished_at=""):
+        """failed (or finished with failed events domains) -> queued, keeping completed stages
+        and committed batches (operator retry). A job with failed domains goes back to its
+        events stage: the domains' uncommitted batches run again, and the analysis computed
+        without them is dropped (it runs again once they are in). Stages not completed start
+        afresh (their start is announced again and timed from the retry). Every key of the job
+        gets a fresh TTL and the job goes back to the top of the recent index, so a job retried
+        late in its life can neither expire mid-run nor drop out of ``jobs list`` and
+        ``purge``. False when the job is neither."""
+        failed_domains = self.domain_states(job_id)
+        allowed = (FAILED, FINISHED) if failed_domains else (FAILED,)
+        if not self._set(job_id, allowed, state=QUEUED, error="", finished_at=""):
             return False
+        if failed_domains:
+            self._reopen_events(job_id, list(failed_domains))
         self.store.touch(job_id)
         fields = [codec.as_text(f) for f in self.redis.hkeys(keys.job(job_id))]
         done = {f.removeprefix("done:") for f in fields if f.startswith("done:")}
@@ -271,6 +300,18 @@ class JobRegistry:
         pipe.delete(keys.attempts(job_id), keys.domains(job_id))
         pipe.execute()
         return True
+
+    def _reopen_events(self, job_id: str, failed_domains: list[str]) -> None:
+        """The events stage of the job is not complete any more, nor anything after it."""
+        self.redis.hdel(keys.job(job_id), f"done:{EVENTS}", f"done:{AGGREGATION}")
+        self.unclaim(job_id, AGGREGATION)
+        for part in (parts.AGGREGATION_QUERIES, parts.AGGREGATION_DETAIL):
+            self.store.drop_part(job_id, part)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.unlink(keys.json_doc(job_id, "aggregation"))
+        for domain in failed_domains:  # indexed over the batches it had: built again at the end
+            pipe.unlink(keys.page_index(job_id, parts.events(domain)))
+        pipe.execute()
 
     # ---- liveness (the reaper) -------------------------------------------------------------
     def quiet_jobs(self, since: float) -> list[tuple[str, float]]:
@@ -296,12 +337,17 @@ class JobRegistry:
         self.redis.zrem(keys.RUNNING, job_id)
 
     # ---- counters and claims ---------------------------------------------------------------
-    def set_totals(self, job_id: str, totals: dict[str, int]) -> None:
-        """Set the ``parts.total`` counters (input batches per part)."""
+    def set_totals(
+        self, job_id: str, totals: dict[str, int], spans: dict[str, int] | None = None
+    ) -> None:
+        """Set the ``parts.total`` counters (input batches per part) and the ``parts.span``
+        ones (lot-list batches per input batch)."""
         if not totals:
             return
+        counters: dict[Any, int] = {parts.total(p): n for p, n in totals.items()}
+        counters.update({parts.span(p): n for p, n in (spans or {}).items()})
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(keys.progress(job_id), mapping={parts.total(p): n for p, n in totals.items()})
+        pipe.hset(keys.progress(job_id), mapping=counters)
         self.store.register(pipe, job_id, keys.progress(job_id))
         pipe.execute()
 

@@ -26,8 +26,8 @@ from pipeline.engine import parts
 from pipeline.engine.documents import QualityMeta
 from pipeline.engine.job import ACTIVE, AGGREGATION, EVENTS, FINISHED, Job
 from pipeline.engine.pages import Located, Page, PageIndex
+from pipeline.engine.quality import domain_quality, job_quality
 from pipeline.engine.registry import JobRegistry
-from pipeline.engine.status import domain_quality
 from pipeline.engine.store import CheckpointStore, ChunkLost
 from pipeline.errors import ResultExpired, TraceError
 
@@ -117,8 +117,12 @@ class ResultReader:
         return sorted(self.registry.domain_states(job_id))
 
     def domain_quality(self, job: Job) -> dict[str, QualityMeta]:
-        """``quality_meta`` per events domain of ``job`` (``status.domain_quality``)."""
+        """``quality_meta`` per events domain of ``job`` (``quality.domain_quality``)."""
         return domain_quality(job, self.registry, self.max_rows_per_domain)
+
+    def quality(self, job: Job) -> tuple[QualityMeta, dict[str, QualityMeta]]:
+        """``(quality_meta, domain_quality_meta)`` of ``job`` (``quality.job_quality``)."""
+        return job_quality(job, self.registry, self.max_rows_per_domain)
 
     def wait_finished(self, job_id: str, *, follow: bool) -> Job:
         """The job once finished: at once unless ``follow``, else polling while it runs.
@@ -168,7 +172,13 @@ class ResultReader:
             for batch in self.store.read(job_id, part):
                 yield batch.rows
         except ChunkLost as lost:
+            self.found_damaged(job_id, lost.message)
             raise ResultIncomplete.from_chunk_lost(lost) from lost
+
+    def found_damaged(self, job_id: str, reason: str) -> None:
+        """A reader found a piece of the job's result gone or damaged: the job is marked, so an
+        equal request never joins it again (``JobRegistry.mark_damaged``)."""
+        self.registry.mark_damaged(job_id, reason)
 
     # ---- events: pages and the aggregation -------------------------------------------------
     def page(self, job_id: str, domain: str, offset: int, limit: int) -> Page:
@@ -184,6 +194,7 @@ class ResultReader:
             for located in page.chunks:
                 pipe.exists(located.ref.key)
             if not all(pipe.execute()):
+                self.found_damaged(job_id, f"a chunk of {domain} is gone")
                 raise ResultGone(f"a chunk of {domain} is gone")
         return page
 

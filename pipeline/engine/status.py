@@ -1,13 +1,14 @@
-"""What a job looks like from outside: the contract's status document and ``quality_meta``.
+"""What a job looks like from outside: the contract's status document (with the query's
+``quality_meta``, ``pipeline.engine.quality``).
 
-Both are computed from the registry and the manifests on demand (a few small Redis reads), so
+It is computed from the registry and the manifests on demand (a few small Redis reads), so
 they are always as current as the checkpoints.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Final, Literal, cast
+from typing import cast
 
 from pipeline.engine import job as job_states
 from pipeline.engine import parts
@@ -16,19 +17,14 @@ from pipeline.engine.documents import (
     JobState,
     JobStatus,
     Progress,
-    QualityMeta,
     ServiceState,
     Stage,
     StageProgress,
 )
 from pipeline.engine.job import EVENTS, Job
+from pipeline.engine.quality import job_quality
 from pipeline.engine.registry import JobRegistry
 
-#: ``quality_meta.status`` values (the contract's).
-COMPLETE: Final = "complete"
-PARTIAL: Final = "partial"
-TRUNCATED: Final = "truncated"
-FAILED: Final = "failed"
 #: The ``error`` of a cancelled job, as the dashboard sees it (status ``failed``).
 CANCELLED_ERROR = "the job was cancelled"
 
@@ -91,11 +87,14 @@ def progress_text(job: Job, stages: dict[str, StageProgress]) -> str:
     return f"{stage}: {batches} batches, {info['rows']:,} rows"
 
 
-def job_status(job: Job, registry: JobRegistry, now: float | None = None) -> JobStatus:
+def job_status(
+    job: Job, registry: JobRegistry, max_rows: int, now: float | None = None
+) -> JobStatus:
     """The contract's job status document, plus ``state`` (ours: ``cancelled`` too, which the
     contract's ``status`` shows as ``failed``), ``queue``, ``stages`` (progress per stage),
-    ``failed_domains`` and ``error_detail`` (stage, code, message). ``domains`` are the events
-    domains the job fetches (none for a seed-resolve or lineage job)."""
+    ``failed_domains``, ``error_detail`` (stage, code, message) and ``quality_meta`` (the
+    query's; ``max_rows`` is the row guard it names). ``domains`` are the events domains the
+    job fetches (none for a seed-resolve or lineage job)."""
     stages = stage_progress(job, registry)
     states = registry.domain_states(job.id)
     failed = sorted(d for d in job.domains if d in states)
@@ -119,49 +118,5 @@ def job_status(job: Job, registry: JobRegistry, now: float | None = None) -> Job
         "stages": stages,
         "failed_domains": failed,
         "error_detail": cast(JobError | None, job.error),
-    }
-
-
-def domain_quality(job: Job, registry: JobRegistry, max_rows: int) -> dict[str, QualityMeta]:
-    """``quality_meta`` of each events domain: failed (with the error), truncated by the row
-    guard (with ``max_rows``), or complete. Reads two small hashes, whatever the job's size."""
-    failed = registry.domain_states(job.id)
-    counters = registry.progress(job.id)
-    quality: dict[str, QualityMeta] = {}
-    for domain in job.domains:
-        part = parts.events(domain)
-        meta: QualityMeta = {
-            "status": COMPLETE,
-            "scope": "domain",
-            "domain": domain,
-            "reasons": [],
-            "observed_rows": counters.get(parts.rows(part), 0),
-        }
-        if domain in failed:
-            meta["status"], meta["observed_rows"] = FAILED, 0
-            meta["reasons"].append(f"{failed[domain]['code']}: {failed[domain]['message']}")
-        elif counters.get(parts.truncated(part), 0):
-            meta["status"], meta["max_rows"] = TRUNCATED, max_rows
-            meta["reasons"].append(f"row guard: kept the first {max_rows:,} rows")
-        quality[domain] = meta
-    return quality
-
-
-def query_quality(domains: dict[str, QualityMeta]) -> QualityMeta:
-    """The job-wide ``quality_meta`` over its domains' (worst status wins; all failed: failed)."""
-    statuses = [m["status"] for m in domains.values()]
-    status: Literal["complete", "partial", "truncated", "failed"]
-    if statuses and all(s == FAILED for s in statuses):
-        status = FAILED
-    elif FAILED in statuses:
-        status = PARTIAL
-    elif TRUNCATED in statuses:
-        status = TRUNCATED
-    else:
-        status = COMPLETE
-    return {
-        "status": status,
-        "scope": "query",
-        "reasons": [f"{d}: {r}" for d, m in domains.items() for r in m["reasons"]],
-        "observed_rows": sum(m["observed_rows"] for m in domains.values()),
+        "quality_meta": job_quality(job, registry, max_rows)[0] if job.domains else None,
     }

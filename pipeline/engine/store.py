@@ -330,6 +330,20 @@ class CheckpointStore:
         pipe.expire(keys.job(job_id), ttl)
         pipe.execute()
 
+    def drop_part(self, job_id: str, part: str) -> None:
+        """Forget ``part`` of the job: its chunks, manifest, columns, page index and progress
+        counters (a retry that changes a stage's input drops the outputs computed from it)."""
+        manifest = self.manifest(job_id, part)
+        chunks = [ref.key for entry in manifest.values() for ref in entry.chunks]
+        for start in range(0, len(chunks), KEY_BATCH):
+            self.redis.unlink(*chunks[start : start + KEY_BATCH])
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.unlink(
+            keys.manifest(job_id, part), keys.columns(job_id, part), keys.page_index(job_id, part)
+        )
+        pipe.hdel(keys.progress(job_id), parts.done(part), parts.rows(part), parts.truncated(part))
+        pipe.execute()
+
     def release(self, job_id: str) -> int:
         """Unlink every key of the job but its hash (its status stays readable until its TTL).
         Returns the keys released."""

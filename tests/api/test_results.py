@@ -170,6 +170,8 @@ def test_a_lost_chunk_ends_the_stream_with_an_error_naming_domain_and_batch(
     # And a result page that needs it is 404 JOB_RESULT_EXPIRED, not a short page
     page = client.simulate_get(f"/api/trace/job/{job}/result", params={"domain": "materials"})
     assert page.status_code == 404 and page.json["error"]["code"] == "JOB_RESULT_EXPIRED"
+    # And the job is marked damaged: an equal request never joins it again
+    assert "missing" in (services.runtime.registry.damaged(job) or "")
 
 
 def test_a_chunk_that_fails_its_checksum_ends_the_stream_with_an_error(
@@ -181,6 +183,8 @@ def test_a_chunk_that_fails_its_checksum_ends_the_stream_with_an_error(
     services.redis.set(ref.key, b"\x90")  # an empty msgpack list: valid, but not what was stored
     lines = ndjson(client.simulate_get(f"/api/trace/job/{job}/stream").text)
     assert lines[-1]["type"] == "error" and "checksum" in lines[-1]["message"]
+    # And the job is marked damaged: an equal request never joins it again
+    assert "checksum" in (services.runtime.registry.damaged(job) or "")
 
 
 def test_a_stream_resumes_from_a_domain_and_batch(

@@ -22,8 +22,9 @@ from pipeline.engine.job import (
     SEED_RESOLVE,
 )
 from pipeline.engine.messages import MessageKey
+from pipeline.engine.quality import domain_quality, query_quality
 from pipeline.engine.runtime import Runtime
-from pipeline.engine.status import domain_quality, job_status, query_quality
+from pipeline.engine.status import job_status
 from pipeline.errors import InvalidInput, SourceUnavailable
 from pipeline.request import TraceRequest
 from pipeline.runner import run_trace
@@ -190,7 +191,9 @@ def test_a_domain_that_fails_for_good_ends_the_job_with_the_others_kept(
     stored = job_rows(runtime.store, job.id, ["history", "materials", "rejects", "jobs"])
     assert stored == {d: expected[d] for d in stored}
     # ... and its status and quality_meta say which domain failed
-    assert job_status(job, runtime.registry)["failed_domains"] == ["holds"]
+    assert job_status(job, runtime.registry, settings.max_rows_per_domain)["failed_domains"] == [
+        "holds"
+    ]
     quality = domain_quality(job, runtime.registry, settings.max_rows_per_domain)
     assert quality["holds"]["status"] == "failed" and quality["history"]["status"] == "complete"
     assert query_quality(quality)["status"] == "partial"
@@ -395,7 +398,7 @@ def test_the_status_document_has_the_contract_fields_and_stage_progress(
     # Given a job that ran seed-resolve and lineage only
     job, _ = inline.submit(query_tool(warehouse))
     run_until(inline, EVENTS)
-    status = job_status(inline.registry.load(job.id), inline.registry)
+    status = job_status(inline.registry.load(job.id), inline.registry, 1000)
     # Then the contract's fields are there, and the events stage knows its batch totals
     contract = {  # api-contract.md, "Job endpoints"
         "job_id", "status", "profile", "cid_count", "domains", "progress", "created_at",
@@ -411,7 +414,7 @@ def test_the_status_document_has_the_contract_fields_and_stage_progress(
     assert events["batches_done"] == 0 and events["batches_total"] > len(status["domains"])
     # When every message ran, the progress is the final state and counts every batch
     run(inline)
-    done = job_status(inline.registry.load(job.id), inline.registry)
+    done = job_status(inline.registry.load(job.id), inline.registry, 1000)
     assert done["status"] == "finished" and done["progress"] == "finished"
     assert done["stages"]["events"]["batches_done"] == events["batches_total"]
 

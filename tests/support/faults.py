@@ -1,6 +1,7 @@
 """A real SQLite source that obeys faults a test sets in Redis (hash ``FAULTS_KEY`` in the
 store's database): slow queries down, break one query permanently or for a few calls, or make
-one query kill its process outright (SIGKILL, as the kernel's OOM killer would)."""
+one query kill its process outright (SIGKILL, as the kernel's OOM killer would), at once or
+after letting a number of its calls through."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ FAULTS_KEY = "test:faults"
 
 class FaultySqliteSource(SqliteSource):
     """SQLite, plus the faults in ``FAULTS_KEY``: ``delay_ms`` before every query;
-    ``fail:{query}`` = ``permanent`` or ``kill``; ``transient:{query}`` = calls left to fail."""
+    ``fail:{query}`` = ``permanent`` or ``kill``; ``transient:{query}`` = calls left to fail;
+    ``pass:{query}`` = calls let through before the ``fail:`` or ``transient:`` fault applies."""
 
     def __init__(self, path: str, client: redis.Redis, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
@@ -46,6 +48,9 @@ class FaultySqliteSource(SqliteSource):
         delay = int(faults.get("delay_ms", 0))
         if delay:
             time.sleep(delay / 1000)
+        let_through = int(faults.get(f"pass:{name}", 0)) > 0
+        if let_through and self.client.hincrby(FAULTS_KEY, f"pass:{name}", -1) >= 0:
+            return super().query(name, binds, fragments=fragments)
         mode = faults.get(f"fail:{name}")
         if mode == "kill":
             os.kill(os.getpid(), signal.SIGKILL)

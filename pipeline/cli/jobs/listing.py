@@ -83,7 +83,7 @@ def cmd_show(tool: JobsTool, args: argparse.Namespace) -> int:
     if job is None:
         return EXIT_NOT_FOUND
     client, store = tool.runtime.redis, tool.runtime.store
-    status = job_status(job, tool.runtime.registry)
+    status = job_status(job, tool.runtime.registry, tool.runtime.settings.max_rows_per_domain)
     summaries = store.part_summaries(job.id)
     ttl_seconds = int(client.ttl(keys.job(job.id)))
     key_count = int(client.scard(keys.job_keys(job.id))) + 1  # registered keys, and the job hash

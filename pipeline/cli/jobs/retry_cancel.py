@@ -36,7 +36,7 @@ def cmd_retry(tool: JobsTool, args: argparse.Namespace) -> int:
     results = {job_id: tool.runtime.retry(job_id) for job_id in ids}
     table = Table("job", "retried")
     for job_id, done in results.items():
-        table.add_row(job_id, "yes" if done else "no (not failed)")
+        table.add_row(job_id, "yes" if done else "no (not failed, nor partly failed)")
     for job_id in skipped:
         table.add_row(job_id, "no (bad input: it would fail again)")
     tool.emit(args, {"retried": [j for j, d in results.items() if d],

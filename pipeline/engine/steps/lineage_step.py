@@ -11,7 +11,7 @@ from typing import Any
 
 from pipeline.engine import parts
 from pipeline.engine.context import StageContext
-from pipeline.engine.flow import events_totals
+from pipeline.engine.flow import events_spans, events_totals
 from pipeline.engine.job import LARGE_QUEUE, QUEUE
 from pipeline.engine.recording import RecordingSource
 from pipeline.engine.steps.seed_step import seed_cids
@@ -66,4 +66,5 @@ def _store_graph(ctx: StageContext, graph: Lineage) -> None:
     store.put_blob(job.id, "lineage", {**scalars, "direction": graph.direction})
     queue = LARGE_QUEUE if count > settings.large_job_cids else QUEUE
     ctx.registry.update(job.id, cid_count=count, queue=queue)
-    ctx.registry.set_totals(job.id, events_totals(job, count, settings))
+    totals = events_totals(job, count, settings)
+    ctx.registry.set_totals(job.id, totals, events_spans(job, settings))

@@ -1,0 +1,243 @@
+"""Never a partial result presented as complete: what a job whose events domains failed says,
+what an operator retry re-runs, and when an equal request may join a finished job (issue 17).
+
+The engine's logic against real Redis, messages run in this process (``InlineDispatcher``); the
+fault-injecting source lets some calls of a query through, then fails it for good."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import redis
+
+from pipeline.config import Settings
+from pipeline.engine import keys, parts
+from pipeline.engine.job import AGGREGATION, EVENTS, FAILED, FINISHED
+from pipeline.engine.quality import domain_quality, query_quality
+from pipeline.engine.runtime import Runtime
+from pipeline.engine.status import job_status
+from pipeline.request import TraceRequest
+from pipeline.runner import run_trace
+from pipeline.sources.sqlite import SqliteSource
+from tests.engine.helpers import direct_rows, job_rows
+from tests.engine.test_flow import MSD, faulty_runtime, query_tool, run
+from tests.support.faults import FAULTS_KEY
+from tests.support.warehouse import lots
+
+MSD_DOMAINS = ("upstream_history", "materials")
+
+
+def break_query(client: redis.Redis, domain: str, *, after: int = 0) -> None:
+    """The events query of ``domain`` answers ``after`` calls, then fails for good."""
+    client.hset(FAULTS_KEY, f"fail:events/{domain}", "permanent")
+    if after:
+        client.hset(FAULTS_KEY, f"pass:events/{domain}", after)
+
+
+def mend(client: redis.Redis) -> None:
+    client.delete(FAULTS_KEY)
+
+
+def msd_expected(source: SqliteSource, settings: Settings, tmp_path: Path) -> object:
+    run_trace(source, MSD, settings, tmp_path / "runner")
+    return orjson.loads((tmp_path / "runner" / "aggregation.json").read_bytes())
+
+
+def stored_aggregation(runtime: Runtime, job_id: str) -> object:
+    stored = runtime.store.get_json(job_id, "aggregation")
+    return orjson.loads(stored) if stored else None
+
+
+def test_an_msd_job_whose_every_domain_failed_is_failed_and_never_aggregates(
+    settings: Settings, store_redis: redis.Redis
+) -> None:
+    # Given a warehouse whose events queries of both MSD domains fail for good
+    runtime = faulty_runtime(settings, store_redis)
+    for domain in MSD_DOMAINS:
+        break_query(store_redis, domain)
+    # When the job runs
+    job, _ = runtime.submit(MSD)
+    run(runtime)
+    # Then it failed in events with the source's code, and the analysis never ran
+    ended = runtime.registry.load(job.id)
+    assert ended is not None and ended.state == FAILED, ended
+    assert ended.error is not None and ended.error["stage"] == EVENTS
+    assert ended.error["code"] == "SOURCE_QUERY_FAILED"
+    assert AGGREGATION not in ended.completed
+    assert parts.runs(AGGREGATION) not in runtime.registry.progress(job.id)
+    assert stored_aggregation(runtime, job.id) is None
+
+
+def test_a_retry_refetches_only_the_uncommitted_batches_of_failed_domains_and_ends_complete(
+    settings: Settings, store_redis: redis.Redis, sqlite_source: SqliteSource, tmp_path: Path
+) -> None:
+    # Given an MSD job whose two domains failed after committing a few batches each
+    runtime = faulty_runtime(settings, store_redis)
+    break_query(store_redis, "upstream_history", after=2)
+    break_query(store_redis, "materials", after=1)
+    job, _ = runtime.submit(MSD)
+    run(runtime)
+    assert runtime.registry.state(job.id) == FAILED
+    before = runtime.registry.queries(job.id)
+    committed = {d: runtime.store.finished(job.id, parts.events(d)) for d in MSD_DOMAINS}
+    assert all(committed.values()), committed
+    # When the warehouse is back and an operator retries the job
+    mend(store_redis)
+    assert runtime.retry(job.id)
+    run(runtime)
+    # Then the job finished complete with the undisturbed result...
+    done = runtime.registry.load(job.id)
+    assert done is not None and done.state == FINISHED, done
+    status = job_status(done, runtime.registry, settings.max_rows_per_domain)
+    assert status["failed_domains"] == [] and status["error"] is None
+    quality = domain_quality(done, runtime.registry, settings.max_rows_per_domain)
+    assert {d: q["status"] for d, q in quality.items()} == dict.fromkeys(MSD_DOMAINS, "complete")
+    expected = direct_rows(sqlite_source, MSD, settings)
+    assert job_rows(runtime.store, job.id, MSD_DOMAINS) == {d: expected[d] for d in MSD_DOMAINS}
+    assert stored_aggregation(runtime, job.id) == msd_expected(sqlite_source, settings, tmp_path)
+    # ... and no committed batch was asked for again
+    after = runtime.registry.queries(job.id)
+    for domain, batches in committed.items():
+        for batch in batches:
+            tag = f"{parts.events(domain)}:{batch}"
+            assert after[tag] == before[tag] == 1, tag
+
+
+def test_a_partly_failed_job_says_partial_with_the_missing_ranges_and_can_be_retried(
+    settings: Settings, warehouse: Path, store_redis: redis.Redis, sqlite_source: SqliteSource
+) -> None:
+    # Given a query-tool job whose holds query fails for good after one batch
+    runtime = faulty_runtime(settings, store_redis)
+    break_query(store_redis, "holds", after=1)
+    request = query_tool(warehouse)
+    job, _ = runtime.submit(request)
+    run(runtime)
+    # Then it finished, naming holds as failed, its missing lots as ranges, the query partial
+    ended = runtime.registry.load(job.id)
+    assert ended is not None and ended.state == FINISHED
+    assert job_status(ended, runtime.registry, settings.max_rows_per_domain)["failed_domains"] == [
+        "holds"
+    ]
+    quality = domain_quality(ended, runtime.registry, settings.max_rows_per_domain)
+    holds = quality["holds"]
+    assert holds["status"] == "failed"
+    total = runtime.registry.progress(job.id)[parts.total(parts.events("holds"))]
+    assert total > 1
+    cids = [row[0] for b in range(1, total) for row in runtime.store.read_batch(job.id, "cids", b)]
+    assert holds["failed_ranges"] == [{"start": cids[0], "end": cids[-1], "lots": len(cids)}]
+    assert query_quality(quality)["status"] == "partial"
+    before = runtime.registry.queries(job.id)
+    # When the warehouse is back and the job is retried
+    mend(store_redis)
+    assert runtime.retry(job.id)
+    run(runtime)
+    # Then only holds ran again, and the job is complete with the undisturbed rows
+    done = runtime.registry.load(job.id)
+    assert done is not None and done.state == FINISHED
+    quality = domain_quality(done, runtime.registry, settings.max_rows_per_domain)
+    assert query_quality(quality)["status"] == "complete"
+    assert "failed_ranges" not in quality["holds"]
+    expected = direct_rows(sqlite_source, request, settings)
+    assert job_rows(runtime.store, job.id, request.domains) == expected
+    after = runtime.registry.queries(job.id)
+    assert {k: n for k, n in after.items() if not k.startswith("events:holds")} == {
+        k: n for k, n in before.items() if not k.startswith("events:holds")
+    }
+    assert after["events:holds:0"] == 1 and after["events:holds:1"] == 2  # failed once, then ran
+
+
+def test_a_job_whose_every_domain_failed_is_failed_and_a_retry_finishes_it(
+    settings: Settings, warehouse: Path, store_redis: redis.Redis, sqlite_source: SqliteSource
+) -> None:
+    # Given a query-tool events job (from CIDs) whose every domain fails
+    runtime = faulty_runtime(settings, store_redis)
+    cids = tuple(lots(warehouse, "CONTAINERID", 250))
+    request = TraceRequest(profile="query_tool", domains=("history", "holds"), container_ids=cids)
+    for domain in request.domains:
+        break_query(store_redis, domain, after=1)
+    job, _ = runtime.submit(request)
+    run(runtime)
+    ended = runtime.registry.load(job.id)
+    assert ended is not None and ended.state == FAILED and ended.error is not None
+    assert ended.error["stage"] == EVENTS
+    # When retried once the warehouse is back, it finishes with every row
+    mend(store_redis)
+    assert runtime.retry(job.id)
+    run(runtime)
+    assert runtime.registry.state(job.id) == FINISHED
+    expected = direct_rows(sqlite_source, request, settings)
+    assert job_rows(runtime.store, job.id, request.domains) == expected
+
+
+def test_an_analysis_over_a_failed_domain_says_it_is_partial_and_why(
+    settings: Settings, store_redis: redis.Redis
+) -> None:
+    # Given an MSD job whose materials fail for good (upstream_history is fine)
+    runtime = faulty_runtime(settings, store_redis)
+    break_query(store_redis, "materials")
+    job, _ = runtime.submit(MSD)
+    run(runtime)
+    # Then the job finished, but its quality says partial, naming the analysis without materials
+    ended = runtime.registry.load(job.id)
+    assert ended is not None and ended.state == FINISHED
+    status = job_status(ended, runtime.registry, settings.max_rows_per_domain)
+    assert status["failed_domains"] == ["materials"]
+    meta = status["quality_meta"]
+    assert meta is not None and meta["status"] == "partial"
+    assert any("aggregation" in r and "materials" in r for r in meta["reasons"]), meta
+
+
+def test_a_finished_job_missing_a_batch_is_never_reported_complete(
+    settings: Settings, warehouse: Path, store_redis: redis.Redis
+) -> None:
+    # Given a finished job, then one committed batch of history vanishes from its manifest
+    runtime = faulty_runtime(settings, store_redis)
+    job, _ = runtime.submit(query_tool(warehouse))
+    run(runtime)
+    part = parts.events("history")
+    store_redis.hdel(keys.manifest(job.id, part), "1")
+    store_redis.hincrby(keys.progress(job.id), parts.done(part), -1)
+    # Then its quality says partial with the missing range, not complete
+    ended = runtime.registry.load(job.id)
+    assert ended is not None
+    quality = domain_quality(ended, runtime.registry, settings.max_rows_per_domain)
+    assert quality["history"]["status"] == "partial"
+    assert len(quality["history"]["failed_ranges"]) == 1
+    assert query_quality(quality)["status"] == "partial"
+
+
+def test_an_equal_request_never_joins_a_finished_job_whose_result_is_damaged(
+    settings: Settings, warehouse: Path, store_redis: redis.Redis
+) -> None:
+    # Given a finished job, then one of its chunks is lost (evicted, say)
+    runtime = faulty_runtime(settings, store_redis)
+    request = query_tool(warehouse)
+    first, _ = runtime.submit(request)
+    run(runtime)
+    again, created = runtime.submit(request)
+    assert (again.id, created) == (first.id, False)  # whole: joined
+    entry = runtime.store.manifest(first.id, parts.events("holds"))[0]
+    store_redis.delete(entry.chunks[0].key)
+    # When the same request comes again, then a new job runs, and the damaged one is marked
+    fresh, created = runtime.submit(request)
+    assert created and fresh.id != first.id
+    assert runtime.registry.damaged(first.id)
+    # ... and stays unused even once the newer job's dedupe entry is gone
+    store_redis.delete(keys.dedupe(fresh.fingerprint))
+    store_redis.set(keys.dedupe(first.fingerprint), first.id)
+    third, created = runtime.submit(request)
+    assert created and third.id != first.id
+
+
+def test_an_equal_request_never_joins_a_partly_failed_job(
+    settings: Settings, warehouse: Path, store_redis: redis.Redis
+) -> None:
+    runtime = faulty_runtime(settings, store_redis)
+    break_query(store_redis, "holds")
+    request = query_tool(warehouse)
+    first, _ = runtime.submit(request)
+    run(runtime)
+    assert runtime.registry.state(first.id) == FINISHED
+    again, created = runtime.submit(request)
+    assert created and again.id != first.id

@@ -59,13 +59,15 @@ DEFAULT_MSD_MAX_DAYS = 730
 DEFAULT_JOB_TTL_SECONDS = 3600
 #: CID batches (of ``in_list_size`` lots) one events message fetches (batches).
 DEFAULT_EVENTS_GROUP_BATCHES = 4
-#: Dramatiq retries of a message after a transient error (retries), and their backoff (ms).
+#: Dramatiq retries of a message after an error its worker reports (retries; a message starts at
+#: most 1 + this many times, then fails with the error's own code), and their backoff (ms).
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_RETRY_MIN_BACKOFF_MS = 1000
 DEFAULT_RETRY_MAX_BACKOFF_MS = 10_000
 #: A message running longer than this is interrupted and retried (seconds).
 DEFAULT_MESSAGE_TIME_LIMIT_SECONDS = 300
-#: Starts of one batch (retries, redeliveries, reaper) before it fails for good (attempts).
+#: Times a batch's worker may die running it (starts that never reported back) before the batch
+#: fails for good with BATCH_ATTEMPTS_EXCEEDED (attempts); reported errors count only as retries.
 DEFAULT_BATCH_MAX_ATTEMPTS = 3
 #: A running message renews its job's lease this often (seconds) ...
 DEFAULT_HEARTBEAT_SECONDS = 5

@@ -115,8 +115,11 @@ def test_an_id_list_no_profile_allows_is_413_before_it_is_validated(
     )
     # When a list longer than the largest comes, even with items of the wrong type
     ids: list[object] = [None] * 31
-    for path, field in (("/api/trace/events", "container_ids"), ("/api/trace/lineage",
-                        "container_ids"), ("/api/trace/events", "seed_container_ids")):  # fmt: skip
+    for path, field in (
+        ("/api/trace/events", "container_ids"),
+        ("/api/trace/lineage", "container_ids"),
+        ("/api/trace/events", "seed_container_ids"),
+    ):
         body = {"profile": "query_tool", "container_ids": ["A"], "domains": ["history"]}
         refused = client.simulate_post(path, json={**body, field: ids})
         # Then it is refused for its length (the model would have named 31 wrong types)

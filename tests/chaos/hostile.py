@@ -53,9 +53,11 @@ def hostile_requests(max_body_bytes: int) -> list[Hostile]:
         ),
         Hostile(
             "a body declared over the limit (only its start sent)",
-            http_request("POST", "/api/trace/events", b"")
-            .replace(b"Content-Length: 0", f"Content-Length: {max_body_bytes + 1}".encode())
-            + b'{"profile": "' + b"x" * 65536,
+            http_request("POST", "/api/trace/events", b"").replace(
+                b"Content-Length: 0", f"Content-Length: {max_body_bytes + 1}".encode()
+            )
+            + b'{"profile": "'
+            + b"x" * 65536,
             413,
             "PAYLOAD_TOO_LARGE",
         ),
@@ -67,23 +69,61 @@ def hostile_requests(max_body_bytes: int) -> list[Hostile]:
         post("/api/trace/events", [events(["A"])], 400, bad, "a list, not an object"),
         post("/api/trace/events", b"", 400, bad, "an empty body"),
         post("/api/trace/events", b"\xff\xfe\x00garbage", 400, bad, "bytes that are not UTF-8"),
-        post("/api/trace/seed-resolve", {"profile": 5, "params": {}}, 400, "INVALID_PROFILE",
-             "a number as profile"),  # fmt: skip
-        post("/api/trace/events", events(["A"], domains=["history; DROP TABLE x"]), 400, bad,
-             "SQL in a domain name"),  # fmt: skip
-        post("/api/trace/seed-resolve", {"profile": "query_tool", "params": {
-            "resolve_type": "lot_id' OR '1'='1", "values": ["A"]}}, 400, bad,
-             "SQL in a resolve type"),  # fmt: skip
-        post("/api/trace/events", events(["A"], lineage_job_id="../../etc/passwd"), 400, bad,
-             "a path as lineage job id"),  # fmt: skip
-        post("/api/trace/seed-resolve", {"profile": "query_tool", "params": {
-            "resolve_type": "lot_id", "values": ["\u0000*"]}}, 400, bad,
-             "a wildcard after a control character only"),  # fmt: skip
-        post("/api/trace/events", b'{"profile": "query_tool", "container_ids": ["\\ud800"]}',
-             400, bad, "a lone surrogate"),  # fmt: skip
-        post("/api/trace/jobs", {"profile": "mid_section_defect", "params": {
-            "start_date": "2026-13-45", "end_date": "\U0001f4a5"}}, 400, bad,
-             "dates that are no dates"),  # fmt: skip
+        post(
+            "/api/trace/seed-resolve",
+            {"profile": 5, "params": {}},
+            400,
+            "INVALID_PROFILE",
+            "a number as profile",
+        ),
+        post(
+            "/api/trace/events",
+            events(["A"], domains=["history; DROP TABLE x"]),
+            400,
+            bad,
+            "SQL in a domain name",
+        ),
+        post(
+            "/api/trace/seed-resolve",
+            {
+                "profile": "query_tool",
+                "params": {"resolve_type": "lot_id' OR '1'='1", "values": ["A"]},
+            },
+            400,
+            bad,
+            "SQL in a resolve type",
+        ),
+        post(
+            "/api/trace/events",
+            events(["A"], lineage_job_id="../../etc/passwd"),
+            400,
+            bad,
+            "a path as lineage job id",
+        ),
+        post(
+            "/api/trace/seed-resolve",
+            {"profile": "query_tool", "params": {"resolve_type": "lot_id", "values": ["\u0000*"]}},
+            400,
+            bad,
+            "a wildcard after a control character only",
+        ),
+        post(
+            "/api/trace/events",
+            b'{"profile": "query_tool", "container_ids": ["\\ud800"]}',
+            400,
+            bad,
+            "a lone surrogate",
+        ),
+        post(
+            "/api/trace/jobs",
+            {
+                "profile": "mid_section_defect",
+                "params": {"start_date": "2026-13-45", "end_date": "\U0001f4a5"},
+            },
+            400,
+            bad,
+            "dates that are no dates",
+        ),
     ]
     # A job id that is no id is a job nobody has (the id's form is not checked on GET)
     gone = "JOB_NOT_FOUND"
@@ -91,13 +131,25 @@ def hostile_requests(max_body_bytes: int) -> list[Hostile]:
         found.append(
             Hostile(f"job id {job_id[:20]!r}", http_request("GET", JOB + job_id), 404, gone)
         )
-    found.append(Hostile("a path as job id", http_request("GET", JOB + "..%2F..%2Fetc%2Fpasswd"),
-                         404, "NOT_FOUND"))  # fmt: skip
+    found.append(
+        Hostile(
+            "a path as job id",
+            http_request("GET", JOB + "..%2F..%2Fetc%2Fpasswd"),
+            404,
+            "NOT_FOUND",
+        )
+    )
     found.append(
         Hostile("?offset=-1", http_request("GET", JOB + "0" * 32 + "/result?offset=-1"), 400, bad)
     )
-    found.append(Hostile("?follow=1';--", http_request(
-        "GET", JOB + "0" * 32 + "/stream?follow=1%27%3B--"), 400, bad))  # fmt: skip
+    found.append(
+        Hostile(
+            "?follow=1';--",
+            http_request("GET", JOB + "0" * 32 + "/stream?follow=1%27%3B--"),
+            400,
+            bad,
+        )
+    )
     # what gunicorn refuses itself
     found += [
         Hostile("a 10 KB path", http_request("GET", JOB + "x" * 10_240), 414, "URI_TOO_LONG"),
@@ -113,10 +165,18 @@ def hostile_requests(max_body_bytes: int) -> list[Hostile]:
             431,
             "REQUEST_TOO_LARGE",
         ),
-        Hostile("a control character in a header",
-                http_request("GET", "/healthz", headers="X-A: a\x01b\r\n"), 400, "BAD_REQUEST"),  # fmt: skip
+        Hostile(
+            "a control character in a header",
+            http_request("GET", "/healthz", headers="X-A: a\x01b\r\n"),
+            400,
+            "BAD_REQUEST",
+        ),
         Hostile("garbage", b"NOT AN HTTP REQUEST\r\n\r\n", 400, "BAD_REQUEST"),
-        Hostile("a NUL in the path", b"GET /api/trace/\x00 HTTP/1.1\r\nHost: t\r\n\r\n", 400,
-                "BAD_REQUEST"),  # fmt: skip
+        Hostile(
+            "a NUL in the path",
+            b"GET /api/trace/\x00 HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+            "BAD_REQUEST",
+        ),
     ]
     return found

@@ -55,8 +55,12 @@ def test_only_probes_answer_without_the_token_and_no_secret_leaks(
         for path, methods in routes.items():
             for method in methods:
                 body = b"{}" if method == "POST" else None
-                for headers in ({}, {"Authorization": f"Bearer {wrong}"},
-                                {"Authorization": f"Basic {token}"}, {"Authorization": token}):  # fmt: skip
+                for headers in (
+                    {},
+                    {"Authorization": f"Bearer {wrong}"},
+                    {"Authorization": f"Basic {token}"},
+                    {"Authorization": token},
+                ):
                     answer = anonymous.send(method, path, body, headers=headers)
                     answers.append(answer)
                     trial.inputs += 1
@@ -71,8 +75,11 @@ def test_only_probes_answer_without_the_token_and_no_secret_leaks(
         user = Client(stack.port, "127.0.0.3", {"Authorization": f"Bearer {token}"})
         cids = lots(warehouse, "CONTAINERID", 5)
         calls = [
-            ("POST", "/api/trace/events", {"profile": "query_tool", "container_ids": cids,
-                                           "domains": ["history"]}),  # fmt: skip
+            (
+                "POST",
+                "/api/trace/events",
+                {"profile": "query_tool", "container_ids": cids, "domains": ["history"]},
+            ),
             ("POST", "/api/trace/events", {"profile": "query_tool", "container_ids": [1]}),
             ("POST", "/api/trace/lineage", {"profile": "nope", "container_ids": cids}),
             ("GET", "/api/trace/job/" + "0" * 32, None),
@@ -96,13 +103,19 @@ def test_only_probes_answer_without_the_token_and_no_secret_leaks(
         stack.stop()
 
     # Then no secret is in any answer, metric or log line
-    secrets_ = {"token": token, "redis password": redis_password,
-                "oracle password": oracle_password, "wrong token": wrong}  # fmt: skip
+    secrets_ = {
+        "token": token,
+        "redis password": redis_password,
+        "oracle password": oracle_password,
+        "wrong token": wrong,
+    }
     logs = {proc.name: proc.log.read_bytes() for proc in stack.procs}
     for name, value in secrets_.items():
         for answer in answers:
             if value.encode() in answer.body or value in str(answer.headers):
-                trial.failures.append(f"{name} in an answer ({answer.status}): {answer.body[:200]!r}")
+                trial.failures.append(
+                    f"{name} in an answer ({answer.status}): {answer.body[:200]!r}"
+                )
         for log_name, text in logs.items():
             if value.encode() in text:
                 line = next(ln for ln in text.splitlines() if value.encode() in ln)

@@ -33,9 +33,21 @@ from tests.chaos.served import Client, envelope_problem, raw, stack_env, started
 MAX_BODY_BYTES = 32 << 20
 FUZZ_CASES = scale(300, 5000)
 #: Names a user could type that look like attacks.
-ODD = ["' OR '1'='1", "x'); DROP TABLE DW_MES_CONTAINER; --", "%", "_", "\\", "\u0001\u001f",
-       "\u202eLOT", "批號💥", "\ufeff", "a" * 4000]  # fmt: skip
-OPERATIONS = [(path, method.upper()) for path, item in document()["paths"].items() for method in item]
+ODD = [
+    "' OR '1'='1",
+    "x'); DROP TABLE DW_MES_CONTAINER; --",
+    "%",
+    "_",
+    "\\",
+    "\u0001\u001f",
+    "\u202eLOT",
+    "批號💥",
+    "\ufeff",
+    "a" * 4000,
+]
+OPERATIONS = [
+    (path, method.upper()) for path, item in document()["paths"].items() for method in item
+]
 
 
 def test_hostile_requests_get_a_clear_4xx_envelope_from_the_real_server(
@@ -82,7 +94,9 @@ def test_hostile_requests_get_a_clear_4xx_envelope_from_the_real_server(
 
 
 def test_fuzzed_requests_never_get_a_server_error(
-    trial: Trial, make_app: AppFactory, warehouse: Path  # noqa: F811 (fixture)
+    trial: Trial,
+    make_app: AppFactory,  # noqa: F811 (the fixture imported above)
+    warehouse: Path,
 ) -> None:
     # Given the app with a token, rate limits out of the way, and real jobs to ask about
     client, _ = make_app(**openapi_tests.FUZZ_ENV)
@@ -93,9 +107,9 @@ def test_fuzzed_requests_never_get_a_server_error(
     per_operation = -(-FUZZ_CASES // len(OPERATIONS))
     # When schemathesis sends positive and negative cases of every operation
     plans = []
+    auth = openapi_tests.AUTH
     for path, method in OPERATIONS:
         operation = schema[path][method]
-        auth = openapi_tests.AUTH
         cases = st.one_of(
             operation.as_strategy(GenerationMode.POSITIVE, headers=auth),
             operation.as_strategy(GenerationMode.NEGATIVE, headers=auth),

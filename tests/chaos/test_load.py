@@ -107,8 +107,10 @@ class Load:
     def stream(self, n: int, job_id: str) -> None:
         """Follow the job's stream to its end, then read every domain's pages: equal rows."""
         client = self.client(n)
-        lines = [orjson.loads(line) for line in client.lines(f"/api/trace/job/{job_id}/stream"
-                                                             "?follow=1", timeout=60)]  # fmt: skip
+        lines = [
+            orjson.loads(line)
+            for line in client.lines(f"/api/trace/job/{job_id}/stream?follow=1", timeout=60)
+        ]
         self.seen(200, "stream")
         assert lines[-1]["type"] == "complete", lines[-1]
         streamed: dict[str, list[Any]] = {d: [] for d in DOMAINS}
@@ -130,8 +132,13 @@ def test_load_finishes_everything_without_5xx_and_keeps_api_memory_flat(
     trial: Trial, private_redis: Callable[..., RedisServer], warehouse: Path, tmp_path: Path
 ) -> None:
     # Given the real stack, warmed up by one small trace, its processes' RSS noted
-    stack = started(stack_env(warehouse, private_redis().url), tmp_path / "logs", processes=2,
-                    threads=2, api_workers=2)  # fmt: skip
+    stack = started(
+        stack_env(warehouse, private_redis().url),
+        tmp_path / "logs",
+        processes=2,
+        threads=2,
+        api_workers=2,
+    )
     try:
         began = time.monotonic()
         load = Load(stack.port, began + BOUND_SECONDS)
@@ -145,10 +152,14 @@ def test_load_finishes_everything_without_5xx_and_keeps_api_memory_flat(
         # When the traces start together, the pollers poll them and the streamers follow them
         job_ids = [""] * TRACES
         submitters = [
-            load.run(f"submit-{n}", lambda n=n: load.submit(
-                n, lots(warehouse, "CONTAINERID", SIZES[n % len(SIZES)], skip=n * 7), job_ids))
+            load.run(
+                f"submit-{n}",
+                lambda n=n: load.submit(
+                    n, lots(warehouse, "CONTAINERID", SIZES[n % len(SIZES)], skip=n * 7), job_ids
+                ),
+            )
             for n in range(TRACES)
-        ]  # fmt: skip
+        ]
         for thread in submitters:
             thread.join()
         assert all(job_ids), load.failures
@@ -157,10 +168,11 @@ def test_load_finishes_everything_without_5xx_and_keeps_api_memory_flat(
             load.run(f"poll-{n}", lambda n=n: load.poll(TRACES + n, job_ids[n % TRACES], finished))
             for n in range(POLLERS)
         ] + [
-            load.run(f"stream-{n}", lambda n=n: load.stream(TRACES + POLLERS + n,
-                                                            job_ids[n % TRACES]))
+            load.run(
+                f"stream-{n}", lambda n=n: load.stream(TRACES + POLLERS + n, job_ids[n % TRACES])
+            )
             for n in range(STREAMERS)
-        ]  # fmt: skip
+        ]
         for thread in clients:
             thread.join(max(1.0, load.deadline - time.monotonic()))
         load_seconds = time.monotonic() - began

@@ -19,6 +19,7 @@ def test_a_trim_follows_a_big_body_once_and_only_in_its_thread(
     heap.after_request()
     heap.after_request()
     assert trims == []
+
     # When a request reads a big body in another thread
     def serve() -> None:
         heap.note_body(heap.TRIM_AFTER_BODY_BYTES)

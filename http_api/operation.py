@@ -19,6 +19,7 @@ import falcon
 from pydantic import BaseModel
 
 from http_api.body import read_body, read_headers, read_query
+from pipeline.domains import PROFILES
 from pipeline.errors import TraceError
 
 JSON = "application/json"
@@ -76,8 +77,9 @@ def operation(spec: Operation) -> Callable[[Responder], Responder]:
             if spec.headers is not None:
                 inputs["headers"] = read_headers(req, spec.headers)
             if spec.body is not None:
-                limit = resource.services.settings.max_body_bytes
-                inputs["body"] = read_body(req, spec.body, limit)
+                settings = resource.services.settings
+                max_ids = max(settings.max_cids(profile) for profile in PROFILES)
+                inputs["body"] = read_body(req, spec.body, settings.max_body_bytes, max_ids)
             responder(resource, req, resp, **params, **inputs)
 
         respond.operation = spec  # type: ignore[attr-defined]

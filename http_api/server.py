@@ -4,7 +4,8 @@ gunicorn answers some requests before the app sees them: a request line longer t
 ``limit_request_line`` (414), headers past ``limit_request_fields``/``limit_request_field_size``
 (431), anything it cannot parse (400), and its own failures (500). Stock gunicorn writes those
 as HTML; this worker writes them as JSON, in the envelope ``http_api.errors`` renders for every
-other answer, so no answer of the service is ever HTML. ``ops/gunicorn.conf.py`` names it as
+other answer, so no answer of the service is ever HTML. After a request with a big body it
+gives the freed heap back (``http_api.heap``). ``ops/gunicorn.conf.py`` names it as
 ``worker_class`` and sets the limits.
 """
 
@@ -24,6 +25,7 @@ from gunicorn.http.errors import (
 )
 from gunicorn.workers.gthread import ThreadWorker
 
+from http_api import heap
 from http_api.errors import error_answer
 from pipeline.errors import (
     InternalError,
@@ -69,6 +71,14 @@ class JsonErrorsThreadWorker(ThreadWorker):
     """gunicorn's gthread worker, answering its own errors in the envelope (see the module
     docstring); it logs them as gunicorn does (a warning per refused request, a trace for its
     own failures)."""
+
+    def handle_request(self, req: Any, conn: Any) -> bool:
+        """gthread's, then ``heap.after_request()``: a big body's freed pages go back to the
+        system once its answer is written (see ``http_api.heap``)."""
+        try:
+            return bool(super().handle_request(req, conn))
+        finally:
+            heap.after_request()
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         error = server_error(exc)

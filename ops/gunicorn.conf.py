@@ -7,6 +7,8 @@ the environment (``.env.example``); gunicorn's own knobs are not ``TRACE_*`` set
 
 * ``GUNICORN_WORKERS`` (processes, default 2) and ``GUNICORN_THREADS`` (threads per process,
   default 16: each open NDJSON stream holds one thread for as long as it lasts);
+* ``PYTHONMALLOC=malloc`` in its environment (the systemd unit and ``pipeline/tools/stack.py``
+  set it; a start without it is logged as a warning): see ``http_api/heap.py``;
 * anything else through gunicorn's ``GUNICORN_CMD_ARGS`` (e.g. ``"--timeout 300"``) or on the
   command line; both win over this file, so ``--bind`` replaces the default address.
 
@@ -23,7 +25,23 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 chdir = ROOT  # gunicorn changes here (and puts it on sys.path) before loading the app
 
+from http_api import heap  # noqa: E402 (needs ROOT on sys.path)
+
 wsgi_app = "http_api.app:get_app()"
+
+# Memory (http_api/heap.py, README "Memory of the API"): 2 malloc arenas per process instead of
+# one per request thread, set here in the master so every worker forks with it.
+heap.limit_arenas()
+
+
+def on_starting(server):  # gunicorn's hook, in the master
+    if os.environ.get("PYTHONMALLOC") != "malloc":
+        server.log.warning(
+            "PYTHONMALLOC is not 'malloc': big request bodies leave pymalloc arenas behind "
+            "(worker RSS grows; http_api/heap.py)"
+        )
+
+
 bind = ["127.0.0.1:8000"]
 
 # Threads, not sync workers: a sync worker is killed when one response outlasts `timeout`,

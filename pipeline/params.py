@@ -25,6 +25,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
@@ -105,6 +106,19 @@ Station = TypeAliasType(
     ],
 )
 NoneIfBlank = BeforeValidator(_blank_is_none)
+#: Python's whitespace (``str.strip``), spelled out: a JSON Schema's ``\s`` differs from it.
+WHITESPACE = (
+    r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0"
+    r"\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+#: A blank string, which a choice takes as "not given" (documented so: the fuzzer holds the
+#: document to what validation accepts).
+Blank = Annotated[str, StringConstraints(pattern=f"^[{WHITESPACE}]*$")]
+
+
+def none_if_blank(kind: Any) -> BeforeValidator:
+    """``NoneIfBlank`` whose documented input is ``kind``, a blank string or null."""
+    return BeforeValidator(_blank_is_none, json_schema_input_type=kind | Blank | None)
 
 
 class TraceParams(BaseModel):
@@ -114,7 +128,7 @@ class TraceParams(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    resolve_type: Annotated[ResolveType | None, NoneIfBlank] = Field(
+    resolve_type: Annotated[ResolveType | None, none_if_blank(ResolveType)] = Field(
         None,
         validation_alias=AliasChoices("resolve_type", "input_type"),
         description="What `values` are (valid types depend on the profile). mid_section_defect "
@@ -126,7 +140,7 @@ class TraceParams(BaseModel):
         "TRACE_RESOLVE_MIN_PREFIX characters; gd_* values start with GD. Blanks and repeats "
         "are dropped.",
     )
-    station: Annotated[Station | None, NoneIfBlank] = Field(
+    station: Annotated[Station | None, none_if_blank(Station)] = Field(
         None, description=f"The detection station (default {DEFAULT_STATION})."
     )
     start_date: IsoDate | None = Field(None, description="First day of the window (inclusive).")
@@ -138,7 +152,7 @@ class TraceParams(BaseModel):
     )
     pj_types: NameList = Field((), description="Detection lots of these PJ types only.")
     packages: NameList = Field((), description="Detection lots of these packages only.")
-    direction: Annotated[Direction | None, NoneIfBlank] = Field(
+    direction: Annotated[Direction | None, none_if_blank(Direction)] = Field(
         None, description="Lineage direction; default forward for query_tool, else backward."
     )
 

@@ -152,6 +152,7 @@ class LocalStack:
             "GUNICORN_WORKERS": str(self.api_workers),
             "GUNICORN_THREADS": "8",
             "XDG_RUNTIME_DIR": str(self.log_dir),  # gunicorn's control socket (>= 25) goes here
+            "PYTHONMALLOC": "malloc",  # what keeps its memory flat (http_api/heap.py)
         }
         argv = [self.python, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
         argv += ["--bind", f"127.0.0.1:{self.port}"]

@@ -104,6 +104,38 @@ def test_a_body_over_the_limit_is_413_and_nothing_is_submitted(
     assert services.runtime.registry.ids("trace:jobs:recent") == []
 
 
+def test_an_id_list_no_profile_allows_is_413_before_it_is_validated(
+    make_app: AppFactory, api_redis: object
+) -> None:
+    # Given limits of 10 / 20 / 30 lots per profile
+    client, services = make_app(
+        TRACE_MAX_CIDS_QUERY_TOOL=10,
+        TRACE_MAX_CIDS_QUERY_TOOL_REVERSE=20,
+        TRACE_MAX_CIDS_MID_SECTION_DEFECT=30,
+    )
+    # When a list longer than the largest comes, even with items of the wrong type
+    ids: list[object] = [None] * 31
+    for path, field in (
+        ("/api/trace/events", "container_ids"),
+        ("/api/trace/lineage", "container_ids"),
+        ("/api/trace/events", "seed_container_ids"),
+    ):
+        body = {"profile": "query_tool", "container_ids": ["A"], "domains": ["history"]}
+        refused = client.simulate_post(path, json={**body, field: ids})
+        # Then it is refused for its length (the model would have named 31 wrong types)
+        assert refused.status_code == 413, refused.text
+        assert refused.json["error"]["code"] == "CID_LIMIT_EXCEEDED"
+        assert f"{field} count (31)" in refused.json["error"]["message"]
+    # And a list within it is judged by its profile's limit after blanks and repeats go
+    repeated = {"profile": "query_tool", "container_ids": ["A", "B"] * 12, "domains": ["history"]}
+    assert client.simulate_post("/api/trace/events", json=repeated).status_code != 413
+    over = {**repeated, "container_ids": [f"L{i}" for i in range(11)]}
+    refused = client.simulate_post("/api/trace/events", json=over)
+    assert (refused.status_code, refused.json["error"]["code"]) == (413, "CID_LIMIT_EXCEEDED")
+    assert "(10)" in refused.json["error"]["message"]
+    assert len(services.runtime.registry.ids("trace:jobs:recent")) == 1
+
+
 def _app_against(redis_url: str, warehouse: Path, **extra: str) -> falcon.testing.TestClient:
     settings = Settings.from_env(
         {

@@ -1,6 +1,9 @@
 """Dead workers: work whose lease went stale is sent again, and jobs that went quiet with no
-work held anywhere are resumed. Every worker process runs a round every
-``TRACE_REAPER_INTERVAL_SECONDS`` (``EngineMiddleware``); one at a time across all of them."""
+work held anywhere are resumed. Every worker process runs a round at boot and then every
+``TRACE_REAPER_INTERVAL_SECONDS`` (``EngineMiddleware``). Every round of every process looks for
+stale leases (``ZREM`` lets exactly one take each), so none waits for another process's round;
+the revival of quiet jobs runs in one process at a time (the reaper lock, given back when the
+round ends)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from pipeline.engine.flow import resume
-from pipeline.engine.leases import resend_stale, take_reaper_lock
+from pipeline.engine.leases import reaper_lock, resend_stale
 from pipeline.engine.messages import MessageKey
 
 if TYPE_CHECKING:
@@ -19,17 +22,19 @@ log = logging.getLogger(__name__)
 
 
 def reap(runtime: Runtime) -> int:
-    """One reaper round: resend the work of dead workers (stale leases), then revive jobs that
-    went quiet with no work held at all. Returns the messages/jobs sent again (0 when another
-    worker holds this round)."""
+    """One reaper round: resend the work of dead workers (stale leases), then, unless another
+    process is reviving right now, revive jobs that went quiet with no work held at all.
+    Returns the messages/jobs sent again."""
     settings = runtime.settings
-    if not take_reaper_lock(runtime.leases, settings.reaper_interval_seconds):
-        return 0
 
     def resend(job_id: str, message_key: str) -> bool:
         return resend_message(runtime, job_id, message_key)
 
-    return resend_stale(runtime.leases, settings.stall_seconds, resend) + revive_quiet_jobs(runtime)
+    sent = resend_stale(runtime.leases, settings.stall_seconds, resend)
+    with reaper_lock(runtime.leases, settings.reaper_interval_seconds) as mine:
+        if mine:
+            sent += revive_quiet_jobs(runtime)
+    return sent
 
 
 def resend_message(runtime: Runtime, job_id: str, message_key: str) -> bool:

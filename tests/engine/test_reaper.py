@@ -1,0 +1,91 @@
+"""The dead-worker reaper against a real Redis: what makes a job whose worker died resume within
+``TRACE_STALL_SECONDS + TRACE_REAPER_INTERVAL_SECONDS`` (README "Dead workers").
+
+Two runtimes of this process stand for two worker processes: each has a lease book of its own
+(its own holder name), as two processes would; their messages go to in-memory dispatchers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import redis
+
+from pipeline.config import Settings
+from pipeline.engine import keys
+from pipeline.engine.leases import Ticker
+from pipeline.engine.messages import MessageKey
+from pipeline.engine.reaper import reap
+from pipeline.engine.runtime import Runtime
+from tests.engine.helpers import InlineDispatcher, wait_for
+from tests.engine.test_flow import query_tool
+
+
+def test_a_stale_lease_is_resent_by_the_next_round_of_any_process(
+    inline: Runtime, settings: Settings, store_redis: redis.Redis, warehouse: Path
+) -> None:
+    # Given a queued job, and a second worker process whose reaper has just run a round
+    job, _ = inline.submit(query_tool(warehouse, 5))
+    other = Runtime(settings, InlineDispatcher())
+    assert reap(other) == 0  # nothing to do yet: this round took the reaper lock
+    # When a lease of the job goes stale right after (its worker died stall seconds ago)
+    member = keys.lease(job.id, str(MessageKey("seed-resolve")), "12345-dead00-1")
+    store_redis.zadd(keys.LEASES, {member: time.time() - settings.stall_seconds - 1})
+    # Then the very next round of another process sends the work again: it does not skip its
+    # round because a round ran less than an interval ago (that cost up to one more interval)
+    assert reap(inline) == 1
+    assert isinstance(inline.dispatch, InlineDispatcher)
+    assert [(j, str(k), resumed) for j, k, resumed, _q in inline.dispatch.sent][-1] == (
+        job.id,
+        "seed-resolve",
+        True,
+    )
+    assert store_redis.zscore(keys.LEASES, member) is None
+    # ... and the reaper lock is not left behind for the rest of the interval
+    assert store_redis.get(keys.REAPER_LOCK) is None
+
+
+def test_a_ticker_runs_at_start_when_asked_then_every_interval() -> None:
+    # Given a ticker with an interval far longer than the test
+    calls: list[float] = []
+    ticked = threading.Event()
+
+    def tick() -> None:
+        calls.append(time.monotonic())
+        ticked.set()
+
+    ticker = Ticker("test-ticker", 3600, tick, at_start=True)
+    # When it starts
+    ticker.start()
+    # Then it has run once without waiting an interval (a restarted worker reaps at once)
+    try:
+        assert ticked.wait(30), "the first tick waited for the interval"
+        assert len(calls) == 1
+    finally:
+        ticker.stop()
+
+
+def test_a_worker_process_is_alive_from_boot_and_gone_after_a_clean_stop(
+    engine_env: dict[str, str], store_redis: redis.Redis, tmp_path: Path
+) -> None:
+    # Given heartbeats far apart (an hour), so only a registration at boot can be seen
+    from tests.engine.conftest import Workers
+
+    pool = Workers({**engine_env, "TRACE_HEARTBEAT_SECONDS": "3600",
+                    "TRACE_STALL_SECONDS": "7200"}, tmp_path)  # fmt: skip
+    # When a worker command starts
+    proc = pool.start(processes=2)
+    try:
+        # Then both of its processes count as alive once they are ready, long before a tick
+        wait_for(
+            lambda: store_redis.zcard(keys.WORKERS) == 2,
+            timeout=60,
+            what="both worker processes to register at boot",
+        )
+        assert proc.poll() is None
+    finally:
+        pool.stop_all()
+    # ... and a clean stop takes them off the live workers
+    assert store_redis.zcard(keys.WORKERS) == 0

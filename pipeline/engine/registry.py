@@ -8,7 +8,6 @@ than the job TTL are trimmed when jobs are created.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +27,7 @@ from pipeline.engine.job import (
     STARTED,
     Job,
 )
+from pipeline.engine.job_ids import new_job_id
 from pipeline.engine.store import CheckpointStore
 from pipeline.request import TraceRequest
 
@@ -103,7 +103,7 @@ class JobRegistry:
                     return
             now = time.time()
             job = Job(
-                id=secrets.token_hex(16),  # 128 random bits
+                id=new_job_id(now),  # creation time + 96 random bits
                 request=request,
                 queue=queue,
                 created_at=now,

@@ -122,12 +122,18 @@ def reaper_lock(book: LeaseBook, lock_seconds: float) -> Iterator[bool]:
 
 def resend_stale(book: LeaseBook, stall_seconds: float, resend: Callable[[str, str], bool]) -> int:
     """Take the leases not renewed for ``stall_seconds`` and ``resend(job_id, message_key)``
-    each; returns how many were sent again."""
+    each, once per message (two dead threads that ran copies of one message leave two leases:
+    one copy is enough, and each start counts against ``TRACE_BATCH_MAX_ATTEMPTS``); returns
+    how many were sent again."""
     sent = 0
+    seen: set[tuple[str, str]] = set()
     for member in book.stale(stall_seconds):
         if not book.take(member):
             continue
         job_id, message_key = keys.parse_lease(member)
+        if (job_id, message_key) in seen:
+            continue
+        seen.add((job_id, message_key))
         if resend(job_id, message_key):
             log.warning(
                 "job %s: %s stalled (worker gone); sent again",

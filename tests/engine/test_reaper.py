@@ -47,6 +47,26 @@ def test_a_stale_lease_is_resent_by_the_next_round_of_any_process(
     assert store_redis.get(keys.REAPER_LOCK) is None
 
 
+def test_two_dead_copies_of_one_message_are_sent_again_once(
+    inline: Runtime, settings: Settings, store_redis: redis.Redis, warehouse: Path
+) -> None:
+    # Given two stale leases of the same message of a job (two threads of a dead process ran
+    # copies of it: a redelivery, or a hand-over sent twice)
+    job, _ = inline.submit(query_tool(warehouse, 5))
+    assert isinstance(inline.dispatch, InlineDispatcher)
+    inline.dispatch.sent.clear()
+    old = time.time() - settings.stall_seconds - 1
+    for thread in ("1", "2"):
+        member = keys.lease(job.id, str(MessageKey("seed-resolve")), f"12345-dead00-{thread}")
+        store_redis.zadd(keys.LEASES, {member: old})
+    # When a reaper round runs
+    reap(inline)
+    # Then the message is sent again once (each start counts against the attempt limit), and
+    # both leases are gone
+    assert [str(k) for _j, k, _r, _q in inline.dispatch.sent] == ["seed-resolve"]
+    assert store_redis.zcard(keys.LEASES) == 0
+
+
 def test_a_ticker_runs_at_start_when_asked_then_every_interval() -> None:
     # Given a ticker with an interval far longer than the test
     calls: list[float] = []

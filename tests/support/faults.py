@@ -21,8 +21,9 @@ FAULTS_KEY = "test:faults"
 
 
 class FaultySqliteSource(SqliteSource):
-    """SQLite, plus the faults in ``FAULTS_KEY``: ``delay_ms`` before every query;
-    ``fail:{query}`` = ``permanent`` or ``kill``; ``transient:{query}`` = calls left to fail."""
+    """SQLite, plus the faults in ``FAULTS_KEY``: ``delay_ms`` before every query (or
+    ``delay_ms:{query}`` before that one); ``fail:{query}`` = ``permanent`` or ``kill``;
+    ``transient:{query}`` = calls left to fail."""
 
     def __init__(self, path: str, client: redis.Redis, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
@@ -43,7 +44,7 @@ class FaultySqliteSource(SqliteSource):
         self, name: str, binds: Mapping[str, Any] | None = None, *, fragments: Any = None
     ) -> Iterator[RowBatch]:
         faults = {k.decode(): v.decode() for k, v in self.client.hgetall(FAULTS_KEY).items()}
-        delay = int(faults.get("delay_ms", 0))
+        delay = int(faults.get(f"delay_ms:{name}", faults.get("delay_ms", 0)))
         if delay:
             time.sleep(delay / 1000)
         mode = faults.get(f"fail:{name}")

@@ -25,7 +25,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import redis
@@ -120,14 +120,14 @@ def reaper_lock(book: LeaseBook, lock_seconds: float) -> Iterator[bool]:
             book.redis.eval(_RELEASE, 1, keys.REAPER_LOCK, book.process)
 
 
-def resend_stale(book: LeaseBook, stall_seconds: float, resend: Callable[[str, str], bool]) -> int:
-    """Take the leases not renewed for ``stall_seconds`` and ``resend(job_id, message_key)``
-    each, once per message (two dead threads that ran copies of one message leave two leases:
-    one copy is enough, and each start counts against ``TRACE_BATCH_MAX_ATTEMPTS``); returns
-    how many were sent again."""
+def resend_stale(book: LeaseBook, stale: Iterable[str], resend: Callable[[str, str], bool]) -> int:
+    """Take the ``stale`` leases (``LeaseBook.stale``: ``ZREM``, so each is taken by one
+    process) and ``resend(job_id, message_key)`` each, once per message (two dead threads that
+    ran copies of one message leave two leases: one copy is enough, and each start counts
+    against ``TRACE_BATCH_MAX_ATTEMPTS``); returns how many were sent again."""
     sent = 0
     seen: set[tuple[str, str]] = set()
-    for member in book.stale(stall_seconds):
+    for member in stale:
         if not book.take(member):
             continue
         job_id, message_key = keys.parse_lease(member)

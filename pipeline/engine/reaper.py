@@ -11,6 +11,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from pipeline.engine import keys
 from pipeline.engine.flow import resume
 from pipeline.engine.leases import reaper_lock, resend_stale
 from pipeline.engine.messages import MessageKey
@@ -30,7 +31,12 @@ def reap(runtime: Runtime) -> int:
     def resend(job_id: str, message_key: str) -> bool:
         return resend_message(runtime, job_id, message_key)
 
-    sent = resend_stale(runtime.leases, settings.stall_seconds, resend)
+    stale = runtime.leases.stale(settings.stall_seconds)
+    for job_id in {keys.parse_lease(member)[0] for member in stale}:
+        # A sign of life before the leases go: a revival running meanwhile in another process
+        # must not find the job quiet with no lease, and send its work a second time.
+        runtime.registry.seen(job_id)
+    sent = resend_stale(runtime.leases, stale, resend)
     with reaper_lock(runtime.leases, settings.reaper_interval_seconds) as mine:
         if mine:
             sent += revive_quiet_jobs(runtime)
@@ -72,6 +78,8 @@ def revive_quiet_jobs(runtime: Runtime) -> int:
             continue
         if now - last_seen < stall * 2 ** registry.revivals(job_id):
             continue
+        if (registry.last_seen(job_id) or now) > last_seen:
+            continue  # a sign of life since the listing (its stale lease was just re-sent)
         registry.note_revival(job_id, now)
         log.warning(
             "job %s: quiet for %.0f s with no work held; resumed",

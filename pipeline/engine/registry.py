@@ -283,6 +283,11 @@ class JobRegistry:
         """Note a sign of life of an active job (work was sent for it)."""
         self.redis.zadd(keys.RUNNING, {job_id: time.time()}, xx=True)
 
+    def last_seen(self, job_id: str) -> float | None:
+        """When an active job last showed a sign of life (``None``: no longer active)."""
+        score = self.redis.zscore(keys.RUNNING, job_id)
+        return float(score) if score is not None else None
+
     def revivals(self, job_id: str) -> int:
         return int(self.redis.hget(keys.job(job_id), "revivals") or 0)
 

@@ -43,6 +43,8 @@ class LeaseBook:
         self._held: set[str] = set()
         self._lock = threading.Lock()
         self.process = f"{os.getpid()}-{secrets.token_hex(3)}"
+        #: When this process started holding leases (epoch seconds): its boot, for a worker.
+        self.since = time.time()
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
 
     @contextmanager

@@ -44,11 +44,18 @@ def reap(runtime: Runtime) -> int:
 
 
 def resend_message(runtime: Runtime, job_id: str, message_key: str) -> bool:
-    """Send a stalled message again; False when the job no longer wants it."""
+    """Send a stalled message again; False when the job no longer wants it.
+
+    Not as ``resumed``: a resumed message hands on to the next stage even when that hand-over
+    was claimed, so every re-sent events message that saw the stage settled sent the
+    aggregation again (and a dead copy of an already handed-over message did too): duplicates
+    that ran at once and used up the batches' attempts. A worker that died between claiming a
+    hand-over and sending it leaves the job quiet with no lease: ``revive_quiet_jobs`` resumes
+    it (as ``resumed``) a stall later."""
     job = runtime.registry.load(job_id)
     if job is None or not job.active:
         return False
-    runtime.dispatch(job, [MessageKey.parse(message_key)], resumed=True)
+    runtime.dispatch(job, [MessageKey.parse(message_key)])
     runtime.registry.seen(job_id)  # not quiet: its work was just sent again
     return True
 
@@ -59,11 +66,17 @@ def revive_quiet_jobs(runtime: Runtime) -> int:
     send again whatever their current stage still needs.
 
     A job that is merely waiting in a busy queue looks the same, so each revival doubles the
-    quiet time the next one needs (stall, 2 x stall, 4 x ...): duplicates stay few and are
-    harmless (committed batches are skipped).
+    quiet time the next one needs (stall, 2 x stall, 4 x ...), and a process revives nothing
+    until it has been up for a stall: duplicates stay few (they skip committed batches, but each
+    start counts against the attempt limit).
     """
     registry, stall = runtime.registry, runtime.settings.stall_seconds
     now = time.time()
+    if now - runtime.leases.since < stall:
+        # Up for less than a stall, this process cannot tell a lost message from one that
+        # waited in the queue for it (a restarted command's first rounds): it would send
+        # that work a second time.
+        return 0
     quiet = registry.quiet_jobs(now - stall)
     if not quiet:
         return 0

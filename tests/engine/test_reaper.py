@@ -14,13 +14,14 @@ from pathlib import Path
 import redis
 
 from pipeline.config import Settings
-from pipeline.engine import keys
+from pipeline.engine import keys, parts
+from pipeline.engine.job import AGGREGATION, FINISHED
 from pipeline.engine.leases import Ticker
 from pipeline.engine.messages import MessageKey
 from pipeline.engine.reaper import reap
 from pipeline.engine.runtime import Runtime
 from tests.engine.helpers import InlineDispatcher, wait_for
-from tests.engine.test_flow import query_tool
+from tests.engine.test_flow import MSD, query_tool
 
 
 def test_a_stale_lease_is_resent_by_the_next_round_of_any_process(
@@ -40,7 +41,7 @@ def test_a_stale_lease_is_resent_by_the_next_round_of_any_process(
     assert [(j, str(k), resumed) for j, k, resumed, _q in inline.dispatch.sent][-1] == (
         job.id,
         "seed-resolve",
-        True,
+        False,  # not "resumed": that would hand on past a claimed hand-over (a duplicate)
     )
     assert store_redis.zscore(keys.LEASES, member) is None
     # ... and the reaper lock is not left behind for the rest of the interval
@@ -65,6 +66,52 @@ def test_two_dead_copies_of_one_message_are_sent_again_once(
     # both leases are gone
     assert [str(k) for _j, k, _r, _q in inline.dispatch.sent] == ["seed-resolve"]
     assert store_redis.zcard(keys.LEASES) == 0
+
+
+def test_a_dead_copy_of_a_handed_over_message_does_not_hand_over_again(
+    inline: Runtime, settings: Settings, store_redis: redis.Redis
+) -> None:
+    # Given a mid-section-defect job whose events stage completed and handed over to the
+    # aggregation (sent once), and a dead worker's stale lease on a copy of an events message
+    job, _ = inline.submit(MSD)
+    assert isinstance(inline.dispatch, InlineDispatcher)
+    sent = inline.dispatch.sent
+    while sent and str(sent[0][1]) != "aggregation":
+        job_id, key, resumed, _queue = sent.pop(0)
+        inline.handle(job_id, key, resumed=resumed)
+    assert [str(k) for _j, k, _r, _q in sent] == ["aggregation"]
+    dead = keys.lease(job.id, "events:upstream_history:0", "12345-dead00-1")
+    store_redis.zadd(keys.LEASES, {dead: time.time() - settings.stall_seconds - 1})
+    # When the reaper sends it again and it runs (before the aggregation message does)
+    assert reap(inline) == 1
+    job_id, key, resumed, _queue = sent.pop()
+    assert str(key) == "events:upstream_history:0"
+    inline.handle(job_id, key, resumed=resumed)
+    # Then the aggregation is not sent a second time (two copies would run at once, each
+    # start counting against the attempt limit), and the job finishes
+    assert [str(k) for _j, k, _r, _q in sent] == ["aggregation"]
+    inline.dispatch.run_all(inline)
+    assert inline.registry.progress(job.id)[parts.runs(AGGREGATION)] == 1
+    assert inline.registry.state(job.id) == FINISHED
+
+
+def test_a_process_up_for_less_than_a_stall_revives_no_quiet_job(
+    inline: Runtime, settings: Settings, store_redis: redis.Redis, warehouse: Path
+) -> None:
+    # Given a queued job with no sign of life for longer than a stall and no lease (its
+    # message waits in the queue while the workers restart)
+    job, _ = inline.submit(query_tool(warehouse, 5))
+    assert isinstance(inline.dispatch, InlineDispatcher)
+    inline.dispatch.sent.clear()
+    store_redis.zadd(keys.RUNNING, {job.id: time.time() - 10 * settings.stall_seconds})
+    # When a worker process that has just booted runs its first reaper round
+    reap(inline)
+    # Then it sends nothing again: it cannot tell a lost message from one waiting for it
+    assert inline.dispatch.sent == []
+    # ... while a process up for a stall does revive it
+    inline.leases.since -= settings.stall_seconds
+    reap(inline)
+    assert [str(k) for _j, k, _r, _q in inline.dispatch.sent] == ["seed-resolve"]
 
 
 def test_a_ticker_runs_at_start_when_asked_then_every_interval() -> None:

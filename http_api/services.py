@@ -63,20 +63,32 @@ class Services:
             return self._source
 
     def workers_alive(self) -> bool:
-        """Whether some worker process sent a heartbeat within ``TRACE_STALL_SECONDS``."""
+        """Whether some worker process sent a heartbeat within ``TRACE_STALL_SECONDS`` (a worker
+        registers when it boots, then every ``TRACE_HEARTBEAT_SECONDS``)."""
         return live_workers(self.redis, self.settings.stall_seconds) > 0
 
     def wait_for(self, job: Job, seconds: float) -> Job:
-        """``job`` once it left queued/started, or as it is after ``seconds``; at once when it
-        is still queued and no worker process has sent a heartbeat (nobody would run it)."""
+        """``job`` once it left queued/started, or as it is after ``seconds``. A queued job with
+        no live worker process is given up on early, but only after no worker was seen for
+        ``TRACE_HEARTBEAT_SECONDS`` (looking again meanwhile): workers started with the API
+        register as they boot, and a request must not be refused while they do."""
         registry = self.runtime.registry
         deadline = time.monotonic() + seconds
+        no_worker_until: float | None = None  # when we stop waiting for a worker to appear
         pause = 0.02
         state: str | None = job.state
         while state in ACTIVE:  # one HGET per look; the job is loaded once, at the end
-            left = deadline - time.monotonic()
-            if left <= 0 or (state == QUEUED and not self.workers_alive()):
+            now = time.monotonic()
+            left = deadline - now
+            if left <= 0:
                 break
+            if state == QUEUED and not self.workers_alive():
+                if no_worker_until is None:
+                    no_worker_until = now + self.settings.heartbeat_seconds
+                elif now >= no_worker_until:
+                    break
+            else:
+                no_worker_until = None
             time.sleep(min(pause, left))
             pause = min(pause * 2, 0.5)
             state = registry.state(job.id)

@@ -4,8 +4,10 @@ The API process holds one chunk at a time. Each domain's chunks are read in mani
 (input batch, then chunk), numbered from 0: that number is the line's ``batch`` and the cursor a
 client resumes from (``from=domain:batch``). With ``follow`` the stream starts while the job is
 still running and sends chunks as their batches are committed, ending with ``complete`` when the
-job finishes. A chunk that is gone or fails its checksum, or a job that fails or is cancelled
-while followed, ends the stream with an ``error`` line: never ``complete`` after a short result.
+job finishes. A chunk that is gone or fails its checksum, or a job that fails, is cancelled or
+is lost (``JOB_LOST``: its keys vanished before its TTL, e.g. a Redis restart without
+persistence) while followed, ends the stream with an ``error`` line: never ``complete`` after a
+short result, and never a wait without end.
 
 The reading (and the waiting, when following) is ``ResultReader``'s; this module writes lines.
 """
@@ -25,6 +27,7 @@ from http_api.services import Services
 from pipeline.engine import metrics
 from pipeline.engine.job import Job
 from pipeline.engine.results import JobEnded, ResultGone, ResultIncomplete
+from pipeline.errors import JobLost
 from pipeline.request import LINEAGE, SEED_RESOLVE
 
 log = logging.getLogger(__name__)
@@ -74,7 +77,7 @@ class JobStream:
         except ResultIncomplete as gap:
             self.reader.found_damaged(self.job.id, gap.message)
             yield error_line(gap.code, gap.message, domain=gap.domain, batch=gap.batch)
-        except (ResultGone, JobEnded) as ended:
+        except (ResultGone, JobEnded, JobLost) as ended:
             yield error_line(ended.code, ended.message)
         except redis.RedisError as error:
             log.warning("stream of job %s: Redis failed: %s", self.job.id, error)

@@ -71,9 +71,13 @@ DEFAULT_MESSAGE_TIME_LIMIT_SECONDS = 300
 DEFAULT_BATCH_MAX_ATTEMPTS = 3
 #: A running message renews its job's lease this often (seconds) ...
 DEFAULT_HEARTBEAT_SECONDS = 5
-#: ... and a lease not renewed for this long belongs to a dead worker (seconds).
-DEFAULT_STALL_SECONDS = 30
-#: How often each worker process looks for stale leases (seconds).
+#: ... and a lease not renewed for this long belongs to a dead worker (seconds): four heartbeats,
+#: so three in a row must be missed (a live process renews within milliseconds of each tick; a
+#: false stall only runs the message twice, skipping committed batches, but counts a start).
+DEFAULT_STALL_SECONDS = 20
+#: How often each worker process looks for stale leases (seconds). A dead worker's message is
+#: sent again within stall + interval seconds of its death (25 s by default), once a worker
+#: process is up (README "Dead workers").
 DEFAULT_REAPER_INTERVAL_SECONDS = 5
 #: Jobs with more lots than this run on the large-job queue (lots).
 DEFAULT_LARGE_JOB_CIDS = 20_000

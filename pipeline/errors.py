@@ -171,6 +171,24 @@ class JobNotFound(TraceError):
     status = 404
 
 
+class JobLost(TraceError):
+    """The job is missing although its id says it was created less than ``TRACE_JOB_TTL_SECONDS``
+    ago: it did not expire, its keys were lost (Redis restarted without persistence, or an
+    operator purged it). Nothing of it will come back: submit the request again."""
+
+    code = "JOB_LOST"
+    status = 410
+
+    @classmethod
+    def of(cls, job_id: str) -> JobLost:
+        """The answer about job ``job_id`` (one wording for the API, streams and the CLI)."""
+        return cls(
+            f"job {job_id} was lost: it is missing though created within the job TTL, so it did "
+            "not expire (Redis lost its keys, or an operator purged it); submit the request again",
+            meta={"job_id": job_id},
+        )
+
+
 class ResultExpired(TraceError):
     """The job's result is gone (expired, released or evicted); its id is still known."""
 

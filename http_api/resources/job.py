@@ -12,12 +12,13 @@ from http_api.resources.base import Resource
 from http_api.results import expired, result_document
 from http_api.services import Services
 from http_api.stream import Cursor, JobStream
-from pipeline.engine import keys
+from pipeline.engine import job_ids, keys
 from pipeline.engine.documents import JobStatus
 from pipeline.engine.job import FINISHED, Job
 from pipeline.engine.status import contract_state, job_status
 from pipeline.errors import (
     InvalidInput,
+    JobLost,
     JobNotCancellable,
     JobNotComplete,
     JobNotFound,
@@ -26,15 +27,18 @@ from pipeline.errors import (
 )
 
 #: The errors every job endpoint may answer (besides its rate limit and the token).
-JOB_ERRORS = (JobNotFound, ServiceUnavailable)
+JOB_ERRORS = (JobNotFound, JobLost, ServiceUnavailable)
 
 
 def load_job(services: Services, job_id: str, *, for_result: bool = False) -> Job:
-    """The job, or 404: ``JOB_NOT_FOUND``, or for a result whose job expired (the index still
-    names it) ``JOB_RESULT_EXPIRED``."""
+    """The job, or: 410 ``JOB_LOST`` when its id says it is younger than the job TTL (its keys
+    vanished before they could expire: submit again); 404 ``JOB_NOT_FOUND``, or for a result
+    whose job expired (the index still names it) ``JOB_RESULT_EXPIRED``."""
     job = services.runtime.registry.load(job_id) if len(job_id) <= 64 else None
     if job is not None:
         return job
+    if job_ids.lost(job_id, services.settings.job_ttl_seconds):
+        raise JobLost.of(job_id)
     if for_result and services.redis.zscore(keys.RECENT, job_id) is not None:
         raise expired(job_id)
     raise JobNotFound(f"job {job_id} not found or expired")
@@ -138,7 +142,8 @@ class JobStreamResource(Resource):
                 )
             },
             description="Domains come in the request's order. A failure mid-stream ends with an "
-            "`error` line instead of `complete`.",
+            "`error` line instead of `complete` (`JOB_LOST` when a followed job's keys vanish "
+            "before its TTL: submit it again).",
             query=StreamQuery,
             errors=(InvalidInput, *JOB_ERRORS, ResultExpired, JobNotComplete),
         )

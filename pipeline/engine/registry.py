@@ -8,7 +8,6 @@ than the job TTL are trimmed when jobs are created.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -30,6 +29,7 @@ from pipeline.engine.job import (
     STARTED,
     Job,
 )
+from pipeline.engine.job_ids import new_job_id
 from pipeline.engine.store import CheckpointStore
 from pipeline.request import TraceRequest
 
@@ -105,7 +105,7 @@ class JobRegistry:
                     return
             now = time.time()
             job = Job(
-                id=secrets.token_hex(16),  # 128 random bits
+                id=new_job_id(now),  # creation time + 96 random bits
                 request=request,
                 queue=queue,
                 created_at=now,
@@ -323,6 +323,11 @@ class JobRegistry:
     def seen(self, job_id: str) -> None:
         """Note a sign of life of an active job (work was sent for it)."""
         self.redis.zadd(keys.RUNNING, {job_id: time.time()}, xx=True)
+
+    def last_seen(self, job_id: str) -> float | None:
+        """When an active job last showed a sign of life (``None``: no longer active)."""
+        score = self.redis.zscore(keys.RUNNING, job_id)
+        return float(score) if score is not None else None
 
     def revivals(self, job_id: str) -> int:
         return int(self.redis.hget(keys.job(job_id), "revivals") or 0)

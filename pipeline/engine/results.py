@@ -9,10 +9,11 @@ and its NDJSON stream), without holding more than one chunk of rows at a time.
 * the aggregation (JSON bytes, stored encoded), each domain's ``quality_meta``, the failed
   domains.
 
-What cannot be read is raised as one of three errors, for the caller to answer as it must:
-``ResultGone`` (the job or a piece of its result expired or was released), ``ResultIncomplete``
-(a chunk is lost or damaged, or a batch the job counted was never committed) and ``JobEnded``
-(a followed job failed or was cancelled). Redis errors propagate as they are.
+What cannot be read is raised as one of four errors, for the caller to answer as it must:
+``ResultGone`` (the job or a piece of its result expired or was released), ``JobLost`` (the job
+vanished before its TTL could end: ``pipeline.engine.job_ids``), ``ResultIncomplete`` (a chunk is
+lost or damaged, or a batch the job counted was never committed) and ``JobEnded`` (a followed job
+failed or was cancelled). Redis errors propagate as they are.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.engine import parts
+from pipeline.engine import job_ids, parts
 from pipeline.engine.documents import QualityMeta
 from pipeline.engine.job import ACTIVE, AGGREGATION, EVENTS, FINISHED, Job
 from pipeline.engine.pages import Located, Page, PageIndex
 from pipeline.engine.quality import domain_quality, job_quality
 from pipeline.engine.registry import JobRegistry
 from pipeline.engine.store import CheckpointStore, ChunkLost
-from pipeline.errors import ResultExpired, TraceError
+from pipeline.errors import JobLost, ResultExpired, TraceError
 
 #: Seconds between looks at a followed job's state and manifests.
 FOLLOW_POLL_SECONDS = 0.25
@@ -133,7 +134,7 @@ class ResultReader:
         while True:
             job = self.registry.load(job_id)
             if job is None:
-                raise ResultGone("the job is gone (expired or purged)")
+                raise self._gone(job_id)
             if job.state == FINISHED:
                 return job
             if job.state not in ACTIVE or not follow:
@@ -280,12 +281,19 @@ class ResultReader:
         """Pause before looking for ``batch`` again: only while following a live job."""
         state = self.registry.state(job_id)
         if state is None:
-            raise ResultGone("the job is gone (expired or purged)")
+            raise self._gone(job_id)
         if state == FINISHED or not follow:
             raise ResultIncomplete(domain, batch, f"{domain} batch {batch} is not in the manifest")
         if state not in ACTIVE:
             raise JobEnded(state, f"the job {state} while it was streamed")
         time.sleep(self.poll_seconds)
+
+    def _gone(self, job_id: str) -> TraceError:
+        """Why the job is no longer there: ``JobLost`` when its id says it cannot have expired
+        yet, else ``ResultGone``."""
+        if job_ids.lost(job_id, self.registry.ttl):
+            return JobLost.of(job_id)
+        return ResultGone("the job is gone (expired or purged)")
 
     def chunk_rows(self, domain: str, chunk: Located) -> Rows:
         """The rows of one chunk of ``chunks``. Raises ``ResultIncomplete`` when it is lost or

@@ -389,21 +389,6 @@ def test_unknown_jobs_are_404_and_unfinished_ones_409(
         assert early.json["meta"] == {"job_status": "queued"}
 
 
-def test_an_expired_result_is_404_job_result_expired(
-    api: tuple[falcon.testing.TestClient, Services], warehouse: Path
-) -> None:
-    client, services = api
-    job_id = seed_resolve(client, lot_names(warehouse, 2)).json["data"]["job_id"]
-    # When every key of the job is gone (its TTL ran out) but the index still names it
-    services.runtime.store.release(job_id)
-    services.redis.delete(f"trace:job:{job_id}")
-    answer = client.simulate_get(f"/api/trace/job/{job_id}/result")
-    assert answer.status_code == 404
-    assert answer.json["error"]["code"] == "JOB_RESULT_EXPIRED"
-    status = client.simulate_get(f"/api/trace/job/{job_id}")
-    assert status.status_code == 404 and status.json["error"]["code"] == "JOB_NOT_FOUND"
-
-
 def test_a_resolver_that_fails_on_the_service_side_is_seed_resolve_failed(
     api: tuple[falcon.testing.TestClient, Services], warehouse: Path
 ) -> None:

@@ -35,6 +35,7 @@ from pipeline.engine.job import (
     QUEUED,
     SEED_RESOLVE,
 )
+from pipeline.engine.job_ids import new_job_id
 from pipeline.engine.runtime import Runtime
 from tests.engine.conftest import ROOT, Workers
 from tests.engine.helpers import InlineDispatcher, wait_ended, wait_for
@@ -128,6 +129,12 @@ def test_unknown_jobs_bad_usage_and_a_missing_redis_have_their_exit_codes(
     assert jobs(engine_env, "cancel", "no-such-job").returncode == EXIT_NOT_FOUND
     assert jobs(engine_env, "retry").returncode == EXIT_USAGE
     assert jobs(engine_env, "list", "--since", "soon").returncode == EXIT_USAGE
+    # A job whose keys vanished before its TTL (Redis restarted without persistence) is lost
+    lost = new_job_id()
+    for verb in ("show", "cancel"):
+        answer = jobs(engine_env, verb, lost)
+        assert answer.returncode == EXIT_NOT_FOUND and "JOB_LOST" in answer.stderr, answer.stderr
+        assert "submit the request again" in " ".join(answer.stderr.split())
     away = {**engine_env, "TRACE_REDIS_URL": "redis://127.0.0.1:1/14"}
     down = jobs(away, "list")
     assert down.returncode == EXIT_UNAVAILABLE and "SERVICE_UNAVAILABLE" in down.stderr

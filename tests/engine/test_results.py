@@ -14,6 +14,7 @@ from pipeline.engine import keys, parts
 from pipeline.engine.job import AGGREGATION, CANCELLED, FINISHED, Job
 from pipeline.engine.results import JobEnded, ResultGone, ResultIncomplete, ResultReader
 from pipeline.engine.runtime import Runtime
+from pipeline.errors import JobLost
 from pipeline.request import TraceRequest
 from tests.engine.helpers import InlineDispatcher
 from tests.support.warehouse import lots
@@ -129,17 +130,19 @@ def test_following_a_job_that_is_cancelled_ends_with_job_ended(
     )
 
 
-def test_a_job_that_is_gone_while_followed_ends_with_result_gone(
+def test_a_job_that_vanishes_while_followed_ends_as_lost(
     inline: Runtime, reader: ResultReader, warehouse: Path
 ) -> None:
+    # A job younger than its TTL cannot have expired: its keys were lost (JobLost), and a
+    # follower stops at once instead of waiting (an expired job is ResultGone: tests/api)
     job = submit(inline, warehouse)
     timer = later(0.2, lambda: inline.redis.delete(keys.job(job.id)))
-    with pytest.raises(ResultGone, match="the job is gone"):
+    with pytest.raises(JobLost, match="was lost"):
         list(reader.chunks(job.id, "history", follow=True))
     timer.join()
-    with pytest.raises(ResultGone) as gone:
+    with pytest.raises(JobLost) as lost:
         reader.wait_finished(job.id, follow=True)
-    assert gone.value.code == "JOB_RESULT_EXPIRED"
+    assert lost.value.code == "JOB_LOST"
 
 
 def test_a_page_that_needs_a_lost_chunk_is_gone_before_anything_is_read(

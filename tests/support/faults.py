@@ -22,9 +22,10 @@ FAULTS_KEY = "test:faults"
 
 
 class FaultySqliteSource(SqliteSource):
-    """SQLite, plus the faults in ``FAULTS_KEY``: ``delay_ms`` before every query;
-    ``fail:{query}`` = ``permanent`` or ``kill``; ``transient:{query}`` = calls left to fail;
-    ``pass:{query}`` = calls let through before the ``fail:`` or ``transient:`` fault applies."""
+    """SQLite, plus the faults in ``FAULTS_KEY``: ``delay_ms`` before every query (or
+    ``delay_ms:{query}`` before that one); ``fail:{query}`` = ``permanent`` or ``kill``;
+    ``transient:{query}`` = calls left to fail; ``pass:{query}`` = calls let through before the
+    ``fail:`` or ``transient:`` fault applies."""
 
     def __init__(self, path: str, client: redis.Redis, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
@@ -45,7 +46,7 @@ class FaultySqliteSource(SqliteSource):
         self, name: str, binds: Mapping[str, Any] | None = None, *, fragments: Any = None
     ) -> Iterator[RowBatch]:
         faults = {k.decode(): v.decode() for k, v in self.client.hgetall(FAULTS_KEY).items()}
-        delay = int(faults.get("delay_ms", 0))
+        delay = int(faults.get(f"delay_ms:{name}", faults.get("delay_ms", 0)))
         if delay:
             time.sleep(delay / 1000)
         let_through = int(faults.get(f"pass:{name}", 0)) > 0

@@ -16,9 +16,11 @@ from rich.table import Table
 
 from pipeline.cli.exit_codes import EXIT_UNAVAILABLE
 from pipeline.config import Settings
+from pipeline.engine import job_ids
 from pipeline.engine.job import Job
 from pipeline.engine.messages import BrokerDispatcher
 from pipeline.engine.runtime import Runtime
+from pipeline.errors import JobLost
 
 
 def run(args: argparse.Namespace, settings: Settings, console: Console) -> int:
@@ -69,10 +71,15 @@ class JobsTool:
             self.out.print(table)
 
     def load(self, job_id: str) -> Job | None:
-        """The job, or ``None`` after saying on stderr that it is not found (or expired)."""
+        """The job, or ``None`` after saying on stderr that it is not found (or expired), or
+        lost (``JOB_LOST``: missing while its id says it is younger than the job TTL; the exit
+        code stays "not found" either way: the job is not there to act on)."""
         job = self.runtime.registry.load(job_id)
         if job is None:
-            self.err.print(f"[red]JOB_NOT_FOUND[/]: job {job_id} not found or expired")
+            if job_ids.lost(job_id, self.settings.job_ttl_seconds):
+                self.err.print(f"[red]JOB_LOST[/]: {JobLost.of(job_id).message}")
+            else:
+                self.err.print(f"[red]JOB_NOT_FOUND[/]: job {job_id} not found or expired")
         return job
 
 

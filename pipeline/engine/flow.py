@@ -103,8 +103,10 @@ def dispatch_stage(ctx: StageContext, stage: str, *, resumed: bool = False) -> N
 def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
     """``finished`` is complete: dispatch the next stage once (or finish the job).
 
-    ``resumed`` work skips the once-only claim: a worker that died after claiming the hand-over
-    but before sending it must not leave the job stuck.
+    The first caller to claim the hand-over sends it. ``resumed`` work (re-sent after a worker
+    died, or by an operator) may send it again only when it looks lost: a worker that died
+    after claiming it but before sending it must not leave the job stuck, yet copies of resumed
+    work must not each send the next stage (``_hand_over_lost``).
     """
     job, registry = ctx.job, ctx.registry
     if finished == EVENTS and _every_domain_failed(ctx):
@@ -122,12 +124,29 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
     if after is None:
         registry.finish(job.id)
         return
-    if registry.claim(job.id, after) or resumed:
+    if registry.claim(job.id, after) or (resumed and _hand_over_lost(ctx, after)):
         fresh = registry.load(job.id)  # queue and counts may have changed in this stage
         if fresh is None:
             return
         ctx.job = fresh
-        dispatch_stage(ctx, after, resumed=resumed)
+        dispatch_stage(ctx, after)
+
+
+def _hand_over_lost(ctx: StageContext, after: str) -> bool:
+    """True for one caller per stall when the hand-over to ``after`` was claimed more than
+    ``TRACE_STALL_SECONDS`` ago and ``after`` never began: its message was lost with the worker
+    that claimed it (or never sent). A message merely waiting in its queue stays the only one
+    for a stall; after that a copy is sent at most once per stall (committed work is skipped,
+    so a copy is harmless, only not free)."""
+    registry, job_id = ctx.registry, ctx.job.id
+    stall = ctx.settings.stall_seconds
+    if registry.stage_began(job_id, after) is not None:
+        return False
+    claimed = registry.claimed_at(job_id, after)
+    now = time.time()
+    if claimed is not None and now - claimed < stall:
+        return False
+    return registry.claim(job_id, f"{after}:again:{int(now // stall)}")
 
 
 def _every_domain_failed(ctx: StageContext) -> bool:

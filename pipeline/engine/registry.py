@@ -390,12 +390,21 @@ class JobRegistry:
         return bool(pipe.execute()[0])
 
     def claim(self, job_id: str, step: str) -> bool:
-        """True for the first caller only: that caller dispatches ``step``."""
+        """True for the first caller only: that caller dispatches ``step`` (the claim holds
+        when it was made: ``claimed_at``)."""
         key = keys.claim(job_id, step)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(key, "1", nx=True, ex=self.ttl)
+        pipe.set(key, repr(time.time()), nx=True, ex=self.ttl)
         self.store.register(pipe, job_id, key)
         return bool(pipe.execute()[0])
+
+    def claimed_at(self, job_id: str, step: str) -> float | None:
+        """When ``step`` was claimed (epoch seconds; ``None``: not claimed)."""
+        value = self.redis.get(keys.claim(job_id, step))
+        try:
+            return float(value) if value else None
+        except ValueError:  # claimed before claims held their time: treat as long ago
+            return 0.0
 
     def unclaim(self, job_id: str, step: str) -> None:
         self.redis.delete(keys.claim(job_id, step))

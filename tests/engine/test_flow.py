@@ -3,6 +3,7 @@ stores, how stages hand on, and how errors end up in the job's status."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import orjson
@@ -149,6 +150,41 @@ def test_a_redelivered_events_message_neither_refetches_nor_starts_aggregation_t
     run(inline)
     assert inline.registry.progress(job.id)[parts.runs(AGGREGATION)] == 1
     assert inline.registry.load(job.id).state == FINISHED
+
+
+def test_resumed_copies_of_finished_events_messages_hand_over_once(inline: Runtime) -> None:
+    # Given an MSD job whose events stage completed and handed over to aggregation
+    job, _ = inline.submit(MSD)
+    run_until(inline, AGGREGATION)
+    dispatcher = inline.dispatch
+    assert isinstance(dispatcher, InlineDispatcher)
+    assert [m[1] for m in dispatcher.sent] == [MessageKey(AGGREGATION)]
+    # When the reaper (or a revival) sends copies of its events messages again, as resumed work
+    for group in range(3):
+        inline.handle(job.id, MessageKey(EVENTS, "upstream_history", group), resumed=True)
+    # Then no second aggregation is sent while the first is merely waiting in its queue
+    assert [m[1] for m in dispatcher.sent] == [MessageKey(AGGREGATION)]
+
+
+def test_a_hand_over_lost_with_its_worker_is_sent_again_once_a_stall_later(
+    inline: Runtime,
+) -> None:
+    # Given a job whose events stage completed and whose hand-over was claimed, but the worker
+    # died before it sent the aggregation (the message is lost)
+    job, _ = inline.submit(MSD)
+    run_until(inline, AGGREGATION)
+    dispatcher = inline.dispatch
+    assert isinstance(dispatcher, InlineDispatcher)
+    dispatcher.sent.clear()
+    claim = keys.claim(job.id, AGGREGATION)
+    # When resumed work arrives within a stall of the claim, nothing is sent...
+    inline.handle(job.id, MessageKey(EVENTS, "upstream_history", 0), resumed=True)
+    assert dispatcher.sent == []
+    # ... and once the claim is older than a stall, the aggregation is sent again, once
+    inline.registry.redis.set(claim, repr(time.time() - inline.settings.stall_seconds - 1))
+    for _ in range(3):
+        inline.handle(job.id, MessageKey(EVENTS, "upstream_history", 0), resumed=True)
+    assert [m[1] for m in dispatcher.sent] == [MessageKey(AGGREGATION)]
 
 
 def test_aggregation_waits_for_every_batch_not_for_a_count_of_messages(inline: Runtime) -> None:

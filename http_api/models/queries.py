@@ -61,6 +61,11 @@ StreamId = Annotated[
 ]
 
 
+#: The largest integer every JSON reader takes exactly (2^53 - 1): an offset or limit past it is
+#: no row of any job, and echoing it would not fit the answer's integers (orjson: 64 bits).
+MAX_SAFE_INT = 2**53 - 1
+
+
 class _Query(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -69,8 +74,8 @@ class ResultQuery(_Query):
     """``GET /api/trace/job/{job_id}/result``: a page of each domain."""
 
     domain: Domain | None = Field(None, description="Only this domain (default: all).")
-    offset: int = Field(0, ge=0, description="First row of each domain's page.")
-    limit: int = Field(0, ge=0, description="Rows per domain page; 0: no limit.")
+    offset: int = Field(0, ge=0, le=MAX_SAFE_INT, description="First row of each domain's page.")
+    limit: int = Field(0, ge=0, le=MAX_SAFE_INT, description="Rows per domain page; 0: no limit.")
 
 
 class StreamQuery(_Query):
@@ -82,7 +87,7 @@ class StreamQuery(_Query):
     start: str | None = Field(
         None,
         alias="from",
-        pattern=r"^[a-z_]+:\d+$",
+        pattern=r"^[a-z_]+:\d{1,15}$",
         description="Resume at `domain:batch` (a records line's `batch`).",
     )
 

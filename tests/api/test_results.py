@@ -147,6 +147,16 @@ def test_the_stream_follows_the_contracts_order_one_records_line_per_chunk(
     assert lines[-1] == {"type": "complete", "total_records": total}
 
 
+@pytest.mark.parametrize("name", ["offset", "limit"])
+def test_an_offset_or_limit_past_any_json_integer_is_a_400_naming_it(
+    client: falcon.testing.TestClient, job: str, name: str
+) -> None:
+    # 2^64 once reached the answer, which could not encode it (a 500 found by the fuzz)
+    page = client.simulate_get(f"/api/trace/job/{job}/result", params={name: str(2**64)})
+    assert page.status_code == 400 and page.json["error"]["code"] == "INVALID_PARAMS"
+    assert name in page.json["error"]["message"]
+
+
 def test_a_lost_chunk_ends_the_stream_with_an_error_naming_domain_and_batch(
     api: tuple[falcon.testing.TestClient, Services], job: str
 ) -> None:

@@ -57,7 +57,8 @@ class FaultySqliteSource(SqliteSource):
             os.kill(os.getpid(), signal.SIGKILL)
         if mode == "permanent":
             raise SourceQueryError(f"injected failure of {name}")
-        if int(faults.get(f"transient:{name}", 0)) > 0:
-            self.client.hincrby(FAULTS_KEY, f"transient:{name}", -1)
+        transient = int(faults.get(f"transient:{name}", 0)) > 0
+        # the decrement decides: two calls that both read "1" fail once between them
+        if transient and self.client.hincrby(FAULTS_KEY, f"transient:{name}", -1) >= 0:
             raise SourceUnavailable(f"injected outage of {name}")
         return super().query(name, binds, fragments=fragments)

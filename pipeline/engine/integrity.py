@@ -68,6 +68,9 @@ def flaw(
     for start in range(0, len(names), KEY_BATCH):
         batch = names[start : start + KEY_BATCH]
         if store.redis.exists(*batch) < len(batch):
-            gone = [n for n in batch if not store.redis.exists(n)]
+            pipe = store.redis.pipeline(transaction=False)
+            for name in batch:
+                pipe.exists(name)
+            gone = [n for n, found in zip(batch, pipe.execute(), strict=True) if not found]
             return Flaw(f"{len(gone)} piece(s) of the result are gone, e.g. {gone[0]}", True)
     return None

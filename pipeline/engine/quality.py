@@ -11,7 +11,8 @@ batches once its job ended, that domain's manifest keys and two lot-list batches
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from collections.abc import Mapping
+from typing import Any, Final, Literal
 
 from pipeline import domains as vocabulary
 from pipeline.engine import parts
@@ -29,12 +30,20 @@ FAILED: Final = "failed"
 Status = Literal["complete", "partial", "truncated", "failed"]
 
 
-def domain_quality(job: Job, registry: JobRegistry, max_rows: int) -> dict[str, QualityMeta]:
+def domain_quality(
+    job: Job,
+    registry: JobRegistry,
+    max_rows: int,
+    *,
+    failed: Mapping[str, Mapping[str, Any]] | None = None,
+    counters: Mapping[str, int] | None = None,
+) -> dict[str, QualityMeta]:
     """``quality_meta`` of each events domain of ``job``: failed (with the error and the lots
     not fetched), partial (batches missing: still running, or lost), truncated by the row guard
-    (with ``max_rows``), or complete."""
-    failed = registry.domain_states(job.id)
-    counters = registry.progress(job.id)
+    (with ``max_rows``), or complete. ``failed`` and ``counters`` are the job's domain states
+    and progress counters when the caller has read them already."""
+    failed = registry.domain_states(job.id) if failed is None else failed
+    counters = registry.progress(job.id) if counters is None else counters
     quality: dict[str, QualityMeta] = {}
     for domain in job.domains:
         part = parts.events(domain)
@@ -107,10 +116,15 @@ def query_quality(domains: dict[str, QualityMeta], job: Job | None = None) -> Qu
 
 
 def job_quality(
-    job: Job, registry: JobRegistry, max_rows: int
+    job: Job,
+    registry: JobRegistry,
+    max_rows: int,
+    *,
+    failed: Mapping[str, Mapping[str, Any]] | None = None,
+    counters: Mapping[str, int] | None = None,
 ) -> tuple[QualityMeta, dict[str, QualityMeta]]:
-    """``(quality_meta, domain_quality_meta)`` of ``job``."""
-    domains = domain_quality(job, registry, max_rows)
+    """``(quality_meta, domain_quality_meta)`` of ``job`` (``domain_quality``'s arguments)."""
+    domains = domain_quality(job, registry, max_rows, failed=failed, counters=counters)
     return query_quality(domains, job), domains
 
 

@@ -8,6 +8,7 @@ they are always as current as the checkpoints.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import cast
 
 from pipeline.engine import job as job_states
@@ -35,12 +36,15 @@ def contract_state(state: str) -> JobState:
     return cast(JobState, job_states.FAILED if state == job_states.CANCELLED else state)
 
 
-def stage_progress(job: Job, registry: JobRegistry) -> dict[str, StageProgress]:
-    """Per stage of the job's plan: input batches done (and total, where known), rows written.
+def stage_progress(
+    job: Job, registry: JobRegistry, counters: Mapping[str, int] | None = None
+) -> dict[str, StageProgress]:
+    """Per stage of the job's plan: input batches done (and total, where known), rows written
+    (``counters``: the job's progress counters, when already read).
 
     Events is summed over its domains and also given per domain (``domains``).
     """
-    counters = registry.progress(job.id)
+    counters = registry.progress(job.id) if counters is None else counters
     stages: dict[str, StageProgress] = {}
     for stage in job.stages:
         if stage == EVENTS:
@@ -95,8 +99,9 @@ def job_status(
     ``failed_domains``, ``error_detail`` (stage, code, message) and ``quality_meta`` (the
     query's; ``max_rows`` is the row guard it names). ``domains`` are the events domains the
     job fetches (none for a seed-resolve or lineage job)."""
-    stages = stage_progress(job, registry)
+    counters = registry.progress(job.id)  # each read once: this document is polled
     states = registry.domain_states(job.id)
+    stages = stage_progress(job, registry, counters)
     failed = sorted(d for d in job.domains if d in states)
     error = job.error["message"] if job.error else None
     if job.state == job_states.CANCELLED:
@@ -118,5 +123,9 @@ def job_status(
         "stages": stages,
         "failed_domains": failed,
         "error_detail": cast(JobError | None, job.error),
-        "quality_meta": job_quality(job, registry, max_rows)[0] if job.domains else None,
+        "quality_meta": (
+            job_quality(job, registry, max_rows, failed=states, counters=counters)[0]
+            if job.domains
+            else None
+        ),
     }

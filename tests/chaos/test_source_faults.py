@@ -26,7 +26,7 @@ import pytest
 from pipeline.config import Settings
 from pipeline.engine import parts
 from pipeline.engine.broker import make_broker
-from pipeline.engine.job import EVENTS, FAILED, FINISHED
+from pipeline.engine.job import EVENTS, FAILED, FINISHED, Job
 from pipeline.engine.runtime import Runtime, runtime_for
 from pipeline.request import TraceRequest
 from pipeline.sources.sqlite import SqliteSource
@@ -98,12 +98,19 @@ def locked(path: Path) -> Iterator[None]:
             conn.execute("ROLLBACK")
 
 
-def first_events_batch(runtime: Runtime, job_id: str) -> Callable[[], bool]:
+def under_way_in_events(runtime: Runtime, workers: Workers, delay_ms: int) -> Job:
+    """A worker started and the trace submitted, every query slowed by ``delay_ms`` so a fault
+    finds it mid-stage; returns once its first events batch is committed."""
+    runtime.redis.hset(FAULTS_KEY, "delay_ms", delay_ms)
+    workers.start()
+    job, _ = runtime.submit(MSD)
+
     def committed() -> bool:
-        progress = runtime.registry.progress(job_id)
+        progress = runtime.registry.progress(job.id)
         return any(progress.get(parts.done(parts.events(d)), 0) for d in MSD.domains)
 
-    return committed
+    wait_for(committed, timeout=90, what="the first events batch")
+    return job
 
 
 def expected(copy: Path, settings: Settings, tmp_path: Path) -> Any:
@@ -154,10 +161,7 @@ def test_an_outage_past_the_retry_budget_fails_and_a_retry_after_recovery_finish
     trial: Trial,
 ) -> None:
     # Given a trace under way in its events stage, slowed so the outage finds it there
-    runtime.redis.hset(FAULTS_KEY, "delay_ms", 150)
-    workers.start()
-    job, _ = runtime.submit(MSD)
-    wait_for(first_events_batch(runtime, job.id), timeout=90, what="the first events batch")
+    job = under_way_in_events(runtime, workers, delay_ms=150)
     # When the warehouse is locked for longer than the retry budget
     budget = (RETRIES + 1) * 5
     with locked(copy_of_warehouse):
@@ -205,11 +209,8 @@ def test_a_query_past_the_call_timeout_is_retried_like_a_blip(
     tmp_path: Path,
     trial: Trial,
 ) -> None:
-    # Given a trace whose first events query finds the warehouse locked for one call timeout
-    runtime.redis.hset(FAULTS_KEY, "delay_ms", 100)
-    workers.start()
-    job, _ = runtime.submit(MSD)
-    wait_for(first_events_batch(runtime, job.id), timeout=90, what="the first events batch")
+    # Given a trace whose next events query finds the warehouse locked for one call timeout
+    job = under_way_in_events(runtime, workers, delay_ms=100)
     with locked(copy_of_warehouse):
         trial.fault("warehouse locked for one call timeout (5 s busy wait, then 'locked')")
         time.sleep(6)

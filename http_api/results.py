@@ -5,9 +5,10 @@
 * seed-resolve and lineage jobs: the stage's document, rebuilt from its parts.
 
 The reading is ``ResultReader``'s (``pipeline.engine.results``); this module only writes bytes.
-Every chunk a page needs is checked to exist before the first byte is sent, so an expired result
-is a clean 404 (``JOB_RESULT_EXPIRED``); a chunk that disappears or fails its checksum afterwards
-aborts the response (the client sees a broken body, never a short result that looks whole).
+Before the first byte every piece of the result is checked to exist (``refuse_damaged``: a piece
+gone is a 410 ``JOB_RESULT_DAMAGED``, a job gone a 404 ``JOB_RESULT_EXPIRED``); a chunk that
+disappears or fails its checksum afterwards aborts the response (the client sees a broken body,
+never a short result that looks whole) and marks the job, so the next request is refused.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Any
 
 from http_api import render
 from http_api.services import Services
+from pipeline.engine import integrity
 from pipeline.engine.documents import QualityMeta
 from pipeline.engine.job import Job
 from pipeline.engine.pages import Page
 from pipeline.engine.results import ResultGone, ResultReader
-from pipeline.errors import ResultExpired
+from pipeline.errors import ResultDamaged, ResultExpired
 from pipeline.request import LINEAGE, SEED_RESOLVE
 
 PARTIAL_FAILURE = "EVENTS_PARTIAL_FAILURE"
@@ -41,10 +43,33 @@ def expired_when_gone(job_id: str) -> Iterator[None]:
         raise expired(job_id) from None
 
 
+def refuse_damaged(services: Services, job: Job) -> None:
+    """Raise ``ResultDamaged`` (410) when a piece of the finished ``job``'s result is gone (one
+    ``EXISTS`` per 500 chunks) or was found failing its checksum earlier; the job is marked, so
+    an equal request starts a new one. Run before the first byte of any answer that carries the
+    result: the July client ignores a stream's ``error`` line and trusts every 200."""
+    registry = services.runtime.registry
+    reason = registry.damaged(job.id)
+    if reason is None:
+        problem = integrity.flaw(
+            registry.store, job, registry.domain_states(job.id), registry.progress(job.id)
+        )
+        if problem is not None and problem.damaged:
+            registry.mark_damaged(job.id, problem.reason)
+            reason = problem.reason
+    if reason is not None:
+        raise ResultDamaged(
+            f"the result of job {job.id} is damaged ({reason}); submit the request again: "
+            "it starts a new job",
+            meta={"job_id": job.id},
+        )
+
+
 def result_document(
     services: Services, job: Job, domain: str | None, offset: int, limit: int
 ) -> Iterator[bytes]:
-    """The success envelope of ``job``'s result (see the module docstring)."""
+    """The success envelope of ``job``'s result (see the module docstring); call
+    ``refuse_damaged`` first."""
     reader = services.results
     kind = job.request.job_kind
     if kind == SEED_RESOLVE:
@@ -70,6 +95,8 @@ def events_document(
     fields: list[tuple[str, Any]] = [
         ("stage", "events"),
         ("job_id", job.id),
+        ("query_id", job.query_id),
+        ("trace_query_id", job.trace_query_id),
         (
             "results",
             render.obj(
@@ -143,8 +170,9 @@ def seed_document(reader: ResultReader, job: Job) -> Iterator[bytes]:
 
 
 def lineage_document(reader: ResultReader, job: Job) -> Iterator[bytes]:
-    """The lineage document of the contract, one stored part at a time (``job_id`` added: an
-    events request may name it as ``lineage_job_id``)."""
+    """The lineage document of the contract, one stored part at a time, with ``job_id`` (an
+    events request may name it as ``lineage_job_id``) and ``query_id`` (the July client sends
+    it back as ``lineage_query_id``)."""
     with expired_when_gone(job.id):
         summary = reader.lineage_summary(job.id)
 
@@ -166,5 +194,5 @@ def lineage_document(reader: ResultReader, job: Job) -> Iterator[bytes]:
     fields: list[tuple[str, Any]] = list(summary.scalars.items())
     fields += [(k, mapping(k)) for k in summary.maps]
     fields += [(k, listing(k)) for k in summary.lists]
-    fields.append(("job_id", job.id))
+    fields += [("job_id", job.id), ("query_id", job.query_id)]
     return render.obj(fields)

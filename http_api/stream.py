@@ -94,6 +94,9 @@ class JobStream:
                 "job_id": job.id,
                 "profile": job.request.profile,
                 "domains": list(job.domains),
+                "query_id": job.query_id,
+                # known once the events are complete (a followed stream may start before)
+                "trace_query_id": job.trace_query_id,
                 "follow": self.follow,
             }
         )

@@ -196,6 +196,15 @@ class ResultExpired(TraceError):
     status = 404
 
 
+class ResultDamaged(TraceError):
+    """A piece of the job's result is gone or failed its checksum while the job itself is
+    still known: it is refused before the first byte (a client that trusts every 200 must
+    never get a short result); the request submitted again starts a new job."""
+
+    code = "JOB_RESULT_DAMAGED"
+    status = 410
+
+
 class JobNotComplete(TraceError):
     """The job has not finished (``meta.job_status`` says where it is)."""
 

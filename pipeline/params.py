@@ -168,6 +168,11 @@ class TraceParams(BaseModel):
     def detection_station(self) -> str:
         return self.station or DEFAULT_STATION
 
+    @property
+    def stations(self) -> tuple[str, ...]:
+        """The detection stations."""
+        return (self.detection_station,)
+
     def canonical(self) -> dict[str, Any]:
         """The params as JSON values, values sorted: equal for requests that ask the same."""
         data = self.model_dump(mode="json", exclude_defaults=True)

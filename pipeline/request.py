@@ -25,6 +25,7 @@ from pipeline import domains
 from pipeline.config import Settings
 from pipeline.domains import DIRECTIONS, PROFILES, Domain, Profile
 from pipeline.errors import CidLimitExceeded, InvalidInput
+from pipeline.identities import lineage_query_id
 from pipeline.params import (
     Names,
     NoneIfBlank,
@@ -73,6 +74,9 @@ class TraceRequest(BaseModel):
     seed_container_ids: Names = ()
     lineage_job_id: Annotated[JobId | None, NoneIfBlank] = None
     lineage_digest: str = ""
+    #: The dashboard's ``lineage_query_id`` (``pipeline.identities``): where to look for a stored
+    #: lineage of the seeds. Not part of the fingerprint: found or not, the trace is the same.
+    lineage_query_id: Annotated[str | None, NoneIfBlank] = None
 
     def __init__(self, **fields: Any) -> None:
         try:
@@ -134,9 +138,38 @@ class TraceRequest(BaseModel):
         return bool(self.seed_container_ids or self.lineage_job_id or self.lineage_digest)
 
     @property
+    def expands_lineage(self) -> bool:
+        """An analysis whose request brings no lineage (neither a map nor a lineage job): its
+        job walks the genealogy of its seeds first, never analysing the seeds alone."""
+        return self.aggregates and not (self.lineage_job_id or self.lineage_digest)
+
+    @property
     def from_cids(self) -> bool:
-        """An events job starting from lots (no seed-resolve, no lineage)."""
-        return self.job_kind == EVENTS
+        """An events job starting from the lots given (no seed-resolve, no lineage)."""
+        return self.job_kind == EVENTS and not self.expands_lineage
+
+    @property
+    def seeds(self) -> tuple[str, ...]:
+        """The seed lots the request names: the detection lots of an analysis, the lots of a
+        lineage or of a plain events request (none for a trace from names)."""
+        if self.job_kind in (TRACE, SEED_RESOLVE):
+            return ()
+        if self.aggregates and self.seed_container_ids:
+            return self.seed_container_ids
+        return self.container_ids
+
+    def lineage_id(self) -> str:
+        """The ``query_id`` of the lineage of this request's seeds (``pipeline.identities``)."""
+        return lineage_query_id(self.profile, self.seeds, self.direction())
+
+    def query_id(self) -> str | None:
+        """The lineage ``query_id`` this request's answers carry: a lineage's own; an
+        analysis's, that of its detection lots' lineage (``None`` for the others, and for an
+        analysis whose seeds come from another job and that names no ``lineage_query_id``).
+        One digest of the seeds: computed once, when the job is created."""
+        if self.job_kind == LINEAGE or (self.aggregates and self.seed_container_ids):
+            return self.lineage_id()
+        return self.lineage_query_id
 
     def direction(self) -> str:
         return self.params.direction_for(self.profile)

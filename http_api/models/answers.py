@@ -88,6 +88,9 @@ AcceptedJob = TypedDict(
         "status_url": str,
         "stream_url": str,
         "result_url": str,
+        "query_id": NotRequired[
+            Annotated[str, Field(description="lineage: the `query_id` its result will carry.")]
+        ],
     },
 )
 AcceptedJob.__doc__ = "A background job: poll `status_url`, then read `result_url` or `stream_url`."
@@ -149,6 +152,15 @@ class LineageResult(TypedDict):
     nodes: NotRequired[dict[str, LineageNode]]
     edges: NotRequired[list[LineageEdge]]
     job_id: NotRequired[JobId]
+    query_id: NotRequired[
+        Annotated[
+            str | None,
+            Field(
+                description="The id of this stored lineage: send it as the events request's "
+                "`lineage_query_id`."
+            ),
+        ]
+    ]
 
 
 class DomainPage(TypedDict):
@@ -182,7 +194,16 @@ class Aggregation(TypedDict):
     direction: NotRequired[Direction]
     station: NotRequired[str]
     available_loss_reasons: NotRequired[list[str]]
-    genealogy_status: NotRequired[Literal["ready", "error"]]
+    genealogy_status: NotRequired[
+        Annotated[
+            Literal["ready", "error"],
+            Field(
+                description="ready: the detection lots' genealogy was applied; error: it was "
+                "not (`genealogy_error` says why)."
+            ),
+        ]
+    ]
+    genealogy_error: NotRequired[str]
     daily_trend: NotRequired[list[TrendDay]]
     container_mode_hint: NotRequired[str]
     kpi: Annotated[dict[str, float | str | None], Field(description="snake_case figures.")]
@@ -197,6 +218,24 @@ class EventsResult(TypedDict):
 
     stage: Literal["events"]
     job_id: NotRequired[JobId]
+    query_id: NotRequired[
+        Annotated[
+            str | None,
+            Field(
+                description="The lineage `query_id` (a lineage's own; an analysis's, that of its "
+                "detection lots' lineage)."
+            ),
+        ]
+    ]
+    trace_query_id: NotRequired[
+        Annotated[
+            str | None,
+            Field(
+                description="The trace's id (profile, seed set, dates, stations, direction; never "
+                "the masks): the key detail and export use. Set once the events are complete."
+            ),
+        ]
+    ]
     results: dict[str, DomainPage]
     aggregation: Aggregation | None
     quality_meta: QualityMeta

@@ -88,6 +88,13 @@ class InlineLineage(BaseModel):
     children_map: dict[str, list[str]] | None = None
     seed_roots: dict[str, str | None] | None = None
 
+    def covers(self, direction: str) -> bool:
+        """Whether it holds the related lots the analysis needs (backward ``ancestors``;
+        forward ``descendants`` or ``children_map``)."""
+        if direction == "backward":
+            return self.ancestors is not None
+        return self.descendants is not None or self.children_map is not None
+
     def maps(self) -> dict[str, Any]:
         """The maps given (absent ones left out)."""
         return self.model_dump(exclude_none=True)
@@ -121,8 +128,25 @@ class EventsRequest(_Submission):
         JobId | None,
         Field(description="mid_section_defect: a lineage job to take lots and map from."),
     ] = None
+    lineage_query_id: Annotated[
+        str | None,
+        Field(
+            max_length=200,
+            description="mid_section_defect: the `query_id` of the seeds' lineage answer. The "
+            "seeds are expanded from that stored lineage (ancestors backward, descendants "
+            "forward); when it is unknown or expired, or not given, the job walks the lineage "
+            "of the seeds itself. Never the seeds alone.",
+        ),
+    ] = None
+
+    def inline_lineage(self) -> InlineLineage | None:
+        """The inline lineage, when it holds what the analysis of this direction needs (a map
+        without it is as good as none: the job walks the lineage itself)."""
+        direction = (self.params or TraceParams()).direction_for(self.profile)
+        return self.lineage if self.lineage and self.lineage.covers(direction) else None
 
     def trace_request(self) -> TraceRequest:
+        lineage = self.inline_lineage()
         return TraceRequest(
             profile=self.profile,
             params=self.params or TraceParams(),
@@ -131,5 +155,6 @@ class EventsRequest(_Submission):
             kind=EVENTS,
             seed_container_ids=self.seed_container_ids,
             lineage_job_id=self.lineage_job_id,
-            lineage_digest=self.lineage.digest() if self.lineage else "",
+            lineage_digest=lineage.digest() if lineage else "",
+            lineage_query_id=self.lineage_query_id,
         )

@@ -24,6 +24,24 @@ class MetaLine(TypedDict):
     job_id: str
     profile: Profile
     domains: list[Domain]
+    query_id: NotRequired[
+        Annotated[
+            str | None,
+            Field(
+                description="The lineage `query_id` (a lineage's own; an analysis's, that of its "
+                "detection lots' lineage)."
+            ),
+        ]
+    ]
+    trace_query_id: NotRequired[
+        Annotated[
+            str | None,
+            Field(
+                description="The trace's id (profile, seed set, dates, stations, direction; never "
+                "the masks): the key detail and export use. Set once the events are complete."
+            ),
+        ]
+    ]
     follow: NotRequired[bool]
 
 

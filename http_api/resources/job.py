@@ -9,7 +9,7 @@ from http_api.models.queries import ResultQuery, StreamQuery
 from http_api.models.stream_lines import StreamLine
 from http_api.operation import NDJSON, Answer, Operation, operation
 from http_api.resources.base import Resource
-from http_api.results import expired, result_document
+from http_api.results import expired, refuse_damaged, result_document
 from http_api.services import Services
 from http_api.stream import Cursor, JobStream
 from pipeline.engine import job_ids, keys
@@ -22,6 +22,7 @@ from pipeline.errors import (
     JobNotCancellable,
     JobNotComplete,
     JobNotFound,
+    ResultDamaged,
     ResultExpired,
     ServiceUnavailable,
 )
@@ -109,7 +110,7 @@ class JobResultResource(Resource):
             "A finished job's result (events: a page of each domain).",
             {200: Answer("The result document of the job's kind.", JobResult)},
             query=ResultQuery,
-            errors=(InvalidInput, *JOB_ERRORS, ResultExpired, JobNotComplete),
+            errors=(InvalidInput, *JOB_ERRORS, ResultExpired, ResultDamaged, JobNotComplete),
         )
     )
     def on_get(
@@ -118,6 +119,7 @@ class JobResultResource(Resource):
         job = load_job(self.services, job_id, for_result=True)
         if job.state != FINISHED:
             raise not_complete(job)
+        refuse_damaged(self.services, job)
         resp.content_type = falcon.MEDIA_JSON
         resp.stream = result_document(self.services, job, query.domain, query.offset, query.limit)
 
@@ -141,11 +143,12 @@ class JobStreamResource(Resource):
                     headers=("Cache-Control", "X-Accel-Buffering"),
                 )
             },
-            description="Domains come in the request's order. A failure mid-stream ends with an "
-            "`error` line instead of `complete` (`JOB_LOST` when a followed job's keys vanish "
-            "before its TTL: submit it again).",
+            description="Domains come in the request's order. A finished job's result with a "
+            "piece gone is refused before the first byte (410 JOB_RESULT_DAMAGED). A failure "
+            "mid-stream ends with an `error` line instead of `complete` (`JOB_LOST` when a "
+            "followed job's keys vanish before its TTL: submit it again).",
             query=StreamQuery,
-            errors=(InvalidInput, *JOB_ERRORS, ResultExpired, JobNotComplete),
+            errors=(InvalidInput, *JOB_ERRORS, ResultExpired, ResultDamaged, JobNotComplete),
         )
     )
     def on_get(
@@ -160,6 +163,8 @@ class JobStreamResource(Resource):
                 raise InvalidInput(str(error), field="from") from None
         if job.state != FINISHED and not (query.follow and job.active):
             raise not_complete(job)
+        if job.state == FINISHED:
+            refuse_damaged(self.services, job)
         resp.content_type = NDJSON
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")

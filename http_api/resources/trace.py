@@ -3,9 +3,11 @@
 Each request becomes a job for the workers (the web process never queries the warehouse). A
 request under its threshold waits for its job (``TRACE_SYNC_WAIT_SECONDS``) and answers 200 with
 the result, streamed from the checkpoints; a bigger one, or one whose job is not done in time,
-answers 202 with the job's urls (seed-resolve, which the contract gives no 202, answers 503
-``SEED_RESOLVE_FAILED`` with ``Retry-After`` instead: asking again joins the same job). The same
-request again is served by the same job (dedupe) unless the body says ``"fresh": true``.
+answers 202 with the job's urls (``async: true`` and ``status_url``: the July client follows
+exactly those, for every stage, and reads ``{status_url}/result``). A seed-resolve with no worker
+alive answers 503 ``SEED_RESOLVE_FAILED`` with ``Retry-After`` instead (asking again joins the
+same job). The same request again is served by the same job (dedupe) unless the body says
+``"fresh": true``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from http_api.models.requests import (
 )
 from http_api.operation import Answer, ErrorSpec, Operation, operation
 from http_api.resources.base import Resource
-from http_api.results import result_document
-from pipeline.engine.job import AGGREGATION, FINISHED, QUEUED, Job
+from http_api.results import refuse_damaged, result_document
+from pipeline.engine.job import AGGREGATION, FINISHED, Job
 from pipeline.engine.status import contract_state
 from pipeline.errors import (
     AggregationFailed,
@@ -37,6 +39,7 @@ from pipeline.errors import (
     LineageJobNotFound,
     LineageJobNotReady,
     PayloadTooLarge,
+    ResultDamaged,
     SeedResolveFailed,
     ServiceUnavailable,
     TraceError,
@@ -51,6 +54,7 @@ SYNC = (
 #: What every submission may answer besides its own errors.
 SUBMIT_ERRORS: tuple[ErrorSpec, ...] = (
     InvalidInput,
+    ResultDamaged,
     InvalidProfile,
     PayloadTooLarge,
     CidLimitExceeded,
@@ -61,8 +65,11 @@ ACCEPTED = Answer("Accepted: the job runs in the workers.", AcceptedJob, job_lin
 
 
 def accepted_job(stage: Kind, job: Job) -> AcceptedJob:
-    """The 202 answer: the job and where to follow it."""
-    return {
+    """The 202 answer: the job and where to follow it (the July client reads a seed-resolve or
+    lineage result from ``{status_url}/result``, an events one from ``stream_url``). A
+    lineage's carries its ``query_id`` already (the client keeps it from here when the result
+    has none)."""
+    answer: AcceptedJob = {
         "stage": stage,
         "async": True,
         "status": contract_state(job.state),
@@ -71,6 +78,9 @@ def accepted_job(stage: Kind, job: Job) -> AcceptedJob:
         "stream_url": f"/api/trace/job/{job.id}/stream",
         "result_url": f"/api/trace/job/{job.id}/result",
     }
+    if job.query_id and stage == LINEAGE:
+        answer["query_id"] = job.query_id
+    return answer
 
 
 class _Submit(Resource):
@@ -98,13 +108,14 @@ class _Submit(Resource):
         if wait and settings.sync_wait_seconds > 0:
             job = self.services.wait_for(job, settings.sync_wait_seconds)
         if wait and job.state == FINISHED:
+            refuse_damaged(self.services, job)
             resp.status = falcon.HTTP_200
             resp.content_type = falcon.MEDIA_JSON
             resp.stream = result_document(self.services, job, None, 0, 0)
             return
         if wait and job.error:  # the request failed in the workers: say why, as a sync call would
             raise failure(request, job.error)
-        if request.job_kind == SEED_RESOLVE:  # the contract knows no 202 here
+        if request.job_kind == SEED_RESOLVE and not self.services.workers_alive():
             raise self.unfinished_seed_resolve(job)
         resp.status = falcon.HTTP_202
         resp.media = {"success": True, "data": accepted_job(request.job_kind, job)}
@@ -119,17 +130,12 @@ class _Submit(Resource):
         return wait
 
     def unfinished_seed_resolve(self, job: Job) -> SeedResolveFailed:
-        """A seed-resolve not done in time (or with no worker to run it): 503
-        ``SEED_RESOLVE_FAILED`` with ``Retry-After``. The job goes on: the same request again
-        joins it and answers at once when it is done."""
-        why = (
-            "no worker is running"
-            if job.state == QUEUED and not self.services.workers_alive()
-            else f"it is still {job.state} after {self.services.settings.sync_wait_seconds} s"
-        )
+        """A seed-resolve with no worker process to run it: 503 ``SEED_RESOLVE_FAILED`` with
+        ``Retry-After`` (a 202 would have the client poll a job nothing runs). The job stays
+        queued: the same request again joins it, and a worker that starts runs it."""
         return SeedResolveFailed(
-            f"seed-resolve did not finish: {why}; ask again later (the same request joins "
-            f"job {job.id})",
+            f"seed-resolve cannot run: no worker is running; ask again later (the same request "
+            f"joins job {job.id})",
             status=503,
             meta={"job_id": job.id, "job_status": contract_state(job.state)},
         )
@@ -160,14 +166,18 @@ class SeedResolveResource(_Submit):
         Operation(
             "seedResolve",
             "Stage 1: the seed lots.",
-            {200: Answer("The job finished in time: its result.", SeedResolveResult)},
+            {
+                200: Answer("The job finished in time: its result.", SeedResolveResult),
+                202: ACCEPTED,
+            },
             description="Seeds from lot ids, work orders, wafer lots, serial numbers, GD orders "
             "or ids; mid_section_defect also from the detection lots at a station in a date "
-            "range. It waits for its job up to TRACE_SYNC_WAIT_SECONDS and answers 200 (never "
-            "202: the contract has none here); a resolve not done by then, or with no worker "
-            "running, answers 503 SEED_RESOLVE_FAILED with Retry-After (the same request again "
-            "joins the job). A failure of the service is SEED_RESOLVE_FAILED (`meta.cause`: the "
-            "job's code): 503 when the warehouse was away, else 500.",
+            "range. It waits for its job up to TRACE_SYNC_WAIT_SECONDS and answers 200; a "
+            "resolve not done by then answers 202 (`async`, `status_url`: the result is at "
+            "`{status_url}/result` once the status is finished). With no worker running it "
+            "answers 503 SEED_RESOLVE_FAILED with Retry-After (the same request again joins the "
+            "job). A failure of the service is SEED_RESOLVE_FAILED (`meta.cause`: the job's "
+            "code): 503 when the warehouse was away, else 500.",
             body=SeedResolveRequest,
             errors=(*SUBMIT_ERRORS, (SeedResolveFailed, 500), (SeedResolveFailed, 503)),
         )
@@ -249,7 +259,8 @@ class EventsResource(_Submit):
         request = body.trace_request()
         small = len(request.container_ids) <= self.services.settings.async_cid_threshold
         wait = self.wait_unless_async(resp, headers, small if request.container_ids else None)
-        lineage = body.lineage.maps() if body.lineage is not None else None
+        inline = body.inline_lineage()
+        lineage = inline.maps() if inline is not None else None
         self.answer(resp, request, fresh=body.fresh, wait=wait, lineage=lineage)
 
 

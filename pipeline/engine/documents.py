@@ -86,6 +86,20 @@ class JobStatus(TypedDict):
     stages: dict[str, StageProgress]
     failed_domains: list[Domain]
     error_detail: JobError | None
+    query_id: Annotated[
+        str | None,
+        Field(
+            description="The lineage `query_id` (a lineage's own; an analysis's, that of its "
+            "detection lots' lineage)."
+        ),
+    ]
+    trace_query_id: Annotated[
+        str | None,
+        Field(
+            description="The trace's id (profile, seed set, dates, stations, direction; never "
+            "the masks): the key detail and export use. Set once the events are complete."
+        ),
+    ]
     quality_meta: Annotated[
         QualityMeta | None,
         Field(description="The query's quality (null for a job without events domains)."),

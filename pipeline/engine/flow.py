@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable
 
 from pipeline import domains
 from pipeline.config import Settings
@@ -21,6 +22,7 @@ from pipeline.engine.messages import MessageKey
 from pipeline.engine.pages import PageIndex
 from pipeline.engine.registry import JobRegistry
 from pipeline.engine.store import CheckpointStore
+from pipeline.identities import trace_query_id
 from pipeline.stages.events import lots_per_fetch
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,7 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
             index = PageIndex(ctx.store)
             for domain in job.domains:
                 index.ensure(job.id, parts.events(domain))
+            registry.update(job.id, trace_query_id=trace_identity(ctx))
         _record_stage(ctx, finished)
     after = job.next_stage(finished)
     if after is None:
@@ -130,6 +133,17 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
             return
         ctx.job = fresh
         dispatch_stage(ctx, after)
+
+
+def trace_identity(ctx: StageContext) -> str:
+    """The job's ``trace_query_id`` (``pipeline.identities``), from its seeds: the stored seed
+    lots (read a chunk at a time) when it has them, else the lots its request names."""
+    request = ctx.job.request
+    if request.from_cids and not request.aggregates:
+        seeds: Iterable[str] = request.container_ids
+    else:
+        seeds = (row[0] for batch in ctx.store.read(ctx.job.id, parts.SEEDS) for row in batch.rows)
+    return trace_query_id(request.profile, seeds, request.params)
 
 
 def _hand_over_lost(ctx: StageContext, after: str) -> bool:

@@ -4,7 +4,8 @@ A lineage job's seed lots go where seed-resolve would have put them. An events j
 where lineage would have put them; a mid-section-defect one also needs its detection lots and
 their lineage, which come with the request (the dashboard's ``seed_container_ids`` and
 ``lineage`` map) or from the checkpoints of an earlier job (``lineage_job_id``), copied part by
-part, one chunk at a time.
+part, one chunk at a time; with neither, the detection lots go where seed-resolve would have put
+them, and the job's own lineage stage finds the rest.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ def write_inputs(
         _write_seeds(store, job.id, request.container_ids, batch_size)
         return 0
     if kind != EVENTS:
+        return 0
+    if request.expands_lineage:  # its own lineage stage finds the lots from the seeds
+        _write_seeds(store, job.id, request.seeds, batch_size)
         return 0
     count = len(request.container_ids)
     source_job = request.lineage_job_id

@@ -36,7 +36,8 @@ def result_parts(store: CheckpointStore, job: Job) -> tuple[list[str], list[str]
     if kind == LINEAGE:
         summary = store.get_blob(job.id, LINEAGE) or {}
         names = [*summary.get("maps", []), *summary.get("lists", [])]
-        return [parts.lineage(n) for n in names], [keys.blob(job.id, LINEAGE)]
+        # the lot list too: an events job of the dashboard's lineage_query_id copies it
+        return [parts.CIDS, *(parts.lineage(n) for n in names)], [keys.blob(job.id, LINEAGE)]
     found = [parts.events(d) for d in job.domains]
     documents = []
     if job.request.aggregates:
@@ -51,10 +52,12 @@ def flaw(
     failed_domains: Mapping[str, Any],
     counters: Mapping[str, int],
 ) -> Flaw | None:
-    """What keeps the finished ``job``'s result from being whole (``None``: it is whole)."""
-    if failed_domains:
-        return Flaw(f"failed domains: {', '.join(sorted(failed_domains))}", damaged=False)
+    """What keeps the finished ``job``'s result from being whole (``None``: it is whole). A
+    piece gone is found whether or not domains failed (a partial result may be damaged too);
+    failed domains alone make it incomplete, not damaged."""
     for domain in job.domains:
+        if domain in failed_domains:
+            continue
         part = parts.events(domain)
         total, done = counters.get(parts.total(part)), counters.get(parts.done(part), 0)
         if total is None or done < total:
@@ -73,4 +76,6 @@ def flaw(
                 pipe.exists(name)
             gone = [n for n, found in zip(batch, pipe.execute(), strict=True) if not found]
             return Flaw(f"{len(gone)} piece(s) of the result are gone, e.g. {gone[0]}", True)
+    if failed_domains:
+        return Flaw(f"failed domains: {', '.join(sorted(failed_domains))}", damaged=False)
     return None

@@ -1,7 +1,8 @@
 """A trace job as stored: its request, state, stages, timestamps and error.
 
 States are the contract's (``queued``, ``started``, ``finished``, ``failed``) plus ``cancelled``.
-A job runs the stages of its plan in order; a job given CIDs skips seed-resolve and lineage.
+A job runs the stages of its plan in order; a job given CIDs skips seed-resolve and lineage (an
+analysis given its detection lots without their lineage skips seed-resolve only).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def plan(request: TraceRequest) -> tuple[str, ...]:
         return (SEED_RESOLVE,)
     if kind == LINEAGE:
         return (LINEAGE,)
-    head: tuple[str, ...] = () if kind == EVENTS else (SEED_RESOLVE, LINEAGE)
+    head: tuple[str, ...] = (
+        (SEED_RESOLVE, LINEAGE) if kind != EVENTS else (LINEAGE,) if request.expands_lineage else ()
+    )
     tail = (AGGREGATION,) if request.aggregates else ()
     return (*head, EVENTS, *tail)
 
@@ -66,6 +69,10 @@ class Job:
     seed_count: int = 0
     error: dict[str, Any] | None = None
     fingerprint: str = ""
+    #: The lineage ``query_id`` its answers carry (``TraceRequest.query_id``), set at creation.
+    query_id: str | None = None
+    #: ``pipeline.identities.trace_query_id``, set when the job's events are complete.
+    trace_query_id: str | None = None
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -107,6 +114,7 @@ class Job:
             "updated_at": repr(self.created_at),
             "cid_count": str(self.cid_count),
             "seed_count": str(self.seed_count),
+            "query_id": self.query_id or "",
         }
 
     @classmethod
@@ -128,6 +136,8 @@ class Job:
             seed_count=int(data.get("seed_count") or 0),
             error=orjson.loads(data["error"]) if data.get("error") else None,
             fingerprint=data.get("fingerprint", ""),
+            query_id=data.get("query_id") or None,
+            trace_query_id=data.get("trace_query_id") or None,
         )
 
 

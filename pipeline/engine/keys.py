@@ -105,6 +105,11 @@ def dedupe(fingerprint: str) -> str:
     return f"{NAMESPACE}:dedupe:{fingerprint}"
 
 
+def lineage_query(query_id: str) -> str:
+    """String: the latest lineage job of a lineage ``query_id`` (``pipeline.identities``)."""
+    return f"{NAMESPACE}:lineage-query:{query_id}"
+
+
 def lease(job_id: str, message_key: str, holder: str) -> str:
     """Member of ``LEASES``: one message of one job held by one worker thread (``holder``), so
     two workers running the same message (a redelivery) hold two leases."""

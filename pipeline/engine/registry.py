@@ -24,6 +24,7 @@ from pipeline.engine.job import (
     EVENTS,
     FAILED,
     FINISHED,
+    LINEAGE,
     QUEUE,
     QUEUED,
     STARTED,
@@ -93,6 +94,7 @@ class JobRegistry:
         Returns the job and whether it is new."""
         fingerprint = request.fingerprint()
         dedupe_key = keys.dedupe(fingerprint)
+        query_id = request.query_id()  # a digest of the seeds: once, outside the transaction
         outcome: dict[str, Any] = {}
 
         def attempt(pipe: Any) -> None:
@@ -111,11 +113,14 @@ class JobRegistry:
                 created_at=now,
                 fingerprint=fingerprint,
                 cid_count=len(request.container_ids),
+                query_id=query_id,
             )
             pipe.multi()
             pipe.hset(keys.job(job.id), mapping=job.to_hash())
             pipe.expire(keys.job(job.id), self.ttl)
             pipe.set(dedupe_key, job.id, ex=self.ttl)
+            if request.job_kind == LINEAGE and query_id:  # named by its query_id later
+                pipe.set(keys.lineage_query(query_id), job.id, ex=self.ttl)
             pipe.zadd(keys.RECENT, {job.id: now})
             pipe.zadd(keys.RUNNING, {job.id: now})
             for index in (keys.RECENT, keys.FAILED):
@@ -139,6 +144,22 @@ class JobRegistry:
         if problem is not None and problem.damaged:
             self.mark_damaged(job.id, problem.reason)
         return problem is None
+
+    def stored_lineage(self, query_id: str) -> Job | None:
+        """The finished lineage job of ``query_id`` whose result is whole (``None``: unknown,
+        expired, not finished, or damaged: the caller walks the lineage again)."""
+        found = self.redis.get(keys.lineage_query(query_id))
+        job = self.load(codec.as_text(found)) if found else None
+        if job is None or job.state != FINISHED or LINEAGE not in job.completed:
+            return None
+        if self.damaged(job.id):
+            return None
+        problem = integrity.flaw(self.store, job, {}, self.progress(job.id))
+        if problem is not None:
+            if problem.damaged:
+                self.mark_damaged(job.id, problem.reason)
+            return None
+        return job
 
     def mark_damaged(self, job_id: str, reason: str) -> None:
         """The job's result was found damaged (a piece of it gone, or failing its checksum):

@@ -123,6 +123,8 @@ def job_status(
         "stages": stages,
         "failed_domains": failed,
         "error_detail": cast(JobError | None, job.error),
+        "query_id": job.query_id,
+        "trace_query_id": job.trace_query_id,
         "quality_meta": (
             job_quality(job, registry, max_rows, failed=states, counters=counters)[0]
             if job.domains

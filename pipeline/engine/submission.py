@@ -31,14 +31,17 @@ def submit(
     whether it is new. ``lineage`` is a dashboard's inline lineage map (an events request of a
     mid-section-defect analysis); its digest must be in ``request.lineage_digest``.
 
+    An analysis's ``lineage_query_id`` is looked up first (``with_stored_lineage``).
+
     Raises ``InvalidInput`` for a bad request (``CidLimitExceeded`` past the profile's limit,
     ``LineageJobNotFound``/``LineageJobNotReady`` for a ``lineage_job_id`` that cannot serve)
     and ``ServiceUnavailable`` when Redis or the broker is down (the job then fails at once).
     """
     settings, registry = runtime.settings, runtime.registry
     request.check(settings)  # refused up front, not in the job
-    count = len(request.container_ids)
     try:
+        request = with_stored_lineage(runtime, request)
+        count = len(request.container_ids)
         if request.lineage_job_id:
             count = _lineage_job_lots(runtime, request.lineage_job_id, count)
             check_cid_limit(count, request.profile, settings)
@@ -78,6 +81,18 @@ def submit(
         registry.fail(job.id, None, ServiceUnavailable.code, "the broker is unavailable")
         raise ServiceUnavailable(f"the broker cannot be reached: {error}") from error
     return job, True
+
+
+def with_stored_lineage(runtime: Runtime, request: TraceRequest) -> TraceRequest:
+    """An analysis that brings no lineage but names one by ``lineage_query_id`` reads it from
+    that lineage's job when it is finished and whole (its lots become the events' lots, its
+    maps the analysis's); otherwise the request is left to walk the lineage itself."""
+    if not (request.expands_lineage and request.lineage_query_id):
+        return request
+    stored = runtime.registry.stored_lineage(request.lineage_query_id)
+    if stored is None or stored.query_id != request.lineage_id():
+        return request  # unknown, expired, unfinished, damaged, or not these seeds' lineage
+    return request.model_copy(update={"lineage_job_id": stored.id, "container_ids": ()})
 
 
 def _lineage_job_lots(runtime: Runtime, lineage_job_id: str, given: int) -> int:

@@ -121,8 +121,11 @@ def test_the_stream_follows_the_contracts_order_one_records_line_per_chunk(
 ) -> None:
     client, services = api
     lines = ndjson(client.simulate_get(f"/api/trace/job/{job}/stream").text)
+    meta = services.runtime.registry.load(job)
+    assert meta is not None and meta.trace_query_id and meta.trace_query_id.startswith("trace-")
     assert lines[0] == {
-        "type": "meta", "job_id": job, "profile": "query_tool", "domains": DOMAINS, "follow": False
+        "type": "meta", "job_id": job, "profile": "query_tool", "domains": DOMAINS,
+        "query_id": None, "trace_query_id": meta.trace_query_id, "follow": False,
     }  # fmt: skip
     assert [line["type"] for line in lines[-2:]] == ["quality_meta", "complete"]
     at = 1
@@ -157,7 +160,7 @@ def test_an_offset_or_limit_past_any_json_integer_is_a_400_naming_it(
     assert name in page.json["error"]["message"]
 
 
-def test_a_lost_chunk_ends_the_stream_with_an_error_naming_domain_and_batch(
+def test_a_lost_chunk_is_refused_before_the_first_byte(
     api: tuple[falcon.testing.TestClient, Services], job: str
 ) -> None:
     client, services = api
@@ -165,23 +168,20 @@ def test_a_lost_chunk_ends_the_stream_with_an_error_naming_domain_and_batch(
     entry = services.runtime.store.manifest(job, parts.events("materials"))
     refs = [ref for e in entry.values() for ref in e.chunks]
     services.redis.delete(refs[2].key)
-    # When the result is streamed
-    lines = ndjson(client.simulate_get(f"/api/trace/job/{job}/stream").text)
-    # Then it stops at that chunk with an error, never with complete
-    assert lines[-1]["type"] == "error"
-    assert lines[-1]["domain"] == "materials" and lines[-1]["code"] == "CHUNK_LOST"
-    assert not any(line["type"] == "complete" for line in lines)
-    sent = [
-        line["batch"]
-        for line in lines
-        if line.get("domain") == "materials" and line["type"] == "records"
-    ]
-    assert sent == [0, 1]
-    # And a result page that needs it is 404 JOB_RESULT_EXPIRED, not a short page
-    page = client.simulate_get(f"/api/trace/job/{job}/result", params={"domain": "materials"})
-    assert page.status_code == 404 and page.json["error"]["code"] == "JOB_RESULT_EXPIRED"
+    # When the result is streamed, or any page of it asked for (the page's own chunks are all
+    # there), it is refused with the envelope before the first byte: never a 200 that ends in
+    # an error line, which the dashboard would ignore
+    for path, params in (
+        ("stream", {}),
+        ("result", {"domain": "materials"}),
+        ("result", {"domain": "history"}),
+    ):
+        answer = client.simulate_get(f"/api/trace/job/{job}/{path}", params=params)
+        assert answer.status_code == 410, (path, params, answer.text[:300])
+        assert answer.json["error"]["code"] == "JOB_RESULT_DAMAGED"
+        assert answer.json["meta"]["job_id"] == job
     # And the job is marked damaged: an equal request never joins it again
-    assert "missing" in (services.runtime.registry.damaged(job) or "")
+    assert "gone" in (services.runtime.registry.damaged(job) or "")
 
 
 def test_a_chunk_that_fails_its_checksum_ends_the_stream_with_an_error(
@@ -193,8 +193,11 @@ def test_a_chunk_that_fails_its_checksum_ends_the_stream_with_an_error(
     services.redis.set(ref.key, b"\x90")  # an empty msgpack list: valid, but not what was stored
     lines = ndjson(client.simulate_get(f"/api/trace/job/{job}/stream").text)
     assert lines[-1]["type"] == "error" and "checksum" in lines[-1]["message"]
-    # And the job is marked damaged: an equal request never joins it again
+    # And the job is marked damaged: an equal request never joins it again, and the next read
+    # is refused before its first byte
     assert "checksum" in (services.runtime.registry.damaged(job) or "")
+    again = client.simulate_get(f"/api/trace/job/{job}/stream")
+    assert again.status_code == 410 and again.json["error"]["code"] == "JOB_RESULT_DAMAGED"
 
 
 def test_a_stream_resumes_from_a_domain_and_batch(
@@ -241,13 +244,18 @@ def test_follow_streams_a_running_job_and_ends_with_complete(
     assert wait_status(client, job_id)["status"] == "finished"
     after = ndjson(client.simulate_get(f"/api/trace/job/{job_id}/stream").text)
     assert followed[0]["follow"] is True and followed[-1]["type"] == "complete"
+    # A followed stream's meta line is sent before the trace's id is known.
+    assert followed[0]["trace_query_id"] is None and after[0]["trace_query_id"]
+    volatile = ("follow", "trace_query_id")
     strip = [
-        {k: v for k, v in x.items() if k != "follow"}
+        {k: v for k, v in x.items() if k not in volatile}
         for x in followed
         if x["type"] != "domain_start"
     ]
     assert strip == [
-        {k: v for k, v in x.items() if k != "follow"} for x in after if x["type"] != "domain_start"
+        {k: v for k, v in x.items() if k not in volatile}
+        for x in after
+        if x["type"] != "domain_start"
     ]
 
 

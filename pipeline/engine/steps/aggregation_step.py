@@ -41,7 +41,10 @@ def run_aggregation(ctx: StageContext) -> None:
     with prepare_aggregator(
         source, job.request.params, seed_cids(ctx), direction, settings
     ) as aggregator:
-        aggregator.set_lineage(_pairs(ctx, related), _pairs(ctx, "seed_roots"))
+        # No stored map (a request's inline lineage without this direction's): each lot stands
+        # alone, and the result says so (genealogy_status: error).
+        stored = bool(store.finished(job.id, parts.lineage(related)))
+        aggregator.set_lineage(_pairs(ctx, related) if stored else None, _pairs(ctx, "seed_roots"))
         failed = ctx.registry.domain_states(job.id)
         for domain in job.domains:
             if domain in failed or not aggregator.uses(domain):

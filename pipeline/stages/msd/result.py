@@ -60,6 +60,10 @@ def _analysis(fold: Fold, families: Mapping[str, str], *, encoded: bool) -> dict
         "genealogy_status": "ready" if fold.lineage_given or not lots else "error",
         "daily_trend": daily_trend(fold) if fold.date_mode else [],
     }
+    if common["genealogy_status"] == "error":
+        common["genealogy_error"] = (
+            "no lineage of the detection lots was given or found: each lot was analysed alone"
+        )
     if not lots and not fold.date_mode:
         common["container_mode_hint"] = NO_RECORDS_HINT
     if fold.backward:

@@ -90,10 +90,10 @@ class InlineLineage(BaseModel):
 
     def covers(self, direction: str) -> bool:
         """Whether it holds the related lots the analysis needs (backward ``ancestors``;
-        forward ``descendants`` or ``children_map``)."""
+        forward ``descendants`` or ``children_map``), not empty."""
         if direction == "backward":
-            return self.ancestors is not None
-        return self.descendants is not None or self.children_map is not None
+            return bool(self.ancestors)
+        return bool(self.descendants or self.children_map)
 
     def maps(self) -> dict[str, Any]:
         """The maps given (absent ones left out)."""

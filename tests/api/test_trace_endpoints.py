@@ -225,6 +225,19 @@ def test_an_msd_events_request_with_its_lineage_gets_the_aggregation(
     aggregation = inline.json["data"]["aggregation"]
     assert aggregation is not None and "kpi" in aggregation
     assert named.json["data"]["aggregation"] == aggregation
+    # And so does one that brings a lineage without this direction's map (or an empty one):
+    # its job walks the lineage itself rather than analyse the seeds alone
+    for partial in ({"seed_roots": lineage["seed_roots"]}, {"ancestors": {}}):
+        walked = client.simulate_post(
+            "/api/trace/events", json={**body, "lineage": partial, "fresh": True}
+        )
+        assert walked.status_code == 200, walked.text[:300]
+        data = walked.json["data"]
+        assert data["aggregation"] == aggregation
+        status = wait_status(client, data["job_id"])
+        assert status["completed_stages"] == ["lineage", "events", "aggregation"]
+        assert status["query_id"] == lineage["query_id"]
+        assert status["trace_query_id"] == inline.json["data"]["trace_query_id"]
 
 
 def test_cancel_ends_a_waiting_job_and_a_finished_job_cannot_be_cancelled(

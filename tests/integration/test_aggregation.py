@@ -355,7 +355,9 @@ def test_without_lineage_the_status_says_error() -> None:
         _detection_batch([("a", "A", None, None, None, None, None, 10, "2026-06-01 10:00:00")])
     )
     agg.set_lineage(None)
-    assert result(agg.finish())["genealogy_status"] == "error"
+    analysis = result(agg.finish())
+    assert analysis["genealogy_status"] == "error"
+    assert "no lineage" in analysis["genealogy_error"]
 
 
 def test_inputs_out_of_order_are_refused() -> None:

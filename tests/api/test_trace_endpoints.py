@@ -541,7 +541,7 @@ def test_a_warehouse_away_during_seed_resolve_is_503_seed_resolve_failed(
     assert int(answer.headers["retry-after"]) == services.settings.retry_after_seconds
 
 
-def test_with_no_worker_running_nothing_waits_and_seed_resolve_is_never_202(
+def test_with_no_worker_running_nothing_waits_and_seed_resolve_says_so(
     make_app: AppFactory, warehouse: Path
 ) -> None:
     # Given no worker process at all (the sync wait is 30 s in these tests)
@@ -554,7 +554,7 @@ def test_with_no_worker_running_nothing_waits_and_seed_resolve_is_never_202(
     lineage = client.simulate_post(
         "/api/trace/lineage", json={"profile": "query_tool", "container_ids": lot_ids(warehouse, 2)}
     )
-    # Then both answer at once: seed-resolve with the contract's 503 (it has no 202)...
+    # Then both answer at once: seed-resolve with 503 (a 202 would be polled for 30 min)...
     assert time.monotonic() - began < 10
     assert seeds.status_code == 503 and seeds.json["error"]["code"] == "SEED_RESOLVE_FAILED"
     assert "no worker" in seeds.json["error"]["message"]
@@ -564,6 +564,24 @@ def test_with_no_worker_running_nothing_waits_and_seed_resolve_is_never_202(
     # And asking again joins the same seed-resolve job rather than queueing another
     again = seed_resolve(client, lot_names(warehouse, 2))
     assert again.json["meta"]["job_id"] == seeds.json["meta"]["job_id"]
+
+
+def test_a_seed_resolve_not_done_in_time_answers_202_and_its_result_follows(
+    make_app: AppFactory, warehouse: Path
+) -> None:
+    # Given a service that waits for no job (as if each took longer than the sync wait)
+    client, _ = make_app(TRACE_SYNC_WAIT_SECONDS=0)
+    # When seeds are resolved
+    accepted = seed_resolve(client, lot_names(warehouse, 3))
+    # Then the answer is async with a status_url, and the result is at {status_url}/result
+    assert accepted.status_code == 202, accepted.text
+    data = accepted.json["data"]
+    assert data["async"] is True and data["stage"] == "seed-resolve"
+    assert wait_status(client, data["job_id"])["status"] == "finished"
+    result = client.simulate_get(data["status_url"] + "/result")
+    assert result.status_code == 200
+    assert result.json["data"]["seed_count"] == 3
+    assert result.json["data"]["stage"] == "seed-resolve"
 
 
 def test_a_lineage_job_fetches_no_domains_and_says_so(

@@ -14,6 +14,7 @@ import pytest
 from http_api.app import create_app
 from http_api.services import Services
 from pipeline.config import Settings
+from pipeline.engine import metrics
 from pipeline.engine.runtime import Runtime
 from tests.api.conftest import AppFactory, ThreadDispatcher
 
@@ -47,6 +48,39 @@ def test_the_limit_is_shared_by_every_app_process_through_redis(make_app: AppFac
     assert second.simulate_get("/api/trace/job/x").status_code == 404
     assert first.simulate_get("/api/trace/job/x").status_code == 429
     assert second.simulate_get("/api/trace/job/x").status_code == 429
+
+
+def test_each_job_has_its_own_limit_within_the_clients_limit(make_app: AppFactory) -> None:
+    # Given 2 requests per client and job, 5 per client over all jobs
+    client, services = make_app(TRACE_RATE_LIMIT_REQUESTS=5, TRACE_RATE_LIMIT_PER_JOB_REQUESTS=2)
+    first, second, third, fourth = (c * 32 for c in "abcd")
+    # When one job is asked a third time (status, result and stream count together)
+    codes = [client.simulate_get(f"/api/trace/job/{first}{p}").status_code for p in ("", "/result")]
+    assert codes == [404, 404]
+    refused = client.simulate_get(f"/api/trace/job/{first}/stream")
+    # Then that job is refused to that client, with the envelope and Retry-After
+    assert refused.status_code == 429
+    assert refused.json["error"]["code"] == "TOO_MANY_REQUESTS"
+    assert refused.json["error"]["message"].endswith("at most 2 per 60 s to one job")
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    # And another job is not refused, nor is the same job to another client
+    assert client.simulate_get(f"/api/trace/job/{second}").status_code == 404
+    other = client.simulate_get(f"/api/trace/job/{first}", remote_addr="10.1.2.3")
+    assert other.status_code == 404
+    # When the client goes on over other jobs past its own limit (the refusal counted too)
+    assert client.simulate_get(f"/api/trace/job/{third}").status_code == 404
+    flooded = client.simulate_get(f"/api/trace/job/{fourth}")
+    # Then it is refused whatever the job
+    assert flooded.status_code == 429
+    assert flooded.json["error"]["message"].endswith("at most 5 per 60 s")
+    assert client.simulate_get("/api/trace/job-events").status_code == 429
+    # And each refusal is counted under what refused it
+    refusals = {
+        dict(labels)["bucket"]: value
+        for (name, labels), value in metrics.snapshot(services.redis).items()
+        if name == "rate_limited"
+    }
+    assert refusals == {"per_job": 1, "job": 2}
 
 
 def test_forwarded_addresses_count_only_behind_a_trusted_proxy(make_app: AppFactory) -> None:

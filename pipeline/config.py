@@ -103,7 +103,7 @@ DEFAULT_SYNC_WAIT_SECONDS = 50
 #: Job GETs (status, result, stream, the event log) per client per window, all jobs together
 #: (requests). The dashboard polls a stage's job every 3 s: ~21 a window of 60 s with its
 #: result, so 300 lets 10 traces followed at once from one address through with ~40% to spare
-#: (the old system's 60 shared by every job stopped the fourth).
+#: (the old system's 60, shared by every job, stopped the third).
 DEFAULT_RATE_LIMIT_REQUESTS = 300
 #: The fixed window of both job limits and of the submission limit (seconds).
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60

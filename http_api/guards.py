@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import falcon
@@ -61,11 +62,36 @@ def client_address(req: falcon.Request, trusted: frozenset[str]) -> str:
     return remote
 
 
-class RateLimit:
-    """Fixed-window request counters per client and bucket in Redis (one ``INCR`` per request).
+#: Longest job id a per-job counter is keyed by (ids are 32 characters; a longer one is a 404,
+#: but a flood of 8 KB ids must not make 8 KB keys).
+MAX_JOB_ID_KEY = 64
 
-    A resource names its bucket in ``rate_bucket`` (``job``: status, result, stream;
-    ``submit``: the POSTs); resources without one are not limited.
+
+@dataclass(frozen=True)
+class Counter:
+    """One fixed-window counter a request adds to: its Redis key, its limit, what it limits."""
+
+    key: str
+    limit: int
+    scope: str  # the metric's ``bucket`` label
+    what: str  # for the 429's message: "at most <limit> per <window> s <what>"
+
+
+class RateLimit:
+    """Fixed-window request counters in Redis, shared by every gunicorn worker: a request adds
+    one to each counter it falls under, in one pipelined round trip, and is refused (429
+    ``TOO_MANY_REQUESTS``, ``Retry-After`` the rest of the window) when any is over its limit.
+
+    A resource names its bucket in ``rate_bucket``; resources without one are not limited.
+
+    * ``submit`` (the POSTs): ``TRACE_SUBMIT_RATE_LIMIT_REQUESTS`` per client.
+    * ``job`` (status, cancel, result, stream, the event log): ``TRACE_RATE_LIMIT_REQUESTS`` per
+      client, all jobs together; and a request naming a job in its path also counts against
+      ``TRACE_RATE_LIMIT_PER_JOB_REQUESTS`` per client and that job. A client may follow many
+      jobs at once (the dashboard polls each stage's job every 3 s), a loop on one job is
+      stopped at the per-job limit, and a flood over many jobs at the client's.
+
+    Refused requests count too: a client that keeps flooding stays refused to the window's end.
     """
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
@@ -75,6 +101,7 @@ class RateLimit:
             "job": settings.rate_limit_requests,
             "submit": settings.submit_rate_limit_requests,
         }
+        self.per_job = settings.rate_limit_per_job_requests
         self.trusted = settings.proxies
 
     def process_resource(
@@ -83,23 +110,31 @@ class RateLimit:
         bucket = getattr(resource, "rate_bucket", None)
         if bucket is None or req.method == "OPTIONS":
             return
-        wait = self.hit(bucket, client_address(req, self.trusted))
-        if wait:
-            metrics.count(self.redis, "rate_limited", bucket=bucket)
-            raise TooManyRequests(
-                f"too many requests: at most {self.limits[bucket]} per {self.window} s",
-                retry_after=wait,
-            )
-
-    def hit(self, bucket: str, client: str) -> int:
-        """Count one request; 0 when allowed, else the seconds until the window ends."""
+        job_id = params.get("job_id") if bucket == "job" else None
         now = time.time()
         window = int(now // self.window)
-        key = keys.rate(bucket, client, window)
+        over = self.hit(self.counters(bucket, client_address(req, self.trusted), job_id, window))
+        if over is not None:
+            metrics.count(self.redis, "rate_limited", bucket=over.scope)
+            raise TooManyRequests(
+                f"too many requests: at most {over.limit} per {self.window} s{over.what}",
+                retry_after=max(1, int((window + 1) * self.window - now + 0.999)),
+            )
+
+    def counters(self, bucket: str, client: str, job_id: str | None, window: int) -> list[Counter]:
+        """The counters a request of ``client`` to ``bucket`` (and job ``job_id``) adds to."""
+        found = [Counter(keys.rate(bucket, client, window), self.limits[bucket], bucket, "")]
+        if job_id is not None:
+            job = job_id[:MAX_JOB_ID_KEY]
+            key = keys.rate_per_job(client, job, window)
+            found.append(Counter(key, self.per_job, "per_job", " to one job"))
+        return found
+
+    def hit(self, counters: list[Counter]) -> Counter | None:
+        """Add one to each counter; the first one over its limit, or ``None``."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, self.window + 1)
-        used = int(pipe.execute()[0])
-        if used <= self.limits[bucket]:
-            return 0
-        return max(1, int((window + 1) * self.window - now + 0.999))
+        for counter in counters:
+            pipe.incr(counter.key)
+            pipe.expire(counter.key, self.window + 1)
+        used = pipe.execute()[::2]
+        return next((c for c, n in zip(counters, used, strict=True) if int(n) > c.limit), None)

@@ -100,9 +100,16 @@ DEFAULT_LINEAGE_ASYNC_SEEDS = 5_000
 #: How long a request under the thresholds waits for its job before answering 202 instead:
 #: under a proxy's usual 60 s read timeout, so the client never gets the proxy's 504.
 DEFAULT_SYNC_WAIT_SECONDS = 50
-#: Status, result and stream requests per client per window (the old system's 60 per 60 s).
-DEFAULT_RATE_LIMIT_REQUESTS = 60
+#: Job GETs (status, result, stream, the event log) per client per window, all jobs together
+#: (requests). The dashboard polls a stage's job every 3 s: ~21 a window of 60 s with its
+#: result, so 300 lets 10 traces followed at once from one address through with ~40% to spare
+#: (the old system's 60, shared by every job, stopped the third).
+DEFAULT_RATE_LIMIT_REQUESTS = 300
+#: The fixed window of both job limits and of the submission limit (seconds).
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60
+#: Requests per client to one job per window (requests): one a second, 3x the dashboard's
+#: polling, so a loop on one job is stopped long before the client's whole allowance.
+DEFAULT_RATE_LIMIT_PER_JOB_REQUESTS = 60
 #: Submissions (seed-resolve, lineage, events, jobs) per client per window.
 DEFAULT_SUBMIT_RATE_LIMIT_REQUESTS = 30
 #: Largest request body: an inline MSD lineage map of a 100K-lot trace is tens of MB.
@@ -228,6 +235,7 @@ class Settings(BaseModel):
     rate_limit_requests: _Positive = DEFAULT_RATE_LIMIT_REQUESTS
     rate_limit_window_seconds: _Positive = DEFAULT_RATE_LIMIT_WINDOW_SECONDS
     submit_rate_limit_requests: _Positive = DEFAULT_SUBMIT_RATE_LIMIT_REQUESTS
+    rate_limit_per_job_requests: _Positive = DEFAULT_RATE_LIMIT_PER_JOB_REQUESTS
     trusted_proxies: str = ""  # comma list of addresses
     max_body_bytes: _Positive = DEFAULT_MAX_BODY_BYTES
     api_token: str = Field("", repr=False)  # "": no token needed

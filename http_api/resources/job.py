@@ -25,6 +25,7 @@ from pipeline.errors import (
     ResultDamaged,
     ResultExpired,
     ServiceUnavailable,
+    TraceError,
 )
 
 #: The errors every job endpoint may answer (besides its rate limit and the token).
@@ -38,11 +39,16 @@ def load_job(services: Services, job_id: str, *, for_result: bool = False) -> Jo
     job = services.runtime.registry.load(job_id) if len(job_id) <= 64 else None
     if job is not None:
         return job
+    raise missing(services, job_id, for_result=for_result)
+
+
+def missing(services: Services, job_id: str, *, for_result: bool = False) -> TraceError:
+    """Why job ``job_id`` is not there (``load_job``'s errors)."""
     if job_ids.lost(job_id, services.settings.job_ttl_seconds):
-        raise JobLost.of(job_id)
+        return JobLost.of(job_id)
     if for_result and services.redis.zscore(keys.RECENT, job_id) is not None:
-        raise expired(job_id)
-    raise JobNotFound(f"job {job_id} not found or expired")
+        return expired(job_id)
+    return JobNotFound(f"job {job_id} not found or expired")
 
 
 def not_complete(job: Job) -> JobNotComplete:
@@ -67,12 +73,16 @@ class JobResource(Resource):
         )
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        job = load_job(self.services, job_id)
-        registry, max_rows = (
-            self.services.runtime.registry,
-            self.services.settings.max_rows_per_domain,
+        registry = self.services.runtime.registry
+        # the job, its counters and domain states in one round trip: the dashboard polls this
+        job, counters, states = (
+            registry.load_with_progress(job_id) if len(job_id) <= 64 else (None, {}, {})
         )
-        resp.media = {"success": True, "data": job_status(job, registry, max_rows)}
+        if job is None:
+            raise missing(self.services, job_id)
+        max_rows = self.services.settings.max_rows_per_domain
+        status = job_status(job, registry, max_rows, counters=counters, states=states)
+        resp.media = {"success": True, "data": status}
 
     @operation(
         Operation(

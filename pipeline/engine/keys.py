@@ -84,6 +84,11 @@ def rate(bucket: str, client: str, window: int) -> str:
     return f"{NAMESPACE}:rate:{bucket}:{client}:{window}"
 
 
+def rate_per_job(client: str, job_id: str, window: int) -> str:
+    """String counter: requests of ``client`` to job ``job_id`` in fixed window ``window``."""
+    return f"{NAMESPACE}:rate-job:{job_id}:{client}:{window}"
+
+
 def blob(job_id: str, name: str) -> str:
     """String: one small msgpack document (a stage's summary)."""
     return f"{job(job_id)}:blob:{name}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -175,12 +175,19 @@ class JobRegistry:
     # ---- reading ---------------------------------------------------------------------------
     def load(self, job_id: str) -> Job | None:
         """The job, or ``None`` when unknown or expired."""
-        raw = self.redis.hgetall(keys.job(job_id))
-        return (
-            Job.from_hash({codec.as_bytes(k): codec.as_bytes(v) for k, v in raw.items()})
-            if raw
-            else None
-        )
+        return _job(self.redis.hgetall(keys.job(job_id)))
+
+    def load_with_progress(
+        self, job_id: str
+    ) -> tuple[Job | None, dict[str, int], dict[str, dict[str, Any]]]:
+        """The job (``None``: unknown or expired), its ``progress`` and its ``domain_states``,
+        in one round trip: what the status document reads (the dashboard polls it)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.job(job_id))
+        pipe.hgetall(keys.progress(job_id))
+        pipe.hgetall(keys.domains(job_id))
+        raw, counters, states = pipe.execute()
+        return _job(raw), _counters(counters), _domain_states(states)
 
     def state(self, job_id: str) -> str | None:
         value = self.redis.hget(keys.job(job_id), "state")
@@ -189,8 +196,7 @@ class JobRegistry:
     def progress(self, job_id: str) -> dict[str, int]:
         """The job's counters by field name (see ``pipeline.engine.parts``: ``done``, ``total``,
         ``rows``, ``truncated`` per part, ``runs`` per stage)."""
-        raw = self.redis.hgetall(keys.progress(job_id))
-        return {codec.as_text(k): int(v) for k, v in raw.items()}
+        return _counters(self.redis.hgetall(keys.progress(job_id)))
 
     def queries(self, job_id: str) -> dict[str, int]:
         """Source queries issued per batch (``{part}:{batch}``)."""
@@ -199,8 +205,7 @@ class JobRegistry:
 
     def domain_states(self, job_id: str) -> dict[str, dict[str, Any]]:
         """Per events domain that did not simply complete: its status, code and message."""
-        raw = self.redis.hgetall(keys.domains(job_id))
-        return {codec.as_text(k): orjson.loads(codec.as_bytes(v)) for k, v in raw.items()}
+        return _domain_states(self.redis.hgetall(keys.domains(job_id)))
 
     def ids(self, index: str, *, limit: int = 100) -> list[str]:
         """Job ids of an index (``keys.RECENT``/``RUNNING``/``FAILED``), newest first."""
@@ -429,3 +434,17 @@ class JobRegistry:
 
     def unclaim(self, job_id: str, step: str) -> None:
         self.redis.delete(keys.claim(job_id, step))
+
+
+def _job(raw: Mapping[Any, Any]) -> Job | None:
+    if not raw:
+        return None
+    return Job.from_hash({codec.as_bytes(k): codec.as_bytes(v) for k, v in raw.items()})
+
+
+def _counters(raw: Mapping[Any, Any]) -> dict[str, int]:
+    return {codec.as_text(k): int(v) for k, v in raw.items()}
+
+
+def _domain_states(raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
+    return {codec.as_text(k): orjson.loads(codec.as_bytes(v)) for k, v in raw.items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import cast
+from typing import Any, cast
 
 from pipeline.engine import job as job_states
 from pipeline.engine import parts
@@ -92,15 +92,23 @@ def progress_text(job: Job, stages: dict[str, StageProgress]) -> str:
 
 
 def job_status(
-    job: Job, registry: JobRegistry, max_rows: int, now: float | None = None
+    job: Job,
+    registry: JobRegistry,
+    max_rows: int,
+    now: float | None = None,
+    *,
+    counters: Mapping[str, int] | None = None,
+    states: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> JobStatus:
     """The contract's job status document, plus ``state`` (ours: ``cancelled`` too, which the
     contract's ``status`` shows as ``failed``), ``queue``, ``stages`` (progress per stage),
     ``failed_domains``, ``error_detail`` (stage, code, message) and ``quality_meta`` (the
     query's; ``max_rows`` is the row guard it names). ``domains`` are the events domains the
-    job fetches (none for a seed-resolve or lineage job)."""
-    counters = registry.progress(job.id)  # each read once: this document is polled
-    states = registry.domain_states(job.id)
+    job fetches (none for a seed-resolve or lineage job). ``counters`` and ``states``: the
+    job's progress counters and domain states when already read (``load_with_progress``)."""
+    # each read once: this document is polled
+    counters = registry.progress(job.id) if counters is None else counters
+    states = registry.domain_states(job.id) if states is None else states
     stages = stage_progress(job, registry, counters)
     failed = sorted(d for d in job.domains if d in states)
     error = job.error["message"] if job.error else None

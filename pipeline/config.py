@@ -110,8 +110,10 @@ DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60
 #: Requests per client to one job per window (requests): one a second, 3x the dashboard's
 #: polling, so a loop on one job is stopped long before the client's whole allowance.
 DEFAULT_RATE_LIMIT_PER_JOB_REQUESTS = 60
-#: Submissions (seed-resolve, lineage, events, jobs) per client per window.
-DEFAULT_SUBMIT_RATE_LIMIT_REQUESTS = 30
+#: Submissions (seed-resolve, lineage, events, jobs) per client per window: a dashboard trace
+#: submits three (one per stage), so ten traces started at once from one address need 30, and a
+#: retried or refreshed one more; an equal request joins its running job and costs no work.
+DEFAULT_SUBMIT_RATE_LIMIT_REQUESTS = 60
 #: Largest request body: an inline MSD lineage map of a 100K-lot trace is tens of MB.
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 #: Seconds a finished job's result answers an equal request (the old system's cache: 300 s);

@@ -236,18 +236,20 @@ class Lineage:
         """Make each wafer lot's container (the smallest id of its name) a WAFER node linked to
         every node of that wafer lot but itself, and link each GD node's rework source to it."""
         db = self.db
-        chosen = "SELECT name, MIN(cid) AS cid FROM wafers GROUP BY name"
+        db.execute(
+            "DELETE FROM wafers WHERE cid > (SELECT MIN(w.cid) FROM wafers w WHERE w.name = "
+            "wafers.name)"
+        )
         self.record_nodes(
             db.rows(
-                "SELECT w.cid, w.parent, w.name, w.mfgorder, w.wafer, w.objecttype, w.original "
-                f"FROM wafers w JOIN ({chosen}) c ON c.name = w.name AND c.cid = w.cid "
-                "ORDER BY w.cid"
+                "SELECT cid, parent, name, mfgorder, wafer, objecttype, original FROM wafers "
+                "ORDER BY cid"
             ),
             replace=False,
         )
         db.execute(
-            f"INSERT OR IGNORE INTO semantic SELECT c.cid, n.cid, ? FROM nodes n "
-            f"JOIN ({chosen}) c ON c.name = n.wafer WHERE c.cid <> n.cid ORDER BY c.cid, n.cid",
+            "INSERT OR IGNORE INTO semantic SELECT w.cid, n.cid, ? FROM nodes n "
+            "JOIN wafers w ON w.name = n.wafer WHERE w.cid <> n.cid ORDER BY w.cid, n.cid",
             (EDGE_WAFER_ORIGIN,),
         )
         db.execute(

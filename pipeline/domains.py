@@ -74,6 +74,10 @@ DEFAULT_DIRECTION = {
     MID_SECTION_DEFECT: BACKWARD,
 }
 
+#: The profiles whose lineage is drawn as a tree (the query tool's): their graphs also link each
+#: lot to its wafer lot's container and each GD rework lot to the lot it reworks.
+TREE_PROFILES = (QUERY_TOOL, QUERY_TOOL_REVERSE)
+
 #: What a seed value may be, per profile: query_tool names lots, work orders and wafer lots;
 #: query_tool_reverse serials and GD (rework) orders and lots; the analysis any of them; every
 #: profile raw container ids.

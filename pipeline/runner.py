@@ -117,7 +117,13 @@ def run_trace(
     clock = time.perf_counter()
     report.start("lineage", None)
     lineage = (
-        trace_lineage(source, seeds.container_ids, direction, max_depth=settings.lineage_max_depth)
+        trace_lineage(
+            source,
+            seeds.container_ids,
+            direction,
+            max_depth=settings.lineage_max_depth,
+            semantic=profile in domains.TREE_PROFILES,
+        )
         if seeds.seeds
         else Lineage(direction, [], settings.lineage_max_depth)
     )

@@ -116,7 +116,9 @@ class LineageNode(TypedDict):
     container_name: NotRequired[str | None]
     mfgorder_name: NotRequired[str | None]
     wafer_lot: NotRequired[str | None]
-    node_type: NotRequired[str | None]
+    node_type: NotRequired[
+        Annotated[str | None, Field(description="WAFER, GC, GA, GD, LOT or UNKNOWN.")]
+    ]
 
 
 class LineageEdge(TypedDict):
@@ -131,21 +133,43 @@ CidLists = dict[str, list[str]]
 
 
 class LineageResult(TypedDict):
-    """Backward (ancestors, ...) or forward (children_map, ...); optional keys are left out
-    when empty."""
+    """Backward (ancestors, parent_map, ...) or forward (children_map, ...); optional keys are
+    left out when empty, never `parent_map` of a backward answer. The query tool's trees
+    (query_tool: forward, query_tool_reverse: backward) also link each lot to its wafer lot's
+    container (`wafer_origin`) and each GD rework lot to the lot it reworks
+    (`gd_rework_source`)."""
 
     stage: Literal["lineage"]
     total_nodes: Count
-    roots: list[str]
+    roots: Annotated[
+        list[str],
+        Field(
+            description="Backward: the seeds. Forward: the tops of the tree, the nodes no "
+            "children_map link points to (wafers in the query tool's trees)."
+        ),
+    ]
     ancestors: NotRequired[Annotated[CidLists, Field(description="Each seed's ancestors.")]]
     merges: NotRequired[dict[str, Any]]
     total_ancestor_count: NotRequired[
         Annotated[Count, Field(description="Backward: distinct ancestors, seeds excluded.")]
     ]
     seed_roots: NotRequired[dict[str, str]]
-    parent_map: NotRequired[CidLists]
+    parent_map: NotRequired[
+        Annotated[
+            CidLists,
+            Field(description="Backward, always (`{}` without parents): child -> parents."),
+        ]
+    ]
     merge_edges: NotRequired[CidLists]
-    children_map: NotRequired[Annotated[CidLists, Field(description="Forward: splits.")]]
+    children_map: NotRequired[
+        Annotated[
+            CidLists,
+            Field(
+                description="Forward: parent -> children of splits, wafer_origin and "
+                "gd_rework_source links (merges only in `edges`)."
+            ),
+        ]
+    ]
     leaf_serials: NotRequired[CidLists]
     descendants: NotRequired[Annotated[CidLists, Field(description="Each seed's descendants.")]]
     names: NotRequired[dict[str, str | None]]

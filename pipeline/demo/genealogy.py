@@ -1,5 +1,7 @@
-"""The demo factory's genealogy: root lots, splits into child lots, GD rework lots and merges
-into combined assembly lots (``DW_MES_PJ_COMBINEDASSYLOTS``, with their packing box).
+"""The demo factory's genealogy: wafer lots (a LOT container named by the wafer lot id, which
+the root lots cut from it carry as ``FIRSTNAME``), root lots, splits into child lots, GD rework
+lots (``ORIGINALCONTAINERID``: the lot reworked) and merges into combined assembly lots
+(``DW_MES_PJ_COMBINEDASSYLOTS``, with their packing box).
 
 A part of ``DemoFactory`` (``generator.py``) on ``FactoryState`` (``state.py``). New lots go on
 the state's stack with the route step they start at; the route walk (``route_walk.py``) takes
@@ -25,6 +27,7 @@ class Genealogy(FactoryState):
     def new_root(self, clock: int, *, order_prefix: str = "GA") -> Lot:
         if self._wafer is None or self.rng.random() >= P_SHARED_WAFER:
             self._wafer = f"PS{self.yymm(clock)}{self.next_seq('wafer'):05d}"
+            self.new_wafer(self._wafer)
         order = f"{order_prefix}{self.yymm(clock)}{self.next_seq('order'):05d}"
         pj_type, function = self.rng.choice(F.PRODUCT_TYPES)
         package = self.rng.choice(F.PACKAGES)
@@ -45,6 +48,14 @@ class Genealogy(FactoryState):
             clock=clock,
             exposure=0,
             depth=0,
+        )
+
+    def new_wafer(self, name: str) -> None:
+        """Write the wafer lot's own container: a LOT with no work order, product or history
+        (the lineage's WAFER node). It is not one of the ``lots`` of the budget."""
+        self.w.add(
+            "DW_MES_CONTAINER",
+            (self.new_wafer_cid(), name, "LOT", None, None, name, *(None,) * 9),
         )
 
     def plan_split(self, lot: Lot, start: int) -> tuple[int | None, bool]:

@@ -1,10 +1,11 @@
 """The demo warehouse generator: a deterministic simulation of a back-end assembly/test factory.
 
-Wafer lots start as root lots and split into child lots over several levels; lots walk the route in
-process order on machines drawn from each workcenter's pool; some lots are merged into combined
-assembly lots at marking; a few lots are reworked as GD lots. Along the way the simulation writes
-history, materials, rejects (with loss reasons), holds (some never released) and maintenance jobs
-whose ``CONTAINERIDS`` list the lots that were on the machine.
+Wafer lots (each a container of its own) start as root lots and split into child lots over
+several levels; lots walk the route in process order on machines drawn from each workcenter's
+pool; some lots are merged into combined assembly lots at marking; a few lots are reworked as GD
+lots. Along the way the simulation writes history, materials, rejects (with loss reasons), holds
+(some never released) and maintenance jobs whose ``CONTAINERIDS`` list the lots that were on the
+machine.
 
 A few machines upstream of test are planted as *bad*: lots that passed them (themselves or through
 an ancestor) show a clearly higher reject rate at test. The planted truth, and two genealogy
@@ -32,7 +33,7 @@ from pipeline.demo.writer import WarehouseWriter
 from pipeline.errors import InvalidInput
 from pipeline.workcenters import group_of
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 #: Lots start evenly over this many days from ``START`` (``clock.py``).
 SPAN_DAYS = 180
 #: The smallest warehouse worth generating (lots).

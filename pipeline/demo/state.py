@@ -18,6 +18,9 @@ from pipeline.demo.writer import WarehouseWriter
 
 _MASK64 = (1 << 64) - 1
 _CID_MULTIPLIER = 0x9E3779B97F4A7C15  # odd, so counter -> id is a bijection (ids never collide)
+#: Wafer containers count from here: their ids never collide with a lot's, and adding them
+#: left every lot's id (and so the whole simulation) as it was.
+_WAFER_COUNTER_BASE = 1 << 48
 
 
 @dataclass(slots=True)
@@ -59,6 +62,7 @@ class FactoryState:
         self.time = Clock()
         self.created = 0
         self._cid_counter = 0
+        self._wafer_counter = _WAFER_COUNTER_BASE
         self._cid_salt = self.rng.getrandbits(64)
         self._seq: dict[str, int] = {}
         self.machines: dict[str, list[tuple[str, str]]] = {}
@@ -77,7 +81,15 @@ class FactoryState:
 
     def new_cid(self) -> str:
         self._cid_counter += 1
-        return f"{(self._cid_counter * _CID_MULTIPLIER + self._cid_salt) & _MASK64:016x}"
+        return self._cid(self._cid_counter)
+
+    def new_wafer_cid(self) -> str:
+        """The id of a wafer container (from a counter range of its own)."""
+        self._wafer_counter += 1
+        return self._cid(self._wafer_counter)
+
+    def _cid(self, counter: int) -> str:
+        return f"{(counter * _CID_MULTIPLIER + self._cid_salt) & _MASK64:016x}"
 
     def yymm(self, clock: int) -> str:
         return self.time(clock)[2:7].replace("-", "")

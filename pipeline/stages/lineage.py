@@ -8,12 +8,15 @@ followed to the depth limit (the old system expanded merges one level only):
 - merge: ``DW_MES_PJ_COMBINEDASSYLOTS`` (``CONTAINERID`` source lot -> ``LOTID`` combined lot).
 
 A visited set makes cycles harmless (the edge that closes a cycle is kept, its target is not
-expanded again). What is found goes into a ``Lineage`` graph (``pipeline.stages.lineage_graph``:
-a scratch database, not Python objects), so the walk holds one frontier page at a time and its
-memory does not grow with the trace. Each level's frontier is read in id order, so the queries
-(and their recorded checkpoints) do not depend on the order the warehouse returns rows in. The
-document the contract returns is read from the graph afterwards
-(``pipeline.stages.lineage_document``).
+expanded again). A graph drawn as the query tool's tree (``semantic``) then gets its wafer and
+rework links: the containers named by the nodes' wafer lots (``FIRSTNAME``) and the GD lots'
+rework sources not yet in the graph are looked up, a page of ids or names at a time, and added
+as nodes (not walked from). What is found goes into a ``Lineage`` graph
+(``pipeline.stages.lineage_graph``: a scratch database, not Python objects), so the walk holds
+one frontier page at a time and its memory does not grow with the trace. Each level's frontier
+is read in id order, so the queries (and their recorded checkpoints) do not depend on the order
+the warehouse returns rows in. The document the contract returns is read from the graph
+afterwards (``pipeline.stages.lineage_document``).
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ def trace_lineage(
     *,
     max_depth: int = DEFAULT_LINEAGE_MAX_DEPTH,
     cache_mb: int = DEFAULT_SCRATCH_CACHE_MB,
+    semantic: bool = False,
 ) -> Lineage:
     """Walk the genealogy of ``seeds`` ``direction`` (``backward``/``forward``) to ``max_depth``;
     the caller closes the returned ``Lineage``. ``seeds`` may be any iterable (read once).
+    ``semantic``: add the wafer and rework links of the query tool's trees.
 
     Raises ``InvalidInput`` for no seeds or a bad direction; source errors pass through.
     """
@@ -46,7 +51,7 @@ def trace_lineage(
         )
     if max_depth < 0:
         raise InvalidInput("max_depth must not be negative", field="max_depth")
-    graph = Lineage(direction, seeds, max_depth, cache_mb=cache_mb)
+    graph = Lineage(direction, seeds, max_depth, cache_mb=cache_mb, semantic=semantic)
     try:
         if not graph.seed_count():
             raise InvalidInput("container_ids is empty", field="container_ids")
@@ -58,7 +63,8 @@ def trace_lineage(
 
 
 def walk(source: Source, graph: Lineage) -> None:
-    """Fill ``graph`` by walking out from its seeds, level by level (``trace_lineage``)."""
+    """Fill ``graph`` by walking out from its seeds, level by level, then add its semantic links
+    when it has them (``trace_lineage``)."""
     graph.begin_walk()
     step = _step_backward if graph.backward else _step_forward
     size = source.in_list_size
@@ -79,6 +85,8 @@ def walk(source: Source, graph: Lineage) -> None:
         graph.next_level(depth)
     if not graph.backward:
         _serials_of_finished_lots(source, graph, size)
+    if graph.semantic:
+        _link_semantics(source, graph, size)
 
 
 def _step_backward(
@@ -150,3 +158,16 @@ def _serials_of_finished_lots(source: Source, graph: Lineage, size: int) -> None
     for leaves in graph.leaves(size):
         for batch in source.query_in("lineage/merge_sources", "cids", leaves):
             graph.add_serials((target, serial) for _src, target, serial in batch.rows if serial)
+
+
+def _link_semantics(source: Source, graph: Lineage, size: int) -> None:
+    """The rework sources the walk did not reach become nodes (``UNKNOWN`` when the warehouse
+    has no row), then the wafer lots' containers are found by name and everything is linked."""
+    for cids in graph.missing_rework_sources(size):
+        for batch in source.query_in("lineage/containers", "cids", cids):
+            graph.record_nodes(batch.rows)
+        graph.record_unknown(cids)
+    for names in graph.wafer_lots(size):
+        for batch in source.query_in("lineage/wafers", "names", names):
+            graph.record_wafers(batch.rows)
+    graph.link_semantics()

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from itertools import chain
 from typing import Any
 
-from pipeline.stages.lineage_graph import MERGE, SPLIT, Lineage
+from pipeline.stages.lineage_graph import MERGE, Lineage
 
-#: Keys the contract lets a backward lineage document leave out when they are empty.
-OPTIONAL_KEYS = frozenset(("seed_roots", "names", "parent_map", "merge_edges", "nodes", "edges"))
+#: Keys the contract lets a backward lineage document leave out when they are empty. Never
+#: ``parent_map``: the reverse tree is drawn from it alone (an empty graph: ``{}``).
+OPTIONAL_KEYS = frozenset(("seed_roots", "names", "merge_edges", "nodes", "edges"))
 
 
 class MapPart:
@@ -41,8 +42,10 @@ class ListPart:
 def payload_parts(graph: Lineage) -> Iterator[tuple[str, Any]]:
     """The contract's lineage data one top-level key at a time (see the module docstring).
     Consume each part before asking for the next. Optional keys (backward) are left out when
-    empty. Forward adds ``descendants`` per seed (an extension: merges included, which
-    ``children_map`` leaves out by contract)."""
+    empty. Backward ``roots`` are the seeds; forward ``roots`` are the tops of the tree (the
+    nodes no ``children_map`` link points to: wafers in the query tool's trees). Forward adds
+    ``descendants`` per seed (an extension: merges included, which ``children_map`` leaves out
+    by contract)."""
     parts = _backward_parts(graph) if graph.backward else _forward_parts(graph)
     optional = OPTIONAL_KEYS if graph.backward else frozenset()
     for key, value in parts:
@@ -79,8 +82,8 @@ def _backward_parts(graph: Lineage) -> Iterator[tuple[str, Any]]:
 
 def _forward_parts(graph: Lineage) -> Iterator[tuple[str, Any]]:
     yield "stage", "lineage"
-    yield "roots", ListPart(graph.split_roots())
-    yield "children_map", MapPart(graph.grouped_links(SPLIT))
+    yield "roots", ListPart(graph.tops())
+    yield "children_map", MapPart(graph.children_map())
     yield "leaf_serials", MapPart(graph.leaf_serials())
     yield "total_nodes", graph.node_count()
     yield "descendants", MapPart(graph.related_per_seed())

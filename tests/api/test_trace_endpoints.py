@@ -3,6 +3,7 @@ and status codes of the contract (``../shared/reference/api-contract.md``)."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tests.api.conftest import AppFactory
 from tests.api.helpers import lot_ids, lot_names, ndjson, post_events, wait_status
 from tests.engine.helpers import direct_rows, stable
 from tests.support.faults import FAULTS_KEY, FaultySqliteSource
+from tests.support.warehouse import rework
 
 QUERY_TOOL = ("history", "materials", "rejects", "holds", "jobs")
 
@@ -482,6 +484,38 @@ def test_a_lineage_job_id_must_name_a_finished_lineage(
     )
     assert answer.status_code == 409
     assert answer.json["error"]["code"] == "LINEAGE_JOB_NOT_READY"
+
+
+def test_the_query_tools_trees_come_with_wafer_tops_typed_nodes_and_parent_map(
+    client: falcon.testing.TestClient, db: sqlite3.Connection
+) -> None:
+    # Given a lot reworked as a GD lot, and the wafer lot it was cut from
+    gd, lot, wafer = rework(db)
+    # When the query tool asks for the lot's tree as the dashboard does (no params)
+    answer = client.simulate_post(
+        "/api/trace/lineage", json={"profile": "query_tool", "container_ids": [lot]}
+    )
+    assert answer.status_code == 200, answer.text
+    tree = answer.json["data"]
+    # Then it is the forward tree, topped by the wafer: roots are what nothing points to
+    incoming = {c for kids in tree["children_map"].values() for c in kids}
+    assert tree["roots"] == sorted(set(tree["nodes"]) - incoming) and wafer in tree["roots"]
+    assert tree["nodes"][wafer]["node_type"] == "WAFER" and tree["nodes"][gd]["node_type"] == "GD"
+    edges = {(e["from_cid"], e["to_cid"], e["edge_type"]) for e in tree["edges"]}
+    assert {(wafer, lot, "wafer_origin"), (lot, gd, "gd_rework_source")} <= edges
+    assert lot in tree["children_map"][wafer] and gd in tree["children_map"][lot]
+    # When the reverse query tool asks for the GD lot's tree, and for a lot without parents
+    reverse = client.simulate_post(
+        "/api/trace/lineage", json={"profile": "query_tool_reverse", "container_ids": [gd]}
+    ).json["data"]
+    alone = client.simulate_post(
+        "/api/trace/lineage",
+        json={"profile": "query_tool_reverse", "container_ids": ["ffffffffffffffff"]},
+    ).json["data"]
+    # Then both are backward trees with the parent_map they are drawn from, empty or not
+    assert reverse["roots"] == [gd] and {lot, wafer} <= set(reverse["parent_map"][gd])
+    assert "ancestors" in reverse and "children_map" not in reverse
+    assert alone["parent_map"] == {} and alone["roots"] == ["ffffffffffffffff"]
 
 
 def test_events_of_a_lineage_job_use_its_lots_when_none_are_given(

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from pipeline.config import Settings
+from pipeline.domains import TREE_PROFILES
 from pipeline.engine import parts
 from pipeline.engine.job import Job
 from pipeline.engine.messages import MessageKey
@@ -50,7 +51,11 @@ def direct_rows(source: Source, request: TraceRequest, settings: Settings) -> di
     else:
         seeds = seed_resolve.resolve(source, request.profile, request.params)
         with trace_lineage(
-            source, seeds.container_ids, request.direction(), max_depth=settings.lineage_max_depth
+            source,
+            seeds.container_ids,
+            request.direction(),
+            max_depth=settings.lineage_max_depth,
+            semantic=request.profile in TREE_PROFILES,
         ) as lineage:
             cids = list(lineage.all_cids())
     rows: dict[str, list[Any]] = {}

@@ -139,8 +139,10 @@ def test_same_seed_same_data_other_seed_other_data(tmp_path: Path, warehouse: Pa
 
 
 def test_the_lot_count_is_exact_and_recorded(db: sqlite3.Connection, warehouse: Path) -> None:
+    # (wafer containers are LOTs too, but not lots of the count: their name is their wafer lot)
     (lots,) = db.execute(
-        "SELECT COUNT(*) FROM DW_MES_CONTAINER WHERE OBJECTTYPE = 'LOT'"
+        "SELECT COUNT(*) FROM DW_MES_CONTAINER WHERE OBJECTTYPE = 'LOT' "
+        "AND CONTAINERNAME IS NOT FIRSTNAME"
     ).fetchone()
     assert lots == WAREHOUSE_LOTS
     assert read_info(warehouse)["lots"] == str(WAREHOUSE_LOTS)
@@ -168,6 +170,28 @@ def test_lots_split_over_several_levels_and_merge(db: sqlite3.Connection) -> Non
     assert gd > 0
 
 
+def test_wafer_lots_are_containers_and_rework_lots_name_their_source(
+    db: sqlite3.Connection,
+) -> None:
+    # Every lot's wafer lot (FIRSTNAME) is a LOT container of that name: the wafer the query
+    # tool's tree starts at (its own FIRSTNAME is itself)
+    (orphans,) = db.execute("""
+        SELECT COUNT(*) FROM DW_MES_CONTAINER c WHERE c.OBJECTTYPE = 'LOT' AND NOT EXISTS (
+            SELECT 1 FROM DW_MES_CONTAINER w
+            WHERE w.CONTAINERNAME = c.FIRSTNAME AND w.OBJECTTYPE = 'LOT')""").fetchone()
+    assert orphans == 0
+    (wafers,) = db.execute(
+        "SELECT COUNT(*) FROM DW_MES_CONTAINER WHERE CONTAINERNAME = FIRSTNAME"
+    ).fetchone()
+    assert wafers > 10
+    # and every GD rework lot names the lot it was reworked from (ORIGINALCONTAINERID)
+    (rework, sourced) = db.execute("""
+        SELECT COUNT(*), COUNT(s.CONTAINERID) FROM DW_MES_CONTAINER g
+        LEFT JOIN DW_MES_CONTAINER s ON s.CONTAINERID = g.ORIGINALCONTAINERID
+        WHERE g.MFGORDERNAME LIKE 'GD%'""").fetchone()
+    assert rework > 5 and sourced == rework
+
+
 def test_lots_walk_the_groups_in_process_order_with_tens_of_steps(db: sqlite3.Connection) -> None:
     (avg_rows,) = db.execute("""
         SELECT AVG(n) FROM (SELECT COUNT(*) n FROM DW_MES_LOTWIPHISTORY GROUP BY CONTAINERID)
@@ -178,7 +202,7 @@ def test_lots_walk_the_groups_in_process_order_with_tens_of_steps(db: sqlite3.Co
     # a root lot's history follows the route's group order
     (cid,) = db.execute("""
         SELECT CONTAINERID FROM DW_MES_CONTAINER WHERE SPLITFROMID IS NULL AND OBJECTTYPE='LOT'
-        ORDER BY CONTAINERID LIMIT 1""").fetchone()
+        AND MFGORDERNAME IS NOT NULL ORDER BY CONTAINERID LIMIT 1""").fetchone()
     order = [
         group_of(r[0])
         for r in db.execute(
@@ -189,7 +213,7 @@ def test_lots_walk_the_groups_in_process_order_with_tens_of_steps(db: sqlite3.Co
     ]
     from pipeline.workcenters import group_order
 
-    assert [group_order(g) for g in order] == sorted(group_order(g) for g in order)
+    assert order and [group_order(g) for g in order] == sorted(group_order(g) for g in order)
 
 
 def test_events_of_every_kind_exist(db: sqlite3.Connection) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline import domains
 from pipeline.engine import parts
 from pipeline.engine.context import StageContext
 from pipeline.engine.flow import events_spans, events_totals
@@ -31,10 +32,10 @@ def run_lineage(ctx: StageContext) -> None:
     The graph lives in a scratch database while this runs (``pipeline.stages.scratch``); every part
     is streamed from it into the store, so no part of the document is ever held whole.
     """
-    settings = ctx.settings
-    direction = ctx.job.request.direction()
+    settings, request = ctx.settings, ctx.job.request
+    direction, tree = request.direction(), request.profile in domains.TREE_PROFILES
     depth, cache_mb = settings.lineage_max_depth, settings.scratch_cache_mb
-    with Lineage(direction, seed_cids(ctx), depth, cache_mb=cache_mb) as graph:
+    with Lineage(direction, seed_cids(ctx), depth, cache_mb=cache_mb, semantic=tree) as graph:
         if graph.seed_count():
             walk(RecordingSource(ctx, parts.LINEAGE_QUERIES), graph)
         _store_graph(ctx, graph)

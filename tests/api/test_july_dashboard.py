@@ -178,7 +178,11 @@ def test_the_query_tools_trees(dashboard: JulyClient, warehouse: Path) -> None:
     children = forward["children_map"]
     has_parent = {c for kids in children.values() for c in kids}
     assert forward["roots"] and not set(forward["roots"]) & has_parent
-    assert {n["node_type"] for n in forward["nodes"].values()} <= NODE_TYPES
+    types = {n["node_type"] for n in forward["nodes"].values()}
+    assert types <= NODE_TYPES and "WAFER" in types
+    tops = {forward["nodes"][r]["node_type"] for r in forward["roots"]}
+    assert "WAFER" in tops  # the tops of the tree, not the seeds
+    assert {e["edge_type"] for e in forward["edges"]} >= {"split_from", "wafer_origin"}
     assert forward["query_id"].startswith("trace-lineage-query_tool-")
 
     reverse = dashboard.tree("query_tool_reverse", seeds)

@@ -234,7 +234,9 @@ class StatusTimes:
         self.samples: list[tuple[int, float]] = []
         self.failures: list[str] = []
 
-    def poll(self, client: Client, job_id: str, deadline: float) -> None:
+    def poll(self, client: Client, job_id: str, deadline: float, offset: float = 0.0) -> None:
+        """Poll ``job_id`` every ``STATUS_POLL_SECONDS`` from ``offset`` s on, until it ends."""
+        time.sleep(offset)
         while time.monotonic() < deadline:
             with self.lock:
                 running = len(self.running)
@@ -299,12 +301,15 @@ def test_status_answers_while_20_jobs_run_are_measured(
             )
             assert answer.status == 202, answer.body[:500]
             job_ids.append(answer.json()["data"]["job_id"])
-        # When each job's status is polled until it ends, each poller from its own address
+        # When each job's status is polled until it ends, each poller from its own address and
+        # on its own clock (dashboards are not in step: the pollers' first calls are spread over
+        # one poll interval, not fired at the same instant)
         times = StatusTimes(job_ids)
+        spread = STATUS_POLL_SECONDS / STATUS_JOBS
         pollers = [
             threading.Thread(
                 target=times.poll,
-                args=(Client(stack.port, client_address(n)), job_id, deadline),
+                args=(Client(stack.port, client_address(n)), job_id, deadline, n * spread),
                 daemon=True,
             )
             for n, job_id in enumerate(job_ids)

@@ -66,26 +66,39 @@ def refuse_damaged(services: Services, job: Job) -> None:
 
 
 def result_document(
-    services: Services, job: Job, domain: str | None, offset: int, limit: int
+    services: Services,
+    job: Job,
+    domain: str | None,
+    offset: int,
+    limit: int,
+    *,
+    rows: bool = True,
 ) -> Iterator[bytes]:
     """The success envelope of ``job``'s result (see the module docstring); call
-    ``refuse_damaged`` first."""
+    ``refuse_damaged`` first. ``rows=False``: events without pages (``results: {}``, the old
+    backend's answer to an analysis whose rows its page never reads)."""
     reader = services.results
     kind = job.request.job_kind
     if kind == SEED_RESOLVE:
         return render.envelope(seed_document(reader, job))
     if kind == LINEAGE:
         return render.envelope(lineage_document(reader, job))
-    return render.envelope(events_document(reader, job, domain, offset, limit))
+    return render.envelope(events_document(reader, job, domain, offset, limit, rows=rows))
 
 
 # ---- events -----------------------------------------------------------------------------------
 def events_document(
-    reader: ResultReader, job: Job, domain: str | None, offset: int, limit: int
+    reader: ResultReader,
+    job: Job,
+    domain: str | None,
+    offset: int,
+    limit: int,
+    *,
+    rows: bool = True,
 ) -> Iterator[bytes]:
     failed = reader.failed_domains(job.id)
     query, quality = reader.quality(job)
-    wanted = [d for d in job.domains if domain is None or d == domain]
+    wanted = [d for d in job.domains if domain is None or d == domain] if rows else []
     with expired_when_gone(job.id):
         pages: dict[str, Page | None] = {
             name: None if name in failed else reader.page(job.id, name, offset, limit)

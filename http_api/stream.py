@@ -1,6 +1,8 @@
 """The NDJSON stream of a job, in the contract's order, one ``records`` line per stored chunk.
 
-The API process holds one chunk at a time. Each domain's chunks are read in manifest order
+The API process holds one chunk at a time; with ``records=0`` it sends no rows at all, only each
+domain's start and end (an analysis's page reads the aggregation, never the rows: a 114K-lot
+trace's 4.5M rows would fill a browser tab). Each domain's chunks are read in manifest order
 (input batch, then chunk), numbered from 0: that number is the line's ``batch`` and the cursor a
 client resumes from (``from=domain:batch``). With ``follow`` the stream starts while the job is
 still running and sends chunks as their batches are committed, ending with ``complete`` when the
@@ -60,13 +62,20 @@ class JobStream:
     """The lines of one stream (iterate it; see the module docstring)."""
 
     def __init__(
-        self, services: Services, job: Job, *, follow: bool = False, cursor: Cursor | None = None
+        self,
+        services: Services,
+        job: Job,
+        *,
+        follow: bool = False,
+        cursor: Cursor | None = None,
+        records: bool = True,
     ) -> None:
         self.services = services
         self.reader = services.results
         self.job = job
         self.follow = follow
         self.cursor = cursor
+        self.records = records  # False: no records lines (row counts only)
         self.sent = 0
 
     def __iter__(self) -> Iterator[bytes]:
@@ -156,7 +165,7 @@ class JobStream:
         count = 0
         for chunk in reader.chunks(job_id, domain, follow=self.follow):
             count += chunk.ref.rows
-            if chunk.number < skip:
+            if chunk.number < skip or not self.records:
                 continue
             rows = reader.chunk_rows(domain, chunk)
             if not columns:

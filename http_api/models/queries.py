@@ -84,6 +84,12 @@ class StreamQuery(_Query):
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
 
     follow: Flag = Field(False, description="Stream a running job as its batches commit.")
+    records: Flag = Field(
+        True,
+        description="Send the rows (`records` lines). 0: only each domain's start and end (row "
+        "counts), the aggregation and the quality: what an analysis's page reads. The 202 of "
+        "a July-style analysis (seeds only) offers its stream so.",
+    )
     start: str | None = Field(
         None,
         alias="from",

@@ -178,4 +178,6 @@ class JobStreamResource(Resource):
         resp.content_type = NDJSON
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")
-        resp.stream = iter(JobStream(self.services, job, follow=query.follow, cursor=cursor))
+        resp.stream = iter(
+            JobStream(self.services, job, follow=query.follow, cursor=cursor, records=query.records)
+        )

@@ -80,7 +80,17 @@ def accepted_job(stage: Kind, job: Job) -> AcceptedJob:
     }
     if job.query_id and stage == LINEAGE:
         answer["query_id"] = job.query_id
+    if rows_unread(job.request):
+        answer["stream_url"] += "?records=0"
     return answer
+
+
+def rows_unread(request: TraceRequest) -> bool:
+    """An analysis asked as the July client asks it (its seeds alone, maybe with
+    ``lineage_query_id``): that client keeps every streamed row in the browser and never reads
+    one (UTP:490-496), so its stream is offered without them. February clients (a lineage map
+    or ``lineage_job_id``) keep the rows."""
+    return request.aggregates and bool(request.lineage_query_id or request.expands_lineage)
 
 
 class _Submit(Resource):
@@ -111,7 +121,9 @@ class _Submit(Resource):
             refuse_damaged(self.services, job)
             resp.status = falcon.HTTP_200
             resp.content_type = falcon.MEDIA_JSON
-            resp.stream = result_document(self.services, job, None, 0, 0)
+            resp.stream = result_document(
+                self.services, job, None, 0, 0, rows=not rows_unread(job.request)
+            )
             return
         if wait and job.error:  # the request failed in the workers: say why, as a sync call would
             raise failure(request, job.error)

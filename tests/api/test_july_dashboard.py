@@ -105,6 +105,11 @@ def test_the_msd_trace_expands_the_seeds_from_the_lineage_it_names(
     assert aggregation["genealogy_status"] == "ready"
     assert trace.events["quality_meta"]["status"] == "complete"
     assert trace.trace_query_id and trace.trace_query_id.startswith("msd-")
+    # The rows it never reads are not sent to the browser: only each domain's row count
+    assert trace.events["_accepted"]["stream_url"].endswith("?records=0")
+    assert set(trace.events["results"]) == set(MSD_DOMAINS[direction])
+    for domain_result in trace.events["results"].values():
+        assert domain_result["data"] == [] and domain_result["total"] > 0
 
     # The February flow: every lot of the genealogy named, the lineage given inline.
     inline = {related: trace.lineage[related], "seed_roots": trace.lineage.get("seed_roots", {})}

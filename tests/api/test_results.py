@@ -160,6 +160,15 @@ def test_an_offset_or_limit_past_any_json_integer_is_a_400_naming_it(
     assert name in page.json["error"]["message"]
 
 
+def test_a_stream_without_records_sends_each_domains_row_count_only(
+    client: falcon.testing.TestClient, job: str
+) -> None:
+    whole = ndjson(client.simulate_get(f"/api/trace/job/{job}/stream").text)
+    bare = ndjson(client.simulate_get(f"/api/trace/job/{job}/stream?records=0").text)
+    assert [line for line in whole if line["type"] != "records"] == bare
+    assert any(line["type"] == "records" for line in whole)
+
+
 def test_a_lost_chunk_is_refused_before_the_first_byte(
     api: tuple[falcon.testing.TestClient, Services], job: str
 ) -> None:

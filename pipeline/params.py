@@ -35,7 +35,7 @@ from pipeline import domains
 from pipeline.domains import Direction, ResolveType
 from pipeline.errors import InvalidInput
 from pipeline.rows import clean_values
-from pipeline.workcenters import DEFAULT_STATION, GROUP_NAMES
+from pipeline.workcenters import DEFAULT_STATION, GROUP_NAMES, group_order
 
 #: A seed value with this character is a pattern (``GA2310*``), matched with LIKE.
 WILDCARD = "*"
@@ -69,13 +69,27 @@ def _iso_date(value: Any) -> Any:
     return value.strip()
 
 
-def _station(value: str) -> str:
-    name = value.strip()
+def _station(name: str) -> str:
     if name not in GROUP_NAMES:
         raise PydanticCustomError(
             "station", "unknown workcenter group; known: {known}", {"known": ", ".join(GROUP_NAMES)}
         )
     return name
+
+
+def _split_stations(value: Any) -> Any:
+    """Station names from one comma-joined string (each trimmed, blanks dropped: what the
+    dashboard sends) or a JSON list of exact names; ``None``: none (the default station)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(name.strip() for name in value.split(",") if name.strip())
+    return value
+
+
+def _in_process_order(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Each group once, in process order: the canonical order of a station list."""
+    return tuple(sorted(set(names), key=group_order))
 
 
 #: Names typed by a user: trimmed, blanks and repeats dropped, order kept.
@@ -111,6 +125,22 @@ WHITESPACE = (
     r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0"
     r"\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 )
+_STATION_ITEM = (
+    f"[{WHITESPACE}]*(?:(?:{'|'.join(re.escape(n) for n in GROUP_NAMES)})[{WHITESPACE}]*)?"
+)
+#: The comma-joined form: group names, each with whitespace around it or none, blanks allowed.
+STATION_LIST = f"^{_STATION_ITEM}(?:,{_STATION_ITEM})*$"
+#: Detection stations: a comma-joined string or a list of names (``TraceParams.stations``).
+Stations = Annotated[
+    tuple[Station, ...],
+    BeforeValidator(
+        _split_stations,
+        json_schema_input_type=list[Station]
+        | Annotated[str, StringConstraints(pattern=STATION_LIST)]
+        | None,
+    ),
+    AfterValidator(_in_process_order),
+]
 #: A blank string, which a choice takes as "not given" (documented so: the fuzzer holds the
 #: document to what validation accepts).
 Blank = Annotated[str, StringConstraints(pattern=f"^[{WHITESPACE}]*$")]
@@ -140,8 +170,10 @@ class TraceParams(BaseModel):
         "TRACE_RESOLVE_MIN_PREFIX characters; gd_* values start with GD. Blanks and repeats "
         "are dropped.",
     )
-    station: Annotated[Station | None, none_if_blank(Station)] = Field(
-        None, description=f"The detection station (default {DEFAULT_STATION})."
+    station: Stations = Field(
+        (),
+        description="The detection stations (workcenter groups), comma-joined or a list "
+        f"(default {DEFAULT_STATION}): order and repeats do not matter.",
     )
     start_date: IsoDate | None = Field(None, description="First day of the window (inclusive).")
     end_date: IsoDate | None = Field(
@@ -165,19 +197,19 @@ class TraceParams(BaseModel):
         return profile == domains.MID_SECTION_DEFECT and self.resolve_type is None
 
     @property
-    def detection_station(self) -> str:
-        return self.station or DEFAULT_STATION
-
-    @property
     def stations(self) -> tuple[str, ...]:
-        """The detection stations."""
-        return (self.detection_station,)
+        """The detection stations: validated group names, each once, in process order (the
+        canonical order); the default station when none is given."""
+        return self.station or (DEFAULT_STATION,)
 
     def canonical(self) -> dict[str, Any]:
-        """The params as JSON values, values sorted: equal for requests that ask the same."""
+        """The params as JSON values, values sorted, stations in process order and the default
+        station left out: equal for requests that ask the same."""
         data = self.model_dump(mode="json", exclude_defaults=True)
         if "values" in data:
             data["values"] = sorted(data["values"])
+        if self.stations == (DEFAULT_STATION,):
+            data.pop("station", None)
         return data
 
 

@@ -14,6 +14,7 @@ from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.msd.scope import detection_seeds
 from pipeline.stages.seed_resolve import SeedResolution, resolve
 from pipeline.stages.seeds import Seed
+from tests.integration.test_events import GROUP
 
 
 def seed_request(profile: str, params: dict[str, object]) -> TraceRequest:
@@ -200,14 +201,42 @@ def test_detection_seeds_are_the_lots_tested_in_the_date_range(
     assert [(s.lot_id, s.container_id) for s in seeds] == sorted(
         (s.lot_id, s.container_id) for s in seeds
     )
-    sbd = resolve_detection_seeds(
+    # The analysis's masks never narrow the seeds (they apply when the analysis reads them)
+    masked = resolve_detection_seeds(
         sqlite_source,
         station="測試",
         start_date="2026-06-01",
         end_date="2026-06-10",
         pj_types=["SBD"],
+        packages=["NO-SUCH-PACKAGE"],
+        loss_reasons=["NO-SUCH-REASON"],
     )
-    assert 0 < len(list(sbd)) < len(seeds)
+    assert masked == seeds
+
+
+def test_detection_seeds_of_several_stations_are_the_lots_tested_at_any_of_them(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    workcenters = [name for name, group in GROUP.items() if group in ("成型", "測試")]
+    expected = {
+        r[0]
+        for r in db.execute(
+            "SELECT DISTINCT h.CONTAINERID FROM DW_MES_LOTWIPHISTORY h "
+            "JOIN DW_MES_CONTAINER c ON c.CONTAINERID = h.CONTAINERID AND c.OBJECTTYPE='LOT' "
+            f"WHERE h.WORKCENTERNAME IN ({', '.join('?' * len(workcenters))}) "
+            "AND h.EQUIPMENTID IS NOT NULL "
+            "AND h.TRACKINTIMESTAMP >= '2026-06-01' AND h.TRACKINTIMESTAMP < '2026-06-11'",
+            workcenters,
+        )
+    }
+    seeds = resolve_detection_seeds(
+        sqlite_source, station="測試,成型", start_date="2026-06-01", end_date="2026-06-10"
+    )
+    assert len(seeds) == len(expected) and {s.container_id for s in seeds} == expected
+    one = resolve_detection_seeds(
+        sqlite_source, station="測試", start_date="2026-06-01", end_date="2026-06-10"
+    )
+    assert len(one) < len(seeds)
 
 
 @pytest.mark.parametrize(
@@ -222,7 +251,7 @@ def test_detection_seeds_are_the_lots_tested_in_the_date_range(
         ({"start_date": "2024-01-01", "end_date": "2026-06-10"}, "at most 730 days"),
         (
             {"start_date": "2026-06-01", "end_date": "2026-06-02", "station": "QA"},
-            "params.station: unknown workcenter group",
+            "params.station\\[0\\]: unknown workcenter group",
         ),
     ],
 )

@@ -177,7 +177,9 @@ class TraceParams(BaseModel):
     )
     start_date: IsoDate | None = Field(None, description="First day of the window (inclusive).")
     end_date: IsoDate | None = Field(
-        None, description="Last day (inclusive); at most TRACE_MSD_MAX_DAYS days in all."
+        None,
+        description="Last day (inclusive), not before start_date; end_date - start_date at "
+        "most TRACE_MSD_MAX_DAYS (730) days.",
     )
     loss_reasons: NameList = Field(
         (), description="Loss reasons counted as defects (default: all); a list or a,b,c."
@@ -268,8 +270,9 @@ def check_wildcards(values: Iterable[str], min_prefix: int) -> None:
 
 
 def check_window(params: TraceParams, max_days: int | None = None) -> None:
-    """A detection window: both dates, in order, spanning at most ``max_days`` days (inclusive;
-    ``TRACE_MSD_MAX_DAYS``; ``None``: no limit checked)."""
+    """A detection window: both dates, start <= end, and end - start at most ``max_days`` days
+    (``TRACE_MSD_MAX_DAYS``, the old system's rule: 2024-01-01 .. 2025-12-31 is 730 days;
+    ``None``: no limit checked)."""
     for name in ("start_date", "end_date"):
         if getattr(params, name) is None:
             raise InvalidInput(f"{name} is required (YYYY-MM-DD)", field=f"params.{name}")
@@ -277,7 +280,7 @@ def check_window(params: TraceParams, max_days: int | None = None) -> None:
     assert start is not None and end is not None
     if start > end:
         raise InvalidInput("start_date is after end_date", field="params.start_date")
-    if max_days is not None and (end - start).days + 1 > max_days:
+    if max_days is not None and (end - start).days > max_days:
         raise InvalidInput(
             f"the date range may span at most {max_days} days", field="params.end_date"
         )

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from http_api.openapi import document
+from pipeline.config import Settings
 from pipeline.errors import InvalidInput
 from pipeline.request import TraceRequest
 from pipeline.workcenters import GROUP_NAMES
@@ -78,3 +79,17 @@ def test_the_documented_station_forms_are_exactly_the_accepted_ones() -> None:
         except InvalidInput:
             accepted = False
         assert bool(pattern.search(text)) is accepted, text
+
+
+def test_a_date_range_may_span_730_days_and_no_more() -> None:
+    # The old system's rule (end - start <= TRACE_MSD_MAX_DAYS), which the dashboard knows
+    settings = Settings()
+    assert settings.msd_max_days == 730
+    msd(start_date="2024-01-01", end_date="2025-12-31").check(settings)  # 730 days apart
+    msd(start_date="2026-06-01", end_date="2026-06-01").check(settings)  # one day
+    with pytest.raises(InvalidInput, match="at most 730 days") as refused:
+        msd(start_date="2024-01-01", end_date="2026-01-01").check(settings)
+    assert refused.value.field == "params.end_date"
+    with pytest.raises(InvalidInput, match="start_date is after end_date") as refused:
+        msd(start_date="2026-06-02", end_date="2026-06-01")
+    assert refused.value.field == "params.start_date"

@@ -2,9 +2,11 @@
 
 The dashboard sends one ``params`` object unchanged to seed-resolve, lineage and events: seeds by
 name (``resolve_type`` + ``values``), or for the mid-section-defect analysis a detection window
-(``station``, ``start_date``, ``end_date``); the analysis's masks (``loss_reasons``, ``pj_types``,
-``packages``) and the lineage ``direction``. ``TraceParams`` states its shape once: it validates
-the input, the OpenAPI document is generated from it, and the stages read its typed fields.
+(``station``, ``start_date``, ``end_date``) or the containers named that were detected at the
+stations (``mode: "container"``); the analysis's masks (``loss_reasons``, ``pj_types``,
+``packages``: read-time masks, never part of the seeds) and the lineage ``direction``.
+``TraceParams`` states its shape once: it validates the input, the OpenAPI document is generated
+from it, and the stages read its typed fields.
 
 The rules that need more than one field or a setting (a resolve type the profile knows, GD values,
 a window within ``TRACE_MSD_MAX_DAYS``, a wildcard's prefix) are functions here, raising
@@ -16,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -39,6 +41,20 @@ from pipeline.workcenters import DEFAULT_STATION, GROUP_NAMES, group_order
 
 #: A seed value with this character is a pattern (``GA2310*``), matched with LIKE.
 WILDCARD = "*"
+#: The wildcards of container mode: the dashboard turns the user's ``*`` into ``%``.
+CONTAINER_WILDCARDS = "*%"
+#: How a mid-section-defect request names its seeds (``TraceParams.seed_mode``).
+DATE_RANGE, CONTAINER, NAMES = "date_range", "container", "names"
+SeedMode = TypeAliasType("SeedMode", Literal["container", "date_range"])
+#: The resolve types of container mode (the dashboard's six).
+CONTAINER_TYPES = (
+    "lot_id",
+    "work_order",
+    "wafer_lot",
+    "serial_number",
+    "gd_work_order",
+    "gd_lot_id",
+)
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 _ISO_DATE = re.compile(ISO_DATE)
 #: Resolve types whose values must carry this prefix (a clear error beats a silent "not found").
@@ -158,6 +174,12 @@ class TraceParams(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
+    mode: Annotated[SeedMode | None, none_if_blank(SeedMode)] = Field(
+        None,
+        description="mid_section_defect: `container` (the containers `values` name that were "
+        "detected at `station`, any day; `%` or `*` is a wildcard) or `date_range` (the "
+        "detection lots between the dates; the default without `resolve_type`).",
+    )
     resolve_type: Annotated[ResolveType | None, none_if_blank(ResolveType)] = Field(
         None,
         validation_alias=AliasChoices("resolve_type", "input_type"),
@@ -194,9 +216,26 @@ class TraceParams(BaseModel):
         """The lineage direction, defaulting by profile."""
         return self.direction or domains.DEFAULT_DIRECTION[profile]
 
+    def seed_mode(self, profile: str) -> str:
+        """How the seeds are named: ``date_range`` (a mid-section-defect detection window),
+        ``container`` (mid_section_defect: names, kept when detected at the stations) or
+        ``names`` (every other profile; and mid_section_defect with a ``resolve_type`` and no
+        ``mode``, as the February clients send it)."""
+        if profile != domains.MID_SECTION_DEFECT:
+            return NAMES
+        if self.mode == CONTAINER:
+            return CONTAINER
+        if self.mode == DATE_RANGE or self.resolve_type is None:
+            return DATE_RANGE
+        return NAMES
+
     def detects(self, profile: str) -> bool:
         """Whether the seeds are a mid-section-defect detection window (no names to look up)."""
-        return profile == domains.MID_SECTION_DEFECT and self.resolve_type is None
+        return self.seed_mode(profile) == DATE_RANGE
+
+    def wildcards(self, profile: str) -> str:
+        """The characters that make a value a pattern: ``*``, and ``%`` in container mode."""
+        return CONTAINER_WILDCARDS if self.seed_mode(profile) == CONTAINER else WILDCARD
 
     @property
     def stations(self) -> tuple[str, ...]:
@@ -218,20 +257,24 @@ class TraceParams(BaseModel):
 # ---- the rules --------------------------------------------------------------------------------
 def check_seeds(profile: str, params: TraceParams) -> None:
     """The seeds of a seed-resolve or a whole trace: names of a type the profile knows, or (the
-    analysis) a detection window. Raises ``InvalidInput`` naming the field."""
-    if params.resolve_type is None:
-        if profile != domains.MID_SECTION_DEFECT:
-            raise InvalidInput(
-                f"params.resolve_type is required for {profile}; expected one of "
-                f"{', '.join(domains.RESOLVE_TYPES[profile])}",
-                field="params.resolve_type",
-            )
+    analysis) a detection window or containers of the six container types. Raises
+    ``InvalidInput`` naming the field."""
+    mode = params.seed_mode(profile)
+    if mode == DATE_RANGE:
         check_window(params)
         return
-    allowed = domains.RESOLVE_TYPES[profile]
+    allowed = CONTAINER_TYPES if mode == CONTAINER else domains.RESOLVE_TYPES[profile]
+    if params.resolve_type is None:
+        raise InvalidInput(
+            f"params.resolve_type is required for {profile}"
+            f"{' in container mode' if mode == CONTAINER else ''}; expected one of "
+            f"{', '.join(allowed)}",
+            field="params.resolve_type",
+        )
     if params.resolve_type not in allowed:
         raise InvalidInput(
-            f"resolve_type {params.resolve_type!r} is not valid for {profile}; "
+            f"resolve_type {params.resolve_type!r} is not valid for {profile}"
+            f"{' in container mode' if mode == CONTAINER else ''}; "
             f"expected one of {', '.join(allowed)}",
             field="params.resolve_type",
         )
@@ -258,13 +301,17 @@ def check_values(resolve_type: str, values: tuple[str, ...] | None) -> None:
             )
 
 
-def check_wildcards(values: Iterable[str], min_prefix: int) -> None:
-    """Each pattern has at least ``min_prefix`` literal characters before its first ``*``
-    (``TRACE_RESOLVE_MIN_PREFIX``: a bare ``*`` would resolve every lot in the warehouse)."""
+def check_wildcards(values: Iterable[str], min_prefix: int, wildcards: str = WILDCARD) -> None:
+    """Each pattern has at least ``min_prefix`` literal characters before its first wildcard
+    (one of ``wildcards``; ``TRACE_RESOLVE_MIN_PREFIX``: a bare ``*`` would resolve every lot in
+    the warehouse)."""
     for value in values:
-        if WILDCARD in value and len(value.split(WILDCARD, 1)[0]) < min_prefix:
+        first = min((value.find(w) for w in wildcards if w in value), default=-1)
+        if 0 <= first < min_prefix:
+            shown = "' or '".join(wildcards)
             raise InvalidInput(
-                f"a wildcard value needs at least {min_prefix} characters before '*': {value!r}",
+                f"a wildcard value needs at least {min_prefix} characters before '{shown}': "
+                f"{value!r}",
                 field="params.values",
             )
 
@@ -275,12 +322,16 @@ def check_window(params: TraceParams, max_days: int | None = None) -> None:
     ``None``: no limit checked)."""
     for name in ("start_date", "end_date"):
         if getattr(params, name) is None:
-            raise InvalidInput(f"{name} is required (YYYY-MM-DD)", field=f"params.{name}")
+            raise InvalidInput(f"params.{name} is required (YYYY-MM-DD)", field=f"params.{name}")
     start, end = params.start_date, params.end_date
     assert start is not None and end is not None
     if start > end:
-        raise InvalidInput("start_date is after end_date", field="params.start_date")
+        raise InvalidInput(
+            f"params.start_date {start} is after end_date {end}", field="params.start_date"
+        )
     if max_days is not None and (end - start).days > max_days:
         raise InvalidInput(
-            f"the date range may span at most {max_days} days", field="params.end_date"
+            f"params.end_date: the date range may span at most {max_days} days "
+            f"(end_date - start_date is {(end - start).days})",
+            field="params.end_date",
         )

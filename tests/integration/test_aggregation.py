@@ -504,3 +504,27 @@ def test_the_result_is_the_same_before_or_after_the_detail_rows_and_as_stored_js
     assert before == after == stored
     assert rows_first == rows_second and rows_first
     assert before["material_attribution"] and before["attribution"]
+
+
+def test_container_mode_analyses_the_containers_detected_and_ignores_the_type_masks(
+    warehouse: Path, tmp_path: Path, db: sqlite3.Connection
+) -> None:
+    # Given a work order resolved in container mode (its lots detected at test, any day)
+    (order,) = db.execute(
+        "SELECT MFGORDERNAME FROM DW_MES_CONTAINER WHERE MFGORDERNAME LIKE 'GA%' "
+        "GROUP BY MFGORDERNAME ORDER BY COUNT(*) DESC LIMIT 1"
+    ).fetchone()
+    params = {"mode": "container", "resolve_type": "work_order", "values": [order]}
+    request = TraceRequest(profile="mid_section_defect", params=params)
+    with SqliteSource(warehouse) as source:
+        summary = run_trace(source, request, Settings(), tmp_path / "plain")
+        # (the dashboard hides the type masks in container mode, but may still send them)
+        masked = TraceRequest(
+            profile="mid_section_defect", params={**params, "pj_types": ["NO-SUCH-TYPE"]}
+        )
+        stale = run_trace(source, masked, Settings(), tmp_path / "stale")
+    # Then the analysis covers exactly those seeds, and the masks change nothing
+    assert summary.aggregation is not None and summary.seed_count > 0
+    assert summary.aggregation["kpi"]["lot_count"] == summary.seed_count
+    assert summary.aggregation["daily_trend"] == []
+    assert stale.aggregation == summary.aggregation

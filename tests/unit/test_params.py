@@ -90,6 +90,6 @@ def test_a_date_range_may_span_730_days_and_no_more() -> None:
     with pytest.raises(InvalidInput, match="at most 730 days") as refused:
         msd(start_date="2024-01-01", end_date="2026-01-01").check(settings)
     assert refused.value.field == "params.end_date"
-    with pytest.raises(InvalidInput, match="start_date is after end_date") as refused:
+    with pytest.raises(InvalidInput, match=r"start_date .* is after end_date") as refused:
         msd(start_date="2026-06-02", end_date="2026-06-01")
     assert refused.value.field == "params.start_date"

@@ -16,10 +16,12 @@ a window within ``TRACE_MSD_MAX_DAYS``, a wildcard's prefix) are functions here,
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     AliasChoices,
@@ -57,6 +59,12 @@ CONTAINER_TYPES = (
 )
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 _ISO_DATE = re.compile(ISO_DATE)
+#: The analysis's read-time masks: never part of the seeds, nor of their identity.
+MASKS = ("loss_reasons", "pj_types", "packages")
+#: Hex digits of a seed request's ``cache_key`` after ``seed-``.
+SEED_KEY_HEX = 16
+#: What a ``cache_key`` looks like (the answer's schema).
+SEED_KEY = f"^seed-[0-9a-f]{{{SEED_KEY_HEX}}}$"
 #: Resolve types whose values must carry this prefix (a clear error beats a silent "not found").
 REQUIRED_PREFIX = {"gd_work_order": "GD", "gd_lot_id": "GD"}
 
@@ -252,6 +260,16 @@ class TraceParams(BaseModel):
         if self.stations == (DEFAULT_STATION,):
             data.pop("station", None)
         return data
+
+    def seed_key(self, profile: str) -> str:
+        """The seed-resolve answer's ``cache_key``: an opaque, deterministic id of the seed
+        request (``profile`` and the canonical params without the read-time masks, so the
+        stations in any order and any mask give the same key), ``seed-`` + 16 hex digits."""
+        params = {k: v for k, v in self.canonical().items() if k not in MASKS}
+        canonical = orjson.dumps(
+            {"profile": profile, "params": params}, option=orjson.OPT_SORT_KEYS
+        )
+        return "seed-" + hashlib.sha256(canonical).hexdigest()[:SEED_KEY_HEX]
 
 
 # ---- the rules --------------------------------------------------------------------------------

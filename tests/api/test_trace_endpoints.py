@@ -3,6 +3,7 @@ and status codes of the contract (``../shared/reference/api-contract.md``)."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -724,3 +725,49 @@ def test_bad_msd_seed_params_are_400_naming_the_field(
     assert answer.status_code == 400
     assert answer.json["error"]["code"] == "INVALID_PARAMS"
     assert field in answer.json["error"]["message"]
+
+
+def test_the_seed_answer_carries_a_cache_key_of_the_seed_request_and_later_bodies_accept_it(
+    client: falcon.testing.TestClient,
+) -> None:
+    window = {"start_date": "2026-06-01", "end_date": "2026-06-03"}
+    # Given the same seed request with the stations in another order and with the masks
+    plain = msd_seeds(client, station="測試,成型", **window).json["data"]
+    other = msd_seeds(
+        client,
+        station=["成型", "測試"],
+        pj_types=["SBD"],
+        packages=["X"],
+        loss_reasons=["Y"],
+        **window,
+    ).json["data"]
+    # Then both carry the same opaque, deterministic cache_key (and the same seeds)
+    key = plain["cache_key"]
+    assert re.fullmatch(r"seed-[0-9a-f]{16}", key)
+    assert other["cache_key"] == key
+    assert other["seed_container_ids"] == plain["seed_container_ids"]
+    # while another window, or another station, is another key
+    later = msd_seeds(client, station="測試,成型", start_date="2026-06-01", end_date="2026-06-04")
+    assert later.json["data"]["cache_key"] != key
+    assert msd_seeds(client, station="測試", **window).json["data"]["cache_key"] != key
+    # And the job's /result says the same
+    result = client.simulate_get(f"/api/trace/job/{plain['job_id']}/result")
+    assert result.status_code == 200 and result.json["data"]["cache_key"] == key
+    # And lineage and events bodies take it back (ignored: it changes nothing)
+    seeds = plain["seed_container_ids"][:5]
+    body = {"profile": "mid_section_defect", "container_ids": seeds}
+    lineage = client.simulate_post("/api/trace/lineage", json={**body, "cache_key": key})
+    assert lineage.status_code == 200
+    assert (
+        client.simulate_post("/api/trace/lineage", json={**body, "cache_key": None}).json["data"][
+            "job_id"
+        ]
+        == lineage.json["data"]["job_id"]
+    )
+    events = client.simulate_post(
+        "/api/trace/events",
+        json={**body, "domains": ["upstream_history"], "cache_key": key},
+    )
+    assert events.status_code == 200
+    wrong = client.simulate_post("/api/trace/lineage", json={**body, "cache_key": 7})
+    assert wrong.status_code == 400 and "cache_key" in wrong.json["error"]["message"]

@@ -175,6 +175,7 @@ def seed_document(reader: ResultReader, job: Job) -> Iterator[bytes]:
             ("stage", "seed-resolve"),
             ("seeds", render.array(seeds())),
             ("seed_count", summary.seed_count),
+            ("cache_key", job.request.params.seed_key(job.request.profile)),
             ("seed_container_ids", render.array(cids())),
             ("not_found", summary.not_found),
             ("job_id", job.id),

@@ -51,7 +51,7 @@ DEFAULT_JOBS_SCAN_LOTS = 50_000
 DEFAULT_SCRATCH_CACHE_MB = 4
 #: Items a Pareto chart keeps before folding the rest into "其他" (items).
 DEFAULT_PARETO_TOP_N = 10
-#: Longest date range a mid-section-defect seed query may span (days).
+#: Longest date range a mid-section-defect seed query may span: end - start at most (days).
 DEFAULT_MSD_MAX_DAYS = 730
 
 # ---- the staged engine -------------------------------------------------------------------------

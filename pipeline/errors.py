@@ -90,6 +90,15 @@ class NoSeeds(InvalidInput):
     code = "NO_SEEDS"
 
 
+class NoDetectionRecords(InvalidInput):
+    """A mid-section-defect seed-resolve in container mode: none of the containers the values
+    name was ever detected (tracked in) at the detection stations, so there is nothing to
+    analyse (the message names the stations)."""
+
+    code = "NO_DETECTION_RECORDS"
+    status = 404
+
+
 class CidLimitExceeded(InvalidInput):
     """The trace reaches more lots than its profile allows (``TRACE_MAX_CIDS_<PROFILE>``)."""
 

@@ -2,9 +2,11 @@
 
 The dashboard sends one ``params`` object unchanged to seed-resolve, lineage and events: seeds by
 name (``resolve_type`` + ``values``), or for the mid-section-defect analysis a detection window
-(``station``, ``start_date``, ``end_date``); the analysis's masks (``loss_reasons``, ``pj_types``,
-``packages``) and the lineage ``direction``. ``TraceParams`` states its shape once: it validates
-the input, the OpenAPI document is generated from it, and the stages read its typed fields.
+(``station``, ``start_date``, ``end_date``) or the containers named that were detected at the
+stations (``mode: "container"``); the analysis's masks (``loss_reasons``, ``pj_types``,
+``packages``: read-time masks, never part of the seeds) and the lineage ``direction``.
+``TraceParams`` states its shape once: it validates the input, the OpenAPI document is generated
+from it, and the stages read its typed fields.
 
 The rules that need more than one field or a setting (a resolve type the profile knows, GD values,
 a window within ``TRACE_MSD_MAX_DAYS``, a wildcard's prefix) are functions here, raising
@@ -14,10 +16,12 @@ a window within ``TRACE_MSD_MAX_DAYS``, a wildcard's prefix) are functions here,
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     AliasChoices,
@@ -35,12 +39,32 @@ from pipeline import domains
 from pipeline.domains import Direction, ResolveType
 from pipeline.errors import InvalidInput
 from pipeline.rows import clean_values
-from pipeline.workcenters import DEFAULT_STATION, GROUP_NAMES
+from pipeline.workcenters import DEFAULT_STATION, GROUP_NAMES, group_order
 
 #: A seed value with this character is a pattern (``GA2310*``), matched with LIKE.
 WILDCARD = "*"
+#: The wildcards of container mode: the dashboard turns the user's ``*`` into ``%``.
+CONTAINER_WILDCARDS = "*%"
+#: How a mid-section-defect request names its seeds (``TraceParams.seed_mode``).
+DATE_RANGE, CONTAINER, NAMES = "date_range", "container", "names"
+SeedMode = TypeAliasType("SeedMode", Literal["container", "date_range"])
+#: The resolve types of container mode (the dashboard's six).
+CONTAINER_TYPES = (
+    "lot_id",
+    "work_order",
+    "wafer_lot",
+    "serial_number",
+    "gd_work_order",
+    "gd_lot_id",
+)
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 _ISO_DATE = re.compile(ISO_DATE)
+#: The analysis's read-time masks: never part of the seeds, nor of their identity.
+MASKS = ("loss_reasons", "pj_types", "packages")
+#: Hex digits of a seed request's ``cache_key`` after ``seed-``.
+SEED_KEY_HEX = 16
+#: What a ``cache_key`` looks like (the answer's schema).
+SEED_KEY = f"^seed-[0-9a-f]{{{SEED_KEY_HEX}}}$"
 #: Resolve types whose values must carry this prefix (a clear error beats a silent "not found").
 REQUIRED_PREFIX = {"gd_work_order": "GD", "gd_lot_id": "GD"}
 
@@ -69,13 +93,27 @@ def _iso_date(value: Any) -> Any:
     return value.strip()
 
 
-def _station(value: str) -> str:
-    name = value.strip()
+def _station(name: str) -> str:
     if name not in GROUP_NAMES:
         raise PydanticCustomError(
             "station", "unknown workcenter group; known: {known}", {"known": ", ".join(GROUP_NAMES)}
         )
     return name
+
+
+def _split_stations(value: Any) -> Any:
+    """Station names from one comma-joined string (each trimmed, blanks dropped: what the
+    dashboard sends) or a JSON list of exact names; ``None``: none (the default station)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(name.strip() for name in value.split(",") if name.strip())
+    return value
+
+
+def _in_process_order(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Each group once, in process order: the canonical order of a station list."""
+    return tuple(sorted(set(names), key=group_order))
 
 
 #: Names typed by a user: trimmed, blanks and repeats dropped, order kept.
@@ -111,6 +149,22 @@ WHITESPACE = (
     r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0"
     r"\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 )
+_STATION_ITEM = (
+    f"[{WHITESPACE}]*(?:(?:{'|'.join(re.escape(n) for n in GROUP_NAMES)})[{WHITESPACE}]*)?"
+)
+#: The comma-joined form: group names, each with whitespace around it or none, blanks allowed.
+STATION_LIST = f"^{_STATION_ITEM}(?:,{_STATION_ITEM})*$"
+#: Detection stations: a comma-joined string or a list of names (``TraceParams.stations``).
+Stations = Annotated[
+    tuple[Station, ...],
+    BeforeValidator(
+        _split_stations,
+        json_schema_input_type=list[Station]
+        | Annotated[str, StringConstraints(pattern=STATION_LIST)]
+        | None,
+    ),
+    AfterValidator(_in_process_order),
+]
 #: A blank string, which a choice takes as "not given" (documented so: the fuzzer holds the
 #: document to what validation accepts).
 Blank = Annotated[str, StringConstraints(pattern=f"^[{WHITESPACE}]*$")]
@@ -128,6 +182,12 @@ class TraceParams(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
+    mode: Annotated[SeedMode | None, none_if_blank(SeedMode)] = Field(
+        None,
+        description="mid_section_defect: `container` (the containers `values` name that were "
+        "detected at `station`, any day; `%` or `*` is a wildcard) or `date_range` (the "
+        "detection lots between the dates; the default without `resolve_type`).",
+    )
     resolve_type: Annotated[ResolveType | None, none_if_blank(ResolveType)] = Field(
         None,
         validation_alias=AliasChoices("resolve_type", "input_type"),
@@ -140,12 +200,16 @@ class TraceParams(BaseModel):
         "TRACE_RESOLVE_MIN_PREFIX characters; gd_* values start with GD. Blanks and repeats "
         "are dropped.",
     )
-    station: Annotated[Station | None, none_if_blank(Station)] = Field(
-        None, description=f"The detection station (default {DEFAULT_STATION})."
+    station: Stations = Field(
+        (),
+        description="The detection stations (workcenter groups), comma-joined or a list "
+        f"(default {DEFAULT_STATION}): order and repeats do not matter.",
     )
     start_date: IsoDate | None = Field(None, description="First day of the window (inclusive).")
     end_date: IsoDate | None = Field(
-        None, description="Last day (inclusive); at most TRACE_MSD_MAX_DAYS days in all."
+        None,
+        description="Last day (inclusive), not before start_date; end_date - start_date at "
+        "most TRACE_MSD_MAX_DAYS (730) days.",
     )
     loss_reasons: NameList = Field(
         (), description="Loss reasons counted as defects (default: all); a list or a,b,c."
@@ -160,44 +224,75 @@ class TraceParams(BaseModel):
         """The lineage direction, defaulting by profile."""
         return self.direction or domains.DEFAULT_DIRECTION[profile]
 
+    def seed_mode(self, profile: str) -> str:
+        """How the seeds are named: ``date_range`` (a mid-section-defect detection window),
+        ``container`` (mid_section_defect: names, kept when detected at the stations) or
+        ``names`` (every other profile; and mid_section_defect with a ``resolve_type`` and no
+        ``mode``, as the February clients send it)."""
+        if profile != domains.MID_SECTION_DEFECT:
+            return NAMES
+        if self.mode == CONTAINER:
+            return CONTAINER
+        if self.mode == DATE_RANGE or self.resolve_type is None:
+            return DATE_RANGE
+        return NAMES
+
     def detects(self, profile: str) -> bool:
         """Whether the seeds are a mid-section-defect detection window (no names to look up)."""
-        return profile == domains.MID_SECTION_DEFECT and self.resolve_type is None
+        return self.seed_mode(profile) == DATE_RANGE
 
-    @property
-    def detection_station(self) -> str:
-        return self.station or DEFAULT_STATION
+    def wildcards(self, profile: str) -> str:
+        """The characters that make a value a pattern: ``*``, and ``%`` in container mode."""
+        return CONTAINER_WILDCARDS if self.seed_mode(profile) == CONTAINER else WILDCARD
 
     @property
     def stations(self) -> tuple[str, ...]:
-        """The detection stations."""
-        return (self.detection_station,)
+        """The detection stations: validated group names, each once, in process order (the
+        canonical order); the default station when none is given."""
+        return self.station or (DEFAULT_STATION,)
 
     def canonical(self) -> dict[str, Any]:
-        """The params as JSON values, values sorted: equal for requests that ask the same."""
+        """The params as JSON values, values sorted, stations in process order and the default
+        station left out: equal for requests that ask the same."""
         data = self.model_dump(mode="json", exclude_defaults=True)
         if "values" in data:
             data["values"] = sorted(data["values"])
+        if self.stations == (DEFAULT_STATION,):
+            data.pop("station", None)
         return data
+
+    def seed_key(self, profile: str) -> str:
+        """The seed-resolve answer's ``cache_key``: an opaque, deterministic id of the seed
+        request (``profile`` and the canonical params without the read-time masks, so the
+        stations in any order and any mask give the same key), ``seed-`` + 16 hex digits."""
+        params = {k: v for k, v in self.canonical().items() if k not in MASKS}
+        canonical = orjson.dumps(
+            {"profile": profile, "params": params}, option=orjson.OPT_SORT_KEYS
+        )
+        return "seed-" + hashlib.sha256(canonical).hexdigest()[:SEED_KEY_HEX]
 
 
 # ---- the rules --------------------------------------------------------------------------------
 def check_seeds(profile: str, params: TraceParams) -> None:
     """The seeds of a seed-resolve or a whole trace: names of a type the profile knows, or (the
-    analysis) a detection window. Raises ``InvalidInput`` naming the field."""
-    if params.resolve_type is None:
-        if profile != domains.MID_SECTION_DEFECT:
-            raise InvalidInput(
-                f"params.resolve_type is required for {profile}; expected one of "
-                f"{', '.join(domains.RESOLVE_TYPES[profile])}",
-                field="params.resolve_type",
-            )
+    analysis) a detection window or containers of the six container types. Raises
+    ``InvalidInput`` naming the field."""
+    mode = params.seed_mode(profile)
+    if mode == DATE_RANGE:
         check_window(params)
         return
-    allowed = domains.RESOLVE_TYPES[profile]
+    allowed = CONTAINER_TYPES if mode == CONTAINER else domains.RESOLVE_TYPES[profile]
+    if params.resolve_type is None:
+        raise InvalidInput(
+            f"params.resolve_type is required for {profile}"
+            f"{' in container mode' if mode == CONTAINER else ''}; expected one of "
+            f"{', '.join(allowed)}",
+            field="params.resolve_type",
+        )
     if params.resolve_type not in allowed:
         raise InvalidInput(
-            f"resolve_type {params.resolve_type!r} is not valid for {profile}; "
+            f"resolve_type {params.resolve_type!r} is not valid for {profile}"
+            f"{' in container mode' if mode == CONTAINER else ''}; "
             f"expected one of {', '.join(allowed)}",
             field="params.resolve_type",
         )
@@ -224,28 +319,37 @@ def check_values(resolve_type: str, values: tuple[str, ...] | None) -> None:
             )
 
 
-def check_wildcards(values: Iterable[str], min_prefix: int) -> None:
-    """Each pattern has at least ``min_prefix`` literal characters before its first ``*``
-    (``TRACE_RESOLVE_MIN_PREFIX``: a bare ``*`` would resolve every lot in the warehouse)."""
+def check_wildcards(values: Iterable[str], min_prefix: int, wildcards: str = WILDCARD) -> None:
+    """Each pattern has at least ``min_prefix`` literal characters before its first wildcard
+    (one of ``wildcards``; ``TRACE_RESOLVE_MIN_PREFIX``: a bare ``*`` would resolve every lot in
+    the warehouse)."""
     for value in values:
-        if WILDCARD in value and len(value.split(WILDCARD, 1)[0]) < min_prefix:
+        first = min((value.find(w) for w in wildcards if w in value), default=-1)
+        if 0 <= first < min_prefix:
+            shown = "' or '".join(wildcards)
             raise InvalidInput(
-                f"a wildcard value needs at least {min_prefix} characters before '*': {value!r}",
+                f"a wildcard value needs at least {min_prefix} characters before '{shown}': "
+                f"{value!r}",
                 field="params.values",
             )
 
 
 def check_window(params: TraceParams, max_days: int | None = None) -> None:
-    """A detection window: both dates, in order, spanning at most ``max_days`` days (inclusive;
-    ``TRACE_MSD_MAX_DAYS``; ``None``: no limit checked)."""
+    """A detection window: both dates, start <= end, and end - start at most ``max_days`` days
+    (``TRACE_MSD_MAX_DAYS``, the old system's rule: 2024-01-01 .. 2025-12-31 is 730 days;
+    ``None``: no limit checked)."""
     for name in ("start_date", "end_date"):
         if getattr(params, name) is None:
-            raise InvalidInput(f"{name} is required (YYYY-MM-DD)", field=f"params.{name}")
+            raise InvalidInput(f"params.{name} is required (YYYY-MM-DD)", field=f"params.{name}")
     start, end = params.start_date, params.end_date
     assert start is not None and end is not None
     if start > end:
-        raise InvalidInput("start_date is after end_date", field="params.start_date")
-    if max_days is not None and (end - start).days + 1 > max_days:
         raise InvalidInput(
-            f"the date range may span at most {max_days} days", field="params.end_date"
+            f"params.start_date {start} is after end_date {end}", field="params.start_date"
+        )
+    if max_days is not None and (end - start).days > max_days:
+        raise InvalidInput(
+            f"params.end_date: the date range may span at most {max_days} days "
+            f"(end_date - start_date is {(end - start).days})",
+            field="params.end_date",
         )

@@ -179,8 +179,9 @@ class TraceRequest(BaseModel):
         profile's CID limit for the lots given. Raises ``InvalidInput``/``CidLimitExceeded``."""
         kind, params = self.job_kind, self.params
         seeds = kind in (TRACE, SEED_RESOLVE)
-        if seeds and params.resolve_type is not None:
-            check_wildcards(params.values or (), settings.resolve_min_prefix)
+        if seeds and not params.detects(self.profile):
+            wildcards = params.wildcards(self.profile)
+            check_wildcards(params.values or (), settings.resolve_min_prefix, wildcards)
         elif (seeds or self.aggregates) and params.detects(self.profile):
             check_window(params, settings.msd_max_days)
         if kind in (LINEAGE, EVENTS):

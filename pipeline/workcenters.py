@@ -78,14 +78,17 @@ def require_group(name: str, *, field: str = "station") -> WorkcenterGroup:
     return group
 
 
-def station_filter(column: str, group: WorkcenterGroup) -> tuple[str, dict[str, str]]:
-    """A SQL predicate true for rows whose ``column`` maps to ``group``, and its bind values.
+def station_filter(column: str, *groups: WorkcenterGroup) -> tuple[str, dict[str, str]]:
+    """A SQL predicate true for rows whose ``column`` maps to one of ``groups`` (at least one),
+    and its bind values.
 
     ``column`` is a vetted identifier from our own SQL (never input); the patterns travel as
     ``:name`` binds. Unlike ``group_of`` this does not look at earlier groups' claims; that is the
     same thing as long as no name is claimed by two groups, which the table's exclusions ensure
     (``切割`` excludes ``元件切割``) and a test checks.
     """
+    if not groups:
+        raise ValueError("station_filter needs at least one group")
     binds: dict[str, str] = {}
 
     def likes(prefix: str, patterns: tuple[str, ...]) -> str:
@@ -95,10 +98,13 @@ def station_filter(column: str, group: WorkcenterGroup) -> tuple[str, dict[str, 
             terms.append(f"UPPER({column}) LIKE :{prefix}{i} ESCAPE '\\'")
         return "(" + " OR ".join(terms) + ")"
 
-    predicate = likes("wc_in_", group.patterns)
-    if group.excludes:
-        predicate += " AND NOT " + likes("wc_ex_", group.excludes)
-    return predicate, binds
+    predicates = []
+    for g, group in enumerate(groups):
+        predicate = likes(f"wc{g}_in_", group.patterns)
+        if group.excludes:
+            predicate += " AND NOT " + likes(f"wc{g}_ex_", group.excludes)
+        predicates.append(f"({predicate})")
+    return "(" + " OR ".join(predicates) + ")", binds
 
 
 def like_escape(text: str) -> str:

@@ -15,6 +15,7 @@ from typing_extensions import TypeAliasType, TypedDict
 
 from pipeline.domains import Direction, Domain
 from pipeline.engine.documents import Count, ErrorCode, JobState, QualityMeta
+from pipeline.params import SEED_KEY
 
 UPPER_SNAKE = "^[A-Z][A-Z0-9_]*$"
 STREAM_ID = "^[0-9]+(-[0-9]+)?$"
@@ -107,7 +108,22 @@ class SeedResolveResult(TypedDict):
     seeds: list[Seed]
     seed_count: Count
     seed_container_ids: list[str]
-    not_found: Annotated[list[str], Field(description="Inputs that matched nothing.")]
+    not_found: Annotated[
+        list[str],
+        Field(
+            description="Inputs that matched nothing (container mode: also those whose "
+            "containers were never detected at the stations)."
+        ),
+    ]
+    cache_key: Annotated[
+        str,
+        Field(
+            pattern=SEED_KEY,
+            description="An opaque, deterministic id of the seed request (profile and params "
+            "without the masks loss_reasons, pj_types, packages; stations in any order). The "
+            "dashboard echoes it in the lineage and events bodies, which ignore it.",
+        ),
+    ]
     job_id: NotRequired[JobId]
 
 

@@ -1,7 +1,9 @@
 """The bodies of the submitting endpoints. Each validates a request (400 naming every bad field
 and position), is the OpenAPI document's schema for it, and builds the engine's ``TraceRequest``.
 
-Unknown fields are ignored: the dashboard sends some of its own (``cache_key``, ``mode``, ...).
+Unknown fields are ignored: the dashboard may send some of its own. ``cache_key`` (the
+seed-resolve answer's, which the dashboard echoes in its lineage and events bodies) is declared,
+so the document shows it, and ignored.
 """
 
 from __future__ import annotations
@@ -27,6 +29,18 @@ DomainList = Annotated[
 Fresh = Annotated[
     StrictBool,
     Field(description="Start a new job even when an equal request has one (default false)."),
+]
+
+
+#: The seed-resolve answer's ``cache_key``, echoed by the dashboard: accepted, ignored.
+CacheKey = Annotated[
+    str | None,
+    Field(
+        max_length=200,
+        description="The seed-resolve answer's `cache_key`, as the dashboard echoes it "
+        "(or null): accepted and ignored (it changes nothing, not even which job serves the "
+        "request).",
+    ),
 ]
 
 
@@ -66,6 +80,7 @@ class LineageRequest(_Submission):
     profile: Profile
     container_ids: ContainerIds = Field(description=CIDS)
     params: TraceParams | None = None
+    cache_key: CacheKey = None
 
     def trace_request(self) -> TraceRequest:
         return TraceRequest(
@@ -138,6 +153,7 @@ class EventsRequest(_Submission):
             "of the seeds itself. Never the seeds alone.",
         ),
     ] = None
+    cache_key: CacheKey = None
 
     def inline_lineage(self) -> InlineLineage | None:
         """The inline lineage, when it holds what the analysis of this direction needs (a map

@@ -38,6 +38,7 @@ from pipeline.errors import (
     LineageFailed,
     LineageJobNotFound,
     LineageJobNotReady,
+    NoDetectionRecords,
     PayloadTooLarge,
     ResultDamaged,
     SeedResolveFailed,
@@ -183,15 +184,22 @@ class SeedResolveResource(_Submit):
                 202: ACCEPTED,
             },
             description="Seeds from lot ids, work orders, wafer lots, serial numbers, GD orders "
-            "or ids; mid_section_defect also from the detection lots at a station in a date "
-            "range. It waits for its job up to TRACE_SYNC_WAIT_SECONDS and answers 200; a "
-            "resolve not done by then answers 202 (`async`, `status_url`: the result is at "
-            "`{status_url}/result` once the status is finished). With no worker running it "
-            "answers 503 SEED_RESOLVE_FAILED with Retry-After (the same request again joins the "
-            "job). A failure of the service is SEED_RESOLVE_FAILED (`meta.cause`: the job's "
-            "code): 503 when the warehouse was away, else 500.",
+            "or ids; mid_section_defect also from the detection lots at the stations in a date "
+            "range, or (`mode: container`) the containers named that were detected at the "
+            "stations: none detected is 404 NO_DETECTION_RECORDS. It waits for its job up to "
+            "TRACE_SYNC_WAIT_SECONDS and answers 200; a resolve not done by then answers 202 "
+            "(`async`, `status_url`: the result is at `{status_url}/result` once the status is "
+            "finished). With no worker running it answers 503 SEED_RESOLVE_FAILED with "
+            "Retry-After (the same request again joins the job). A failure of the service is "
+            "SEED_RESOLVE_FAILED (`meta.cause`: the job's code): 503 when the warehouse was "
+            "away, else 500.",
             body=SeedResolveRequest,
-            errors=(*SUBMIT_ERRORS, (SeedResolveFailed, 500), (SeedResolveFailed, 503)),
+            errors=(
+                *SUBMIT_ERRORS,
+                NoDetectionRecords,
+                (SeedResolveFailed, 500),
+                (SeedResolveFailed, 503),
+            ),
         )
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response, body: SeedResolveRequest) -> None:

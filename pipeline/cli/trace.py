@@ -35,7 +35,11 @@ def add_command(commands: Any) -> None:
         metavar="VALUE",
         help="what to resolve (a '*' makes a value a wildcard pattern)",
     )
-    p.add_argument("--station", help="detection station (mid_section_defect; default 測試)")
+    p.add_argument(
+        "--station",
+        help="detection stations, comma-joined workcenter groups (mid_section_defect; "
+        "default 測試)",
+    )
     p.add_argument("--start-date", help="YYYY-MM-DD (mid_section_defect)")
     p.add_argument("--end-date", help="YYYY-MM-DD, inclusive (mid_section_defect)")
     p.add_argument(

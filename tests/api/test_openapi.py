@@ -222,7 +222,7 @@ CONTRACT_FIELDS = {
     "SuccessEnvelope": "success data meta",
     "ErrorEnvelope": "success error meta",
     "Seed": "container_id container_name lot_id",
-    "SeedResolveResult": "stage seeds seed_count seed_container_ids not_found",
+    "SeedResolveResult": "stage seeds seed_count seed_container_ids not_found cache_key",
     "LineageResult": "stage ancestors merges total_nodes total_ancestor_count roots seed_roots "
     "names parent_map merge_edges nodes edges children_map leaf_serials",
     "LineageNode": "container_id container_name mfgorder_name wafer_lot node_type",
@@ -243,8 +243,8 @@ CONTRACT_FIELDS = {
     "QualityMetaLine": "type quality_meta domain_quality_meta",
     "CompleteLine": "type total_records",
     "ErrorLine": "type message",
-    "EventsRequest": "profile container_ids domains params seed_container_ids lineage",
-    "LineageRequest": "profile container_ids params",
+    "EventsRequest": "profile container_ids domains params seed_container_ids lineage cache_key",
+    "LineageRequest": "profile container_ids params cache_key",
 }
 CONTRACT_PARAMS = (
     "resolve_type values station start_date end_date loss_reasons pj_types packages direction"

@@ -3,6 +3,7 @@ and status codes of the contract (``../shared/reference/api-contract.md``)."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -661,3 +662,112 @@ def test_an_aggregation_that_fails_is_events_aggregation_failed(
     assert answer.status_code == 500, answer.text
     assert answer.json["error"]["code"] == "EVENTS_AGGREGATION_FAILED"
     assert answer.json["meta"] == {"cause": "SOURCE_QUERY_FAILED"}
+
+
+def msd_seeds(client: falcon.testing.TestClient, **params: object) -> falcon.testing.Result:
+    return client.simulate_post(
+        "/api/trace/seed-resolve", json={"profile": "mid_section_defect", "params": params}
+    )
+
+
+def test_container_mode_answers_the_detected_containers_and_404_when_there_are_none(
+    api: tuple[falcon.testing.TestClient, Services], warehouse: Path
+) -> None:
+    client, services = api
+    # Given lot names, sent as the July dashboard does (container mode, two stations)
+    names = lot_names(warehouse, 30)
+    found = msd_seeds(
+        client, mode="container", resolve_type="lot_id", values=names, station="測試,成型"
+    )
+    # Then the seeds are the ones detected at a station, and the rest are not found
+    assert found.status_code == 200
+    data = found.json["data"]
+    assert 0 < data["seed_count"] == len(data["seeds"]) == len(data["seed_container_ids"])
+    assert sorted([s["container_name"] for s in data["seeds"]] + data["not_found"]) == sorted(names)
+    # When nothing they name was ever detected there
+    none = msd_seeds(client, mode="container", resolve_type="lot_id", values=["NO-SUCH-LOT"])
+    # Then the answer is 404 NO_DETECTION_RECORDS in the envelope, naming the station
+    assert none.status_code == 404
+    assert none.json["success"] is False
+    assert none.json["error"]["code"] == "NO_DETECTION_RECORDS"
+    assert "測試" in none.json["error"]["message"]
+    # And the job says failed, with that code, caused by the input
+    (job_id,) = [
+        j
+        for j in services.runtime.registry.ids(keys.RECENT)
+        if (job := services.runtime.registry.load(j)) and job.error
+    ]
+    status = client.simulate_get(f"/api/trace/job/{job_id}").json["data"]
+    assert status["status"] == "failed"
+    assert status["error_detail"]["code"] == "NO_DETECTION_RECORDS"
+    # A date range with no detection is an answer: 200, no seeds
+    empty = msd_seeds(client, start_date="2001-01-01", end_date="2001-01-31")
+    assert empty.status_code == 200 and empty.json["data"]["seed_count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"mode": "lots", "resolve_type": "lot_id", "values": ["A"]}, "params.mode"),
+        ({"mode": "container", "values": ["A"]}, "params.resolve_type"),
+        (
+            {"station": "測試,QA", "start_date": "2026-01-01", "end_date": "2026-01-02"},
+            "params.station[1]",
+        ),
+        ({"start_date": "2026-01-02", "end_date": "2026-01-01"}, "params.start_date"),
+        ({"start_date": "2024-01-01", "end_date": "2026-01-01"}, "params.end_date"),
+    ],
+)
+def test_bad_msd_seed_params_are_400_naming_the_field(
+    client: falcon.testing.TestClient, params: dict[str, object], field: str
+) -> None:
+    answer = msd_seeds(client, **params)
+    assert answer.status_code == 400
+    assert answer.json["error"]["code"] == "INVALID_PARAMS"
+    assert field in answer.json["error"]["message"]
+
+
+def test_the_seed_answer_carries_a_cache_key_of_the_seed_request_and_later_bodies_accept_it(
+    client: falcon.testing.TestClient,
+) -> None:
+    window = {"start_date": "2026-06-01", "end_date": "2026-06-03"}
+    # Given the same seed request with the stations in another order and with the masks
+    plain = msd_seeds(client, station="測試,成型", **window).json["data"]
+    other = msd_seeds(
+        client,
+        station=["成型", "測試"],
+        pj_types=["SBD"],
+        packages=["X"],
+        loss_reasons=["Y"],
+        **window,
+    ).json["data"]
+    # Then both carry the same opaque, deterministic cache_key (and the same seeds)
+    key = plain["cache_key"]
+    assert re.fullmatch(r"seed-[0-9a-f]{16}", key)
+    assert other["cache_key"] == key
+    assert other["seed_container_ids"] == plain["seed_container_ids"]
+    # while another window, or another station, is another key
+    later = msd_seeds(client, station="測試,成型", start_date="2026-06-01", end_date="2026-06-04")
+    assert later.json["data"]["cache_key"] != key
+    assert msd_seeds(client, station="測試", **window).json["data"]["cache_key"] != key
+    # And the job's /result says the same
+    result = client.simulate_get(f"/api/trace/job/{plain['job_id']}/result")
+    assert result.status_code == 200 and result.json["data"]["cache_key"] == key
+    # And lineage and events bodies take it back (ignored: it changes nothing)
+    seeds = plain["seed_container_ids"][:5]
+    body = {"profile": "mid_section_defect", "container_ids": seeds}
+    lineage = client.simulate_post("/api/trace/lineage", json={**body, "cache_key": key})
+    assert lineage.status_code == 200
+    assert (
+        client.simulate_post("/api/trace/lineage", json={**body, "cache_key": None}).json["data"][
+            "job_id"
+        ]
+        == lineage.json["data"]["job_id"]
+    )
+    events = client.simulate_post(
+        "/api/trace/events",
+        json={**body, "domains": ["upstream_history"], "cache_key": key},
+    )
+    assert events.status_code == 200
+    wrong = client.simulate_post("/api/trace/lineage", json={**body, "cache_key": 7})
+    assert wrong.status_code == 400 and "cache_key" in wrong.json["error"]["message"]

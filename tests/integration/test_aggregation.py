@@ -67,22 +67,27 @@ def test_the_planted_bad_machines_rank_first_in_other_warehouses(tmp_path: Path,
     assert {r["EQUIPMENT_ID"] for r in aggregation["attribution"][:3]} == _planted(warehouse)
 
 
-def _detection(db: sqlite3.Connection, start: str, end: str) -> dict[str, dict[str, Any]]:
-    """Detection lots computed from raw rows: latest track-in at a test workcenter, max qty."""
+def _detection(
+    db: sqlite3.Connection, start: str, end: str, stations: Iterable[str] = ("測試",)
+) -> dict[str, dict[str, Any]]:
+    """Detection lots computed from raw rows: latest track-in at a workcenter of one of the
+    stations (Python's group mapping), max qty; their rejects there."""
+    workcenters = [name for name, group in GROUP.items() if group in set(stations)]
+    marks = ", ".join("?" * len(workcenters))
     lots: dict[str, dict[str, Any]] = {}
     for cid, qty in db.execute(
         "SELECT h.CONTAINERID, h.TRACKINQTY "
         "FROM DW_MES_LOTWIPHISTORY h JOIN DW_MES_CONTAINER c ON c.CONTAINERID = h.CONTAINERID "
         "WHERE c.OBJECTTYPE = 'LOT' AND h.EQUIPMENTID IS NOT NULL AND h.TRACKINTIMESTAMP >= ? "
-        "AND h.TRACKINTIMESTAMP < ? AND h.WORKCENTERNAME IN ('TMTT', '測試')",
-        (start, end),
+        f"AND h.TRACKINTIMESTAMP < ? AND h.WORKCENTERNAME IN ({marks})",
+        (start, end, *workcenters),
     ):
         lot = lots.setdefault(cid, {"input": 0, "defect": 0, "reasons": defaultdict(int)})
         lot["input"] = max(lot["input"], qty or 0)
     for cid, reason, *qty in db.execute(
         f"SELECT CONTAINERID, LOSSREASONNAME, {', '.join(SIX)} FROM DW_MES_LOTREJECTHISTORY "
-        "WHERE WORKCENTERNAME IN ('TMTT', '測試') AND TXNDATE >= ? AND TXNDATE < ?",
-        (start, end),
+        f"WHERE WORKCENTERNAME IN ({marks}) AND TXNDATE >= ? AND TXNDATE < ?",
+        (*workcenters, start, end),
     ):
         if cid in lots:
             total = sum(q or 0 for q in qty)
@@ -91,11 +96,11 @@ def _detection(db: sqlite3.Connection, start: str, end: str) -> dict[str, dict[s
     return lots
 
 
-def test_every_machine_of_the_attribution_matches_a_direct_computation(
-    backward: dict, db: sqlite3.Connection
-) -> None:
-    # Given the detection lots, their ancestors (recursive CTE) and their raw history
-    lots = _detection(db, "2026-05-01", "2026-09-01")
+def _expected_attribution(
+    db: sqlite3.Connection, lots: dict[str, dict[str, Any]], before: int
+) -> dict[tuple[str, str, str], tuple[int, int, int]]:
+    """Per machine of a group before order ``before``: the detection lots whose family (the lot
+    and its ancestors, recursive CTE) used it, their input and their defects."""
     ancestors = expected_relatives(db, sorted(lots), "backward")
     owner: dict[str, set[str]] = defaultdict(set)
     for cid in lots:
@@ -107,10 +112,10 @@ def test_every_machine_of_the_attribution_matches_a_direct_computation(
         "WHERE EQUIPMENTID IS NOT NULL AND TRACKINTIMESTAMP IS NOT NULL"
     ):
         group = GROUP[workcenter]
-        if ORDER[group] < ORDER["測試"]:
+        if ORDER[group] < before:
             for lot in owner.get(cid, ()):
                 linked[(group, eq_name, eq_id)].add(lot)
-    expected = {
+    return {
         key: (
             len(members),
             sum(lots[m]["input"] for m in members),
@@ -118,21 +123,85 @@ def test_every_machine_of_the_attribution_matches_a_direct_computation(
         )
         for key, members in linked.items()
     }
-    # Then the aggregation reports the same lots, input and defects for every machine
-    got = {
+
+
+def _attribution(aggregation: dict[str, Any]) -> dict[tuple[str, str, str], tuple[int, int, int]]:
+    return {
         (r["WORKCENTER_GROUP"], r["EQUIPMENT_NAME"], r["EQUIPMENT_ID"]): (
             r["DETECTION_LOT_COUNT"],
             r["INPUT_QTY"],
             r["DEFECT_QTY"],
         )
-        for r in backward["attribution"]
+        for r in aggregation["attribution"]
     }
-    assert got == expected
-    kpi = backward["kpi"]
+
+
+def _assert_kpi(aggregation: dict[str, Any], lots: dict[str, dict[str, Any]]) -> None:
+    kpi = aggregation["kpi"]
     assert kpi["lot_count"] == len(lots)
     assert kpi["total_input"] == sum(lot["input"] for lot in lots.values())
     assert kpi["total_defect_qty"] == sum(lot["defect"] for lot in lots.values())
     assert kpi["defective_lot_count"] == sum(1 for lot in lots.values() if lot["defect"])
+
+
+def test_every_machine_of_the_attribution_matches_a_direct_computation(
+    backward: dict, db: sqlite3.Connection
+) -> None:
+    # Given the detection lots, their ancestors (recursive CTE) and their raw history
+    lots = _detection(db, "2026-05-01", "2026-09-01")
+    # Then the aggregation reports the same lots, input and defects for every machine
+    assert _attribution(backward) == _expected_attribution(db, lots, ORDER["測試"])
+    _assert_kpi(backward, lots)
+
+
+def test_several_stations_detect_at_any_of_them_and_credit_only_groups_before_the_first(
+    warehouse: Path, tmp_path: Path, db: sqlite3.Connection
+) -> None:
+    # Given two detection stations, named in the wrong order
+    aggregation = _trace(warehouse, tmp_path, station="測試,成型")
+    # Then the detection lots are those tracked in at either station in the window
+    lots = _detection(db, "2026-05-01", "2026-09-01", ("成型", "測試"))
+    assert len(lots) > len(_detection(db, "2026-05-01", "2026-09-01"))
+    _assert_kpi(aggregation, lots)
+    # And only machines of groups before the earlier station (成型) are credited
+    assert _attribution(aggregation) == _expected_attribution(db, lots, ORDER["成型"])
+    assert {i["name"] for i in aggregation["charts"]["by_station"]} <= {
+        g for g, order in ORDER.items() if order < ORDER["成型"]
+    }
+    assert aggregation["station"] == "成型,測試"
+
+
+def test_forward_with_several_stations_looks_only_after_the_last(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    # Given two detection stations early in the route, traced forward
+    aggregation = _trace(warehouse, tmp_path, station="去膠,成型", direction="forward")
+    reached = {i["name"] for i in aggregation["charts"]["by_downstream_station"]}
+    # Then only stations after the later one (去膠) count as downstream
+    assert reached and all(ORDER[g] > ORDER["去膠"] for g in reached)
+    alone = _trace(warehouse, tmp_path / "alone", station="成型", direction="forward")
+    assert "去膠" in {i["name"] for i in alone["charts"]["by_downstream_station"]}
+
+
+def test_a_pj_type_mask_keeps_only_those_detection_lots(
+    backward: dict, warehouse: Path, tmp_path: Path, db: sqlite3.Connection
+) -> None:
+    # Given a PJ type of some detection lots (padded: the mask compares trimmed values)
+    lots = _detection(db, "2026-05-01", "2026-09-01")
+    types = dict(db.execute("SELECT CONTAINERID, TRIM(PJ_TYPE) FROM DW_MES_CONTAINER"))
+    pj_type = sorted({types[cid] for cid in lots})[0]
+    masked = {cid: lot for cid, lot in lots.items() if types[cid] == pj_type}
+    assert 0 < len(masked) < len(lots)
+    # When the analysis is asked with that mask
+    aggregation = _trace(warehouse, tmp_path, pj_types=[f" {pj_type} "])
+    # Then its figures are those of the lots of that type, computed from raw rows
+    _assert_kpi(aggregation, masked)
+    assert _attribution(aggregation) == _expected_attribution(db, masked, ORDER["測試"])
+    # And a package mask works the same way, on PRODUCTLINENAME
+    packages = dict(db.execute("SELECT CONTAINERID, TRIM(PRODUCTLINENAME) FROM DW_MES_CONTAINER"))
+    package = sorted({packages[cid] for cid in masked})[0]
+    both = _trace(warehouse, tmp_path / "both", pj_types=[pj_type], packages=[package])
+    _assert_kpi(both, {c: lot for c, lot in masked.items() if packages[c] == package})
 
 
 def test_the_output_has_the_contract_fields(backward: dict) -> None:
@@ -222,7 +291,7 @@ def test_a_batch_seen_twice_changes_nothing(warehouse: Path) -> None:
     with SqliteSource(warehouse) as source:
 
         def fresh() -> tuple[MsdAggregator, list[RowBatch]]:
-            agg = MsdAggregator(station="測試")
+            agg = MsdAggregator(stations=("測試",))
             agg.add_detection_lots(
                 _detection_batch(
                     (cid, cid, "T", "P", "W", None, "TS-01", 1000, "2026-06-01 00:00:00")
@@ -350,7 +419,7 @@ def test_a_date_range_without_detection_lots_gives_zeroed_kpis(
 
 
 def test_without_lineage_the_status_says_error() -> None:
-    agg = MsdAggregator(station="測試")
+    agg = MsdAggregator(stations=("測試",))
     agg.add_detection_lots(
         _detection_batch([("a", "A", None, None, None, None, None, 10, "2026-06-01 10:00:00")])
     )
@@ -361,7 +430,7 @@ def test_without_lineage_the_status_says_error() -> None:
 
 
 def test_inputs_out_of_order_are_refused() -> None:
-    agg = MsdAggregator(station="測試")
+    agg = MsdAggregator(stations=("測試",))
     with pytest.raises(RuntimeError, match="before"):
         agg.add_events("upstream_history", RowBatch(("CONTAINERID",), []))
     agg.set_lineage([])
@@ -375,7 +444,7 @@ def test_inputs_out_of_order_are_refused() -> None:
 
 
 def test_container_mode_without_detection_rows_says_so() -> None:
-    agg = MsdAggregator(station="測試", date_mode=False)
+    agg = MsdAggregator(stations=("測試",), date_mode=False)
     agg.set_lineage([])
     analysis = result(agg.finish())
     assert analysis["daily_trend"] == [] and analysis["container_mode_hint"]
@@ -435,3 +504,27 @@ def test_the_result_is_the_same_before_or_after_the_detail_rows_and_as_stored_js
     assert before == after == stored
     assert rows_first == rows_second and rows_first
     assert before["material_attribution"] and before["attribution"]
+
+
+def test_container_mode_analyses_the_containers_detected_and_ignores_the_type_masks(
+    warehouse: Path, tmp_path: Path, db: sqlite3.Connection
+) -> None:
+    # Given a work order resolved in container mode (its lots detected at test, any day)
+    (order,) = db.execute(
+        "SELECT MFGORDERNAME FROM DW_MES_CONTAINER WHERE MFGORDERNAME LIKE 'GA%' "
+        "GROUP BY MFGORDERNAME ORDER BY COUNT(*) DESC LIMIT 1"
+    ).fetchone()
+    params = {"mode": "container", "resolve_type": "work_order", "values": [order]}
+    request = TraceRequest(profile="mid_section_defect", params=params)
+    with SqliteSource(warehouse) as source:
+        summary = run_trace(source, request, Settings(), tmp_path / "plain")
+        # (the dashboard hides the type masks in container mode, but may still send them)
+        masked = TraceRequest(
+            profile="mid_section_defect", params={**params, "pj_types": ["NO-SUCH-TYPE"]}
+        )
+        stale = run_trace(source, masked, Settings(), tmp_path / "stale")
+    # Then the analysis covers exactly those seeds, and the masks change nothing
+    assert summary.aggregation is not None and summary.seed_count > 0
+    assert summary.aggregation["kpi"]["lot_count"] == summary.seed_count
+    assert summary.aggregation["daily_trend"] == []
+    assert stale.aggregation == summary.aggregation

@@ -7,13 +7,14 @@ import sqlite3
 import pytest
 
 from pipeline.config import Settings
-from pipeline.errors import InvalidInput, InvalidProfile
+from pipeline.errors import InvalidInput, InvalidProfile, NoDetectionRecords
 from pipeline.request import TraceRequest
 from pipeline.sources.base import Source
 from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.msd.scope import detection_seeds
 from pipeline.stages.seed_resolve import SeedResolution, resolve
 from pipeline.stages.seeds import Seed
+from tests.integration.test_events import GROUP
 
 
 def seed_request(profile: str, params: dict[str, object]) -> TraceRequest:
@@ -200,20 +201,51 @@ def test_detection_seeds_are_the_lots_tested_in_the_date_range(
     assert [(s.lot_id, s.container_id) for s in seeds] == sorted(
         (s.lot_id, s.container_id) for s in seeds
     )
-    sbd = resolve_detection_seeds(
+    # The analysis's masks never narrow the seeds (they apply when the analysis reads them)
+    masked = resolve_detection_seeds(
         sqlite_source,
         station="測試",
         start_date="2026-06-01",
         end_date="2026-06-10",
         pj_types=["SBD"],
+        packages=["NO-SUCH-PACKAGE"],
+        loss_reasons=["NO-SUCH-REASON"],
     )
-    assert 0 < len(list(sbd)) < len(seeds)
+    assert masked == seeds
+
+
+def test_detection_seeds_of_several_stations_are_the_lots_tested_at_any_of_them(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    workcenters = [name for name, group in GROUP.items() if group in ("成型", "測試")]
+    expected = {
+        r[0]
+        for r in db.execute(
+            "SELECT DISTINCT h.CONTAINERID FROM DW_MES_LOTWIPHISTORY h "
+            "JOIN DW_MES_CONTAINER c ON c.CONTAINERID = h.CONTAINERID AND c.OBJECTTYPE='LOT' "
+            f"WHERE h.WORKCENTERNAME IN ({', '.join('?' * len(workcenters))}) "
+            "AND h.EQUIPMENTID IS NOT NULL "
+            "AND h.TRACKINTIMESTAMP >= '2026-06-01' AND h.TRACKINTIMESTAMP < '2026-06-11'",
+            workcenters,
+        )
+    }
+    seeds = resolve_detection_seeds(
+        sqlite_source, station="測試,成型", start_date="2026-06-01", end_date="2026-06-10"
+    )
+    assert len(seeds) == len(expected) and {s.container_id for s in seeds} == expected
+    one = resolve_detection_seeds(
+        sqlite_source, station="測試", start_date="2026-06-01", end_date="2026-06-10"
+    )
+    assert len(one) < len(seeds)
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"start_date": "2026-06-10", "end_date": "2026-06-01"}, "start_date is after end_date"),
+        (
+            {"start_date": "2026-06-10", "end_date": "2026-06-01"},
+            r"start_date .* is after end_date",
+        ),
         (
             {"start_date": "20260601", "end_date": "2026-06-10"},
             "start_date: must be a date as YYYY-MM-DD",
@@ -222,7 +254,7 @@ def test_detection_seeds_are_the_lots_tested_in_the_date_range(
         ({"start_date": "2024-01-01", "end_date": "2026-06-10"}, "at most 730 days"),
         (
             {"start_date": "2026-06-01", "end_date": "2026-06-02", "station": "QA"},
-            "params.station: unknown workcenter group",
+            "params.station\\[0\\]: unknown workcenter group",
         ),
     ],
 )
@@ -242,3 +274,157 @@ def test_each_profile_accepts_only_its_resolve_types(source: Source) -> None:
         source, "query_tool_reverse", {"input_type": "serial_number", "values": ["NOPE"]}
     )
     assert result.not_found == ["NOPE"]
+
+
+# ---- mid_section_defect container mode -----------------------------------------------------------
+def _detected(db: sqlite3.Connection, stations: tuple[str, ...] = ("測試",)) -> set[str]:
+    """Lots that ever tracked in at one of the stations (Python's group mapping), any day."""
+    workcenters = [name for name, group in GROUP.items() if group in stations]
+    return {
+        r[0]
+        for r in db.execute(
+            "SELECT DISTINCT h.CONTAINERID FROM DW_MES_LOTWIPHISTORY h "
+            f"WHERE h.WORKCENTERNAME IN ({', '.join('?' * len(workcenters))}) "
+            "AND h.EQUIPMENTID IS NOT NULL AND h.TRACKINTIMESTAMP IS NOT NULL",
+            workcenters,
+        )
+    }
+
+
+def resolve_containers(source: Source, resolve_type: str, values: list[str], **params: object):
+    return resolve_checked(
+        source,
+        "mid_section_defect",
+        {"mode": "container", "resolve_type": resolve_type, "values": values, **params},
+    )
+
+
+def test_container_mode_seeds_are_the_containers_detected_at_the_station(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    # Given a work order some of whose lots reached test and some did not (split parents,
+    # lots still on the floor), and a lot name that never reached test
+    detected = _detected(db)
+    orders = [
+        order
+        for (order,) in db.execute(
+            "SELECT MFGORDERNAME FROM DW_MES_CONTAINER WHERE OBJECTTYPE = 'LOT' "
+            "AND MFGORDERNAME LIKE 'GA%' GROUP BY MFGORDERNAME ORDER BY 1"
+        )
+    ]
+    order = next(
+        o
+        for o in orders
+        if 0
+        < len(_lots(db, "MFGORDERNAME = ?", o) & detected)
+        < len(_lots(db, "MFGORDERNAME = ?", o))
+    )
+    (never,) = db.execute(
+        "SELECT CONTAINERNAME FROM DW_MES_CONTAINER WHERE OBJECTTYPE = 'LOT' "
+        f"AND CONTAINERID NOT IN ({', '.join('?' * len(detected))}) ORDER BY 1 LIMIT 1",
+        sorted(detected),
+    ).fetchone()
+    # When they are resolved in container mode
+    by_order = resolve_containers(sqlite_source, "work_order", [order, "GA-NO-SUCH"])
+    by_name = resolve_containers(sqlite_source, "lot_id", [never, by_order.seeds[0].container_name])
+    # Then the seeds are the order's lots that were detected at the station, any day
+    assert set(by_order.container_ids) == _lots(db, "MFGORDERNAME = ?", order) & detected
+    assert by_order.not_found == ["GA-NO-SUCH"]
+    # And a value whose containers never reached the station is not found
+    assert by_name.not_found == [never] and len(by_name.seeds) == 1
+    assert all(s.lot_id == s.container_name for s in by_order.seeds)
+
+
+def test_container_mode_treats_percent_as_a_wildcard_with_the_prefix_rule(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    order = _one(
+        db,
+        "SELECT MFGORDERNAME FROM DW_MES_CONTAINER WHERE MFGORDERNAME LIKE 'GA%' "
+        "GROUP BY MFGORDERNAME HAVING COUNT(*) > 3 ORDER BY 1 LIMIT 1",
+    )
+    # The dashboard turns the user's * into %: both are wildcards here, _ stays literal
+    percent = resolve_containers(sqlite_source, "lot_id", [f"{order}-A0%"])
+    star = resolve_containers(sqlite_source, "lot_id", [f"{order}-A0*"])
+    expected = _lots(db, "CONTAINERNAME LIKE ?", f"{order}-A0%") & _detected(db)
+    assert set(percent.container_ids) == set(star.container_ids) == expected and expected
+    with pytest.raises(NoDetectionRecords):
+        resolve_containers(sqlite_source, "lot_id", [f"{order}-A0_"])
+    with pytest.raises(InvalidInput, match="at least 2 characters before") as refused:
+        resolve_containers(sqlite_source, "lot_id", ["G%"])
+    assert refused.value.field == "params.values"
+
+
+def test_container_mode_with_several_stations_finds_lots_detected_at_any(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    early_only = _detected(db, ("成型",)) - _detected(db)
+    names = sorted(
+        r[0]
+        for r in db.execute(
+            "SELECT CONTAINERNAME FROM DW_MES_CONTAINER WHERE CONTAINERID IN "
+            f"({', '.join('?' * len(early_only))})",
+            sorted(early_only),
+        )
+    )[:5]
+    assert names
+    both = resolve_containers(sqlite_source, "lot_id", names, station="測試,成型")
+    assert set(both.container_ids) <= early_only and not both.not_found
+    with pytest.raises(NoDetectionRecords):
+        resolve_containers(sqlite_source, "lot_id", names)
+
+
+def test_container_mode_with_nothing_detected_is_no_detection_records(
+    sqlite_source: SqliteSource,
+) -> None:
+    with pytest.raises(NoDetectionRecords, match="成型, 測試") as refused:
+        resolve_containers(sqlite_source, "lot_id", ["NO-SUCH-LOT"], station="測試,成型")
+    error = refused.value
+    assert (error.status, error.code, error.bad_input) == (404, "NO_DETECTION_RECORDS", True)
+    # A date range with no detection is an answer, not an error
+    empty = resolve_checked(
+        sqlite_source,
+        "mid_section_defect",
+        {"mode": "date_range", "start_date": "2001-01-01", "end_date": "2001-01-31"},
+    )
+    assert empty.seeds == [] and empty.not_found == []
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        ({"mode": "lots", "resolve_type": "lot_id", "values": ["A"]}, "params.mode", "container"),
+        ({"mode": "container", "values": ["A"]}, "params.resolve_type", "required"),
+        (
+            {"mode": "container", "resolve_type": "container_id", "values": ["A"]},
+            "params.resolve_type",
+            "gd_lot_id",
+        ),
+        ({"mode": "container", "resolve_type": "lot_id", "values": []}, "params.values", "empty"),
+        (
+            {"mode": "date_range", "resolve_type": "lot_id", "values": ["A"]},
+            "params.start_date",
+            "start_date is required",
+        ),
+    ],
+)
+def test_bad_seed_modes_are_refused_naming_the_field(
+    source: Source, params: dict, field: str, message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message) as refused:
+        resolve_checked(source, "mid_section_defect", params)
+    assert (refused.value.field or "").startswith(field)
+
+
+def test_a_resolve_type_without_mode_resolves_names_as_before(
+    sqlite_source: SqliteSource, db: sqlite3.Connection
+) -> None:
+    # The February clients: any lot of the name, detected or not; % is literal
+    (never,) = db.execute(
+        "SELECT CONTAINERNAME FROM DW_MES_CONTAINER c WHERE OBJECTTYPE = 'LOT' AND NOT EXISTS "
+        "(SELECT 1 FROM DW_MES_LOTWIPHISTORY h WHERE h.CONTAINERID = c.CONTAINERID "
+        "AND h.WORKCENTERNAME IN ('TMTT', '測試')) ORDER BY 1 LIMIT 1"
+    ).fetchone()
+    found = resolve_seeds(sqlite_source, "lot_id", [never, never[:4] + "%"])
+    assert [s.container_name for s in found.seeds] == [never]
+    assert found.not_found == [never[:4] + "%"]

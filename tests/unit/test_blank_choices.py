@@ -17,9 +17,12 @@ def test_the_documented_blank_is_exactly_pythons_whitespace() -> None:
 
 def test_blank_choices_are_not_given_and_documented_as_accepted() -> None:
     params = TraceParams.model_validate({"resolve_type": "", "station": " \x1f", "direction": "\t"})
-    assert (params.resolve_type, params.station, params.direction) == (None, None, None)
+    assert (params.resolve_type, params.station, params.direction) == (None, (), None)
+    assert params.stations == ("測試",)  # no station: the default one
     fields = document()["components"]["schemas"]["TraceParams"]["properties"]
-    for name in ("resolve_type", "station", "direction"):
+    (joined,) = [k for k in fields["station"]["anyOf"] if k.get("type") == "string"]
+    assert re.search(joined["pattern"], " \x1f")
+    for name in ("resolve_type", "direction"):
         kinds = fields[name]["anyOf"]
         assert {"type": "string", "pattern": f"^[{WHITESPACE}]*$"} in kinds, name
         assert {"type": "null"} in kinds, name

@@ -95,3 +95,15 @@ def test_like_escape_makes_wildcards_literal() -> None:
 def test_unknown_station_names_the_known_groups() -> None:
     with pytest.raises(InvalidInput, match="known workcenter groups: 切割, 焊接_DB"):
         require_group("TEST'; DROP TABLE x; --")
+
+
+def test_the_filter_of_several_groups_selects_the_names_of_any_of_them() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE h (WORKCENTERNAME TEXT)")
+    conn.executemany("INSERT INTO h VALUES (?)", [(n,) for n in EXPECTED if n])
+    groups = [require_group("切割"), require_group("測試")]
+    predicate, binds = station_filter("h.WORKCENTERNAME", *groups)
+    got = {r[0] for r in conn.execute(f"SELECT WORKCENTERNAME FROM h WHERE {predicate}", binds)}
+    # 元件切割 stays out: the exclusions of 切割 hold inside the OR
+    assert got == {n for n in EXPECTED if group_of(n) in ("切割", "測試")}
+    assert "元件切割" not in got and "TMTT" in got

@@ -22,9 +22,10 @@ SEED_COLUMNS = ("container_id", "container_name", "lot_id")
 def run_seed_resolve(ctx: StageContext) -> None:
     """Resolve the request's seeds; store them (``parts.SEEDS``) and a summary blob.
 
-    Raises ``InvalidInput`` (``NO_SEEDS``) when a query-tool trace matches nothing; a
-    mid-section-defect range without detection lots goes on to an empty result, and a job that
-    only resolves seeds answers with what was not found.
+    Raises ``InvalidInput`` (``NO_SEEDS``) when a query-tool trace matches nothing, and
+    ``NoDetectionRecords`` (404) when a mid-section-defect request in container mode names no
+    container detected at its stations; a mid-section-defect range without detection lots goes
+    on to an empty result, and a job that only resolves seeds answers with what was not found.
     """
     job, settings = ctx.job, ctx.settings
     request = job.request

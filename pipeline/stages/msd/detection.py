@@ -1,10 +1,11 @@
 """The mid-section-defect analysis's own input: the detection lots and their rejects at the
-detection station, folded into a fresh ``MsdAggregator`` (before lineage and events)."""
+detection stations, folded into a fresh ``MsdAggregator`` (before lineage and events)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pipeline import domains
 from pipeline.config import Settings
 from pipeline.params import TraceParams
 from pipeline.sources.base import Source
@@ -19,25 +20,30 @@ def prepare_aggregator(
     direction: str,
     settings: Settings,
 ) -> MsdAggregator:
-    """An aggregator holding the detection lots of ``params`` (a date range at a station, or the
-    ``seed_cids`` themselves) and their rejects; the caller sets the lineage next, and closes it.
-    ``seed_cids`` is read once (streamed, in date mode). ``params`` come checked
-    (``pipeline.params``); source errors pass through.
+    """An aggregator holding the detection lots of ``params`` (a date range at the stations,
+    or the ``seed_cids`` themselves) and their rejects; the caller sets the lineage next, and
+    closes it. ``seed_cids`` is read once (streamed, in date mode). In date mode the
+    ``pj_types``/``packages`` masks keep only the detection lots of those types/packages (the
+    seeds are never narrowed by them); the lots named in container mode are taken as they are
+    (the dashboard hides those masks there). ``params`` come checked (``pipeline.params``);
+    source errors pass through.
     """
-    date_mode = params.resolve_type is None
+    date_mode = params.detects(domains.MID_SECTION_DEFECT)
     # Container mode: the lots typed in, an IN list per batch, so they are held (a request's
     # worth of them).
     scope = DetectionScope.window(params) if date_mode else DetectionScope.lots(params, seed_cids)
     aggregator = MsdAggregator(
         direction=direction,
-        station=scope.station,
+        stations=scope.stations,
         loss_reasons=params.loss_reasons,
+        pj_types=params.pj_types if date_mode else (),
+        packages=params.packages if date_mode else (),
         date_mode=date_mode,
         top_n=settings.pareto_top_n,
         cache_mb=settings.scratch_cache_mb,
     )
     try:
-        if date_mode:  # pj_types/packages may have narrowed the seeds
+        if date_mode:  # the seeds given: an events request may name fewer than the window's
             aggregator.restrict_to(seed_cids)
         for batch in scope.lots_query(source):
             aggregator.add_detection_lots(batch)

@@ -21,11 +21,20 @@ group *before* the detection station is credited with that lot's input and defec
 
 Forward (downstream reject rate): from the detection lots down their descendants, the reject rate
 of every station *after* the detection station.
+
+Several detection stations: upstream is the groups before the *earliest* selected station in
+process order, downstream the groups after the *latest* one, so a selected station is never
+counted as upstream or downstream of the detection (with 成型 and 測試 selected, backward credits
+切割 … 焊接_DW, forward looks at nothing: no group comes after 測試).
+
+The masks: ``loss_reasons`` decides which rejects count as defects; ``pj_types`` and ``packages``
+(date mode) keep only the detection lots of those PJ types / packages (``PJ_TYPE`` /
+``PRODUCTLINENAME``, trimmed). Neither narrows the seeds: they are read-time masks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from pipeline import domains
 from pipeline.config import DEFAULT_PARETO_TOP_N, DEFAULT_SCRATCH_CACHE_MB
@@ -36,7 +45,7 @@ from pipeline.stages.msd.machines import Machine
 from pipeline.stages.msd.pareto import UNKNOWN, rate
 from pipeline.stages.msd.tables import SCHEMA
 from pipeline.stages.scratch import Scratch
-from pipeline.workcenters import UNKNOWN_ORDER, group_order, require_group
+from pipeline.workcenters import DEFAULT_STATION, UNKNOWN_ORDER, group_order, require_group
 
 NA = "(NA)"
 NO_REASON = "(未填寫)"
@@ -93,8 +102,10 @@ class MsdAggregator:
         self,
         *,
         direction: str = domains.BACKWARD,
-        station: str,
+        stations: Sequence[str] = (DEFAULT_STATION,),
         loss_reasons: Iterable[str] | None = None,
+        pj_types: Iterable[str] = (),
+        packages: Iterable[str] = (),
         date_mode: bool = True,
         top_n: int = DEFAULT_PARETO_TOP_N,
         cache_mb: int = DEFAULT_SCRATCH_CACHE_MB,
@@ -104,9 +115,17 @@ class MsdAggregator:
                 f"direction must be backward or forward, got {direction!r}", field="direction"
             )
         self.direction = direction
-        self.station = require_group(station).name
-        self.station_order = group_order(self.station)
+        groups = sorted({require_group(name) for name in stations}, key=lambda g: g.order)
+        if not groups:
+            raise InvalidInput("at least one detection station is needed", field="params.station")
+        #: The stations in process order, comma-joined (the result's ``station``).
+        self.station = ",".join(g.name for g in groups)
+        #: Upstream is before the earliest station, downstream after the latest.
+        self.upstream_before = groups[0].order
+        self.downstream_after = groups[-1].order
         self.loss_reasons = {r for r in (loss_reasons or ()) if r}
+        self.pj_types = {t.strip() for t in pj_types if t.strip()}
+        self.packages = {p.strip() for p in packages if p.strip()}
         self.date_mode = date_mode
         self.top_n = top_n
         self.db = Scratch(SCHEMA, cache_mb=cache_mb)
@@ -144,8 +163,15 @@ class MsdAggregator:
         self.db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((c,) for c in cids))
         self._restricted = True
 
+    def masked(self, pj_type: str | None, package: str | None) -> bool:
+        """Whether the ``pj_types``/``packages`` masks leave a detection lot out."""
+        if self.pj_types and (pj_type or "").strip() not in self.pj_types:
+            return True
+        return bool(self.packages) and (package or "").strip() not in self.packages
+
     def add_detection_lots(self, batch: RowBatch) -> None:
-        """Rows of ``msd/detection_lots``: one per lot (a repeated lot keeps its first row)."""
+        """Rows of ``msd/detection_lots``: one per lot (a repeated lot keeps its first row);
+        lots the ``pj_types``/``packages`` masks leave out are skipped."""
         self._require(lineage_set=False)
         at = [batch.index(name) for name in DETECTION_COLUMNS]
         rows = (
@@ -153,6 +179,7 @@ class MsdAggregator:
             for cid, name, pj, package, workflow, runcard, equipment, qty, trackin in (
                 tuple(row[i] for i in at) for row in batch.rows
             )
+            if not self.masked(pj, package)
         )
         keep = " WHERE EXISTS (SELECT 1 FROM wanted WHERE cid = ?1)" if self._restricted else ""
         self.db.executemany(
@@ -266,7 +293,7 @@ class MsdAggregator:
         cid_at, group_at = batch.index("CONTAINERID"), batch.index("WORKCENTER_GROUP")
         name_at, id_at = batch.index("EQUIPMENTNAME"), batch.index("EQUIPMENTID")
         qty_at = batch.index("TRACKINQTY")
-        station_order = self.station_order
+        upstream_before, downstream_after = self.upstream_before, self.downstream_after
         used: set[tuple[str, int]] = set()
         reached: set[tuple[str, str]] = set()
         machine_lots: set[tuple[str, str]] = set()
@@ -278,9 +305,9 @@ class MsdAggregator:
             order = group_order(group)
             machine_name = row[name_at] or NA
             if self.backward:
-                if order < station_order:  # only stations before detection explain it
+                if order < upstream_before:  # only stations before detection explain it
                     used.add((cid, self._machine(group, machine_name, row[id_at] or "")))
-            elif station_order < order < UNKNOWN_ORDER:
+            elif downstream_after < order < UNKNOWN_ORDER:
                 self.downstream.add_input(group, machine_name, row[qty_at] or 0)
                 reached.add((group, cid))
                 machine_lots.add((machine_name, cid))
@@ -325,7 +352,7 @@ class MsdAggregator:
         per_lot: dict[tuple[str, str], float] = {}
         for row in batch.rows:
             cid, group = row[cid_at], row[group_at] or UNKNOWN
-            if cid not in owned or not self.station_order < group_order(group) < UNKNOWN_ORDER:
+            if cid not in owned or not self.downstream_after < group_order(group) < UNKNOWN_ORDER:
                 continue
             qty = row[qty_at] or 0
             self.downstream.add_reject(group, row[name_at] or NA, row[reason_at] or NO_REASON, qty)

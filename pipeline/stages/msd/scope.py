@@ -1,5 +1,5 @@
 """Which detection rows a mid-section-defect trace looks at, and its seeds: the lots that
-tracked in at the detection station in a date window (or the lots named), as queries.
+tracked in at one of the detection stations in a date window (or the lots named), as queries.
 
 The params were checked when the request was built (``pipeline.params``); a scope only turns
 them into the two detection queries.
@@ -21,10 +21,10 @@ from pipeline.workcenters import require_group, station_filter
 
 @dataclass(frozen=True)
 class DetectionScope:
-    """A station and either a date window (``start_date`` <= track-in < ``end_date``, end
-    exclusive) or a list of lots."""
+    """Detection stations (a row at any of them counts) and either a date window
+    (``start_date`` <= track-in < ``end_date``, end exclusive) or a list of lots."""
 
-    station: str
+    stations: tuple[str, ...]
     start_date: dt.date | None = None
     end_date: dt.date | None = None  # exclusive
     container_ids: tuple[str, ...] = ()
@@ -34,17 +34,20 @@ class DetectionScope:
         """The detection window of checked params (both dates given; the end day included)."""
         assert params.start_date is not None and params.end_date is not None
         end = params.end_date + dt.timedelta(days=1)
-        return cls(params.detection_station, params.start_date, end)
+        return cls(params.stations, params.start_date, end)
 
     @classmethod
     def lots(cls, params: TraceParams, cids: Iterable[str]) -> DetectionScope:
-        """The lots named (container mode), at the params' station."""
-        return cls(params.detection_station, container_ids=tuple(cids))
+        """The lots named (container mode), at the params' stations, any day."""
+        return cls(params.stations, container_ids=tuple(cids))
+
+    def station_filter(self, column: str) -> tuple[str, dict[str, str]]:
+        """The predicate (an OR over the stations) on ``column``, and its binds."""
+        return station_filter(column, *(require_group(name) for name in self.stations))
 
     def lots_query(self, source: Source) -> Iterator[RowBatch]:
         """Detection lots (one row per lot) in this scope, sorted by lot name."""
-        group = require_group(self.station)
-        predicate, binds = station_filter("h.WORKCENTERNAME", group)
+        predicate, binds = self.station_filter("h.WORKCENTERNAME")
         if self.container_ids:
             return source.query_in(
                 "msd/detection_lots",
@@ -63,9 +66,8 @@ class DetectionScope:
         )
 
     def rejects_query(self, source: Source, cids: Iterable[str]) -> Iterator[RowBatch]:
-        """Rejects of ``cids`` at the station (per lot and loss reason), within the window."""
-        group = require_group(self.station)
-        predicate, station_binds = station_filter("r.WORKCENTERNAME", group)
+        """Rejects of ``cids`` at the stations (per lot and loss reason), within the window."""
+        predicate, station_binds = self.station_filter("r.WORKCENTERNAME")
         binds: dict[str, Any] = dict(station_binds)
         window = ""
         if not self.container_ids:
@@ -82,17 +84,12 @@ class DetectionScope:
 
 def detection_seeds(source: Source, params: TraceParams) -> Iterator[Seed]:
     """The seeds of a detection window, in lot-name order (the query sorts them), streamed:
-    a date range may hold hundreds of thousands of lots. ``pj_types``/``packages`` keep only
-    lots of those types / packages."""
+    a date range may hold hundreds of thousands of lots. The analysis's masks (``pj_types``,
+    ``packages``, ``loss_reasons``) never narrow them: they apply when the analysis reads the
+    detection lots, so one seed set serves every mask."""
     scope = DetectionScope.window(params)
-    keep_types, keep_packages = set(params.pj_types), set(params.packages)
     for batch in scope.lots_query(source):
         cid_at, name_at = batch.index("CONTAINERID"), batch.index("CONTAINERNAME")
-        type_at, package_at = batch.index("PJ_TYPE"), batch.index("PRODUCTLINENAME")
         for row in batch.rows:
-            if keep_types and row[type_at] not in keep_types:
-                continue
-            if keep_packages and row[package_at] not in keep_packages:
-                continue
             name = row[name_at] or row[cid_at]
             yield Seed(row[cid_at], name, name)

@@ -27,6 +27,7 @@ from pipeline.domains import DIRECTIONS, PROFILES, Domain, Profile
 from pipeline.errors import CidLimitExceeded, InvalidInput
 from pipeline.identities import lineage_query_id
 from pipeline.params import (
+    MASKS,
     Names,
     NoneIfBlank,
     TraceParams,
@@ -77,6 +78,10 @@ class TraceRequest(BaseModel):
     #: The dashboard's ``lineage_query_id`` (``pipeline.identities``): where to look for a stored
     #: lineage of the seeds. Not part of the fingerprint: found or not, the trace is the same.
     lineage_query_id: Annotated[str | None, NoneIfBlank] = None
+    #: Set by submission only (``pipeline.engine.submission.with_stored_trace``): a finished job
+    #: of the same trace (its ``trace_query_id``) whose committed events this analysis reads in
+    #: place, so another mask re-runs the analysis alone. Not part of the fingerprint.
+    events_of: JobId | None = None
 
     def __init__(self, **fields: Any) -> None:
         try:
@@ -211,11 +216,15 @@ class TraceRequest(BaseModel):
 
     def fingerprint(self) -> str:
         """Equal for requests that ask the same thing: ids and seed values compared as sorted
-        sets, params with sorted keys."""
+        sets, params with sorted keys (a seed-resolve's or lineage's without the analysis's
+        masks, which neither reads: another mask joins their jobs)."""
+        params = self.params.canonical()
+        if self.job_kind in (SEED_RESOLVE, LINEAGE):  # the masks change neither stage
+            params = {k: v for k, v in params.items() if k not in MASKS}
         canonical = orjson.dumps(
             {
                 "profile": self.profile,
-                "params": self.params.canonical(),
+                "params": params,
                 "domains": sorted(self.domains),
                 "container_ids": sorted(self.container_ids),
                 "kind": self.job_kind,

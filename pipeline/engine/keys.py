@@ -115,6 +115,11 @@ def lineage_query(query_id: str) -> str:
     return f"{NAMESPACE}:lineage-query:{query_id}"
 
 
+def trace_query(trace_query_id: str) -> str:
+    """String: the latest finished job of a ``trace_query_id`` (``pipeline.identities``)."""
+    return f"{NAMESPACE}:trace-query:{trace_query_id}"
+
+
 def lease(job_id: str, message_key: str, holder: str) -> str:
     """Member of ``LEASES``: one message of one job held by one worker thread (``holder``), so
     two workers running the same message (a redelivery) hold two leases."""

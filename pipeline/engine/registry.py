@@ -161,6 +161,23 @@ class JobRegistry:
             return None
         return job
 
+    def stored_trace(self, trace_query_id: str) -> Job | None:
+        """The latest finished job of ``trace_query_id`` whose events are whole (no domain
+        failed, nothing gone): another analysis of the same trace may read them in place.
+        ``None``: unknown, expired, or not whole."""
+        found = self.redis.get(keys.trace_query(trace_query_id))
+        job = self.load(codec.as_text(found)) if found else None
+        if job is None or job.state != FINISHED or job.trace_query_id != trace_query_id:
+            return None
+        if EVENTS not in job.completed or self.damaged(job.id):
+            return None
+        problem = integrity.flaw(self.store, job, self.domain_states(job.id), self.progress(job.id))
+        if problem is not None:
+            if problem.damaged:
+                self.mark_damaged(job.id, problem.reason)
+            return None
+        return job
+
     def mark_damaged(self, job_id: str, reason: str) -> None:
         """The job's result was found damaged (a piece of it gone, or failing its checksum):
         it is never reused for an equal request again. Recorded once, with the first reason."""
@@ -253,9 +270,13 @@ class JobRegistry:
         return float(value) if value else None
 
     def finish(self, job_id: str) -> bool:
-        """started -> finished; every key of the job gets a fresh TTL."""
+        """started -> finished; every key of the job gets a fresh TTL; a job with a
+        ``trace_query_id`` becomes the one that id names (``stored_trace``)."""
         if not self._set(job_id, (STARTED,), state=FINISHED, finished_at=repr(time.time())):
             return False
+        trace = self.redis.hget(keys.job(job_id), "trace_query_id")
+        if trace:
+            self.redis.set(keys.trace_query(codec.as_text(trace)), job_id, ex=self.ttl)
         self._ended(job_id)
         self.announce(lifecycle.FINISHED, job_id)
         return True

@@ -228,6 +228,29 @@ class CheckpointStore:
             rows += writer.rows
         return rows
 
+    def link_part(self, from_job: str, to_job: str, part: str) -> int:
+        """Commit ``from_job``'s entries of ``part`` to ``to_job`` as they are: the chunks stay
+        ``from_job``'s keys (not copied, not registered to ``to_job``: releasing it leaves
+        them), so a reader of ``to_job`` reads ``from_job``'s bytes; each chunk's TTL is raised
+        to the store's, so they live as long as ``to_job``. Returns the rows linked. Gone all
+        the same (evicted, purged), ``to_job``'s result is damaged and refused like any
+        other."""
+        columns = self.redis.get(keys.columns(from_job, part))
+        if columns is not None:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(keys.columns(to_job, part), columns, nx=True, ex=self.ttl)
+            self.register(pipe, to_job, keys.columns(to_job, part))
+            pipe.execute()
+        rows = 0
+        for entry in self.manifest(from_job, part).values():
+            committed, _ = self.commit(to_job, part, entry)
+            rows += committed.rows
+            pipe = self.redis.pipeline(transaction=False)
+            for ref in committed.chunks:  # they live at least as long as to_job now
+                pipe.expire(ref.key, self.ttl, gt=True)
+            pipe.execute()
+        return rows
+
     # ---- reading ---------------------------------------------------------------------------
     def entry(self, job_id: str, part: str, batch: int) -> Entry | None:
         data = self.redis.hget(keys.manifest(job_id, part), str(batch))
@@ -334,7 +357,8 @@ class CheckpointStore:
         """Forget ``part`` of the job: its chunks, manifest, columns, page index and progress
         counters (a retry that changes a stage's input drops the outputs computed from it)."""
         manifest = self.manifest(job_id, part)
-        chunks = [ref.key for entry in manifest.values() for ref in entry.chunks]
+        own = keys.job(job_id) + ":"  # a linked part's chunks are another job's: kept
+        chunks = [ref.key for e in manifest.values() for ref in e.chunks if ref.key.startswith(own)]
         for start in range(0, len(chunks), KEY_BATCH):
             self.redis.unlink(*chunks[start : start + KEY_BATCH])
         pipe = self.redis.pipeline(transaction=False)

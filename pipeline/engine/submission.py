@@ -11,8 +11,9 @@ import redis
 from pipeline.engine import lifecycle, parts
 from pipeline.engine.flow import dispatch_stage, events_spans, events_totals
 from pipeline.engine.inputs import write_inputs
-from pipeline.engine.job import LARGE_QUEUE, LINEAGE, QUEUE, Job
+from pipeline.engine.job import EVENTS, LARGE_QUEUE, LINEAGE, QUEUE, Job
 from pipeline.errors import LineageJobNotFound, LineageJobNotReady, ServiceUnavailable
+from pipeline.identities import trace_query_id
 from pipeline.request import TraceRequest, check_cid_limit
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def submit(
     settings, registry = runtime.settings, runtime.registry
     request.check(settings)  # refused up front, not in the job
     try:
+        request = with_stored_trace(runtime, request, fresh=fresh)
         request = with_stored_lineage(runtime, request)
         count = len(request.container_ids)
         if request.lineage_job_id:
@@ -95,6 +97,26 @@ def with_stored_lineage(runtime: Runtime, request: TraceRequest) -> TraceRequest
     return request.model_copy(update={"lineage_job_id": stored.id, "container_ids": ()})
 
 
+def with_stored_trace(runtime: Runtime, request: TraceRequest, *, fresh: bool) -> TraceRequest:
+    """An analysis of a trace that a finished job already fetched (the same ``trace_query_id``:
+    seeds, dates, stations, direction; another mask, or the same one after the reuse window)
+    re-runs the analysis alone: it takes that job's seeds, lineage and lots, and links its
+    committed events in place (``CheckpointStore.link_part``), so its events stage finds every
+    batch committed and the warehouse is asked only the analysis's own queries. ``fresh``
+    asks for the warehouse again: the request is left as it is."""
+    if fresh or not (request.aggregates and request.seed_container_ids) or request.events_of:
+        return request
+    if request.lineage_job_id or request.lineage_digest:
+        return request  # the caller brings its own lineage: it is what it asks to analyse
+    identity = trace_query_id(request.profile, request.seed_container_ids, request.params)
+    stored = runtime.registry.stored_trace(identity)
+    if stored is None or not stored.request.aggregates:
+        return request
+    return request.model_copy(
+        update={"lineage_job_id": stored.id, "container_ids": (), "events_of": stored.id}
+    )
+
+
 def _lineage_job_lots(runtime: Runtime, lineage_job_id: str, given: int) -> int:
     """The lots of the job named by ``lineage_job_id`` (its lineage must be complete; the
     ``given`` lots when there are some); its keys get a fresh TTL, as the new job will read
@@ -104,7 +126,7 @@ def _lineage_job_lots(runtime: Runtime, lineage_job_id: str, given: int) -> int:
         raise LineageJobNotFound(
             f"lineage job {lineage_job_id} not found or expired", field="lineage_job_id"
         )
-    if LINEAGE not in source.completed:
+    if LINEAGE not in source.completed and EVENTS not in source.completed:
         raise LineageJobNotReady(
             f"lineage job {source.id} has no finished lineage (it is {source.state})",
             field="lineage_job_id",

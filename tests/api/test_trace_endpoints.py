@@ -7,6 +7,7 @@ import re
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import falcon.testing
 import pytest
@@ -771,3 +772,65 @@ def test_the_seed_answer_carries_a_cache_key_of_the_seed_request_and_later_bodie
     assert events.status_code == 200
     wrong = client.simulate_post("/api/trace/lineage", json={**body, "cache_key": 7})
     assert wrong.status_code == 400 and "cache_key" in wrong.json["error"]["message"]
+
+
+def test_another_mask_re_runs_the_analysis_alone_on_the_traces_checkpoints(
+    api: tuple[falcon.testing.TestClient, Services],
+) -> None:
+    client, services = api
+    registry = services.runtime.registry
+    params = {"station": "測試", "start_date": "2026-06-01", "end_date": "2026-06-30"}
+
+    def trace(extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """The July client's three calls (seeds only in events)."""
+        body = {"profile": "mid_section_defect", "params": {**params, **extra}}
+        seeds = client.simulate_post("/api/trace/seed-resolve", json=body).json["data"]
+        cids = seeds["seed_container_ids"]
+        lineage = client.simulate_post(
+            "/api/trace/lineage", json={**body, "container_ids": cids}
+        ).json["data"]
+        events = client.simulate_post(
+            "/api/trace/events",
+            json={
+                **body,
+                "container_ids": cids,
+                "seed_container_ids": cids,
+                "domains": ["upstream_history", "materials"],
+                "lineage_query_id": lineage["query_id"],
+            },
+        )
+        assert events.status_code == 200, events.text[:500]
+        return seeds, lineage, events.json["data"]
+
+    # Given a trace analysed with every loss reason
+    seeds, lineage, whole = trace({})
+    reasons = {i["name"]: i["defect_qty"] for i in whole["aggregation"]["charts"]["by_loss_reason"]}
+    reason = max(reasons, key=lambda r: reasons[r])
+    # When it is asked again with one loss reason (the page's mask)
+    masked_seeds, masked_lineage, masked = trace({"loss_reasons": [reason]})
+    # Then seed-resolve and lineage are the same jobs, and the events job of the same trace
+    # fetched nothing: only the analysis asked the warehouse (its detection rows)
+    assert masked_seeds["job_id"] == seeds["job_id"]
+    assert masked_lineage["job_id"] == lineage["job_id"]
+    assert masked["trace_query_id"] == whole["trace_query_id"]
+    job = registry.load(masked["job_id"])
+    assert job is not None and job.request.events_of == whole["job_id"]
+    asked = registry.queries(masked["job_id"])
+    assert asked and all(tag.startswith(parts.AGGREGATION_QUERIES) for tag in asked), asked
+    assert any(
+        not tag.startswith(parts.AGGREGATION_QUERIES) for tag in registry.queries(whole["job_id"])
+    )
+    # And the numbers are the mask's: that reason's defects only, over the same lots
+    kpi, masked_kpi = whole["aggregation"]["kpi"], masked["aggregation"]["kpi"]
+    assert masked_kpi["total_defect_qty"] == reasons[reason] < kpi["total_defect_qty"]
+    assert masked_kpi["lot_count"] == kpi["lot_count"]
+    assert masked["quality_meta"]["status"] == "complete"
+    # And its events rows are the trace's, read in place
+    for domain in ("upstream_history", "materials"):
+        rows = client.simulate_get(
+            f"/api/trace/job/{masked['job_id']}/result", params={"domain": domain, "limit": 0}
+        ).json["data"]["results"][domain]
+        first = client.simulate_get(
+            f"/api/trace/job/{whole['job_id']}/result", params={"domain": domain, "limit": 0}
+        ).json["data"]["results"][domain]
+        assert rows["total"] == first["total"] > 0 and rows["data"] == first["data"]

@@ -62,6 +62,10 @@ HEADERS = {
     "WWW-Authenticate": ({"type": "string"}, 'Always `Bearer realm="trace"`.'),
     "Cache-Control": ({"const": "no-cache"}, "The stream is never cached."),
     "X-Accel-Buffering": ({"const": "no"}, "Proxies must not buffer the stream."),
+    "Content-Disposition": (
+        {"type": "string", "pattern": "^attachment; filename="},
+        "A download: `attachment; filename=defect_trace_<trace_query_id>.csv`.",
+    ),
 }
 #: From a 202 to its job (for clients and stateful testers that follow links).
 JOB_LINKS = {

@@ -214,6 +214,14 @@ class ResultDamaged(TraceError):
     status = 410
 
 
+class CacheExpired(TraceError):
+    """The mid-section-defect page's trace is no longer stored (expired, purged, damaged, or
+    never run): the page runs the trace again."""
+
+    code = "CACHE_EXPIRED"
+    status = 410
+
+
 class JobNotComplete(TraceError):
     """The job has not finished (``meta.job_status`` says where it is)."""
 

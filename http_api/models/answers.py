@@ -287,6 +287,29 @@ class EventsResult(TypedDict):
     failed_domains: NotRequired[list[Domain]]
 
 
+class Pagination(TypedDict):
+    page: Annotated[int, Field(ge=1)]
+    page_size: Annotated[int, Field(ge=1, le=500)]
+    total_count: Count
+    total_pages: Annotated[
+        Count, Field(description="Backward at least 1; forward 0 when there is no row.")
+    ]
+
+
+class DetailPage(TypedDict):
+    """One page of the mid-section-defect detail table, worst defect rate first."""
+
+    detail: Annotated[
+        list[Row],
+        Field(
+            description="Backward: per lot and loss reason; forward: "
+            "per lot with a detection defect."
+        ),
+    ]
+    pagination: Pagination
+    trace_query_id: str
+
+
 #: A finished job's result: the document of its kind.
 JobResult = TypeAliasType("JobResult", SeedResolveResult | LineageResult | EventsResult)
 

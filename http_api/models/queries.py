@@ -7,7 +7,7 @@ its schema allows no empty text (``?count=``): what the document says is invalid
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
@@ -149,3 +149,53 @@ class SubmitHeaders(_Query):
             p.split("=")[0].strip().lower() == "respond-async"
             for p in (self.prefer or "").split(",")
         )
+
+
+def _joined(value: Any) -> Any:
+    """Names given comma-joined (``a,b``), repeated, or both; blanks dropped."""
+    items = value if isinstance(value, list) else [value]
+    return [n.strip() for item in items for n in str(item).split(",") if n.strip()]
+
+
+#: Names as the MSD page sends them: comma-joined, or the parameter repeated.
+JoinedNames = Annotated[
+    list[str],
+    BeforeValidator(_joined),
+    WithJsonSchema({"type": "string", "description": "Comma-joined names (or repeated)."}),
+]
+ISO_DAY = r"^\d{4}-\d{2}-\d{2}$"
+
+
+class TraceWindowQuery(_Query):
+    """Which mid-section-defect trace: its ``trace_query_id``, or (a page restored without it)
+    its detection window."""
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
+    trace_query_id: str | None = Field(
+        None, max_length=100, description="The events answer's `trace_query_id`."
+    )
+    start_date: str | None = Field(None, pattern=ISO_DAY, description="Without an id: the window.")
+    end_date: str | None = Field(None, pattern=ISO_DAY)
+    station: str | None = Field(None, max_length=500, description="Comma-joined stations.")
+    direction: Literal["backward", "forward"] = "backward"
+    loss_reasons: JoinedNames = Field(
+        [], description="Comma-joined loss reasons counted as defects (default: all)."
+    )
+
+    @model_validator(mode="after")
+    def _found_by_something(self) -> TraceWindowQuery:
+        if not self.trace_query_id and not (self.start_date and self.end_date):
+            raise PydanticCustomError(
+                "trace", "give trace_query_id, or start_date and end_date (with station)"
+            )
+        return self
+
+
+class DetailQuery(TraceWindowQuery):
+    """``GET /api/mid-section-defect/analysis/detail``: one page of the detail table."""
+
+    pj_types: JoinedNames = Field([], alias="pj_types[]", description="PJ types (repeated).")
+    packages: JoinedNames = Field([], alias="packages[]", description="Packages (repeated).")
+    page: int = Field(1, ge=1, le=MAX_SAFE_INT, description="1-based.")
+    page_size: int = Field(200, ge=1, le=500, description="Rows per page.")

@@ -120,6 +120,18 @@ def trace_query(trace_query_id: str) -> str:
     return f"{NAMESPACE}:trace-query:{trace_query_id}"
 
 
+def analysis(trace_query_id: str, masks: str) -> str:
+    """String: the latest finished analysis of a trace under one set of masks
+    (``pipeline.engine.analyses.masks_key``)."""
+    return f"{NAMESPACE}:analysis:{trace_query_id}:{masks}"
+
+
+def trace_window(window: str) -> str:
+    """String: the ``trace_query_id`` of the latest finished analysis of a detection window
+    (``pipeline.engine.analyses.window_key``: stations, dates, direction)."""
+    return f"{NAMESPACE}:trace-window:{window}"
+
+
 def lease(job_id: str, message_key: str, holder: str) -> str:
     """Member of ``LEASES``: one message of one job held by one worker thread (``holder``), so
     two workers running the same message (a redelivery) hold two leases."""

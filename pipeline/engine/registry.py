@@ -16,7 +16,7 @@ import orjson
 import redis
 
 from pipeline.config import DEFAULT_RESULT_REUSE_SECONDS
-from pipeline.engine import codec, integrity, keys, lifecycle, parts
+from pipeline.engine import analyses, codec, integrity, keys, lifecycle, parts
 from pipeline.engine.job import (
     ACTIVE,
     AGGREGATION,
@@ -271,12 +271,16 @@ class JobRegistry:
 
     def finish(self, job_id: str) -> bool:
         """started -> finished; every key of the job gets a fresh TTL; a job with a
-        ``trace_query_id`` becomes the one that id names (``stored_trace``)."""
+        ``trace_query_id`` becomes the one that id names (``stored_trace``), and an analysis
+        the one of its masks and window (``pipeline.engine.analyses``)."""
         if not self._set(job_id, (STARTED,), state=FINISHED, finished_at=repr(time.time())):
             return False
-        trace = self.redis.hget(keys.job(job_id), "trace_query_id")
-        if trace:
-            self.redis.set(keys.trace_query(codec.as_text(trace)), job_id, ex=self.ttl)
+        job = self.load(job_id)
+        if job is not None and job.trace_query_id:
+            pipe = self.redis.pipeline(transaction=False)
+            for key, value in analyses.index_writes(job).items():
+                pipe.set(key, value, ex=self.ttl)
+            pipe.execute()
         self._ended(job_id)
         self.announce(lifecycle.FINISHED, job_id)
         return True

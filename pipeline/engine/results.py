@@ -189,20 +189,28 @@ class ResultReader:
 
         Raises ``ResultGone`` when a chunk of the page is gone.
         """
-        page = self.pages.page(job_id, parts.events(domain), offset, limit)
+        return self.part_page(job_id, parts.events(domain), offset, limit)
+
+    def part_page(self, job_id: str, part: str, offset: int, limit: int) -> Page:
+        """``page`` of any finished part (the analysis's detail rows too); its page index is
+        built on first use."""
+        page = self.pages.page(job_id, part, offset, limit)
         if page.chunks:
             pipe = self.store.redis.pipeline(transaction=False)
             for located in page.chunks:
                 pipe.exists(located.ref.key)
             if not all(pipe.execute()):
-                self.found_damaged(job_id, f"a chunk of {domain} is gone")
-                raise ResultGone(f"a chunk of {domain} is gone")
+                self.found_damaged(job_id, f"a chunk of {part} is gone")
+                raise ResultGone(f"a chunk of {part} is gone")
         return page
 
     def page_chunks(self, domain: str, page: Page) -> Iterator[Rows]:
         """The rows of ``page``, one chunk's slice at a time (only those rows are decoded).
         Raises ``ResultIncomplete`` for a chunk lost or damaged since ``page`` checked it."""
-        part = parts.events(domain)
+        return self.part_chunks(parts.events(domain), page)
+
+    def part_chunks(self, part: str, page: Page) -> Iterator[Rows]:
+        """``page_chunks`` of any part."""
         for located, low, high in page.slices():
             try:
                 yield self.store.read_chunk_range(part, located.batch, located.ref, low, high)

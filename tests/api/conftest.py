@@ -42,6 +42,7 @@ API_ENV = {
     # wait_status polls every 50 ms: on a busy machine a job outlasts the dashboard's 60 reads
     # per 60 s and the poll would get a 429. The guard tests set the limits they test.
     "TRACE_RATE_LIMIT_REQUESTS": "100000",
+    "TRACE_RATE_LIMIT_PER_JOB_REQUESTS": "100000",
 }
 
 log = logging.getLogger(__name__)

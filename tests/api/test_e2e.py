@@ -53,6 +53,7 @@ def e2e_env(warehouse: Path) -> dict[str, str]:
         "TRACE_EVENTS_GROUP_BATCHES": "1",
         "TRACE_ASYNC_CID_THRESHOLD": "10",
         "TRACE_RATE_LIMIT_REQUESTS": "100000",
+        "TRACE_RATE_LIMIT_PER_JOB_REQUESTS": "100000",
         "TRACE_SUBMIT_RATE_LIMIT_REQUESTS": "1000",
     }
 

@@ -45,7 +45,8 @@ def july_env(warehouse: Path) -> dict[str, str]:
         # the default limits, over a window TIME_SCALE times shorter (as the polling is)
         "TRACE_RATE_LIMIT_WINDOW_SECONDS": str(60 // TIME_SCALE),
     }
-    del env["TRACE_RATE_LIMIT_REQUESTS"]  # the default, not the other API tests' 100000
+    for name in ("TRACE_RATE_LIMIT_REQUESTS", "TRACE_RATE_LIMIT_PER_JOB_REQUESTS"):
+        del env[name]  # the defaults, not the other API tests' 100000
     return env
 
 

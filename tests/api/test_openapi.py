@@ -56,6 +56,7 @@ OPENAPI_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "
 FUZZ_ENV = {
     "TRACE_API_TOKEN": TOKEN,
     "TRACE_RATE_LIMIT_REQUESTS": 1_000_000,
+    "TRACE_RATE_LIMIT_PER_JOB_REQUESTS": 1_000_000,
     "TRACE_SUBMIT_RATE_LIMIT_REQUESTS": 1_000_000,
     "TRACE_SYNC_WAIT_SECONDS": 1,
 }

@@ -50,6 +50,7 @@ def _env(server: RedisServer, warehouse: Path) -> dict[str, str]:
         "TRACE_STALL_SECONDS": "2",
         "TRACE_REAPER_INTERVAL_SECONDS": "1",
         "TRACE_RATE_LIMIT_REQUESTS": "100000",
+        "TRACE_RATE_LIMIT_PER_JOB_REQUESTS": "100000",
         "WORKER_MODULES": "tests.support.faulty_worker",
     }
 

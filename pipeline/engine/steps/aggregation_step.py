@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 from pipeline import domains
 from pipeline.engine import parts
 from pipeline.engine.context import StageContext
@@ -19,6 +21,7 @@ from pipeline.stages.msd.attribution import machine_ids
 from pipeline.stages.msd.detail import detail_rows
 from pipeline.stages.msd.detection import prepare_aggregator
 from pipeline.stages.msd.families import machine_families
+from pipeline.stages.msd.fold import Fold
 from pipeline.stages.msd.result import result_json
 
 DETAIL_COLUMNS = ("row",)  # one dict per row: the detail table's keys differ by direction
@@ -59,12 +62,33 @@ def run_aggregation(ctx: StageContext) -> None:
             job.id,
             parts.AGGREGATION_DETAIL,
             DETAIL_COLUMNS,
-            ((r,) for r in detail_rows(fold)),
+            ((r,) for r in by_defect_rate(fold, detail_rows(fold))),
             DETAIL_CHUNK_ROWS,
         )
         families = machine_families(source, machine_ids(fold))
         # Every result page and stream carries the whole analysis: encoded once, here.
         store.put_json(job.id, "aggregation", result_json(fold, families))
+
+
+def by_defect_rate(fold: Fold, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The detail rows in the table's default order, defect rate descending (the old
+    backend's), ties in the order they came. Backward a lot has a row per loss reason, each with
+    its own rate, so the rows (which come lot by lot) are sorted in the fold's scratch database,
+    not in memory; forward rows are one per lot and come in that order already."""
+    if not fold.backward:
+        yield from rows
+        return
+    db = fold.db
+    db.execute("CREATE TEMP TABLE sorted_detail (rate REAL, seq INTEGER PRIMARY KEY, row BLOB)")
+    try:
+        db.executemany(
+            "INSERT INTO sorted_detail (rate, row) VALUES (?, ?)",
+            ((row.get("DEFECT_RATE") or 0, orjson.dumps(row)) for row in rows),
+        )
+        for (data,) in db.rows("SELECT row FROM sorted_detail ORDER BY rate DESC, seq"):
+            yield orjson.loads(data)
+    finally:
+        db.execute("DROP TABLE sorted_detail")
 
 
 def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:

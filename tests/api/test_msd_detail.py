@@ -1,0 +1,136 @@
+"""The mid-section-defect page's detail table and CSV export, as the page calls them
+(contract §5): found by ``trace_query_id`` or by the window, under the page's masks."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import falcon.testing
+import pytest
+
+from http_api.msd_export import COLUMNS
+from http_api.services import Services
+
+WINDOW = {"station": "測試", "start_date": "2026-06-01", "end_date": "2026-06-30"}
+DOMAINS = {
+    "backward": ["upstream_history", "materials"],
+    "forward": ["upstream_history", "downstream_rejects"],
+}
+
+
+def trace(client: falcon.testing.TestClient, direction: str, **masks: Any) -> dict[str, Any]:
+    """The July client's three calls; the events answer."""
+    params = {**WINDOW, "direction": direction, **masks}
+    body = {"profile": "mid_section_defect", "params": params}
+    cids = client.simulate_post("/api/trace/seed-resolve", json=body).json["data"][
+        "seed_container_ids"
+    ]
+    lineage = client.simulate_post("/api/trace/lineage", json={**body, "container_ids": cids})
+    events = client.simulate_post(
+        "/api/trace/events",
+        json={
+            **body,
+            "container_ids": cids,
+            "seed_container_ids": cids,
+            "domains": DOMAINS[direction],
+            "lineage_query_id": lineage.json["data"]["query_id"],
+        },
+    )
+    assert events.status_code == 200, events.text[:300]
+    return events.json["data"]  # type: ignore[no-any-return]
+
+
+def detail(client: falcon.testing.TestClient, query: str) -> falcon.testing.Result:
+    return client.simulate_get("/api/mid-section-defect/analysis/detail", query_string=query)
+
+
+def test_the_detail_table_pages_the_analysis_worst_first(
+    api: tuple[falcon.testing.TestClient, Services],
+) -> None:
+    client, _ = api
+    events = trace(client, "backward")
+    trace_id = events["trace_query_id"]
+    total = events["aggregation"]["detail_total_count"]
+    first = detail(client, f"trace_query_id={trace_id}&page=1&page_size=20")
+    assert first.status_code == 200, first.text[:300]
+    data = first.json["data"]
+    assert data["trace_query_id"] == trace_id
+    assert data["pagination"] == {
+        "page": 1, "page_size": 20, "total_count": total, "total_pages": -(-total // 20)
+    }  # fmt: skip
+    rates = [row["DEFECT_RATE"] for row in data["detail"]]
+    assert len(rates) == 20 and rates == sorted(rates, reverse=True)
+    # Every page together is every row, once, in one order
+    seen: list[dict[str, Any]] = []
+    pages = -(-total // 100)
+    for page in range(1, pages + 1):
+        rows = detail(client, f"trace_query_id={trace_id}&page={page}&page_size=100").json
+        seen += rows["data"]["detail"]
+    assert len(seen) == total and seen[:20] == data["detail"]
+    assert [r["DEFECT_RATE"] for r in seen] == sorted(
+        (r["DEFECT_RATE"] for r in seen), reverse=True
+    )
+    past = detail(client, f"trace_query_id={trace_id}&page={pages + 1}&page_size=100").json
+    assert past["data"]["detail"] == []
+    # A page restored without the id finds the trace by its window (the old backend: 410)
+    query = "&".join(f"{k}={v}" for k, v in WINDOW.items())
+    restored = detail(client, f"{query}&direction=backward&page=1&page_size=20")
+    assert restored.status_code == 200 and restored.json["data"] == data
+
+
+def test_masks_narrow_the_rows_as_the_page_sends_them(
+    api: tuple[falcon.testing.TestClient, Services],
+) -> None:
+    client, _ = api
+    events = trace(client, "backward")
+    trace_id = events["trace_query_id"]
+    reasons = events["aggregation"]["charts"]["by_loss_reason"]
+    two = [reasons[0]["name"], reasons[1]["name"]]
+    # loss_reasons comma-joined (the page's form): only those reasons, or clean rows
+    masked = detail(client, f"trace_query_id={trace_id}&loss_reasons={','.join(two)}&page_size=500")
+    assert masked.status_code == 200, masked.text[:300]
+    found = {row["LOSS_REASON"] for row in masked.json["data"]["detail"]}
+    assert found <= {*two, ""} and found & set(two)
+    # pj_types[] repeated, literal brackets: only lots of those types
+    types = sorted({row["PJ_TYPE"] for row in masked.json["data"]["detail"] if row["PJ_TYPE"]})
+    assert types
+    one = detail(client, f"trace_query_id={trace_id}&pj_types[]={types[0]}&page_size=500")
+    assert one.status_code == 200, one.text[:300]
+    assert {row["PJ_TYPE"] for row in one.json["data"]["detail"]} == {types[0]}
+
+
+def test_a_trace_that_is_not_stored_is_410_and_bad_queries_are_400(
+    api: tuple[falcon.testing.TestClient, Services],
+) -> None:
+    client, _ = api
+    gone = detail(client, "trace_query_id=msd-0000000000000000")
+    assert gone.status_code == 410 and gone.json["error"]["code"] == "CACHE_EXPIRED"
+    unknown_window = detail(client, "start_date=2020-01-01&end_date=2020-01-02&station=測試")
+    assert unknown_window.status_code == 410
+    for query in ("page=1", "trace_query_id=x&page_size=501", "trace_query_id=x&page=0"):
+        answer = detail(client, query)
+        assert answer.status_code == 400, (query, answer.text[:300])
+        assert answer.json["success"] is False
+
+
+@pytest.mark.parametrize("direction", ["backward", "forward"])
+def test_the_export_is_every_row_as_the_old_csv(
+    api: tuple[falcon.testing.TestClient, Services], direction: str
+) -> None:
+    client, _ = api
+    events = trace(client, direction)
+    trace_id = events["trace_query_id"]
+    answer = client.simulate_get(
+        "/api/mid-section-defect/export", query_string=f"trace_query_id={trace_id}"
+    )
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert f"defect_trace_{trace_id}.csv" in answer.headers["content-disposition"]
+    body = answer.content
+    assert body.startswith("\ufeff".encode()) and b"\r\n" in body
+    lines = list(csv.reader(io.StringIO(body.decode("utf-8-sig"), newline="")))
+    assert lines[0] == [header for header, _ in COLUMNS[direction]]
+    total = detail(client, f"trace_query_id={trace_id}&page_size=1").json["data"]["pagination"]
+    assert len(lines) - 1 == total["total_count"] > 0

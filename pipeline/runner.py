@@ -72,6 +72,8 @@ class TraceSummary:
     rows: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     aggregation: dict[str, Any] | None = None
+    #: The same detection lots traced forward (the demo's second trace), when run.
+    forward: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +85,7 @@ class TraceSummary:
             "rows": self.rows,
             "seconds": self.seconds,
             "top_suspects": top_suspects(self.aggregation),
+            "forward": forward_headline(self.forward),
         }
 
 
@@ -228,6 +231,34 @@ def ndjson(batch: RowBatch) -> bytes:
     return b"".join(
         orjson.dumps(dict(zip(columns, row, strict=True)), option=option) for row in batch.rows
     )
+
+
+def forward_headline(aggregation: Mapping[str, Any] | None, n: int = 3) -> dict[str, Any]:
+    """A forward analysis in brief: its amplification, downstream reject rate, and the ``n``
+    largest (front reason, downstream reason) pairs of its reason matrix."""
+    if not aggregation:
+        return {}
+    matrix = aggregation.get("by_front_downstream_reason_matrix") or {}
+    rows, cols = matrix.get("rows") or [], matrix.get("cols") or []
+    cells = matrix.get("cells") or []
+    pairs = sorted(
+        (
+            (count, rows[r]["name"], cols[c]["name"])
+            for r, line in enumerate(cells)
+            for c, count in enumerate(line)
+            if count and rows[r]["name"] != "其他" and cols[c]["name"] != "其他"
+        ),
+        reverse=True,
+    )[:n]
+    kpi = aggregation.get("kpi") or {}
+    return {
+        "amplification": aggregation.get("amplification"),
+        "downstream_reject_rate": kpi.get("downstream_reject_rate"),
+        "detection_lot_count": kpi.get("detection_lot_count"),
+        "top_reason_pairs": [
+            {"front": front, "downstream": down, "rejects": count} for count, front, down in pairs
+        ],
+    }
 
 
 def top_suspects(aggregation: Mapping[str, Any] | None, n: int = 5) -> list[dict[str, Any]]:

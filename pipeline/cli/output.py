@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipeline.runner import TraceSummary, top_suspects
+from pipeline.runner import TraceSummary, forward_headline, top_suspects
 from pipeline.tools.rss import PeakRss
 
 RESULTS_DIR = Path("var/results")
@@ -134,6 +134,21 @@ def report(
             out.print(
                 f"Planted bad machines among the top {len(planted)}: {found} of {len(planted)}"
             )
+    forward = forward_headline(summary.forward)
+    if forward:
+        amplification = forward["amplification"]
+        out.print(
+            f"Forward (the same detection lots, downstream): amplification "
+            f"{'—' if amplification is None else f'{amplification:.3f}'}, downstream reject "
+            f"rate {forward['downstream_reject_rate'] or 0:.4f} %"
+        )
+        if forward["top_reason_pairs"]:
+            pairs = Table(title="Top reason pairs (defect at detection -> reject downstream)")
+            for column in ("front reason", "downstream reason", "rejects"):
+                pairs.add_column(column, justify="right" if column == "rejects" else "left")
+            for pair in forward["top_reason_pairs"]:
+                pairs.add_row(pair["front"], pair["downstream"], f"{pair['rejects']:,}")
+            out.print(pairs)
     if summary.not_found:
         out.print(f"Not found: {', '.join(summary.not_found[:20])}")
     out.print(

@@ -1,6 +1,8 @@
 """The demo's trace, driven over HTTP the way the dashboard drives it, against a running API:
 seed-resolve (200) -> lineage (202, polled) -> events with the aggregation (202, polled) ->
-the NDJSON stream, written to a file as it arrives.
+the NDJSON stream, written to a file as it arrives, and the MSD page's CSV export of its detail
+table; then the same detection lots forward, as today's dashboard asks it (the seeds alone and
+the lineage's ``query_id``), with its headline figures and its own CSV.
 
 Lineage and events are asked with ``Prefer: respond-async`` so that even a small trace answers
 202 at once and its progress (stage, batches, rows) can be drawn from the job status, as a
@@ -187,6 +189,7 @@ def run(
     total = sum(p["rows"] for p in status["stages"]["events"]["domains"].values())
     task = bars.add_task("stream to trace.ndjson", total=total or 1, rows="")
     written = 0
+    trace_id: str | None = None
     with (out_dir / "trace.ndjson").open("wb") as out:
         for raw in api.lines(accepted["stream_url"]):
             out.write(raw)
@@ -197,6 +200,8 @@ def run(
                 bars.update(task, advance=line["count"], rows=f"{written / 1e6:,.1f} MB")
             elif kind == "domain_end":
                 summary.rows[line["domain"]] = line["count"]
+            elif kind == "meta":
+                trace_id = line.get("trace_query_id")
             elif kind == "aggregation":
                 summary.aggregation = line["data"]
             elif kind == "error":
@@ -205,4 +210,64 @@ def run(
     summary.seconds["stream"] = time.monotonic() - began
     if summary.aggregation is not None:
         (out_dir / "aggregation.json").write_bytes(orjson.dumps(summary.aggregation))
+    if trace_id:
+        export(api, trace_id, out_dir / "detail.csv")
+    summary.forward = forward(api, params, seed_cids, out_dir, bars, job_bars, alive=alive)
     return summary
+
+
+def export(api: ApiClient, trace_id: str, path: Path) -> None:
+    """The MSD page's CSV export of the trace, written to ``path`` as it arrives."""
+    with path.open("wb") as out:
+        for raw in api.lines(f"/api/mid-section-defect/export?trace_query_id={trace_id}"):
+            out.write(raw)
+
+
+def forward(
+    api: ApiClient,
+    params: Mapping[str, Any],
+    seed_cids: list[str],
+    out_dir: Path,
+    bars: Progress,
+    job_bars: JobBars,
+    *,
+    alive: Callable[[], None],
+) -> dict[str, Any] | None:
+    """The same detection lots traced forward, as today's dashboard asks it: the seeds alone
+    with the lineage's ``query_id``, the service expanding them to their descendants; its
+    stream without rows (the page reads none), its detail CSV beside the backward one."""
+    profile = domains.MID_SECTION_DEFECT
+    forward_params = {**params, "direction": domains.FORWARD}
+    body = {"profile": profile, "params": forward_params, "container_ids": seed_cids}
+    accepted = api.json("POST", "/api/trace/lineage", body, expect=202, headers=ASYNC)["data"]
+    wait_for_job(api, accepted["job_id"], job_bars, alive=alive)
+    accepted = api.json(
+        "POST",
+        "/api/trace/events",
+        {
+            **body,
+            "seed_container_ids": seed_cids,
+            "domains": list(domains.MSD_DOMAINS[domains.FORWARD]),
+            "lineage_query_id": accepted["query_id"],
+        },
+        expect=202,
+        headers=ASYNC,
+    )["data"]
+    wait_for_job(api, accepted["job_id"], job_bars, alive=alive)
+    task = bars.add_task("forward: aggregation", total=1, rows="")
+    aggregation: dict[str, Any] | None = None
+    trace_id: str | None = None
+    for raw in api.lines(accepted["stream_url"]):
+        line = orjson.loads(raw)
+        if line["type"] == "meta":
+            trace_id = line.get("trace_query_id")
+        elif line["type"] == "aggregation":
+            aggregation = line["data"]
+        elif line["type"] == "error":
+            raise DemoFailed(f"the forward stream ended in an error: {line}")
+    bars.update(task, completed=1)
+    if aggregation is not None:
+        (out_dir / "aggregation-forward.json").write_bytes(orjson.dumps(aggregation))
+    if trace_id:
+        export(api, trace_id, out_dir / "detail-forward.csv")
+    return aggregation

@@ -88,6 +88,13 @@ def test_the_demo_runs_the_real_stack_and_leaves_nothing_running(
     assert records == summary["rows"] and all(records.values())
     assert lines[-1]["total_records"] == sum(records.values())
     assert (out / "aggregation.json").is_file()
+    # And the detail tables as the MSD page exports them, both directions, and the forward
+    # trace's headline (asked the July way: the seeds alone)
+    for name, first in (("detail.csv", "LOT ID,TYPE"), ("detail-forward.csv", "LOT ID,偵測設備")):
+        text = (out / name).read_bytes().decode("utf-8-sig")
+        assert text.startswith(first) and text.count("\r\n") > 1, name
+    assert summary["forward"]["detection_lot_count"] == summary["seed_count"]
+    assert (out / "aggregation-forward.json").is_file()
     # And nothing it started is still running
     assert processes_with(marker) == []
 

@@ -1,6 +1,7 @@
 """The dashboard as it runs today (its July 2026 front end), driven by a client written from its
 contract (``tests.support.july_client``) against real processes: gunicorn and ``ops/worker`` on
-loopback (Redis databases 7 and 8, flushed around the module), with the default rate limits.
+loopback, on a Redis server of the module's own (every database number of the shared one is
+another module's), with the default rate limits.
 
 Every stage goes async here (``TRACE_SYNC_WAIT_SECONDS=0``), so each is followed the client's way:
 ``async`` + ``status_url``, polling, then the stream or ``{status_url}/result``.
@@ -8,6 +9,7 @@ Every stage goes async here (``TRACE_SYNC_WAIT_SECONDS=0``), so each is followed
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -18,12 +20,12 @@ from typing import Any
 import pytest
 import redis
 
-from pipeline.tools.stack import LocalStack, StackError
+from pipeline.tools.stack import LocalStack, StackError, free_port
 from tests.api.conftest import API_ENV
 from tests.support.july_client import MSD_DOMAINS, JulyClient, StageError
-from tests.support.redis_dbs import REDIS, clean_databases
+from tests.support.redis_server import RedisServer
 
-STORE_DB, BROKER_DB = 7, 8
+STORE_DB, BROKER_DB = 0, 1  # of the module's own server
 READY_SECONDS = 60
 #: The client polls every 3 s; here a tenth of that, with the rate window a tenth of a minute:
 #: the same number of polls per window as the dashboard's against the default limits.
@@ -33,11 +35,21 @@ NODE_TYPES = {"WAFER", "GC", "GA", "GD", "LOT", "UNKNOWN"}
 
 
 @pytest.fixture(scope="module")
-def july_env(warehouse: Path) -> dict[str, str]:
+def july_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (ops/ensure-redis installs it)")
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("july-redis"), aof=False)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="module")
+def july_env(warehouse: Path, july_server: RedisServer) -> dict[str, str]:
     env = {
         **API_ENV,
-        "TRACE_REDIS_URL": f"{REDIS}/{STORE_DB}",
-        "TRACE_BROKER_URL": f"{REDIS}/{BROKER_DB}",
+        "TRACE_REDIS_URL": f"{july_server.url}/{STORE_DB}",
+        "TRACE_BROKER_URL": f"{july_server.url}/{BROKER_DB}",
         "TRACE_SOURCE_URL": f"sqlite:///{warehouse}",
         "TRACE_SYNC_WAIT_SECONDS": "0",
         "TRACE_ASYNC_CID_THRESHOLD": "10",
@@ -51,8 +63,8 @@ def july_env(warehouse: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def july_redis() -> Iterator[redis.Redis]:
-    yield from clean_databases(STORE_DB, BROKER_DB)
+def july_redis(july_server: RedisServer) -> redis.Redis:
+    return july_server.client(STORE_DB)
 
 
 @pytest.fixture(scope="module")

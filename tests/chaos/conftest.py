@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 
 from pipeline.tools.stack import free_port
 from tests.chaos.reliability import Book, Trial
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOK = Book()
@@ -55,54 +52,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
         command = os.environ.get("CHAOS_COMMAND", "ops/chaos")
         Path(target).write_text(markdown(BOOK, command))
-
-
-@dataclass
-class RedisServer:
-    """A ``redis-server`` started by a test (see ``private_redis``)."""
-
-    port: int
-    directory: Path
-    aof: bool
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        args = [
-            shutil.which("redis-server") or "redis-server",
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.directory),
-            "--save", "",
-            "--appendonly", "yes" if self.aof else "no",
-            "--appendfsync", "everysec",
-        ]  # fmt: skip
-        log = (self.directory / "redis.log").open("ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if redis.Redis.from_url(self.url, socket_timeout=1).ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server on {self.port} did not answer")
-
-    def kill(self) -> None:
-        """SIGKILL: what was not yet on disk is lost."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-    def client(self, db: int = 0) -> redis.Redis:
-        return redis.Redis.from_url(f"{self.url}/{db}")
 
 
 @pytest.fixture

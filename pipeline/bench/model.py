@@ -76,6 +76,15 @@ class RunFigures:
     #: measured, figures of an earlier benchmark that timed the decode with the fetch).
     page_bytes: int | None = None
     page_decode_ms: float | None = None
+    #: The MSD page (``pipeline.bench.run.msd_page``): the analysis again under another
+    #: loss-reason mask (its first detail call, seconds: the analysis alone), a detail page of
+    #: 20 rows at the first and the last page (ms, to the last byte), and the CSV export
+    #: (MB/s, and the API's peak MB while it streams). ``None``: not measured.
+    reanalysis_seconds: float | None = None
+    detail_first_ms: float | None = None
+    detail_last_ms: float | None = None
+    export_mb_per_s: float | None = None
+    export_api_peak_mb: float | None = None
 
     @property
     def rows_stored(self) -> int:

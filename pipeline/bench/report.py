@@ -108,6 +108,36 @@ SECTIONS: tuple[Section, ...] = (
         "took while the job ran (timings under steal are slower than the machine can be).",
     ),
     Section(
+        "The MSD page (median over the runs)",
+        (
+            _size_column(),
+            Column(
+                "re-analysis s",
+                lambda size: formats.seconds(median(size, lambda run: run.reanalysis_seconds)),
+            ),
+            Column(
+                "detail first ms",
+                lambda size: formats.ms(median(size, lambda run: run.detail_first_ms)),
+            ),
+            Column(
+                "detail last ms",
+                lambda size: formats.ms(median(size, lambda run: run.detail_last_ms)),
+            ),
+            Column(
+                "export MB/s",
+                lambda size: formats.mb(median(size, lambda run: run.export_mb_per_s)),
+            ),
+            Column(
+                "API peak MB (export)",
+                lambda size: formats.mb(median(size, lambda run: run.export_api_peak_mb)),
+            ),
+        ),
+        "Re-analysis: the first detail call under another loss-reason mask, which runs the "
+        "analysis again on the trace's checkpoints (no earlier stage queries the warehouse). "
+        "Detail: 20 rows at the first and the last page, to the last byte, on a new "
+        "connection. Export: the whole detail table as CSV.",
+    ),
+    Section(
         "Memory and serving (median over the runs)",
         (
             _size_column(),

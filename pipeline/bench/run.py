@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import redis
@@ -274,6 +275,7 @@ def run_once(bench: BenchStack, stack: LocalStack, lots: int) -> tuple[RunFigure
         rss_series=sampler.samples,
         cpu_steal=steal,
     )
+    msd_page(api, job_id, largest, figures, gunicorn)
     stored = CheckpointStore(client, bench.settings().job_ttl_seconds).part_summaries(job_id)
     figures.domain_seconds = {
         d: stored[parts.events(d)].seconds for d in rows if parts.events(d) in stored
@@ -282,6 +284,42 @@ def run_once(bench: BenchStack, stack: LocalStack, lots: int) -> tuple[RunFigure
     if missing:
         raise RuntimeError(f"job {job_id}: no stage_finished event for {missing}")
     return figures, job_id
+
+
+def msd_page(api: ApiClient, job_id: str, domain: str, figures: RunFigures, api_pid: int) -> None:
+    """What the MSD page does once the trace is done, timed into ``figures``: the detail table
+    under another loss-reason mask (the first call runs the analysis again on the trace's
+    checkpoints), its first and last page, and the CSV export."""
+    status = api.json("GET", f"/api/trace/job/{job_id}")["data"]
+    trace = status.get("trace_query_id")
+    if not trace:
+        return
+    page = api.json("GET", f"/api/trace/job/{job_id}/result?domain={domain}&limit=1")["data"]
+    reasons = [
+        r["name"] for r in (page["aggregation"] or {}).get("charts", {}).get("by_loss_reason", [])
+    ]
+    detail = f"/api/mid-section-defect/analysis/detail?trace_query_id={trace}&page_size=20"
+    if reasons:
+        began = time.perf_counter()
+        api.json("GET", f"{detail}&loss_reasons={quote(reasons[0])}")
+        figures.reanalysis_seconds = time.perf_counter() - began
+    first = api.json("GET", detail)["data"]["pagination"]
+    figures.detail_first_ms = timed_page(api, f"{detail}&page=1").ms
+    figures.detail_last_ms = timed_page(api, f"{detail}&page={first['total_pages']}").ms
+    conn = http.client.HTTPConnection(api.host, api.port, timeout=600)
+    try:
+        with rss.PeakRss({"api": api_pid}) as memory:
+            began = time.perf_counter()
+            conn.request("GET", f"/api/mid-section-defect/export?trace_query_id={trace}")
+            response = conn.getresponse()
+            size = 0
+            while chunk := response.read1(1 << 20):
+                size += len(chunk)
+            seconds = time.perf_counter() - began
+    finally:
+        conn.close()
+    figures.export_mb_per_s = size / 2**20 / max(seconds, 1e-9)
+    figures.export_api_peak_mb = memory.process_peak_kb["api"] / 1024
 
 
 def measure_resume(bench: BenchStack, stack: LocalStack) -> ResumeFigure:

@@ -50,6 +50,9 @@ def test_the_quick_benchmark_runs_and_prints_its_table(bench_redis: None, tmp_pa
         and run["cids"] > 0
         and sum(run["domain_rows"].values()) > 0
     )
+    # The MSD page was measured: the analysis again under a mask, detail pages, the export
+    assert run["reanalysis_seconds"] > 0 and run["detail_last_ms"] > 0
+    assert run["export_mb_per_s"] > 0 and "The MSD page" in (tmp_path / "BENCHMARKS.md").read_text()
     # The resume measured on it issued no query of an earlier stage
     assert run["resume"]["queries_by_stage"].get("aggregation", 0) > 0
     assert set(run["resume"]["queries_by_stage"]) == {"aggregation"}

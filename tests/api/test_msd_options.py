@@ -153,7 +153,7 @@ def test_loss_reasons_are_the_distinct_reasons_of_the_warehouse_rejects(
     assert len(reasons) > 5, "a weak test: the warehouse has few reasons"
 
 
-# ---- container filter options ---------------------------------------------------------------------
+# ---- container filter options --------------------------------------------------------------------
 def test_container_filter_options_without_a_selection_are_every_value(
     app: tuple[falcon.testing.TestClient, RefreshThread], db: sqlite3.Connection
 ) -> None:
@@ -197,9 +197,7 @@ def test_selected_values_the_warehouse_does_not_know_narrow_nothing(
     # Unknown values are dropped (the old picker's fail-open), unknown keys ignored
     assert options(client, {"pj_types": ["NO-SUCH-TYPE"], "colour": ["red"]})["data"] == everything
     some = {"packages": everything["packages"][:1]}
-    assert (
-        options(client, {**some, "pj_types": ["NO-SUCH-TYPE"]})["data"] == sql_options(db, some)
-    )
+    assert options(client, {**some, "pj_types": ["NO-SUCH-TYPE"]})["data"] == sql_options(db, some)
 
 
 @pytest.mark.parametrize(
@@ -224,7 +222,7 @@ def test_a_bad_selected_is_a_400_naming_the_parameter(
     assert field in [e["field"] for e in body["meta"]["errors"]]
 
 
-# ---- the cache ------------------------------------------------------------------------------------
+# ---- the cache -----------------------------------------------------------------------------------
 def test_a_cold_cache_answers_empty_lists_and_asks_a_worker_once(
     app: tuple[falcon.testing.TestClient, RefreshThread], db: sqlite3.Connection
 ) -> None:

@@ -309,7 +309,11 @@ def test_workers_fill_the_options_at_boot_and_again_when_the_api_finds_none(
             except StackError as error:
                 pytest.fail(str(error))
             api = stack.api
-            # Given workers that booted: they filled the options (no request asked)
+            # Given workers that booted: they fill the options before any request asks
+            deadline = time.monotonic() + 30
+            while not store.exists(keys.MSD_OPTIONS):
+                assert time.monotonic() < deadline, "not filled at boot\n" + stack.logs()
+                time.sleep(0.1)
             assert wait_for_options(api, stack)["data"] == sql_options(db, {})
             # When the document is gone (expired, Redis flushed): empty lists, and a worker
             # refills it because the API asked

@@ -202,12 +202,11 @@ def _answer(answer: Answer, schemas: _Schemas) -> dict[str, Any]:
     elif answer.media == JSON:
         schema = {"type": "object"}
     if schema is not None and answer.enveloped:
-        schema = {
-            "allOf": [
-                {"$ref": REF.format(model="SuccessEnvelope")},
-                {"type": "object", "properties": {"data": schema}},
-            ]
-        }
+        own: dict[str, Any] = {"type": "object", "properties": {"data": schema}}
+        if answer.meta is not None:
+            own["properties"]["meta"] = schemas.add(answer.meta)
+            own["required"] = ["meta"]
+        schema = {"allOf": [{"$ref": REF.format(model="SuccessEnvelope")}, own]}
     described["content"] = {answer.media: {"schema": schema} if schema is not None else {}}
     if answer.headers:
         described["headers"] = {h: {"$ref": f"#/components/headers/{h}"} for h in answer.headers}

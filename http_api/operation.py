@@ -39,6 +39,8 @@ class Answer:
     headers: tuple[str, ...] = ()
     #: A 202 that names a job: links to its status, result and stream.
     job_links: bool = False
+    #: The type of the envelope's ``meta``, when the answer always carries one.
+    meta: Any = None
 
 
 #: An error an operation may answer: its class (answered with the class's status), or the class

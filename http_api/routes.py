@@ -8,6 +8,11 @@ from http_api.resources.events_log import JobEventsResource
 from http_api.resources.health import HealthResource, ReadyResource
 from http_api.resources.job import JobResource, JobResultResource, JobStreamResource
 from http_api.resources.msd_detail import DetailResource, ExportResource
+from http_api.resources.msd_options import (
+    ContainerFilterOptionsResource,
+    LossReasonsResource,
+    StationOptionsResource,
+)
 from http_api.resources.ops import MetricsResource, OpenApiResource
 from http_api.resources.trace import (
     EventsResource,
@@ -31,4 +36,7 @@ ROUTES: dict[str, type[Resource]] = {
     "/api/trace/job-events": JobEventsResource,
     "/api/mid-section-defect/analysis/detail": DetailResource,
     "/api/mid-section-defect/export": ExportResource,
+    "/api/mid-section-defect/station-options": StationOptionsResource,
+    "/api/mid-section-defect/loss-reasons": LossReasonsResource,
+    "/api/mid-section-defect/container-filter-options": ContainerFilterOptionsResource,
 }

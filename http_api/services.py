@@ -2,11 +2,13 @@
 the broker), the broker itself (readiness), and the warehouse only for ``/readyz``.
 
 The web process never queries the warehouse for a trace: every request that needs data becomes a
-job that the workers run; the API reads the job's checkpoints.
+job that the workers run; the API reads the job's checkpoints (and the MSD page's option lists,
+which a worker keeps in Redis: ``msd_options``).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -16,14 +18,18 @@ import dramatiq
 import redis
 
 from pipeline.config import Settings
+from pipeline.engine import options
 from pipeline.engine.broker import make_broker
 from pipeline.engine.job import ACTIVE, QUEUED, Job
 from pipeline.engine.messages import BrokerDispatcher
 from pipeline.engine.metrics import live_workers
+from pipeline.engine.options import OptionsDocument
 from pipeline.engine.results import ResultReader
 from pipeline.engine.runtime import Runtime
 from pipeline.sources import open_source
 from pipeline.sources.base import Source
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,14 +40,24 @@ class Services:
     runtime: Runtime
     broker: dramatiq.Broker | None = None
     open_source: Callable[[], Source] | None = None
+    #: Sends one message asking a worker to refresh the MSD option lists (the broker's, by
+    #: default; tests give their own); ``None``: nobody to ask, the lists stay as they are.
+    send_options_refresh: Callable[[], None] | None = None
     _source: Source | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         broker = make_broker(settings)
-        runtime = Runtime(settings, BrokerDispatcher(broker))
-        return cls(settings, runtime, broker, lambda: open_source(settings))
+        dispatcher = BrokerDispatcher(broker)
+        runtime = Runtime(settings, dispatcher)
+        return cls(
+            settings,
+            runtime,
+            broker,
+            lambda: open_source(settings),
+            send_options_refresh=dispatcher.send_options_refresh,
+        )
 
     @property
     def redis(self) -> redis.Redis:
@@ -61,6 +77,19 @@ class Services:
             if self._source is None:
                 self._source = self.open_source()
             return self._source
+
+    def msd_options(self) -> OptionsDocument | None:
+        """The MSD page's cached option lists (``None`` when cold); when they are missing or
+        stale, a worker is asked to refresh them (once: ``pipeline.engine.options``)."""
+        document = options.read(self.redis)  # Redis away: a 503, like every request
+        if self.send_options_refresh is not None:
+            try:
+                options.refresh_if_due(
+                    self.redis, self.settings, self.send_options_refresh, document
+                )
+            except Exception as error:  # the broker away: answer what there is, ask next time
+                log.warning("msd options: no refresh asked: %s", error)
+        return document
 
     def workers_alive(self) -> bool:
         """Whether some worker process sent a heartbeat within ``TRACE_STALL_SECONDS`` (a worker

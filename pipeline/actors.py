@@ -4,8 +4,9 @@ Importing this module reads the settings from the environment once, builds the b
 (``TRACE_BROKER_URL``: Redis by default, RabbitMQ for ``amqp://``) and sets it as Dramatiq's
 global broker, and makes the process's log lines logfmt with the job id (``pipeline.logs``).
 Each actor is a thin wrapper: ``Runtime.handle`` loads the job, runs the stage
-function and hands on. Messages go to queue ``trace``, or ``trace_large`` for jobs over
-``TRACE_LARGE_JOB_CIDS`` lots (run workers for both: ``--queues trace trace_large``).
+function and hands on; ``msd_options`` (no job) refreshes the MSD page's option lists in Redis.
+Messages go to queue ``trace``, or ``trace_large`` for jobs over ``TRACE_LARGE_JOB_CIDS`` lots
+(run workers for both: ``--queues trace trace_large``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pipeline import logs
 from pipeline.config import Settings
 from pipeline.engine.broker import make_broker
 from pipeline.engine.job import AGGREGATION, EVENTS, LINEAGE, QUEUE, SEED_RESOLVE
-from pipeline.engine.messages import ACTOR_NAMES, MessageKey
+from pipeline.engine.messages import ACTOR_NAMES, OPTIONS_ACTOR, MessageKey
 from pipeline.engine.middleware import EngineMiddleware
 from pipeline.engine.runtime import Runtime, runtime_for
 
@@ -54,3 +55,9 @@ def events(job_id: str, domain: str, group: int, resumed: bool = False) -> None:
 def aggregation(job_id: str, resumed: bool = False) -> None:
     """Run the mid-section-defect analysis over the stored events."""
     runtime.handle(job_id, MessageKey(AGGREGATION), resumed=resumed)
+
+
+@dramatiq.actor(actor_name=OPTIONS_ACTOR, **_options)
+def msd_options() -> None:
+    """Refresh the mid-section-defect page's option lists from the warehouse."""
+    runtime.refresh_msd_options()

@@ -53,6 +53,10 @@ DEFAULT_SCRATCH_CACHE_MB = 4
 DEFAULT_PARETO_TOP_N = 10
 #: Longest date range a mid-section-defect seed query may span: end - start at most (days).
 DEFAULT_MSD_MAX_DAYS = 730
+#: The mid-section-defect page's warehouse-derived option lists (loss reasons, container
+#: attribute combinations) are refreshed by a worker once older than this (seconds: the old
+#: system's 24 h); Redis keeps them twice as long, so a stale list answers while it is refreshed.
+DEFAULT_MSD_OPTIONS_TTL_SECONDS = 86_400
 
 # ---- the staged engine -------------------------------------------------------------------------
 #: How long every key of a job lives; refreshed when the job ends (seconds).
@@ -216,6 +220,7 @@ class Settings(BaseModel):
     scratch_cache_mb: _Positive = DEFAULT_SCRATCH_CACHE_MB
     pareto_top_n: _Positive = DEFAULT_PARETO_TOP_N
     msd_max_days: _Positive = DEFAULT_MSD_MAX_DAYS
+    msd_options_ttl_seconds: _Positive = DEFAULT_MSD_OPTIONS_TTL_SECONDS
     job_ttl_seconds: _Positive = DEFAULT_JOB_TTL_SECONDS
     events_group_batches: _Positive = DEFAULT_EVENTS_GROUP_BATCHES
     max_retries: _NonNegative = DEFAULT_MAX_RETRIES

@@ -352,6 +352,47 @@ class JobEventLog(TypedDict):
     ]
 
 
+# ---- the mid-section-defect page's option lists --------------------------------------------------
+class StationOption(TypedDict):
+    name: Annotated[str, Field(description="The workcenter group: a `params.station` value.")]
+    label: Annotated[str, Field(description="Display text: the group's first workcenter pattern.")]
+    order: Annotated[int, Field(ge=0, description="Process position (the list is sorted by it).")]
+
+
+#: The station picker's options, in process order.
+StationOptions = TypeAliasType("StationOptions", list[StationOption])
+
+
+class LossReasons(TypedDict):
+    loss_reasons: Annotated[
+        list[str],
+        Field(
+            description="Distinct loss reasons of the warehouse's rejects, sorted; empty "
+            "until a worker has read them."
+        ),
+    ]
+
+
+class ContainerFilterOptions(TypedDict):
+    """Each picker's values, sorted; empty until a worker has read them."""
+
+    pj_types: list[str]
+    packages: list[str]
+    bops: list[str]
+    pj_functions: list[str]
+
+
+class OptionsMeta(TypedDict):
+    updated_at: Annotated[
+        str | None,
+        Field(
+            description="When a worker read them from the warehouse (ISO 8601 UTC); null "
+            "when the cache is cold."
+        ),
+    ]
+    schema_version: Annotated[int, Field(description="Version of the cached document.")]
+
+
 class Health(TypedDict):
     status: Literal["ok"]
 

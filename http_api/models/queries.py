@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -199,3 +200,47 @@ class DetailQuery(TraceWindowQuery):
     packages: JoinedNames = Field([], alias="packages[]", description="Packages (repeated).")
     page: int = Field(1, ge=1, le=MAX_SAFE_INT, description="1-based.")
     page_size: int = Field(200, ge=1, le=500, description="Rows per page.")
+
+
+class ContainerSelection(BaseModel):
+    """What the MSD page's Type/Package pickers have selected (other keys are ignored)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    pj_types: list[str] = Field(default_factory=list)
+    packages: list[str] = Field(default_factory=list)
+    bops: list[str] = Field(default_factory=list)
+    pj_functions: list[str] = Field(default_factory=list)
+
+
+def _json_text(value: Any) -> Any:
+    """``selected`` arrives as URL-encoded JSON text; empty text is no selection."""
+    if not isinstance(value, str):
+        return value  # given twice (a list): refused as not an object
+    if not value.strip():
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as error:
+        raise PydanticCustomError(
+            "json_text",
+            'must be URL-encoded JSON such as {{"pj_types": ["TVS"]}} ({reason})',
+            {"reason": str(error)},
+        ) from None
+
+
+class ContainerFilterQuery(_Query):
+    """``GET /api/mid-section-defect/container-filter-options``."""
+
+    selected: Annotated[
+        ContainerSelection | None,
+        BeforeValidator(_json_text),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "description": "URL-encoded JSON object `{pj_types?, packages?, bops?, "
+                "pj_functions?}`, each a list of strings: the pickers' selection. Each "
+                "dimension's list is narrowed by the others' selection, never its own.",
+            }
+        ),
+    ] = None

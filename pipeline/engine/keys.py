@@ -25,6 +25,12 @@ WORKERS = f"{NAMESPACE}:workers"
 EVENTS = f"{NAMESPACE}:events"
 #: Hash of the service's counters (``pipeline.engine.metrics``): shared by every process.
 METRICS = f"{NAMESPACE}:metrics"
+#: String: the mid-section-defect page's warehouse-derived option lists, one JSON document
+#: (``pipeline.engine.options``); it carries ``TRACE_MSD_OPTIONS_TTL_SECONDS`` x 2.
+MSD_OPTIONS = f"{NAMESPACE}:msd:options"
+#: String, set once per refresh: a refresh of ``MSD_OPTIONS`` was asked of the workers (so many
+#: requests on a cold cache send one message); it expires after a message's time limit.
+MSD_OPTIONS_CLAIM = f"{NAMESPACE}:msd:options:claim"
 
 
 def job(job_id: str) -> str:

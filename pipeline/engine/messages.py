@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import dramatiq
 
-from pipeline.engine.job import AGGREGATION, EVENTS, LINEAGE, SEED_RESOLVE, STAGES, Job
+from pipeline.engine.job import AGGREGATION, EVENTS, LINEAGE, QUEUE, SEED_RESOLVE, STAGES, Job
 
 #: The Dramatiq actor of each stage (``pipeline.actors`` defines them under these names).
 ACTOR_NAMES = {
@@ -22,6 +22,10 @@ ACTOR_NAMES = {
     EVENTS: "trace_events",
     AGGREGATION: "trace_aggregation",
 }
+
+#: The actor that refreshes the mid-section-defect page's option lists (no job: it reads the
+#: warehouse into ``trace:msd:options``, ``pipeline.engine.options``), on the normal queue.
+OPTIONS_ACTOR = "trace_msd_options"
 
 
 @dataclass(frozen=True)
@@ -80,3 +84,10 @@ class BrokerDispatcher:
                 options={},
             )
             self.broker.enqueue(message)
+
+    def send_options_refresh(self) -> None:
+        """One message asking a worker to refresh the MSD option lists (``OPTIONS_ACTOR``)."""
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=QUEUE, actor_name=OPTIONS_ACTOR, args=(), kwargs={}, options={}
+        )
+        self.broker.enqueue(message)

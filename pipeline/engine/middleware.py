@@ -4,7 +4,9 @@ reaper, each a ticker thread started when the worker boots and stopped once it h
 At boot the process says it is alive before Dramatiq calls it ready (the API, seeing no live
 worker, would otherwise refuse work for a heartbeat interval after a start), and its first reaper
 round runs at once (a command restarted after a crash resumes the dead work without waiting an
-interval). The heartbeat goes on while a stopping process finishes its running messages (a
+interval). At boot it also asks for a refresh of the MSD page's option lists when they are
+missing or stale (``pipeline.engine.options``: one message whichever process boots first).
+The heartbeat goes on while a stopping process finishes its running messages (a
 graceful stop may take longer than ``TRACE_STALL_SECONDS``: their leases must not look dead), and
 a clean stop takes the process off the live workers."""
 
@@ -17,7 +19,9 @@ import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
+from pipeline.engine import options
 from pipeline.engine.leases import Ticker
+from pipeline.engine.messages import BrokerDispatcher
 from pipeline.engine.reaper import reap
 
 if TYPE_CHECKING:
@@ -51,6 +55,11 @@ class EngineMiddleware(Middleware):
         ]
         for ticker in self.tickers:
             ticker.start()
+        try:
+            send = BrokerDispatcher(broker).send_options_refresh
+            options.refresh_if_due(runtime.redis, settings, send)
+        except Exception as error:  # the options wait for the API's next ask; the worker runs
+            log.warning("msd options: no refresh asked at boot: %s", error)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         for ticker in self.tickers:

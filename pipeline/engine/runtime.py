@@ -29,7 +29,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from pipeline import logs
 from pipeline.config import Settings
-from pipeline.engine import lifecycle, operator, submission
+from pipeline.engine import lifecycle, operator, options, submission
 from pipeline.engine.context import JobInactive, StageContext
 from pipeline.engine.flow import advance, events_settled
 from pipeline.engine.job import EVENTS, Job
@@ -119,6 +119,10 @@ class Runtime:
     def retry(self, job_id: str) -> bool:
         """``pipeline.engine.operator.retry`` with this runtime."""
         return operator.retry(self, job_id)
+
+    def refresh_msd_options(self) -> None:
+        """``pipeline.engine.options.refresh_options`` with this runtime (its actor's work)."""
+        options.refresh_options(self.redis, self.source, self.settings)
 
     # ---- one message -----------------------------------------------------------------------
     def handle(self, job_id: str, key: MessageKey, *, resumed: bool = False) -> None:

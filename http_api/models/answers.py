@@ -228,6 +228,40 @@ class TrendDay(TypedDict):
     lot_count: NotRequired[Count]
 
 
+class DetectionLossReason(TypedDict):
+    """Forward: one loss reason at detection (MSD-06)."""
+
+    loss_reason: Annotated[str, Field(description="The reason, or `其他` for the rest past 10.")]
+    reject_qty: Annotated[float, Field(description="Defects for that reason (pieces).")]
+    input_qty: Annotated[
+        float, Field(description="Detection input of the lots carrying it (pieces).")
+    ]
+    lot_count: Annotated[Count, Field(description="Lots carrying it (`其他`: their union).")]
+    reject_rate: Annotated[
+        float, Field(description="reject_qty / input_qty as a FRACTION 0..1, 6 decimals.")
+    ]
+
+
+class MatrixHeader(TypedDict):
+    name: str
+    total: Annotated[float, Field(description="Sum of the row's or column's cells (pieces).")]
+
+
+class ReasonMatrix(TypedDict):
+    """Forward: front (detection) x downstream loss reasons (MSD-09). Each downstream reject of
+    a defect lot's family counts under every front reason of the defect lots it descends from,
+    so rows may overlap. Rows and columns: Top 10 by total, then `其他`; all empty when nothing
+    was rejected downstream."""
+
+    rows: list[MatrixHeader]
+    cols: list[MatrixHeader]
+    cells: Annotated[list[list[float]], Field(description="Pieces, [row][col].")]
+    row_pct: Annotated[
+        list[list[float]],
+        Field(description="Each cell's share of its row, percent, 2 decimals; 0 in an empty row."),
+    ]
+
+
 class Aggregation(TypedDict):
     """The mid-section-defect analysis (snake_case charts, UPPER_SNAKE attribution rows)."""
 
@@ -246,11 +280,31 @@ class Aggregation(TypedDict):
     genealogy_error: NotRequired[str]
     daily_trend: NotRequired[list[TrendDay]]
     container_mode_hint: NotRequired[str]
-    kpi: Annotated[dict[str, float | str | None], Field(description="snake_case figures.")]
+    kpi: Annotated[
+        dict[str, float | str | None],
+        Field(
+            description="snake_case figures. Forward: detection_lot_count, "
+            "detection_defect_qty, tracked_lot_count, downstream_stations_reached, "
+            "downstream_total_reject, downstream_reject_rate (percent, 4 decimals)."
+        ),
+    ]
     charts: Annotated[dict[str, list[ParetoItem]], Field(description="Pareto charts.")]
     attribution: Annotated[list[Row], Field(description="Machines, UPPER_SNAKE fields.")]
     material_attribution: NotRequired[list[Row]]
     detail_total_count: NotRequired[Count]
+    amplification: NotRequired[
+        Annotated[
+            float | None,
+            Field(
+                description="Forward (MSD-07): the defect lots' downstream reject rate (theirs "
+                "and their descendants', after the detection station) over their own detection "
+                "defect rate, 6 decimals; the same cohort on both sides. null when no lot has a "
+                "defect, 0.0 when nothing was rejected downstream."
+            ),
+        ]
+    ]
+    by_detection_loss_reason: NotRequired[list[DetectionLossReason]]
+    by_front_downstream_reason_matrix: NotRequired[ReasonMatrix]
 
 
 class EventsResult(TypedDict):

@@ -98,6 +98,8 @@ for _index, _step in enumerate(ROUTE):
     FIRST_STEP_OF_GROUP.setdefault(group_of(_step.workcenter) or "", _index)
 #: The test step (where detection rejects are recorded).
 TEST_STEP = next(i for i, s in enumerate(ROUTE) if s.spec == "FT測試")
+#: The step where the planted forward defect's lots reject more (trim/form inspection).
+FORWARD_STEP = next(i for i, s in enumerate(ROUTE) if s.spec == "切彎腳檢驗")
 #: Lots join combined assembly lots when they arrive at marking.
 MERGE_STEP = FIRST_STEP_OF_GROUP["移印"]
 
@@ -112,6 +114,15 @@ P_OTHER_MACHINE = 0.1
 
 #: Groups where a bad machine may be planted (upstream of test).
 PLANT_GROUPS = ("切割", "焊接_WB", "成型", "電鍍")
+
+#: The planted forward defect: a lot rejected at molding (成型) for this reason, and every lot
+#: split or merged from it, rejects ``FORWARD_LIFT`` of its qty more at trim/form (切彎腳), for
+#: ``FORWARD_DOWNSTREAM_REASON``. Test (測試) is the last group of the route, so nothing comes
+#: after it: the forward effect is planted at a station with a downstream.
+FORWARD_STATION = "成型"
+FORWARD_FRONT_REASON = "氣孔"
+FORWARD_DOWNSTREAM_REASON = "腳彎"
+FORWARD_LIFT = 0.05  # fraction of qty, on average
 
 MATERIAL_DESCRIPTIONS = {
     "BLADE-ZH05": "切割刀片 ZH05",

@@ -8,8 +8,10 @@ lots. Along the way the simulation writes history, materials, rejects (with loss
 machine.
 
 A few machines upstream of test are planted as *bad*: lots that passed them (themselves or through
-an ancestor) show a clearly higher reject rate at test. The planted truth, and two genealogy
-cycles (a split cycle and a split+merge cycle), go into ``DEMO_TRUTH``.
+an ancestor) show a clearly higher reject rate at test. A forward defect is planted too: lots
+rejected at molding for one reason (``factory.FORWARD_FRONT_REASON``), and their descendants,
+reject clearly more at trim/form for another (``FORWARD_DOWNSTREAM_REASON``). The planted truth,
+and two genealogy cycles (a split cycle and a split+merge cycle), go into ``DEMO_TRUTH``.
 
 Memory stays flat: state is per family plus small bounded pools (merge candidates, the last lots
 per machine); rows go to the writer's fixed-size buffers. Same seed and size, same data.
@@ -33,7 +35,7 @@ from pipeline.demo.writer import WarehouseWriter
 from pipeline.errors import InvalidInput
 from pipeline.workcenters import group_of
 
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 #: Lots start evenly over this many days from ``START`` (``clock.py``).
 SPAN_DAYS = 180
 #: The smallest warehouse worth generating (lots).
@@ -84,6 +86,12 @@ class DemoFactory(RouteWalk):
             self.bad[equipment_id] = 1 << bit
             note = f"lots through it: test reject rate +{BAD_MACHINE_LIFT:.1%} of qty"
             self.w.add("DEMO_TRUTH", ("bad_machine", group, equipment_id, name, None, note))
+        note = (
+            f"lots rejected at {F.FORWARD_STATION} for {F.FORWARD_FRONT_REASON}, and their "
+            f"descendants: +{F.FORWARD_LIFT:.0%} of qty rejected at 切彎腳 for "
+            f"{F.FORWARD_DOWNSTREAM_REASON}"
+        )
+        self.w.add("DEMO_TRUTH", ("forward_defect", F.FORWARD_STATION, None, None, None, note))
 
     def family_clock(self) -> int:
         share = self.created / self.target

@@ -1,5 +1,6 @@
-"""What the demo factory records along a lot's way: rejects (with loss reasons, and the planted
-bad machines' extra rejects at test), material consumption, maintenance jobs, holds.
+"""What the demo factory records along a lot's way: rejects (with loss reasons, the planted
+bad machines' extra rejects at test, and the planted forward defect's extra rejects at trim/form
+for lots rejected at molding for its reason), material consumption, maintenance jobs, holds.
 
 A part of ``DemoFactory`` (``generator.py``); the state these methods use is ``FactoryState``'s
 (``state.py``).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from pipeline.demo import factory as F
 from pipeline.demo.state import FactoryState, Lot
+from pipeline.workcenters import group_order
 
 P_PROCESS_REJECT = 0.06
 P_UNNAMED_REASON = 0.03
@@ -16,6 +18,11 @@ P_STUCK_HOLD = 0.08  # a hold that is never released; the lot stops there
 P_JOB = 0.003  # per equipment step: a maintenance job on that machine
 BASE_TEST_REJECT = 0.006  # fraction of qty rejected at test
 BAD_MACHINE_LIFT = 0.035  # added per bad machine in a lot's path
+#: ``Lot.exposure`` bit of the planted forward defect (below it: one bit per bad machine).
+FORWARD_EXPOSURE = 1 << 16
+
+
+FORWARD_ORDER = group_order(F.FORWARD_STATION)
 
 
 class Records(FactoryState):
@@ -23,9 +30,12 @@ class Records(FactoryState):
 
     def rejects(self, lot: Lot, i: int, step: F.Step, equipment: str, stamp: str) -> int:
         rng = self.rng
+        if i == F.FORWARD_STEP and lot.exposure & FORWARD_EXPOSURE:
+            return self.forward_rejects(lot, step, equipment, stamp)
         if i == F.TEST_STEP:
+            bad = (lot.exposure & (FORWARD_EXPOSURE - 1)).bit_count()
             rate = BASE_TEST_REJECT * rng.uniform(0.5, 1.5)
-            rate += BAD_MACHINE_LIFT * lot.exposure.bit_count() * rng.uniform(0.7, 1.3)
+            rate += BAD_MACHINE_LIFT * bad * rng.uniform(0.7, 1.3)
             total = int(lot.qty * rate)
             reasons = rng.sample(F.TEST_LOSS_REASONS, rng.randint(1, 3))
         elif rng.random() < P_PROCESS_REJECT:
@@ -44,6 +54,8 @@ class Records(FactoryState):
             standby = 1 if part > 20 and rng.random() < 0.1 else 0
             reject = part - defect - standby
             name = None if rng.random() < P_UNNAMED_REASON else reason
+            if name == F.FORWARD_FRONT_REASON and F.STEP_GROUP_ORDER[i] == FORWARD_ORDER:
+                lot.exposure |= FORWARD_EXPOSURE  # the planted forward defect
             comment = None if rng.random() < 0.7 else f"{step.spec} 抽檢"
             self.w.add(
                 "DW_MES_LOTREJECTHISTORY",
@@ -63,6 +75,15 @@ class Records(FactoryState):
                     stamp,
                 ),
             )
+        return total
+
+    def forward_rejects(self, lot: Lot, step: F.Step, equipment: str, stamp: str) -> int:
+        """The planted forward defect's extra rejects (one row, its own reason)."""
+        total = min(int(lot.qty * F.FORWARD_LIFT * self.rng.uniform(0.7, 1.3)), lot.qty)
+        if total > 0:
+            reason = F.FORWARD_DOWNSTREAM_REASON
+            row = (lot.cid, step.workcenter, step.spec, equipment, reason, None, total, 0, 0, 0)
+            self.w.add("DW_MES_LOTREJECTHISTORY", (*row, 0, 0, stamp))
         return total
 
     def consume(self, lot: Lot, step: F.Step, equipment: str, stamp: str) -> None:

@@ -360,7 +360,7 @@ def test_forward_reports_reject_rates_of_the_stations_after_detection(
         summary = run_trace(source, request, Settings(), tmp_path)
     aggregation = summary.aggregation
     assert aggregation is not None and aggregation["attribution"] == []
-    # Then each downstream station's rejects are those of the lots and their descendants there
+    # Then each downstream station's rejects are those of the defect lots and their descendants
     seeds = [
         r[0]
         for r in db.execute(
@@ -370,7 +370,20 @@ def test_forward_reports_reject_rates_of_the_stations_after_detection(
             "AND h.TRACKINTIMESTAMP < '2026-07-01'"
         )
     ]
-    family = set(seeds) | {c for d in expected_relatives(db, seeds, "forward").values() for c in d}
+    # (the defect lots: rejected at molding in June; they and their descendants are followed)
+    total = " + ".join(f"COALESCE({c}, 0)" for c in SIX)
+    defective = sorted(
+        cid
+        for (cid,) in db.execute(
+            "SELECT CONTAINERID FROM DW_MES_LOTREJECTHISTORY WHERE WORKCENTERNAME = '成型' "
+            "AND TXNDATE >= '2026-06-01' AND TXNDATE < '2026-07-01' "
+            f"GROUP BY CONTAINERID HAVING SUM({total}) > 0"
+        )
+        if cid in set(seeds)
+    )
+    family = set(defective) | {
+        c for d in expected_relatives(db, defective, "forward").values() for c in d
+    }
     rejects: dict[str, int] = defaultdict(int)
     for cid, workcenter, *qty in db.execute(
         f"SELECT CONTAINERID, WORKCENTERNAME, {', '.join(SIX)} FROM DW_MES_LOTREJECTHISTORY"

@@ -100,22 +100,37 @@ def _by_position(rows: Iterator[tuple[Any, ...]]) -> Callable[[int], list[tuple[
 
 
 def _forward_details(fold: Fold, lots: Iterator[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
-    downstream_of = _by_position(
-        fold.db.rows("SELECT pos, grp, qty FROM pos_downstream ORDER BY pos")
+    """The defect lots, each with what it and its descendants (re-keyed to it, as in the
+    summary) met at the stations after detection: stations reached, rejects, their rate per
+    piece of the lot's detection input (percent) and the station that rejected most."""
+    db = fold.db
+    downstream_of = _by_position(db.rows("SELECT pos, grp, qty FROM pos_downstream ORDER BY pos"))
+    reasons_of = _by_position(
+        db.rows(
+            "SELECT d.pos, r.reason FROM detail_order d JOIN rejects r ON r.idx = d.idx "
+            "WHERE r.qty > 0 AND selected(r.reason) ORDER BY d.pos, r.qty DESC, r.reason"
+        )
     )
     for pos, name, pj, package, workflow, equipment, qty, *_, defects, _m in lots:
         down = dict(downstream_of(pos))
+        reasons = reasons_of(pos)
         rejects = sum(down.values())
         worst = (
             min(down.items(), key=lambda kv: (-kv[1], group_order(kv[0])))[0] if rejects else None
         )
         yield {
-            **_base(name, pj, package, workflow, equipment, qty),
+            "CONTAINERNAME": name,
+            "DETECTION_EQUIPMENTNAME": equipment,
+            "DETECTION_LOSS_REASON": reasons[0][0] if reasons else None,
+            "TRACKINQTY": qty,
             "DEFECT_QTY": defects,
-            "DOWNSTREAM_STATIONS": len(down),
-            "DOWNSTREAM_REJECTS": rejects,
+            "DOWNSTREAM_STATIONS_REACHED": len(down),
+            "DOWNSTREAM_TOTAL_REJECT": rejects,
             "DOWNSTREAM_REJECT_RATE": rate(rejects, qty),
-            "WORST_DOWNSTREAM": worst,
+            "PJ_TYPE": pj,
+            "PRODUCTLINENAME": package,
+            "WORKFLOW": workflow,
+            "WORST_DOWNSTREAM_STATION": worst,
         }
 
 

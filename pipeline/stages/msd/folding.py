@@ -19,8 +19,12 @@ Backward (upstream attribution): every machine a detection lot or one of its anc
 group *before* the detection station is credited with that lot's input and defects; per machine
 ``DEFECT_RATE = DEFECT_QTY / INPUT_QTY x 100``. Bad upstream machines rise to the top.
 
-Forward (downstream reject rate): from the detection lots down their descendants, the reject rate
-of every station *after* the detection station.
+Forward (downstream reject rate): the detection lots with a defect (under ``loss_reasons``) are the
+seeds; every descendant's downstream history and rejects are re-keyed to the seeds it descends
+from (the ``owners`` table, MSD-08), and only stations *after* the detection station count. A
+descendant of two seeds counts once in the totals per station (its rows are physical), and for
+each seed in that seed's detail row; its rejects per downstream reason (``cid_reasons``) are what
+the front x downstream reason matrix joins with its seeds' front reasons (MSD-09).
 
 Several detection stations: upstream is the groups before the *earliest* selected station in
 process order, downstream the groups after the *latest* one, so a selected station is never
@@ -240,11 +244,13 @@ class MsdAggregator:
             "UPDATE lots SET related_count = c.n FROM (SELECT seed, SUM(n) AS n "
             "FROM staged_counts GROUP BY seed) c WHERE c.seed = lots.cid"
         )
-        # Each detection lot owns itself and its related lots: written in key order.
+        # Each detection lot owns itself and its related lots: written in key order. Forward,
+        # only the defect lots (the seeds whose descendants' downstream is re-keyed to them).
+        owning = "" if self.backward else " AND defect_qty > 0"
         db.execute(
             "INSERT OR IGNORE INTO owners SELECT idx, cid FROM (SELECT idx, cid FROM lots "
-            "UNION ALL SELECT l.idx, s.cid FROM staged_related s JOIN lots l ON l.cid = s.seed) "
-            "ORDER BY 1, 2"
+            f"WHERE 1{owning} UNION ALL SELECT l.idx, s.cid FROM staged_related s "
+            f"JOIN lots l ON l.cid = s.seed WHERE 1{owning}) ORDER BY 1, 2"
         )
         db.execute("CREATE INDEX owners_by_cid ON owners (cid)")
         for table in ("staged_roots", "staged_related", "staged_counts"):
@@ -350,17 +356,25 @@ class MsdAggregator:
         name_at, reason_at = batch.index("EQUIPMENTNAME"), batch.index("LOSSREASONNAME")
         qty_at = batch.index("REJECT_TOTAL_QTY")
         per_lot: dict[tuple[str, str], float] = {}
+        per_reason: dict[tuple[str, str], float] = {}
         for row in batch.rows:
             cid, group = row[cid_at], row[group_at] or UNKNOWN
             if cid not in owned or not self.downstream_after < group_order(group) < UNKNOWN_ORDER:
                 continue
-            qty = row[qty_at] or 0
-            self.downstream.add_reject(group, row[name_at] or NA, row[reason_at] or NO_REASON, qty)
+            qty, reason = row[qty_at] or 0, row[reason_at] or NO_REASON
+            self.downstream.add_reject(group, row[name_at] or NA, reason, qty)
             per_lot[(cid, group)] = per_lot.get((cid, group), 0) + qty
+            if qty > 0:
+                per_reason[(cid, reason)] = per_reason.get((cid, reason), 0) + qty
         self.db.executemany(
             "INSERT INTO cid_downstream VALUES (?, ?, ?) "
             "ON CONFLICT (cid, grp) DO UPDATE SET qty = qty + excluded.qty",
             ((cid, group, qty) for (cid, group), qty in per_lot.items()),
+        )
+        self.db.executemany(
+            "INSERT INTO cid_reasons VALUES (?, ?, ?) "
+            "ON CONFLICT (cid, reason) DO UPDATE SET qty = qty + excluded.qty",
+            ((cid, reason, qty) for (cid, reason), qty in per_reason.items()),
         )
 
     def finish(self) -> Fold:

@@ -26,6 +26,12 @@ from pipeline.stages.msd.detection_stats import (
     tallies,
 )
 from pipeline.stages.msd.fold import Fold
+from pipeline.stages.msd.forward import (
+    amplification,
+    detection_loss_reasons,
+    forward_kpi,
+    reason_matrix,
+)
 from pipeline.stages.msd.pareto import Tally, pareto, ranked_pareto, rate, reason_pareto
 
 #: ``container_mode_hint``: lots typed in that the detection station has no record of.
@@ -137,25 +143,20 @@ def encoded_array(items: Iterable[Any], chunk: int = 1000) -> Any:
 
 
 def _forward(fold: Fold) -> dict[str, Any]:
-    """Downstream reject rates: the stations and machines after the detection station."""
+    """Downstream of the defect lots (``pipeline.stages.msd.forward``): the KPIs, the
+    amplification, the detection loss reasons, the reason matrix, and the charts of the
+    stations and machines after the detection station."""
     db, down = fold.db, fold.downstream
     station_lots = dict(db.execute("SELECT grp, COUNT(*) FROM station_lots GROUP BY grp"))
     machine_lots = dict(db.execute("SELECT machine, COUNT(*) FROM machine_lots GROUP BY machine"))
     stations = _tallies(down.station_input, down.station_reject, station_lots)
     machines = _tallies(down.machine_input, down.machine_reject, machine_lots)
     total_input = sum(down.station_input.values())
-    total_reject = sum(down.station_reject.values())
-    detection = detection_kpi(fold)
-    kpi = {
-        "detection_lot_count": detection["lot_count"],
-        "detection_defect_qty": detection["total_defect_qty"],
-        "tracked_lot_count": detection["lot_count"],
-        "downstream_stations_reached": len(station_lots),
-        "downstream_total_reject": total_reject,
-        "downstream_reject_rate": rate(total_reject, total_input),
-    }
     return {
-        "kpi": kpi,
+        "kpi": forward_kpi(fold),
+        "amplification": amplification(fold),
+        "by_detection_loss_reason": detection_loss_reasons(fold),
+        "by_front_downstream_reason_matrix": reason_matrix(fold),
         "charts": {
             "by_downstream_station": pareto(stations, None),
             "by_downstream_machine": pareto(machines, fold.top_n),

@@ -38,13 +38,16 @@ CREATE TABLE materials (
 -- take distinct values); indexed by lot once the folding is done (finish)
 CREATE TABLE cid_machines (cid TEXT NOT NULL, machine INTEGER NOT NULL);
 CREATE TABLE cid_materials (cid TEXT NOT NULL, material INTEGER NOT NULL);
--- forward: the lots that reached each downstream station and machine, rejects per station
+-- forward: the lots that reached each downstream station and machine, rejects per station and
+-- per loss reason (positive quantities)
 CREATE TABLE station_lots (grp TEXT NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (grp, cid))
     WITHOUT ROWID;
 CREATE TABLE machine_lots (machine TEXT NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (machine, cid))
     WITHOUT ROWID;
 CREATE TABLE cid_downstream (cid TEXT NOT NULL, grp TEXT NOT NULL, qty NOT NULL,
     PRIMARY KEY (cid, grp)) WITHOUT ROWID;
+CREATE TABLE cid_reasons (cid TEXT NOT NULL, reason TEXT NOT NULL, qty NOT NULL,
+    PRIMARY KEY (cid, reason)) WITHOUT ROWID;
 -- finish: the detection lots in detail order (worst defect rate first); per material key, the
 -- detection lots using it; forward, each lot's rejects per downstream station, by position
 CREATE TABLE detail_order (pos INTEGER PRIMARY KEY, idx INTEGER NOT NULL UNIQUE);

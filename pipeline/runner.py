@@ -72,7 +72,7 @@ class TraceSummary:
     rows: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     aggregation: dict[str, Any] | None = None
-    #: The same detection lots traced forward (the demo's second trace), when run.
+    #: The demo's second trace, forward from 成型 (its aggregation), when run.
     forward: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -138,7 +138,7 @@ def report(
     if forward:
         amplification = forward["amplification"]
         out.print(
-            f"Forward (the same detection lots, downstream): amplification "
+            f"Forward (lots with defects at 成型, downstream): amplification "
             f"{'—' if amplification is None else f'{amplification:.3f}'}, downstream reject "
             f"rate {forward['downstream_reject_rate'] or 0:.4f} %"
         )

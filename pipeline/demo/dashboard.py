@@ -1,8 +1,8 @@
 """The demo's trace, driven over HTTP the way the dashboard drives it, against a running API:
 seed-resolve (200) -> lineage (202, polled) -> events with the aggregation (202, polled) ->
 the NDJSON stream, written to a file as it arrives, and the MSD page's CSV export of its detail
-table; then the same detection lots forward, as today's dashboard asks it (the seeds alone and
-the lineage's ``query_id``), with its headline figures and its own CSV.
+table; then the lots detected at 成型 in the same window forward, as today's dashboard asks it
+(the seeds alone and the lineage's ``query_id``), with its headline figures and its own CSV.
 
 Lineage and events are asked with ``Prefer: respond-async`` so that even a small trace answers
 202 at once and its progress (stage, batches, rows) can be drawn from the job status, as a
@@ -20,10 +20,14 @@ import orjson
 from rich.progress import Progress, TaskID
 
 from pipeline import domains
+from pipeline.demo import factory
 from pipeline.runner import TraceSummary
 from pipeline.tools.api_client import ApiClient
 
 STATION = "測試"
+#: Where the forward trace detects: the demo warehouse plants a defect there that amplifies
+#: downstream (測試 is the route's last station, with nothing after it).
+FORWARD_STATION = factory.FORWARD_STATION
 ASYNC = {"Prefer": "respond-async"}
 #: Status polls start 0.2 s apart (a small job is done at once) and back off to 1.5 s: at most
 #: ~45 a minute, inside the API's default 60 per client and minute (TRACE_RATE_LIMIT_REQUESTS).
@@ -212,7 +216,7 @@ def run(
         (out_dir / "aggregation.json").write_bytes(orjson.dumps(summary.aggregation))
     if trace_id:
         export(api, trace_id, out_dir / "detail.csv")
-    summary.forward = forward(api, params, seed_cids, out_dir, bars, job_bars, alive=alive)
+    summary.forward = forward(api, params, out_dir, bars, job_bars, alive=alive)
     return summary
 
 
@@ -226,18 +230,31 @@ def export(api: ApiClient, trace_id: str, path: Path) -> None:
 def forward(
     api: ApiClient,
     params: Mapping[str, Any],
-    seed_cids: list[str],
     out_dir: Path,
     bars: Progress,
     job_bars: JobBars,
     *,
     alive: Callable[[], None],
 ) -> dict[str, Any] | None:
-    """The same detection lots traced forward, as today's dashboard asks it: the seeds alone
-    with the lineage's ``query_id``, the service expanding them to their descendants; its
-    stream without rows (the page reads none), its detail CSV beside the backward one."""
+    """The lots detected at ``FORWARD_STATION`` in the same window, traced forward as today's
+    dashboard asks it: the seeds alone with the lineage's ``query_id``, the service expanding
+    them to their descendants; its stream without rows (the page reads none), its detail CSV
+    beside the backward one. (Forward from 測試, the last station, reaches nothing.)"""
     profile = domains.MID_SECTION_DEFECT
-    forward_params = {**params, "direction": domains.FORWARD}
+    forward_params = {**params, "station": FORWARD_STATION, "direction": domains.FORWARD}
+    seeds = api.json(
+        "POST",
+        "/api/trace/seed-resolve",
+        {"profile": profile, "params": forward_params},
+        expect=(200, 202),
+        timeout=CALL_SECONDS,
+    )["data"]
+    if seeds.get("async"):
+        wait_for_job(api, seeds["job_id"], job_bars, alive=alive)
+        seeds = api.json("GET", seeds["status_url"] + "/result")["data"]
+    seed_cids = seeds["seed_container_ids"]
+    if not seed_cids:
+        return None
     body = {"profile": profile, "params": forward_params, "container_ids": seed_cids}
     accepted = api.json("POST", "/api/trace/lineage", body, expect=202, headers=ASYNC)["data"]
     wait_for_job(api, accepted["job_id"], job_bars, alive=alive)

@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from pipeline.demo import factory
 from pipeline.demo.info import read_truth
 from tests.support.redis_dbs import REDIS, clean_databases
 
@@ -93,7 +94,13 @@ def test_the_demo_runs_the_real_stack_and_leaves_nothing_running(
     for name, first in (("detail.csv", "LOT ID,TYPE"), ("detail-forward.csv", "LOT ID,偵測設備")):
         text = (out / name).read_bytes().decode("utf-8-sig")
         assert text.startswith(first) and text.count("\r\n") > 1, name
-    assert summary["forward"]["detection_lot_count"] == summary["seed_count"]
+    forward = summary["forward"]
+    assert forward["detection_lot_count"] > 0 and forward["amplification"] > 1
+    top = forward["top_reason_pairs"][0]
+    assert (top["front"], top["downstream"]) == (
+        factory.FORWARD_FRONT_REASON,
+        factory.FORWARD_DOWNSTREAM_REASON,
+    )
     assert (out / "aggregation-forward.json").is_file()
     # And nothing it started is still running
     assert processes_with(marker) == []

@@ -71,19 +71,24 @@ def _detection(
     db: sqlite3.Connection, start: str, end: str, stations: Iterable[str] = ("測試",)
 ) -> dict[str, dict[str, Any]]:
     """Detection lots computed from raw rows: latest track-in at a workcenter of one of the
-    stations (Python's group mapping), max qty; their rejects there."""
+    stations (Python's group mapping), the largest qty of that session (MSD-10); their rejects
+    there."""
     workcenters = [name for name, group in GROUP.items() if group in set(stations)]
     marks = ", ".join("?" * len(workcenters))
     lots: dict[str, dict[str, Any]] = {}
-    for cid, qty in db.execute(
-        "SELECT h.CONTAINERID, h.TRACKINQTY "
+    latest: dict[str, str] = {}
+    for cid, stamp, qty in db.execute(
+        "SELECT h.CONTAINERID, h.TRACKINTIMESTAMP, h.TRACKINQTY "
         "FROM DW_MES_LOTWIPHISTORY h JOIN DW_MES_CONTAINER c ON c.CONTAINERID = h.CONTAINERID "
         "WHERE c.OBJECTTYPE = 'LOT' AND h.EQUIPMENTID IS NOT NULL AND h.TRACKINTIMESTAMP >= ? "
         f"AND h.TRACKINTIMESTAMP < ? AND h.WORKCENTERNAME IN ({marks})",
         (start, end, *workcenters),
     ):
         lot = lots.setdefault(cid, {"input": 0, "defect": 0, "reasons": defaultdict(int)})
-        lot["input"] = max(lot["input"], qty or 0)
+        if stamp > latest.get(cid, ""):
+            latest[cid], lot["input"] = stamp, qty or 0
+        elif stamp == latest[cid]:
+            lot["input"] = max(lot["input"], qty or 0)
     for cid, reason, *qty in db.execute(
         f"SELECT CONTAINERID, LOSSREASONNAME, {', '.join(SIX)} FROM DW_MES_LOTREJECTHISTORY "
         f"WHERE WORKCENTERNAME IN ({marks}) AND TXNDATE >= ? AND TXNDATE < ?",

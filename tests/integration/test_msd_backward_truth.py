@@ -450,3 +450,49 @@ def test_the_detail_rows_carry_the_contract_fields(
         assert r["UPSTREAM_MACHINE_COUNT"] == len(r["UPSTREAM_MACHINES"])
         assert all(set(m) == {"station", "machine"} for m in r["UPSTREAM_MACHINES"])
         assert all(set(m) == {"part", "lot"} for m in r["UPSTREAM_MATERIALS"])
+
+
+def test_a_loss_reason_mask_counts_only_those_defects_and_keeps_every_lot(
+    warehouse: Path, tmp_path: Path, truth: sqlite3.Connection
+) -> None:
+    # Given the two loss reasons with the fewest defects
+    reasons = [
+        r for (r,) in truth.execute("SELECT reason FROM rej GROUP BY reason ORDER BY SUM(qty), 1")
+    ][:2]
+    marks = ", ".join("?" * len(reasons))
+    truth.execute("DROP TABLE IF EXISTS temp.masked")
+    truth.execute(
+        "CREATE TEMP TABLE masked AS SELECT d.cid, d.input, COALESCE((SELECT SUM(qty) FROM rej "
+        f"WHERE rej.cid = d.cid AND rej.reason IN ({marks})), 0) AS qty FROM det d",
+        reasons,
+    )
+    # When the analysis is asked with that mask
+    request = TraceRequest(profile="mid_section_defect", params={**PARAMS, "loss_reasons": reasons})
+    with SqliteSource(warehouse) as source:
+        summary = run_trace(source, request, Settings(), tmp_path)
+    assert summary.aggregation is not None
+    kpi, rows = summary.aggregation["kpi"], summary.aggregation["attribution"]
+    # Then every detection lot and its input still count, and only those defects do
+    lots, total_input, total_defect, defective = _one(
+        truth, "SELECT COUNT(*), SUM(input), SUM(qty), SUM(qty > 0) FROM masked"
+    )
+    assert (kpi["lot_count"], kpi["total_input"]) == (lots, total_input)
+    assert (kpi["total_defect_qty"], kpi["defective_lot_count"]) == (total_defect, defective)
+    assert 0 < total_defect < _one(truth, "SELECT SUM(qty) FROM defect")[0]
+    assert kpi["top_loss_reason"] in reasons
+    # And the machines are credited with those defects only, as the direct computation says
+    expected = {
+        (grp, name, eid): (count, input_qty, qty)
+        for grp, name, eid, count, input_qty, qty in truth.execute(
+            MACHINES.replace("JOIN defect f", "JOIN masked f"), {"before": ORDER["測試"]}
+        )
+    }
+    assert {
+        (r["WORKCENTER_GROUP"], r["EQUIPMENT_NAME"], r["EQUIPMENT_ID"]): (
+            r["DETECTION_LOT_COUNT"],
+            r["INPUT_QTY"],
+            r["DEFECT_QTY"],
+        )
+        for r in rows
+    } == expected
+    assert {i["name"] for i in summary.aggregation["charts"]["by_loss_reason"]} <= set(reasons)

@@ -262,9 +262,13 @@ def forward_headline(aggregation: Mapping[str, Any] | None, n: int = 3) -> dict[
 
 
 def top_suspects(aggregation: Mapping[str, Any] | None, n: int = 5) -> list[dict[str, Any]]:
-    """The first ``n`` machines of the backward attribution (highest defect rate first)."""
+    """The ``n`` machines of the backward attribution with the highest defect rate (then the
+    most defects): the suspects (the attribution itself lists the most defects first)."""
     if not aggregation:
         return []
+    ranked = sorted(
+        aggregation.get("attribution", []), key=lambda r: (-r["DEFECT_RATE"], -r["DEFECT_QTY"])
+    )
     return [
         {
             k: row[k]
@@ -278,7 +282,7 @@ def top_suspects(aggregation: Mapping[str, Any] | None, n: int = 5) -> list[dict
                 "DEFECT_RATE",
             )
         }
-        for row in aggregation.get("attribution", [])[:n]
+        for row in ranked[:n]
     ]
 
 

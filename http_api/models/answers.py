@@ -290,7 +290,16 @@ class Aggregation(TypedDict):
     ]
     charts: Annotated[dict[str, list[ParetoItem]], Field(description="Pareto charts.")]
     attribution: Annotated[list[Row], Field(description="Machines, UPPER_SNAKE fields.")]
-    material_attribution: NotRequired[list[Row]]
+    materials_attribution: NotRequired[
+        Annotated[
+            list[Row],
+            Field(
+                description="Backward: per material (part, lot), MATERIAL_KEY `part (lot)` (or "
+                "`part`), MATERIAL_PART_NAME, MATERIAL_LOT_NAME, MATERIAL_PART_DESC, "
+                "DETECTION_LOT_COUNT, INPUT_QTY, DEFECT_QTY, DEFECT_RATE; most defects first."
+            ),
+        ]
+    ]
     detail_total_count: NotRequired[Count]
     amplification: NotRequired[
         Annotated[

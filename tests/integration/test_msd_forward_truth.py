@@ -58,15 +58,18 @@ class Truth:
         station_wcs = [wc for wc, g in GROUP.items() if g == STATION]
         marks = ",".join("?" * len(station_wcs))
         # Detection lots: a track-in with equipment at the station in the window; input is the
-        # largest track-in there in the window.
+        # largest track-in of the lot's latest session there (MSD-10: same track-in time).
         self.input = dict(
             db.execute(
-                f"SELECT h.CONTAINERID, MAX(COALESCE(h.TRACKINQTY, 0)) "
-                f"FROM DW_MES_LOTWIPHISTORY h JOIN DW_MES_CONTAINER c "
-                f"ON c.CONTAINERID = h.CONTAINERID AND c.OBJECTTYPE = 'LOT' "
-                f"WHERE h.WORKCENTERNAME IN ({marks}) AND h.EQUIPMENTID IS NOT NULL "
-                f"AND h.TRACKINTIMESTAMP >= ? AND h.TRACKINTIMESTAMP < ? "
-                f"GROUP BY h.CONTAINERID",
+                f"WITH rows_at AS (SELECT h.CONTAINERID, h.TRACKINTIMESTAMP AS ts, "
+                f"COALESCE(h.TRACKINQTY, 0) AS qty FROM DW_MES_LOTWIPHISTORY h "
+                f"JOIN DW_MES_CONTAINER c ON c.CONTAINERID = h.CONTAINERID "
+                f"AND c.OBJECTTYPE = 'LOT' WHERE h.WORKCENTERNAME IN ({marks}) "
+                f"AND h.EQUIPMENTID IS NOT NULL AND h.TRACKINTIMESTAMP >= ? "
+                f"AND h.TRACKINTIMESTAMP < ?), latest AS (SELECT CONTAINERID, MAX(ts) AS ts "
+                f"FROM rows_at GROUP BY CONTAINERID) "
+                f"SELECT l.CONTAINERID, MAX(r.qty) FROM latest l JOIN rows_at r "
+                f"ON r.CONTAINERID = l.CONTAINERID AND r.ts = l.ts GROUP BY l.CONTAINERID",
                 (*station_wcs, START, END_EXCLUSIVE),
             )
         )

@@ -23,7 +23,7 @@ from pipeline.stages.msd.pareto import UNKNOWN, joined, rate
 #: its defects and (backward) the machines its family used, as "3,17,3,42" (repeats possible).
 LOTS = """
 SELECT d.pos, l.name, l.pj_type, l.package, l.workflow, l.equipment, l.input_qty, l.runcard,
-       l.related_count, l.root, l.defect_qty,
+       l.related_count, l.root, l.cid, l.defect_qty,
        (SELECT group_concat(c.machine) FROM owners o JOIN cid_machines c ON c.cid = o.cid
         WHERE o.idx = l.idx){materials}
 FROM detail_order d JOIN lots l ON l.idx = d.idx
@@ -53,7 +53,8 @@ def machine_ids(fold: Fold) -> list[str]:
 
 def credit_lot(credit: MachineCredit, row: tuple[Any, ...]) -> list[int]:
     """Credit the lot of a ``LOTS`` row; its distinct machine indices."""
-    _pos, _name, pj, package, workflow, equipment, qty, _rc, _rel, _root, defects, used = row[:12]
+    _pos, _name, pj, package, workflow, equipment, qty, _rc, _rel, _root, _cid = row[:11]
+    defects, used = row[11:13]
     machines = list({int(m) for m in used.split(",")}) if used else []
     if machines:
         credit.add(machines, qty, defects, (workflow, package, pj, equipment))
@@ -61,8 +62,9 @@ def credit_lot(credit: MachineCredit, row: tuple[Any, ...]) -> list[int]:
 
 
 def attribution(fold: Fold, families: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The attribution rows: one per machine credited with a detection lot, worst defect rate
-    first; ``families``: ``RESOURCEFAMILYNAME`` per equipment id (else ``(未知)``)."""
+    """The attribution rows: one per machine credited with a detection lot, most defects first
+    (the contract's order; the dashboard ranks them itself, ``top_suspects`` by rate);
+    ``families``: ``RESOURCEFAMILYNAME`` per equipment id (else ``(未知)``)."""
     credit = machine_credit(fold)
     rows: list[dict[str, Any]] = []
     for index, m in enumerate(fold.machines):
@@ -88,8 +90,8 @@ def attribution(fold: Fold, families: Mapping[str, str]) -> list[dict[str, Any]]
         )
     rows.sort(
         key=lambda r: (
-            -r["DEFECT_RATE"],
             -r["DEFECT_QTY"],
+            -r["DEFECT_RATE"],
             r["EQUIPMENT_NAME"],
             r["WORKCENTER_GROUP"],
             r["EQUIPMENT_ID"],

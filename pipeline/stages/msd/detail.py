@@ -59,11 +59,13 @@ def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[dict[str, A
     machine_entries = [{"station": m.group, "machine": m.name} for m in fold.machines]
     machine_order = [(group_order(m.group), m.name) for m in fold.machines]
     for row in lots:
-        pos, name, pj, package, workflow, equipment, qty, runcard, related, root, *_, mats = row
+        pos, name, pj, package, workflow, equipment, qty, runcard, related, root, cid = row[:11]
+        mats = row[-1]
         materials = sorted(map(tuple, orjson.loads(mats)))
         used = sorted(credit_lot(credit, row), key=machine_order.__getitem__)
         upstream = {
             **_base(name, pj, package, workflow, equipment, qty),
+            "CONTAINERID": cid,
             "FINISHEDRUNCARD": runcard,
             "ANCESTOR_COUNT": related,
             "UPSTREAM_MACHINES": [machine_entries[m] for m in used],

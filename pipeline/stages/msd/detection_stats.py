@@ -33,7 +33,7 @@ def detection_kpi(fold: Fold) -> dict[str, Any]:
         "COALESCE(SUM(defect_qty), 0) FROM lots"
     ).fetchone()
     reasons = reason_totals(fold)
-    top = min(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[0] if reasons else None
+    top = min(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[0] if reasons else ""
     return {
         "total_input": total_input,
         "lot_count": lots,
@@ -47,6 +47,13 @@ def detection_kpi(fold: Fold) -> dict[str, Any]:
 def reason_totals(fold: Fold) -> dict[str, float]:
     """Defects per loss reason (those selected)."""
     return dict(fold.db.execute(f"SELECT reason, SUM(qty) {SELECTED_REJECTS} GROUP BY reason"))
+
+
+def reason_lots(fold: Fold) -> dict[str, int]:
+    """Detection lots per loss reason (those selected, with a defect of it)."""
+    return dict(
+        fold.db.execute(f"SELECT reason, COUNT(DISTINCT idx) {SELECTED_REJECTS} GROUP BY reason")
+    )
 
 
 def detection_machines(fold: Fold) -> dict[str, Tally]:

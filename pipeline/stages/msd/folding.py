@@ -76,13 +76,12 @@ _FINISH = {
     domains.BACKWARD: (
         "CREATE INDEX cid_machines_by_cid ON cid_machines (cid, machine)",
         "CREATE INDEX cid_materials_by_cid ON cid_materials (cid, material)",
-        # A detection lot counts once per material, however many of its family used it; a
-        # material's key is "part (lot)", or "part" when the material lot is unknown.
+        # A detection lot counts once per material (part, lot), however many of its family
+        # used it (MSD-11).
         "INSERT INTO material_totals "
-        "SELECT CASE WHEN mt.lot <> '' THEN mt.part || ' (' || mt.lot || ')' ELSE mt.part END "
-        "AS k, COUNT(*), SUM(l.input_qty), SUM(l.defect_qty) FROM (SELECT DISTINCT o.idx, "
-        "c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid) p "
-        "JOIN lots l ON l.idx = p.idx JOIN materials mt ON mt.idx = p.material GROUP BY k",
+        "SELECT p.material, COUNT(*), SUM(l.input_qty), SUM(l.defect_qty) FROM (SELECT "
+        "DISTINCT o.idx, c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid) p "
+        "JOIN lots l ON l.idx = p.idx GROUP BY p.material",
     ),
     domains.FORWARD: (
         "INSERT INTO pos_downstream SELECT d.pos, c.grp, SUM(c.qty) FROM cid_downstream c "
@@ -342,6 +341,19 @@ class MsdAggregator:
         used = {
             (row[cid_at], row[part_at], row[lot_at] or "") for row in batch.rows if row[part_at]
         }
+        if "MATERIALDESCRIPTION" in batch.columns:
+            # A label, not a key: a part described two ways reads as the smaller text, in
+            # whatever order the batches come.
+            text_at = batch.index("MATERIALDESCRIPTION")
+            self.db.executemany(
+                "INSERT INTO part_descriptions VALUES (?, ?) ON CONFLICT (part) "
+                "DO UPDATE SET description = MIN(description, excluded.description)",
+                {
+                    (row[part_at], row[text_at])
+                    for row in batch.rows
+                    if row[part_at] and row[text_at]
+                },
+            )
         self.db.executemany(
             "INSERT OR IGNORE INTO materials (part, lot) VALUES (?, ?)",
             {(part, lot) for _cid, part, lot in used},

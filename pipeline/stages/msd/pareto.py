@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,9 +73,13 @@ def ranked_pareto(ranked: Iterable[tuple[str, Tally]], top_n: int | None) -> lis
 
 
 def reason_pareto(
-    qty_by_reason: dict[str, float], total_input: float, top_n: int | None
+    qty_by_reason: dict[str, float],
+    total_input: float,
+    top_n: int | None,
+    lots: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Loss-reason chart: ``{name, defect_qty, defect_rate (of all input), cumulative_pct}``."""
+    """Loss-reason chart: ``{name, defect_qty, defect_rate (of all input), cumulative_pct}``,
+    and ``lot_count`` when ``lots`` (per reason) is given (a folded tail has none)."""
     ordered = sorted(
         ((r, q) for r, q in qty_by_reason.items() if q), key=lambda kv: (-kv[1], kv[0])
     )
@@ -86,14 +90,12 @@ def reason_pareto(
     items, running = [], 0.0
     for name, qty in ordered:
         running += qty
-        items.append(
-            {
-                "name": name,
-                "defect_qty": _number(qty),
-                "defect_rate": rate(qty, total_input),
-                "cumulative_pct": round(running / total * 100, 2) if total else 0.0,
-            }
-        )
+        item: dict[str, Any] = {"name": name, "defect_qty": _number(qty)}
+        if lots is not None:
+            item["lot_count"] = lots.get(name, 0)
+        item["defect_rate"] = rate(qty, total_input)
+        item["cumulative_pct"] = round(running / total * 100, 2) if total else 0.0
+        items.append(item)
     return items
 
 

@@ -22,6 +22,7 @@ from pipeline.stages.msd.detection_stats import (
     daily_trend,
     detection_kpi,
     detection_machines,
+    reason_lots,
     reason_totals,
     tallies,
 )
@@ -32,7 +33,7 @@ from pipeline.stages.msd.forward import (
     forward_kpi,
     reason_matrix,
 )
-from pipeline.stages.msd.pareto import Tally, pareto, ranked_pareto, rate, reason_pareto
+from pipeline.stages.msd.pareto import UNKNOWN, Tally, pareto, ranked_pareto, rate, reason_pareto
 
 #: ``container_mode_hint``: lots typed in that the detection station has no record of.
 NO_RECORDS_HINT = "所選容器在此偵測站無記錄"
@@ -52,7 +53,7 @@ def result_json(fold: Fold, families: Mapping[str, str] | None = None) -> bytes:
 
 
 def _analysis(fold: Fold, families: Mapping[str, str], *, encoded: bool) -> dict[str, Any]:
-    """``result``; ``encoded``: ``material_attribution`` (one entry per material lot: thousands
+    """``result``; ``encoded``: ``materials_attribution`` (one entry per material lot: thousands
     in a big trace) comes as JSON already (``orjson.Fragment``), encoded while it is read."""
     db = fold.db
     lots = fold.lot_count()
@@ -83,44 +84,64 @@ def _backward(fold: Fold, families: Mapping[str, str], encoded: bool) -> dict[st
     credit = machine_credit(fold)
     materials = (
         {
-            "MATERIAL_KEY": key,
+            "MATERIAL_KEY": f"{part} ({lot})" if lot else part,
+            "MATERIAL_PART_NAME": part,
+            "MATERIAL_LOT_NAME": lot,
+            "MATERIAL_PART_DESC": description,
             "DETECTION_LOT_COUNT": count,
             "INPUT_QTY": input_qty,
             "DEFECT_QTY": defect_qty,
             "DEFECT_RATE": rate(defect_qty, input_qty),
         }
-        for key, count, input_qty, defect_qty in fold.db.rows(
-            "SELECT key, lots, input, defects FROM material_totals "
-            "ORDER BY rate(defects, input) DESC, key"
+        for part, lot, description, count, input_qty, defect_qty in fold.db.rows(
+            f"{MATERIAL_TOTALS} ORDER BY t.defects DESC, rate(t.defects, t.input) DESC, "
+            "m.part, m.lot"
         )
     )
-    roots = tallies(
-        fold,
-        f"SELECT COALESCE(NULLIF(l.root, ''), l.name) AS r, {SUMS} FROM lots l "
-        "GROUP BY r ORDER BY SUM(l.defect_qty) DESC, r",
-    )
     kpi = detection_kpi(fold)
-    kpi["affected_machine_count"] = sum(1 for r in rows if r["DEFECT_QTY"] > 0)
+    kpi["affected_machine_count"] = len({r["EQUIPMENT_ID"] for r in rows if r["DEFECT_QTY"] > 0})
     top_n = fold.top_n
+    detection = known_detection_machines(fold)
     return {
         "kpi": kpi,
         "charts": {
             "by_station": pareto(credit.by_group(), None),
-            "by_machine": pareto(credit.by_name(), top_n),
-            "by_detection_machine": pareto(detection_machines(fold), top_n),
+            # A lot is credited to every machine and material its family used: a tail summed
+            # into 其他 would count it once per machine, so these two list their top N only.
+            "by_machine": pareto(dict(_top(credit.by_name(), top_n)), None),
+            "by_detection_machine": pareto(detection, top_n),
             "by_material": ranked_pareto(
                 tallies(
                     fold,
-                    "SELECT key, lots, input, defects FROM material_totals "
-                    "ORDER BY defects DESC, key",
+                    "SELECT CASE WHEN m.lot <> '' THEN m.part || ' (' || m.lot || ')' "
+                    "ELSE m.part END AS k, t.lots, t.input, t.defects FROM material_totals t "
+                    "JOIN materials m ON m.idx = t.material ORDER BY t.defects DESC, k "
+                    f"LIMIT {int(top_n)}",
+                ),
+                None,
+            ),
+            "by_wafer_root": ranked_pareto(
+                tallies(
+                    fold,
+                    f"SELECT COALESCE(NULLIF(l.root, ''), l.name) AS r, {SUMS} FROM lots l "
+                    "GROUP BY r ORDER BY SUM(l.defect_qty) DESC, r",
                 ),
                 top_n,
             ),
-            "by_wafer_root": ranked_pareto(roots, top_n),
-            "by_loss_reason": reason_pareto(reason_totals(fold), kpi["total_input"], None),
+            "by_workflow": ranked_pareto(
+                tallies(
+                    fold,
+                    f"SELECT COALESCE(NULLIF(l.workflow, ''), '{UNKNOWN}') AS w, {SUMS} "
+                    "FROM lots l GROUP BY w ORDER BY SUM(l.defect_qty) DESC, w",
+                ),
+                top_n,
+            ),
+            "by_loss_reason": reason_pareto(
+                reason_totals(fold), kpi["total_input"], None, reason_lots(fold)
+            ),
         },
         "attribution": rows,
-        "material_attribution": encoded_array(materials) if encoded else list(materials),
+        "materials_attribution": encoded_array(materials) if encoded else list(materials),
         "detail_total_count": int(
             fold.db.value(
                 "SELECT COALESCE(SUM(MAX(n, 1)), 0) FROM (SELECT (SELECT COUNT(*) "
@@ -128,6 +149,26 @@ def _backward(fold: Fold, families: Mapping[str, str], encoded: bool) -> dict[st
             )
         ),
     }
+
+
+#: Per material (part, lot): its part's description and the detection lots that used it.
+MATERIAL_TOTALS = (
+    "SELECT m.part, m.lot, COALESCE(d.description, ''), t.lots, t.input, t.defects "
+    "FROM material_totals t JOIN materials m ON m.idx = t.material "
+    "LEFT JOIN part_descriptions d ON d.part = m.part"
+)
+
+
+def _top(tallies: Mapping[str, Tally], top_n: int) -> list[tuple[str, Tally]]:
+    """The first ``top_n`` items in chart order (defects desc, then name)."""
+    return sorted(tallies.items(), key=lambda kv: (-kv[1].defect_qty, kv[0]))[:top_n]
+
+
+def known_detection_machines(fold: Fold) -> dict[str, Tally]:
+    """Lots per detection machine, the lots of no known machine left out (the old chart's)."""
+    machines = detection_machines(fold)
+    machines.pop(UNKNOWN, None)
+    return machines
 
 
 def encoded_array(items: Iterable[Any], chunk: int = 1000) -> Any:
@@ -168,7 +209,7 @@ def _forward(fold: Fold) -> dict[str, Any]:
                 }
                 for r in reason_pareto(down.reason_reject, total_input, fold.top_n)
             ],
-            "by_detection_machine": pareto(detection_machines(fold), fold.top_n),
+            "by_detection_machine": pareto(known_detection_machines(fold), fold.top_n),
         },
         "attribution": [],
         "detail_total_count": int(db.value("SELECT COUNT(*) FROM lots WHERE defect_qty > 0")),

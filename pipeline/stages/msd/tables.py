@@ -34,6 +34,8 @@ CREATE TABLE machines (
 CREATE TABLE materials (
     idx INTEGER PRIMARY KEY, part TEXT NOT NULL, lot TEXT NOT NULL, UNIQUE (part, lot)
 );
+-- the description of each material part, the first one the events gave (a label only)
+CREATE TABLE part_descriptions (part TEXT PRIMARY KEY, description TEXT NOT NULL) WITHOUT ROWID;
 -- backward: what each family lot used, appended as folded (repeats are harmless: readers
 -- take distinct values); indexed by lot once the folding is done (finish)
 CREATE TABLE cid_machines (cid TEXT NOT NULL, machine INTEGER NOT NULL);
@@ -48,11 +50,12 @@ CREATE TABLE cid_downstream (cid TEXT NOT NULL, grp TEXT NOT NULL, qty NOT NULL,
     PRIMARY KEY (cid, grp)) WITHOUT ROWID;
 CREATE TABLE cid_reasons (cid TEXT NOT NULL, reason TEXT NOT NULL, qty NOT NULL,
     PRIMARY KEY (cid, reason)) WITHOUT ROWID;
--- finish: the detection lots in detail order (worst defect rate first); per material key, the
--- detection lots using it; forward, each lot's rejects per downstream station, by position
+-- finish: the detection lots in detail order (worst defect rate first); per material (part,
+-- lot), the detection lots using it; forward, each lot's rejects per downstream station, by
+-- position
 CREATE TABLE detail_order (pos INTEGER PRIMARY KEY, idx INTEGER NOT NULL UNIQUE);
-CREATE TABLE material_totals (key TEXT PRIMARY KEY, lots INTEGER NOT NULL, input NOT NULL,
-    defects NOT NULL) WITHOUT ROWID;
+CREATE TABLE material_totals (material INTEGER PRIMARY KEY, lots INTEGER NOT NULL,
+    input NOT NULL, defects NOT NULL);
 CREATE TABLE pos_downstream (pos INTEGER NOT NULL, grp TEXT NOT NULL, qty NOT NULL,
     PRIMARY KEY (pos, grp)) WITHOUT ROWID;
 """

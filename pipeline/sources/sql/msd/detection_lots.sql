@@ -1,6 +1,8 @@
 -- Mid-section defect: the lots that tracked in at the detection station, one row per lot: its
--- latest track-in there (equipment, time), with the largest track-in qty at the station as input
--- (partial track-outs and later steps of the station see less).
+-- latest track-in there (equipment, time), with that session's original load as input (MSD-10):
+-- the largest TRACKINQTY of the session (same lot, track-in time and equipment), since each
+-- partial track-out of a session records only what remained at its start. The one place this
+-- rule lives: both directions read their detection input from here.
 -- {{ station_filter }}: the station's workcenter patterns as :wc_* binds (pipeline.workcenters).
 -- {{ scope }}: a date window (:start_date <= track-in < :end_date) or an id list (:cids).
 -- Sorted by lot name (the id where there is none), then id: the order seeds are listed in.
@@ -12,7 +14,9 @@ FROM (
            TRIM(c.PRODUCTLINENAME) AS PRODUCTLINENAME, h.SPECNAME AS WORKFLOW,
            h.FINISHEDRUNCARD, h.EQUIPMENTID AS DETECTION_EQUIPMENTID,
            h.EQUIPMENTNAME AS DETECTION_EQUIPMENTNAME,
-           MAX(COALESCE(h.TRACKINQTY, 0)) OVER (PARTITION BY h.CONTAINERID) AS TRACKINQTY,
+           MAX(COALESCE(h.TRACKINQTY, 0)) OVER (
+               PARTITION BY h.CONTAINERID, h.TRACKINTIMESTAMP, h.EQUIPMENTID
+           ) AS TRACKINQTY,
            h.TRACKINTIMESTAMP,
            ROW_NUMBER() OVER (
                PARTITION BY h.CONTAINERID

@@ -37,6 +37,7 @@ from pipeline.params import TraceParams
 from pipeline.validation import invalid_input
 
 DETAIL = parts.AGGREGATION_DETAIL
+EXPORT = parts.AGGREGATION_EXPORT
 CSV = "text/csv"
 ERRORS = (InvalidInput, CacheExpired, ServiceUnavailable)
 
@@ -174,10 +175,10 @@ class ExportResource(_Analysed):
         job = self.analysis(query, {"loss_reasons": tuple(query.loss_reasons)})
         reader = self.services.results
         try:
-            page = reader.part_page(job.id, DETAIL, 0, 0)  # every chunk checked to exist
+            page = reader.part_page(job.id, EXPORT, 0, 0)  # every chunk checked to exist
         except ResultGone:
             raise _expired(job.trace_query_id or "") from None
-        rows = ([row for (row,) in chunk] for chunk in reader.part_chunks(DETAIL, page))
+        rows = reader.part_chunks(EXPORT, page)
         resp.content_type = f"{CSV}; charset=utf-8"
         name = f"defect_trace_{job.trace_query_id}.csv"
         resp.set_header("Content-Disposition", f"attachment; filename={name}")

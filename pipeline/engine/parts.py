@@ -27,6 +27,9 @@ CIDS = "cids"
 SEEDS = f"{SEED_RESOLVE}:seeds"
 #: The aggregation's detail rows (one dict per row).
 AGGREGATION_DETAIL = f"{AGGREGATION}:detail"
+#: The same rows, in the same order, as the CSV export's flat cells (one tuple per row,
+#: ``pipeline.stages.msd.detail.EXPORT_COLUMNS``): the export reads no nested lists.
+AGGREGATION_EXPORT = f"{AGGREGATION}:export"
 
 
 def queries(stage: str) -> str:

@@ -356,7 +356,7 @@ class JobRegistry:
         """The events stage of the job is not complete any more, nor anything after it."""
         self.redis.hdel(keys.job(job_id), f"done:{EVENTS}", f"done:{AGGREGATION}")
         self.unclaim(job_id, AGGREGATION)
-        for part in (parts.AGGREGATION_QUERIES, parts.AGGREGATION_DETAIL):
+        for part in (parts.AGGREGATION_QUERIES, parts.AGGREGATION_DETAIL, parts.AGGREGATION_EXPORT):
             self.store.drop_part(job_id, part)
         pipe = self.redis.pipeline(transaction=False)
         pipe.unlink(keys.json_doc(job_id, "aggregation"))

@@ -18,7 +18,7 @@ from pipeline.engine.context import StageContext
 from pipeline.engine.recording import RecordingSource
 from pipeline.engine.steps.seed_step import seed_cids
 from pipeline.stages.msd.attribution import machine_ids
-from pipeline.stages.msd.detail import detail_rows
+from pipeline.stages.msd.detail import EXPORT_COLUMNS, detail_rows, export_cells
 from pipeline.stages.msd.detection import prepare_aggregator
 from pipeline.stages.msd.families import machine_families
 from pipeline.stages.msd.fold import Fold
@@ -58,35 +58,42 @@ def run_aggregation(ctx: StageContext) -> None:
         fold = aggregator.finish()
         # The detail rows first: the pass that writes them also credits the machines, which
         # the result then reuses.
-        store.write_rows(
-            job.id,
-            parts.AGGREGATION_DETAIL,
-            DETAIL_COLUMNS,
-            ((r,) for r in by_defect_rate(fold, detail_rows(fold))),
-            DETAIL_CHUNK_ROWS,
-        )
+        write_details(ctx, fold)
         families = machine_families(source, machine_ids(fold))
         # Every result page and stream carries the whole analysis: encoded once, here.
         store.put_json(job.id, "aggregation", result_json(fold, families))
 
 
-def by_defect_rate(fold: Fold, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """The detail rows in the table's default order, defect rate descending (the old
-    backend's), ties in the order they came. Backward a lot has a row per loss reason, each with
-    its own rate, so the rows (which come lot by lot) are sorted in the fold's scratch database,
-    not in memory; forward rows are one per lot and come in that order already."""
-    if not fold.backward:
-        yield from rows
-        return
-    db = fold.db
-    db.execute("CREATE TEMP TABLE sorted_detail (rate REAL, seq INTEGER PRIMARY KEY, row BLOB)")
+def write_details(ctx: StageContext, fold: Fold) -> None:
+    """The detail rows, in the table's default order (defect rate descending, the old
+    backend's; ties in the order they came), as ``parts.AGGREGATION_DETAIL``, and the same rows
+    as the CSV export's flat cells (``parts.AGGREGATION_EXPORT``). One pass over the rows into
+    the fold's scratch database, not memory: backward a lot has a row per loss reason, each
+    with its own rate, and the rows come lot by lot (forward rows are one per lot, in order)."""
+    job, store, direction, db = ctx.job, ctx.store, fold.direction, fold.db
+    db.execute(
+        "CREATE TEMP TABLE sorted_detail (rate REAL, seq INTEGER PRIMARY KEY, row BLOB, cells BLOB)"
+    )
     try:
         db.executemany(
-            "INSERT INTO sorted_detail (rate, row) VALUES (?, ?)",
-            ((row.get("DEFECT_RATE") or 0, orjson.dumps(row)) for row in rows),
+            "INSERT INTO sorted_detail (rate, row, cells) VALUES (?, ?, ?)",
+            (
+                (
+                    (row.get("DEFECT_RATE") or 0) if fold.backward else 0,
+                    orjson.dumps(row),
+                    orjson.dumps(export_cells(direction, row)),
+                )
+                for row in detail_rows(fold)
+            ),
         )
-        for (data,) in db.rows("SELECT row FROM sorted_detail ORDER BY rate DESC, seq"):
-            yield orjson.loads(data)
+        order = "FROM sorted_detail ORDER BY rate DESC, seq"
+        details = ((orjson.loads(d),) for (d,) in db.rows(f"SELECT row {order}"))
+        store.write_rows(
+            job.id, parts.AGGREGATION_DETAIL, DETAIL_COLUMNS, details, DETAIL_CHUNK_ROWS
+        )
+        columns = tuple(key for _, key in EXPORT_COLUMNS[direction])
+        cells = (tuple(orjson.loads(d)) for (d,) in db.rows(f"SELECT cells {order}"))
+        store.write_rows(job.id, parts.AGGREGATION_EXPORT, columns, cells, ctx.settings.fetch_rows)
     finally:
         db.execute("DROP TABLE sorted_detail")
 

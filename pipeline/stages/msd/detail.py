@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from pipeline import domains
 from pipeline.stages.msd.attribution import LOTS, credit_lot
 from pipeline.stages.msd.fold import Fold
 from pipeline.stages.msd.machines import MachineCredit
@@ -29,6 +30,40 @@ MATERIALS = """,
        (SELECT json_group_array(json_array(mt.part, mt.lot))
         FROM (SELECT DISTINCT c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid
               WHERE o.idx = l.idx) u JOIN materials mt ON mt.idx = u.material)"""
+
+
+#: The CSV export's columns per direction: (header, detail row key), in file order (the old
+#: backend's headers).
+EXPORT_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    domains.BACKWARD: (
+        ("LOT ID", "CONTAINERNAME"),
+        ("TYPE", "PJ_TYPE"),
+        ("PACKAGE", "PRODUCTLINENAME"),
+        ("WORKFLOW", "WORKFLOW"),
+        ("偵測設備", "DETECTION_EQUIPMENTNAME"),
+        ("投入數", "INPUT_QTY"),
+        ("報廢原因", "LOSS_REASON"),
+        ("不良數", "DEFECT_QTY"),
+        ("不良率(%)", "DEFECT_RATE"),
+        ("上游LOT數", "ANCESTOR_COUNT"),
+        ("上游台數", "UPSTREAM_MACHINE_COUNT"),
+    ),
+    domains.FORWARD: (
+        ("LOT ID", "CONTAINERNAME"),
+        ("偵測設備", "DETECTION_EQUIPMENTNAME"),
+        ("前段不良原因", "DETECTION_LOSS_REASON"),
+        ("偵測投入", "TRACKINQTY"),
+        ("偵測不良", "DEFECT_QTY"),
+        ("下游到達站數", "DOWNSTREAM_STATIONS_REACHED"),
+        ("下游不良總數", "DOWNSTREAM_TOTAL_REJECT"),
+        ("下游不良率(%)", "DOWNSTREAM_REJECT_RATE"),
+    ),
+}
+
+
+def export_cells(direction: str, row: dict[str, Any]) -> tuple[Any, ...]:
+    """A detail row's CSV cells (``EXPORT_COLUMNS``; a missing value is empty)."""
+    return tuple("" if row.get(key) is None else row[key] for _, key in EXPORT_COLUMNS[direction])
 
 
 def detail_rows(fold: Fold) -> Iterator[dict[str, Any]]:

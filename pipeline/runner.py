@@ -30,7 +30,7 @@ from pipeline.stages.lineage import trace_lineage
 from pipeline.stages.lineage_document import payload
 from pipeline.stages.lineage_graph import Lineage
 from pipeline.stages.msd.attribution import machine_ids
-from pipeline.stages.msd.detail import detail_rows
+from pipeline.stages.msd.detail import sorted_details
 from pipeline.stages.msd.detection import prepare_aggregator
 from pipeline.stages.msd.families import machine_families
 from pipeline.stages.msd.folding import MsdAggregator
@@ -184,8 +184,9 @@ def _aggregate(
     clock = time.perf_counter()
     report.start("aggregation", None)
     fold = aggregator.finish()
-    with open(out / "detail.ndjson", "wb") as fh:  # first: it credits the machines
-        for row in detail_rows(fold):
+    # first: it credits the machines; in the table's order, as a job stores them
+    with open(out / "detail.ndjson", "wb") as fh, sorted_details(fold) as table:
+        for row in table.rows():
             fh.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
     families = machine_families(source, machine_ids(fold))
     summary.aggregation = result(fold, families)

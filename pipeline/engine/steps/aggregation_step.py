@@ -10,15 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
-
 from pipeline import domains
 from pipeline.engine import parts
 from pipeline.engine.context import StageContext
 from pipeline.engine.recording import RecordingSource
 from pipeline.engine.steps.seed_step import seed_cids
 from pipeline.stages.msd.attribution import machine_ids
-from pipeline.stages.msd.detail import EXPORT_COLUMNS, detail_rows, export_cells
+from pipeline.stages.msd.detail import EXPORT_COLUMNS, sorted_details
 from pipeline.stages.msd.detection import prepare_aggregator
 from pipeline.stages.msd.families import machine_families
 from pipeline.stages.msd.fold import Fold
@@ -65,37 +63,16 @@ def run_aggregation(ctx: StageContext) -> None:
 
 
 def write_details(ctx: StageContext, fold: Fold) -> None:
-    """The detail rows, in the table's default order (defect rate descending, the old
-    backend's; ties in the order they came), as ``parts.AGGREGATION_DETAIL``, and the same rows
-    as the CSV export's flat cells (``parts.AGGREGATION_EXPORT``). One pass over the rows into
-    the fold's scratch database, not memory: backward a lot has a row per loss reason, each
-    with its own rate, and the rows come lot by lot (forward rows are one per lot, in order)."""
-    job, store, direction, db = ctx.job, ctx.store, fold.direction, fold.db
-    db.execute(
-        "CREATE TEMP TABLE sorted_detail (rate REAL, seq INTEGER PRIMARY KEY, row BLOB, cells BLOB)"
-    )
-    try:
-        db.executemany(
-            "INSERT INTO sorted_detail (rate, row, cells) VALUES (?, ?, ?)",
-            (
-                (
-                    (row.get("DEFECT_RATE") or 0) if fold.backward else 0,
-                    orjson.dumps(row),
-                    orjson.dumps(export_cells(direction, row)),
-                )
-                for row in detail_rows(fold)
-            ),
-        )
-        order = "FROM sorted_detail ORDER BY rate DESC, seq"
-        details = ((orjson.loads(d),) for (d,) in db.rows(f"SELECT row {order}"))
+    """The detail rows in the table's order (``parts.AGGREGATION_DETAIL``) and the same rows
+    as the CSV export's flat cells (``parts.AGGREGATION_EXPORT``)."""
+    job, store = ctx.job, ctx.store
+    with sorted_details(fold) as table:
+        rows = ((row,) for row in table.rows())
+        store.write_rows(job.id, parts.AGGREGATION_DETAIL, DETAIL_COLUMNS, rows, DETAIL_CHUNK_ROWS)
+        columns = tuple(key for _, key in EXPORT_COLUMNS[fold.direction])
         store.write_rows(
-            job.id, parts.AGGREGATION_DETAIL, DETAIL_COLUMNS, details, DETAIL_CHUNK_ROWS
+            job.id, parts.AGGREGATION_EXPORT, columns, table.cells(), ctx.settings.fetch_rows
         )
-        columns = tuple(key for _, key in EXPORT_COLUMNS[direction])
-        cells = (tuple(orjson.loads(d)) for (d,) in db.rows(f"SELECT cells {order}"))
-        store.write_rows(job.id, parts.AGGREGATION_EXPORT, columns, cells, ctx.settings.fetch_rows)
-    finally:
-        db.execute("DROP TABLE sorted_detail")
 
 
 def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:

@@ -11,6 +11,7 @@ fold, so the result afterwards reads no lot again.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -64,6 +65,49 @@ EXPORT_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
 def export_cells(direction: str, row: dict[str, Any]) -> tuple[Any, ...]:
     """A detail row's CSV cells (``EXPORT_COLUMNS``; a missing value is empty)."""
     return tuple("" if row.get(key) is None else row[key] for _, key in EXPORT_COLUMNS[direction])
+
+
+class SortedDetails:
+    """The detail rows of a fold in the table's default order, defect rate descending (the old
+    backend's; ties in the order they came), each also as its export cells. Held in the fold's
+    scratch database (``sorted_details``), not in memory: backward a lot has a row per loss
+    reason, each with its own rate, and the rows come lot by lot."""
+
+    ORDER = "FROM sorted_detail ORDER BY rate DESC, seq"
+
+    def __init__(self, fold: Fold) -> None:
+        self.db = fold.db
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        return (orjson.loads(d) for (d,) in self.db.rows(f"SELECT row {self.ORDER}"))
+
+    def cells(self) -> Iterator[tuple[Any, ...]]:
+        return (tuple(orjson.loads(d)) for (d,) in self.db.rows(f"SELECT cells {self.ORDER}"))
+
+
+@contextmanager
+def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
+    """``detail_rows`` read once (to its end: the machines are credited) into the fold's
+    scratch database; the table is dropped on leaving."""
+    db, direction = fold.db, fold.direction
+    db.execute(
+        "CREATE TEMP TABLE sorted_detail (rate REAL, seq INTEGER PRIMARY KEY, row BLOB, cells BLOB)"
+    )
+    try:
+        db.executemany(
+            "INSERT INTO sorted_detail (rate, row, cells) VALUES (?, ?, ?)",
+            (
+                (
+                    (row.get("DEFECT_RATE") or 0) if fold.backward else 0,
+                    orjson.dumps(row),
+                    orjson.dumps(export_cells(direction, row)),
+                )
+                for row in detail_rows(fold)
+            ),
+        )
+        yield SortedDetails(fold)
+    finally:
+        db.execute("DROP TABLE sorted_detail")
 
 
 def detail_rows(fold: Fold) -> Iterator[dict[str, Any]]:

@@ -144,9 +144,13 @@ class TraceRequest(BaseModel):
 
     @property
     def expands_lineage(self) -> bool:
-        """An analysis whose request brings no lineage (neither a map nor a lineage job): its
-        job walks the genealogy of its seeds first, never analysing the seeds alone."""
-        return self.aggregates and not (self.lineage_job_id or self.lineage_digest)
+        """An events request of an analysis that brings no lineage (neither a map nor a lineage
+        job): its job walks the genealogy of its seeds first, never analysing the seeds alone.
+        (A whole trace walks it anyway: not this.)"""
+        kind = self.job_kind
+        return (
+            kind == EVENTS and self.aggregates and not (self.lineage_job_id or self.lineage_digest)
+        )
 
     @property
     def from_cids(self) -> bool:

@@ -196,6 +196,23 @@ def test_a_whole_trace_runs_as_one_job_from_seeds(
     assert status["completed_stages"] == ["seed-resolve", "lineage", "events"]
 
 
+def test_a_whole_analysis_streams_its_rows(client: falcon.testing.TestClient) -> None:
+    # When a whole mid-section-defect trace is submitted (not the July client's seeds-only
+    # events call, whose stream leaves the rows out)
+    params = {"station": "測試", "start_date": "2026-06-01", "end_date": "2026-06-10"}
+    answer = client.simulate_post(
+        "/api/trace/jobs", json={"profile": "mid_section_defect", "params": params}
+    )
+    # Then its stream is offered with the rows, and its plan is the whole trace's
+    assert answer.status_code == 202, answer.text[:300]
+    data = answer.json["data"]
+    assert data["stream_url"] == f"/api/trace/job/{data['job_id']}/stream"
+    status = wait_status(client, data["job_id"])
+    assert status["completed_stages"] == ["seed-resolve", "lineage", "events", "aggregation"]
+    lines = ndjson(client.simulate_get(data["stream_url"]).text)
+    assert any(line["type"] == "records" for line in lines)
+
+
 def test_an_msd_events_request_with_its_lineage_gets_the_aggregation(
     client: falcon.testing.TestClient,
 ) -> None:

@@ -19,7 +19,6 @@ from typing import Any
 
 from http_api import render
 from http_api.services import Services
-from pipeline.engine import integrity
 from pipeline.engine.documents import QualityMeta
 from pipeline.engine.job import Job
 from pipeline.engine.pages import Page
@@ -48,15 +47,8 @@ def refuse_damaged(services: Services, job: Job) -> None:
     ``EXISTS`` per 500 chunks) or was found failing its checksum earlier; the job is marked, so
     an equal request starts a new one. Run before the first byte of any answer that carries the
     result: the July client ignores a stream's ``error`` line and trusts every 200."""
-    registry = services.runtime.registry
-    reason = registry.damaged(job.id)
-    if reason is None:
-        problem = integrity.flaw(
-            registry.store, job, registry.domain_states(job.id), registry.progress(job.id)
-        )
-        if problem is not None and problem.damaged:
-            registry.mark_damaged(job.id, problem.reason)
-            reason = problem.reason
+    problem = services.runtime.registry.flaw(job)
+    reason = problem.reason if problem is not None and problem.damaged else None
     if reason is not None:
         raise ResultDamaged(
             f"the result of job {job.id} is damaged ({reason}); submit the request again: "

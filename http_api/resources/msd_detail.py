@@ -23,7 +23,7 @@ from http_api.msd_export import csv_chunks
 from http_api.operation import Answer, Operation, operation
 from http_api.resources.base import Resource
 from pipeline import domains
-from pipeline.engine import codec, integrity, keys, parts
+from pipeline.engine import codec, keys, parts
 from pipeline.engine.analyses import masks_key, reanalysis, window_key
 from pipeline.engine.job import FINISHED, Job
 from pipeline.engine.results import ResultGone
@@ -92,13 +92,7 @@ class _Analysed(Resource):
         return codec.as_text(found)
 
     def _whole(self, job: Job) -> bool:
-        registry = self.services.runtime.registry
-        if job.state != FINISHED or registry.damaged(job.id):
-            return False
-        problem = integrity.flaw(
-            registry.store, job, registry.domain_states(job.id), registry.progress(job.id)
-        )
-        return problem is None
+        return job.state == FINISHED and self.services.runtime.registry.flaw(job) is None
 
 
 class DetailResource(_Analysed):

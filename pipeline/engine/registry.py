@@ -138,45 +138,39 @@ class JobRegistry:
         ended = job.finished_at or 0.0
         if job.state != FINISHED or time.time() - ended > self.reuse_seconds:
             return False
-        if self.damaged(job.id):
-            return False
+        return self.flaw(job) is None
+
+    def flaw(self, job: Job) -> integrity.Flaw | None:
+        """What keeps the finished ``job``'s result from being whole (``integrity.flaw``;
+        ``None``: it is whole). A piece found gone marks the job damaged; a job marked damaged
+        before (a chunk failing its checksum) is damaged for that reason."""
+        reason = self.damaged(job.id)
+        if reason is not None:
+            return integrity.Flaw(reason, damaged=True)
         problem = integrity.flaw(self.store, job, self.domain_states(job.id), self.progress(job.id))
         if problem is not None and problem.damaged:
             self.mark_damaged(job.id, problem.reason)
-        return problem is None
+        return problem
 
     def stored_lineage(self, query_id: str) -> Job | None:
         """The finished lineage job of ``query_id`` whose result is whole (``None``: unknown,
         expired, not finished, or damaged: the caller walks the lineage again)."""
-        found = self.redis.get(keys.lineage_query(query_id))
-        job = self.load(codec.as_text(found)) if found else None
-        if job is None or job.state != FINISHED or LINEAGE not in job.completed:
-            return None
-        if self.damaged(job.id):
-            return None
-        problem = integrity.flaw(self.store, job, {}, self.progress(job.id))
-        if problem is not None:
-            if problem.damaged:
-                self.mark_damaged(job.id, problem.reason)
-            return None
-        return job
+        return self._whole_finished(keys.lineage_query(query_id), LINEAGE)
 
     def stored_trace(self, trace_query_id: str) -> Job | None:
         """The latest finished job of ``trace_query_id`` whose events are whole (no domain
         failed, nothing gone): another analysis of the same trace may read them in place.
         ``None``: unknown, expired, or not whole."""
-        found = self.redis.get(keys.trace_query(trace_query_id))
+        job = self._whole_finished(keys.trace_query(trace_query_id), EVENTS)
+        return job if job is not None and job.trace_query_id == trace_query_id else None
+
+    def _whole_finished(self, index: str, stage: str) -> Job | None:
+        """The job an index key names, when it finished ``stage`` and its result is whole."""
+        found = self.redis.get(index)
         job = self.load(codec.as_text(found)) if found else None
-        if job is None or job.state != FINISHED or job.trace_query_id != trace_query_id:
+        if job is None or job.state != FINISHED or stage not in job.completed:
             return None
-        if EVENTS not in job.completed or self.damaged(job.id):
-            return None
-        problem = integrity.flaw(self.store, job, self.domain_states(job.id), self.progress(job.id))
-        if problem is not None:
-            if problem.damaged:
-                self.mark_damaged(job.id, problem.reason)
-            return None
-        return job
+        return job if self.flaw(job) is None else None
 
     def mark_damaged(self, job_id: str, reason: str) -> None:
         """The job's result was found damaged (a piece of it gone, or failing its checksum):

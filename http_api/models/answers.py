@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, WithJsonSchema, with_config
 from typing_extensions import TypeAliasType, TypedDict
 
 from pipeline.domains import Direction, Domain
-from pipeline.engine.documents import Count, ErrorCode, JobState, QualityMeta
+from pipeline.engine.documents import Count, ErrorCode, JobState, QualityMeta, QueryId, TraceQueryId
 from pipeline.params import SEED_KEY
 
 UPPER_SNAKE = "^[A-Z][A-Z0-9_]*$"
@@ -321,24 +321,8 @@ class EventsResult(TypedDict):
 
     stage: Literal["events"]
     job_id: NotRequired[JobId]
-    query_id: NotRequired[
-        Annotated[
-            str | None,
-            Field(
-                description="The lineage `query_id` (a lineage's own; an analysis's, that of its "
-                "detection lots' lineage)."
-            ),
-        ]
-    ]
-    trace_query_id: NotRequired[
-        Annotated[
-            str | None,
-            Field(
-                description="The trace's id (profile, seed set, dates, stations, direction; never "
-                "the masks): the key detail and export use. Set once the events are complete."
-            ),
-        ]
-    ]
+    query_id: NotRequired[QueryId]
+    trace_query_id: NotRequired[TraceQueryId]
     results: dict[str, DomainPage]
     aggregation: Aggregation | None
     quality_meta: QualityMeta

@@ -16,7 +16,7 @@ from typing_extensions import TypeAliasType, TypedDict
 
 from http_api.models.answers import Aggregation, LineageResult, Row, SeedResolveResult
 from pipeline.domains import Domain, Profile
-from pipeline.engine.documents import Count, ErrorCode, QualityMeta
+from pipeline.engine.documents import Count, ErrorCode, QualityMeta, QueryId, TraceQueryId
 
 
 class MetaLine(TypedDict):
@@ -24,24 +24,8 @@ class MetaLine(TypedDict):
     job_id: str
     profile: Profile
     domains: list[Domain]
-    query_id: NotRequired[
-        Annotated[
-            str | None,
-            Field(
-                description="The lineage `query_id` (a lineage's own; an analysis's, that of its "
-                "detection lots' lineage)."
-            ),
-        ]
-    ]
-    trace_query_id: NotRequired[
-        Annotated[
-            str | None,
-            Field(
-                description="The trace's id (profile, seed set, dates, stations, direction; never "
-                "the masks): the key detail and export use. Set once the events are complete."
-            ),
-        ]
-    ]
+    query_id: NotRequired[QueryId]
+    trace_query_id: NotRequired[TraceQueryId]
     follow: NotRequired[bool]
 
 

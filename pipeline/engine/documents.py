@@ -66,6 +66,24 @@ class JobError(TypedDict):
     input: NotRequired[Annotated[bool, Field(description="The request was at fault.")]]
 
 
+#: A job's lineage ``query_id`` (``TraceRequest.query_id``), as every answer carries it.
+QueryId = Annotated[
+    str | None,
+    Field(
+        description="The lineage `query_id` (a lineage's own; an analysis's, that of its "
+        "detection lots' lineage)."
+    ),
+]
+#: A job's ``trace_query_id`` (``pipeline.identities``), as every answer carries it.
+TraceQueryId = Annotated[
+    str | None,
+    Field(
+        description="The trace's id (profile, seed set, dates, stations, direction; never the "
+        "masks): the key detail and export use. Set once the events are complete."
+    ),
+]
+
+
 class JobStatus(TypedDict):
     """The contract's status document, plus the service's own state, queue, per-stage progress,
     failed domains and the error's detail."""
@@ -86,20 +104,8 @@ class JobStatus(TypedDict):
     stages: dict[str, StageProgress]
     failed_domains: list[Domain]
     error_detail: JobError | None
-    query_id: Annotated[
-        str | None,
-        Field(
-            description="The lineage `query_id` (a lineage's own; an analysis's, that of its "
-            "detection lots' lineage)."
-        ),
-    ]
-    trace_query_id: Annotated[
-        str | None,
-        Field(
-            description="The trace's id (profile, seed set, dates, stations, direction; never "
-            "the masks): the key detail and export use. Set once the events are complete."
-        ),
-    ]
+    query_id: QueryId
+    trace_query_id: TraceQueryId
     quality_meta: Annotated[
         QualityMeta | None,
         Field(description="The query's quality (null for a job without events domains)."),

@@ -127,9 +127,13 @@ def write_inputs(
             store.copy_part(source_job, job.id, parts.SEEDS)
         for key in ("seed_roots", RELATED[direction]):
             store.copy_part(source_job, job.id, parts.lineage(key))
-        if request.events_of:  # the same trace's committed events, read in place
+        if request.events_of:  # the same trace's committed events and analysis queries,
+            # read in place
             for domain in job.domains:
                 store.link_part(request.events_of, job.id, parts.events(domain))
+            store.link_part(
+                request.events_of, job.id, parts.AGGREGATION_QUERIES, into=parts.PRIOR_QUERIES
+            )
         return count
     maps = lineage_maps(lineage or {}, direction)
     _write_seeds(store, job.id, seeds_of(request.seed_container_ids, maps), batch_size)

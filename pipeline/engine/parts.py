@@ -42,6 +42,10 @@ def queries(stage: str) -> str:
 SEED_QUERIES = queries(SEED_RESOLVE)
 LINEAGE_QUERIES = queries(LINEAGE)
 AGGREGATION_QUERIES = queries(AGGREGATION)
+#: A re-analysis's copy of the queries its trace's earlier analysis ran (linked in place from
+#: that job's ``AGGREGATION_QUERIES``): the detection lots and their rejects are the same
+#: whatever the masks, so the re-analysis reads them back instead of asking the warehouse.
+PRIOR_QUERIES = f"{AGGREGATION}:prior-q"
 
 
 def events(domain: str) -> str:

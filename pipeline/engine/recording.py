@@ -6,14 +6,17 @@ same order. So query number *n* of the stage is batch *n* of its part: when the 
 (and the query text and binds match), its rows are read back from Redis instead of the source;
 otherwise the query runs, its rows are stored chunk by chunk as they stream through, and the
 batch is committed once the caller has read them all. A killed stage therefore re-asks the
-source only for the queries it had not finished. A query an earlier stage already recorded
-(``reuse``: the aggregation's detection lots are seed-resolve's) is read from there instead.
+source only for the queries it had not finished. A query already recorded in one of the parts
+``reuse`` names (the aggregation's detection lots are seed-resolve's; a re-analysis's are the
+trace's earlier analysis's, ``parts.PRIOR_QUERIES``) is read from there instead, and linked
+into this stage's part as its batch *n* (the chunks shared, not copied).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -72,8 +75,12 @@ class RecordingSource(Source):
             yield from ctx.store.read_entry(job_id, self.part, entry)
             return
         earlier = self._recorded_earlier(digest)
-        if earlier is not None:  # an earlier stage asked the very same: read its answer
-            yield from ctx.store.read_entry(job_id, *earlier)
+        if earlier is not None:  # an earlier stage asked the very same: read its answer,
+            # and keep it as this stage's query too (linked, not copied), so whoever reuses
+            # this stage's queries finds every one of them here
+            recorded = earlier[1]
+            linked = ctx.store.link_entry(job_id, self.part, replace(recorded, batch=number))
+            yield from ctx.store.read_entry(job_id, self.part, linked)
             return
         ctx.check_active()
         ctx.start_batch(self.part, number)

@@ -228,28 +228,36 @@ class CheckpointStore:
             rows += writer.rows
         return rows
 
-    def link_part(self, from_job: str, to_job: str, part: str) -> int:
-        """Commit ``from_job``'s entries of ``part`` to ``to_job`` as they are: the chunks stay
+    def link_part(self, from_job: str, to_job: str, part: str, *, into: str | None = None) -> int:
+        """Commit ``from_job``'s entries of ``part`` to ``to_job`` (its part ``into``, by default
+        the same name) as they are: the chunks stay
         ``from_job``'s keys (not copied, not registered to ``to_job``: releasing it leaves
         them), so a reader of ``to_job`` reads ``from_job``'s bytes; each chunk's TTL is raised
         to the store's, so they live as long as ``to_job``. Returns the rows linked. Gone all
         the same (evicted, purged), ``to_job``'s result is damaged and refused like any
         other."""
+        into = into or part
         columns = self.redis.get(keys.columns(from_job, part))
         if columns is not None:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.set(keys.columns(to_job, part), columns, nx=True, ex=self.ttl)
-            self.register(pipe, to_job, keys.columns(to_job, part))
+            pipe.set(keys.columns(to_job, into), columns, nx=True, ex=self.ttl)
+            self.register(pipe, to_job, keys.columns(to_job, into))
             pipe.execute()
-        rows = 0
-        for entry in self.manifest(from_job, part).values():
-            committed, _ = self.commit(to_job, part, entry)
-            rows += committed.rows
-            pipe = self.redis.pipeline(transaction=False)
-            for ref in committed.chunks:  # they live at least as long as to_job now
-                pipe.expire(ref.key, self.ttl, gt=True)
-            pipe.execute()
-        return rows
+        return sum(
+            self.link_entry(to_job, into, entry).rows
+            for entry in self.manifest(from_job, part).values()
+        )
+
+    def link_entry(self, to_job: str, part: str, entry: Entry) -> Entry:
+        """Commit ``entry`` (of any job and part; its ``batch`` is the number it gets here) to
+        ``to_job``'s ``part``, its chunks shared as ``link_part`` shares them (their TTL raised
+        to the store's). Returns the entry as committed (the one already there, if any)."""
+        committed, _ = self.commit(to_job, part, entry)
+        pipe = self.redis.pipeline(transaction=False)
+        for ref in committed.chunks:  # they live at least as long as to_job now
+            pipe.expire(ref.key, self.ttl, gt=True)
+        pipe.execute()
+        return committed
 
     # ---- reading ---------------------------------------------------------------------------
     def entry(self, job_id: str, part: str, batch: int) -> Entry | None:

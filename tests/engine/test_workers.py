@@ -108,11 +108,13 @@ def test_a_worker_killed_mid_stage_resumes_without_requerying_finished_batches(
     assert_same_result(
         runtime, job.id, expected_result(request, sqlite_source, runtime.settings, tmp_path)
     )
-    # ... no batch committed before the kill was asked of the source again
+    # ... no batch committed before the kill was asked of the source again (a batch linked
+    # from an earlier stage's recording, as the aggregation's detection lots, never was)
     queries = runtime.registry.queries(job.id)
-    assert committed and all(queries[tag] == 1 for tag in committed), {
-        t: queries[t] for t in committed if queries[t] != 1
+    assert committed and all(queries.get(tag, 0) <= 1 for tag in committed), {
+        t: queries[t] for t in committed if queries.get(t, 0) > 1
     }
+    assert any(queries.get(tag) == 1 for tag in committed)
     # ... and the stages finished before the kill did not run again
     progress = runtime.registry.progress(job.id)
     for earlier in at_kill.completed:

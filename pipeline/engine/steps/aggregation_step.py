@@ -32,11 +32,13 @@ def run_aggregation(ctx: StageContext) -> None:
     """Compute the analysis; store it as blob ``aggregation`` and rows ``parts.AGGREGATION_DETAIL``.
 
     Only the domains the analysis reads are read back; the detection lots come from the
-    seed-resolve stage's recorded query when it asked the same (a date range), not from the
-    source again.
+    seed-resolve stage's recorded query when it asked the same (a date range), and a
+    re-analysis of a trace (``events_of``) reads its detection lots and rejects from the
+    trace's earlier analysis (``parts.PRIOR_QUERIES``), not from the source again.
     """
     job, store, settings = ctx.job, ctx.store, ctx.settings
-    source = RecordingSource(ctx, parts.AGGREGATION_QUERIES, reuse=(parts.SEED_QUERIES,))
+    reuse = (parts.SEED_QUERIES, parts.PRIOR_QUERIES)
+    source = RecordingSource(ctx, parts.AGGREGATION_QUERIES, reuse=reuse)
     direction = job.request.direction()
     related = "ancestors" if direction == domains.BACKWARD else "descendants"
     with prepare_aggregator(

@@ -47,7 +47,7 @@ def prepare_aggregator(
             aggregator.restrict_to(seed_cids)
         for batch in scope.lots_query(source):
             aggregator.add_detection_lots(batch)
-        if aggregator.lot_count():
+        if aggregator.detected_count():
             for batch in scope.rejects_query(source, aggregator.detection_cids()):
                 aggregator.add_detection_rejects(batch)
     except BaseException:

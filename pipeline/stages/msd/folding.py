@@ -174,21 +174,23 @@ class MsdAggregator:
 
     def add_detection_lots(self, batch: RowBatch) -> None:
         """Rows of ``msd/detection_lots``: one per lot (a repeated lot keeps its first row);
-        lots the ``pj_types``/``packages`` masks leave out are skipped."""
+        lots the ``pj_types``/``packages`` masks leave out are only noted as detected (their
+        rejects are still asked for: see ``detection_cids``)."""
         self._require(lineage_set=False)
         at = [batch.index(name) for name in DETECTION_COLUMNS]
-        rows = (
-            (cid, name or cid, pj, package, workflow, runcard, equipment, qty or 0, trackin)
-            for cid, name, pj, package, workflow, runcard, equipment, qty, trackin in (
-                tuple(row[i] for i in at) for row in batch.rows
-            )
-            if not self.masked(pj, package)
-        )
+        rows = [tuple(row[i] for i in at) for row in batch.rows]
         keep = " WHERE EXISTS (SELECT 1 FROM wanted WHERE cid = ?1)" if self._restricted else ""
+        self.db.executemany(
+            f"INSERT OR IGNORE INTO detected (cid) SELECT ?1{keep}", ((r[0],) for r in rows)
+        )
         self.db.executemany(
             "INSERT OR IGNORE INTO lots (cid, name, pj_type, package, workflow, runcard, "
             f"equipment, input_qty, trackin) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9{keep}",
-            rows,
+            (
+                (cid, name or cid, pj, package, workflow, runcard, equipment, qty or 0, trackin)
+                for cid, name, pj, package, workflow, runcard, equipment, qty, trackin in rows
+                if not self.masked(pj, package)
+            ),
         )
 
     def add_detection_rejects(self, batch: RowBatch) -> None:
@@ -203,10 +205,17 @@ class MsdAggregator:
         )
 
     def detection_cids(self) -> Iterator[str]:
-        """The detection lots so far, in the order they came."""
-        return (cid for (cid,) in self.db.rows("SELECT cid FROM lots ORDER BY idx"))
+        """The detection lots so far, in the order they came, masked or not: the rejects query
+        over them is the same under every mask, so a re-analysis reads it back rather than
+        asking the warehouse (rejects of lots the masks leave out are dropped as they come)."""
+        return (cid for (cid,) in self.db.rows("SELECT cid FROM detected ORDER BY seq"))
+
+    def detected_count(self) -> int:
+        """How many detection lots came, masked or not."""
+        return int(self.db.value("SELECT COUNT(*) FROM detected"))
 
     def lot_count(self) -> int:
+        """How many detection lots the analysis counts (those the masks keep)."""
         return int(self.db.value("SELECT COUNT(*) FROM lots"))
 
     def set_lineage(

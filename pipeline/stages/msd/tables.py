@@ -12,6 +12,8 @@ from __future__ import annotations
 
 SCHEMA = """
 CREATE TABLE wanted (cid TEXT PRIMARY KEY) WITHOUT ROWID;
+-- every detection lot that came (the masks not applied), in the order it came
+CREATE TABLE detected (seq INTEGER PRIMARY KEY, cid TEXT NOT NULL UNIQUE);
 CREATE TABLE lots (
     idx INTEGER PRIMARY KEY, cid TEXT NOT NULL UNIQUE, name TEXT NOT NULL, pj_type TEXT,
     package TEXT, workflow TEXT, runcard TEXT, equipment TEXT, input_qty NOT NULL, trackin TEXT,

@@ -186,8 +186,8 @@ def _aggregate(
     fold = aggregator.finish()
     # first: it credits the machines; in the table's order, as a job stores them
     with open(out / "detail.ndjson", "wb") as fh, sorted_details(fold) as table:
-        for row in table.rows():
-            fh.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+        for row in table.json_rows():
+            fh.write(row + b"\n")
     families = machine_families(source, machine_ids(fold))
     summary.aggregation = result(fold, families)
     _write_json(out / "aggregation.json", summary.aggregation)

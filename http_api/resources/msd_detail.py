@@ -13,8 +13,10 @@ checkpoints (``pipeline.engine.analyses.reanalysis``: the analysis alone), waite
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import falcon
+import orjson
 from pydantic import ValidationError
 
 from http_api.models.answers import DetailPage
@@ -122,7 +124,7 @@ class DetailResource(_Analysed):
         size = query.page_size
         try:
             page = reader.part_page(job.id, DETAIL, (query.page - 1) * size, size)
-            rows = [row for chunk in reader.part_chunks(DETAIL, page) for (row,) in chunk]
+            rows = [_row(row) for chunk in reader.part_chunks(DETAIL, page) for (row,) in chunk]
         except ResultGone:
             raise _expired(job.trace_query_id or "") from None
         pages = math.ceil(page.total / size)
@@ -177,6 +179,12 @@ class ExportResource(_Analysed):
         name = f"defect_trace_{job.trace_query_id}.csv"
         resp.set_header("Content-Disposition", f"attachment; filename={name}")
         resp.stream = csv_chunks(job.request.direction(), rows)
+
+
+def _row(stored: bytes | dict[str, Any]) -> dict[str, Any]:
+    """A stored detail row: its JSON object (a job stored before rows were kept encoded: the
+    object itself)."""
+    return orjson.loads(stored) if isinstance(stored, bytes) else stored
 
 
 def _params(masks: dict[str, tuple[str, ...]]) -> TraceParams:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from pipeline import domains
+from pipeline.rows import batched
 from pipeline.stages.msd.attribution import LOTS, credit_lot
 from pipeline.stages.msd.fold import Fold
 from pipeline.stages.msd.machines import MachineCredit
@@ -32,6 +33,9 @@ MATERIALS = """,
         FROM (SELECT DISTINCT c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid
               WHERE o.idx = l.idx) u JOIN materials mt ON mt.idx = u.material)"""
 
+
+#: Detection lots whose detail rows are written to the scratch database per round trip (lots).
+LOTS_PER_WRITE = 500
 
 #: The CSV export's columns per direction: (header, detail row key), in file order (the old
 #: backend's headers).
@@ -67,63 +71,98 @@ def export_cells(direction: str, row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple("" if row.get(key) is None else row[key] for _, key in EXPORT_COLUMNS[direction])
 
 
+#: What a detail row adds to its lot's shared fields (backward: the loss reason's; forward:
+#: nothing, a lot is one row).
+Extra = dict[str, Any]
+
+
 class SortedDetails:
     """The detail rows of a fold in the table's default order, defect rate descending (the old
-    backend's; ties in the order they came), each also as its export cells. Held in the fold's
-    scratch database (``sorted_details``), not in memory: backward a lot has a row per loss
-    reason, each with its own rate, and the rows come lot by lot."""
+    backend's; ties in the order they came), each as its JSON object and as its export cells.
+    Held in the fold's scratch database (``sorted_details``), not in memory. A lot's shared
+    fields (backward: its machines and materials, most of a row's bytes) are encoded once per
+    lot, not once per loss-reason row: a row's JSON is its lot's encoded head joined to its
+    own few fields."""
 
-    ORDER = "FROM sorted_detail ORDER BY rate DESC, seq"
+    ORDER = "FROM sorted_detail s JOIN detail_lot l ON l.pos = s.pos ORDER BY s.rate DESC, s.seq"
 
     def __init__(self, fold: Fold) -> None:
         self.db = fold.db
 
+    def json_rows(self) -> Iterator[bytes]:
+        """Each row as one JSON object (UTF-8), ready to be sent as it is."""
+        return (head + tail for head, tail in self.db.rows(f"SELECT l.head, s.tail {self.ORDER}"))
+
     def rows(self) -> Iterator[dict[str, Any]]:
-        return (orjson.loads(d) for (d,) in self.db.rows(f"SELECT row {self.ORDER}"))
+        return (orjson.loads(row) for row in self.json_rows())
 
     def cells(self) -> Iterator[tuple[Any, ...]]:
-        return (tuple(orjson.loads(d)) for (d,) in self.db.rows(f"SELECT cells {self.ORDER}"))
+        return (tuple(orjson.loads(d)) for (d,) in self.db.rows(f"SELECT s.cells {self.ORDER}"))
 
 
 @contextmanager
 def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
-    """``detail_rows`` read once (to its end: the machines are credited) into the fold's
-    scratch database; the table is dropped on leaving."""
+    """The detail rows (``detail_lots``) read once (to its end: the machines are credited)
+    into the fold's scratch database; the tables are dropped on leaving."""
     db, direction = fold.db, fold.direction
+    db.execute("CREATE TEMP TABLE detail_lot (pos INTEGER PRIMARY KEY, head BLOB)")
     db.execute(
-        "CREATE TEMP TABLE sorted_detail (rate REAL, seq INTEGER PRIMARY KEY, row BLOB, cells BLOB)"
+        "CREATE TEMP TABLE sorted_detail "
+        "(rate REAL, seq INTEGER PRIMARY KEY, pos INTEGER, tail BLOB, cells BLOB)"
     )
+    columns = [key for _, key in EXPORT_COLUMNS[direction]]
     try:
-        db.executemany(
-            "INSERT INTO sorted_detail (rate, row, cells) VALUES (?, ?, ?)",
-            (
-                (
-                    (row.get("DEFECT_RATE") or 0) if fold.backward else 0,
-                    orjson.dumps(row),
-                    orjson.dumps(export_cells(direction, row)),
-                )
-                for row in detail_rows(fold)
-            ),
-        )
+        for chunk in batched(detail_lots(fold), LOTS_PER_WRITE):
+            heads, rows = [], []
+            for pos, lot, extras in chunk:
+                encoded = orjson.dumps(lot)
+                heads.append((pos, encoded[:-1]))  # the object, open for the row's own fields
+                cells_of = {key: lot.get(key) for key in columns}
+                for extra in extras:
+                    rows.append(
+                        (
+                            (extra.get("DEFECT_RATE") or 0) if fold.backward else 0,
+                            pos,
+                            b"," + orjson.dumps(extra)[1:] if extra else b"}",
+                            orjson.dumps(export_cells(direction, {**cells_of, **extra})),
+                        )
+                    )
+            db.executemany("INSERT INTO detail_lot VALUES (?, ?)", heads)
+            db.executemany(
+                "INSERT INTO sorted_detail (rate, pos, tail, cells) VALUES (?, ?, ?, ?)", rows
+            )
+        db.execute("CREATE INDEX sorted_detail_order ON sorted_detail (rate DESC, seq)")
         yield SortedDetails(fold)
     finally:
         db.execute("DROP TABLE sorted_detail")
+        db.execute("DROP TABLE detail_lot")
 
 
 def detail_rows(fold: Fold) -> Iterator[dict[str, Any]]:
-    """The detail table, one lot at a time, worst defect rate first: backward, one row per lot
-    and loss reason (a clean lot gets one row with no reason); forward, one row per lot with
-    defects. Backward it credits the machines on the way, and when read to its end keeps that
-    credit on the fold, so ``result`` needs no pass of its own afterwards."""
+    """The detail table, one lot at a time, worst lot first (``detail_lots``), as whole rows."""
+    for _pos, lot, extras in detail_lots(fold):
+        for extra in extras:
+            yield {**lot, **extra}
+
+
+def detail_lots(fold: Fold) -> Iterator[tuple[int, dict[str, Any], list[Extra]]]:
+    """The detail table, one lot at a time, worst defect rate first: ``(position, the lot's
+    fields, what each of its rows adds)``. Backward, one row per loss reason (a clean lot gets
+    one row with no reason); forward, one row per lot with defects. Backward it credits the
+    machines on the way, and when read to its end keeps that credit on the fold, so ``result``
+    needs no pass of its own afterwards."""
     if not fold.backward:
-        yield from _forward_details(fold, fold.db.rows(LOTS.format(materials="")))
+        for pos, row in _forward_details(fold, fold.db.rows(LOTS.format(materials=""))):
+            yield pos, row, [{}]
         return
     credit = MachineCredit(fold.machines)
     yield from _backward_details(fold, credit)
     fold.memo.credit = credit
 
 
-def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[dict[str, Any]]:
+def _backward_details(
+    fold: Fold, credit: MachineCredit
+) -> Iterator[tuple[int, dict[str, Any], list[Extra]]]:
     """The lots (with what their families used) and their rejects are read as two streams in
     detail order and merged here: one query each, whatever the number of lots."""
     db = fold.db
@@ -152,13 +191,11 @@ def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[dict[str, A
             "UPSTREAM_MATERIALS": [{"part": p, "lot": m} for p, m in materials],
             "WAFER_ROOT": root,
         }
-        for reason, defects in rejects_of(pos) or [("", 0)]:
-            yield {
-                **upstream,
-                "LOSS_REASON": reason,
-                "DEFECT_QTY": defects,
-                "DEFECT_RATE": rate(defects, qty),
-            }
+        extras = [
+            {"LOSS_REASON": reason, "DEFECT_QTY": defects, "DEFECT_RATE": rate(defects, qty)}
+            for reason, defects in rejects_of(pos) or [("", 0)]
+        ]
+        yield pos, upstream, extras
 
 
 def _by_position(rows: Iterator[tuple[Any, ...]]) -> Callable[[int], list[tuple[Any, ...]]]:
@@ -180,7 +217,9 @@ def _by_position(rows: Iterator[tuple[Any, ...]]) -> Callable[[int], list[tuple[
     return at
 
 
-def _forward_details(fold: Fold, lots: Iterator[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
+def _forward_details(
+    fold: Fold, lots: Iterator[tuple[Any, ...]]
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """The defect lots, each with what it and its descendants (re-keyed to it, as in the
     summary) met at the stations after detection: stations reached, rejects, their rate per
     piece of the lot's detection input (percent) and the station that rejected most."""
@@ -199,20 +238,23 @@ def _forward_details(fold: Fold, lots: Iterator[tuple[Any, ...]]) -> Iterator[di
         worst = (
             min(down.items(), key=lambda kv: (-kv[1], group_order(kv[0])))[0] if rejects else None
         )
-        yield {
-            "CONTAINERNAME": name,
-            "DETECTION_EQUIPMENTNAME": equipment,
-            "DETECTION_LOSS_REASON": reasons[0][0] if reasons else None,
-            "TRACKINQTY": qty,
-            "DEFECT_QTY": defects,
-            "DOWNSTREAM_STATIONS_REACHED": len(down),
-            "DOWNSTREAM_TOTAL_REJECT": rejects,
-            "DOWNSTREAM_REJECT_RATE": rate(rejects, qty),
-            "PJ_TYPE": pj,
-            "PRODUCTLINENAME": package,
-            "WORKFLOW": workflow,
-            "WORST_DOWNSTREAM_STATION": worst,
-        }
+        yield (
+            pos,
+            {
+                "CONTAINERNAME": name,
+                "DETECTION_EQUIPMENTNAME": equipment,
+                "DETECTION_LOSS_REASON": reasons[0][0] if reasons else None,
+                "TRACKINQTY": qty,
+                "DEFECT_QTY": defects,
+                "DOWNSTREAM_STATIONS_REACHED": len(down),
+                "DOWNSTREAM_TOTAL_REJECT": rejects,
+                "DOWNSTREAM_REJECT_RATE": rate(rejects, qty),
+                "PJ_TYPE": pj,
+                "PRODUCTLINENAME": package,
+                "WORKFLOW": workflow,
+                "WORST_DOWNSTREAM_STATION": worst,
+            },
+        )
 
 
 def _base(

@@ -30,6 +30,9 @@ AGGREGATION_DETAIL = f"{AGGREGATION}:detail"
 #: The same rows, in the same order, as the CSV export's flat cells (one tuple per row,
 #: ``pipeline.stages.msd.detail.EXPORT_COLUMNS``): the export reads no nested lists.
 AGGREGATION_EXPORT = f"{AGGREGATION}:export"
+#: Backward, what each detection lot's family used (``pipeline.stages.msd.family_use``),
+#: written by an analysis that saw every lot, linked into a re-analysis of the same trace.
+AGGREGATION_FAMILY_USE = f"{AGGREGATION}:family-use"
 
 
 def queries(stage: str) -> str:

@@ -15,6 +15,7 @@ import pytest
 from http_api.services import Services
 from pipeline.demo.factory import PRODUCT_TYPES
 from pipeline.engine import keys, parts
+from pipeline.engine.steps.aggregation_step import FAMILY_USE_META
 from pipeline.request import TraceRequest
 from pipeline.sources.sqlite import SqliteSource
 from tests.api.conftest import AppFactory
@@ -855,7 +856,30 @@ def test_another_mask_re_runs_the_analysis_alone_on_the_traces_checkpoints(
     # And a re-analysis of that re-analysis under a PJ-type mask (the lots kept differ, so
     # the detection rows are filtered, not queried again) asks at most the machine families
     # of the lots it keeps
-    _, _, typed = trace({"loss_reasons": [reason], "pj_types": [PRODUCT_TYPES[0][0]]})
+    typed_masks = {"loss_reasons": [reason], "pj_types": [PRODUCT_TYPES[0][0]]}
+    _, _, typed = trace(typed_masks)
     assert typed["trace_query_id"] == whole["trace_query_id"]
     assert len(registry.queries(typed["job_id"])) <= 1, registry.queries(typed["job_id"])
     assert typed["aggregation"]["kpi"]["lot_count"] < kpi["lot_count"]
+    # And both re-analyses took what each lot's family used from the trace's first analysis
+    # (not its lineage and events again), and their numbers are those of the same analysis
+    # run afresh from the warehouse
+    store = services.runtime.store
+    for again, masks in ((masked, {"loss_reasons": [reason]}), (typed, typed_masks)):
+        assert store.get_blob(again["job_id"], FAMILY_USE_META) is not None
+        assert store.finished(again["job_id"], parts.AGGREGATION_FAMILY_USE)
+        fresh = client.simulate_post(
+            "/api/trace/events",
+            json={
+                "profile": "mid_section_defect",
+                "params": {**params, **masks},
+                "container_ids": seeds["seed_container_ids"],
+                "seed_container_ids": seeds["seed_container_ids"],
+                "domains": ["upstream_history", "materials"],
+                "lineage_query_id": lineage["query_id"],
+                "fresh": True,
+            },
+        )
+        assert fresh.status_code == 200, fresh.text[:300]
+        assert registry.load(fresh.json["data"]["job_id"]).request.events_of is None
+        assert fresh.json["data"]["aggregation"] == again["aggregation"]

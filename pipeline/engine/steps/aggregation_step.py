@@ -10,21 +10,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline import domains
 from pipeline.engine import parts
 from pipeline.engine.context import StageContext
 from pipeline.engine.recording import RecordingSource
 from pipeline.engine.steps.seed_step import seed_cids
+from pipeline.stages.msd import family_use
 from pipeline.stages.msd.attribution import machine_ids
 from pipeline.stages.msd.detail import EXPORT_COLUMNS, sorted_details
 from pipeline.stages.msd.detection import prepare_aggregator
 from pipeline.stages.msd.families import machine_families
+from pipeline.stages.msd.family_use import FamilyUseMeta
 from pipeline.stages.msd.fold import Fold
+from pipeline.stages.msd.folding import MsdAggregator
 from pipeline.stages.msd.result import result_json
 
 #: One JSON object per row, encoded (the detail table's keys differ by direction): the page
 #: reader sends it on, nothing decodes and re-encodes 100K rows here.
 DETAIL_COLUMNS = ("json",)
+#: The blob of what the family-use rows refer to (``family_use.FamilyUseMeta``).
+FAMILY_USE_META = "family-use"
 #: Detail rows per stored chunk: a row carries its lot's upstream machines and materials
 #: (about 1 KB of JSON backward), so a chunk of ``fetch_rows`` of them would be ~5 MB.
 DETAIL_CHUNK_ROWS = 500
@@ -42,33 +46,56 @@ def run_aggregation(ctx: StageContext) -> None:
     reuse = (parts.SEED_QUERIES, parts.PRIOR_QUERIES)
     source = RecordingSource(ctx, parts.AGGREGATION_QUERIES, reuse=reuse)
     direction = job.request.direction()
-    related = "ancestors" if direction == domains.BACKWARD else "descendants"
     with prepare_aggregator(
         source, job.request.params, seed_cids(ctx), direction, settings
     ) as aggregator:
-        # No stored map (a request's inline lineage without this direction's): each lot stands
-        # alone, and the result says so (genealogy_status: error).
-        stored = bool(store.finished(job.id, parts.lineage(related)))
-        aggregator.set_lineage(_pairs(ctx, related) if stored else None, _pairs(ctx, "seed_roots"))
-        failed = ctx.registry.domain_states(job.id)
-        for domain in job.domains:
-            if domain in failed or not aggregator.uses(domain):
-                continue
-            for batch in store.read(job.id, parts.events(domain)):
-                ctx.check_active()
-                aggregator.add_events(domain, batch)
+        recorded = store.get_blob(job.id, FAMILY_USE_META) if job.request.events_of else None
+        if recorded is not None and aggregator.backward:  # a re-analysis of a trace
+            aggregator.set_family_use(
+                _rows(ctx, parts.AGGREGATION_FAMILY_USE), FamilyUseMeta.from_blob(recorded)
+            )
+        else:
+            _fold_lineage_and_events(ctx, aggregator)
         fold = aggregator.finish()
         # The detail rows first: the pass that writes them also credits the machines, which
         # the result then reuses.
-        write_details(ctx, fold)
+        write_details(ctx, fold, keeps_use=recorded is None and _every_lot(ctx, aggregator))
         families = machine_families(source, machine_ids(fold))
         # Every result page and stream carries the whole analysis: encoded once, here.
         store.put_json(job.id, "aggregation", result_json(fold, families))
 
 
-def write_details(ctx: StageContext, fold: Fold) -> None:
+def _fold_lineage_and_events(ctx: StageContext, aggregator: MsdAggregator) -> None:
+    """The stored lineage, then the stored event rows the analysis reads."""
+    job, store = ctx.job, ctx.store
+    related = "ancestors" if aggregator.backward else "descendants"
+    # No stored map (a request's inline lineage without this direction's): each lot stands
+    # alone, and the result says so (genealogy_status: error).
+    stored = bool(store.finished(job.id, parts.lineage(related)))
+    aggregator.set_lineage(_pairs(ctx, related) if stored else None, _pairs(ctx, "seed_roots"))
+    failed = ctx.registry.domain_states(job.id)
+    for domain in job.domains:
+        if domain in failed or not aggregator.uses(domain):
+            continue
+        for batch in store.read(job.id, parts.events(domain)):
+            ctx.check_active()
+            aggregator.add_events(domain, batch)
+
+
+def _every_lot(ctx: StageContext, aggregator: MsdAggregator) -> bool:
+    """Whether this backward analysis saw what every detection lot's family used: no
+    PJ-type or package mask left a lot out, and no events domain it reads failed."""
+    if not aggregator.backward or aggregator.pj_types or aggregator.packages:
+        return False
+    failed = ctx.registry.domain_states(ctx.job.id)
+    return not any(aggregator.uses(domain) for domain in failed)
+
+
+def write_details(ctx: StageContext, fold: Fold, *, keeps_use: bool = False) -> None:
     """The detail rows in the table's order (``parts.AGGREGATION_DETAIL``) and the same rows
-    as the CSV export's flat cells (``parts.AGGREGATION_EXPORT``)."""
+    as the CSV export's flat cells (``parts.AGGREGATION_EXPORT``); with ``keeps_use``, what
+    each lot's family used (``parts.AGGREGATION_FAMILY_USE``, the blob ``FAMILY_USE_META``
+    last: a re-analysis takes the rows only once it is there)."""
     job, store = ctx.job, ctx.store
     with sorted_details(fold) as table:
         rows = ((row,) for row in table.json_rows())
@@ -77,9 +104,26 @@ def write_details(ctx: StageContext, fold: Fold) -> None:
         store.write_rows(
             job.id, parts.AGGREGATION_EXPORT, columns, table.cells(), ctx.settings.fetch_rows
         )
+        if keeps_use:
+            store.write_rows(
+                job.id,
+                parts.AGGREGATION_FAMILY_USE,
+                family_use.COLUMNS,
+                table.family_use(),
+                ctx.settings.fetch_rows,
+            )
+            descriptions = dict(fold.db.rows("SELECT part, description FROM part_descriptions"))
+            meta = FamilyUseMeta(fold.machines, descriptions, fold.lineage_given)
+            store.put_blob(job.id, FAMILY_USE_META, meta.to_blob())
 
 
 def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:
     """The (key, value) rows of a stored map part of the lineage document, streamed."""
     for batch in ctx.store.read(ctx.job.id, parts.lineage(key)):
         yield from ((name, value) for name, value in batch.rows)
+
+
+def _rows(ctx: StageContext, part: str) -> Iterator[tuple[Any, ...]]:
+    """The rows of a stored part of the job, streamed."""
+    for batch in ctx.store.read(ctx.job.id, part):
+        yield from batch.rows

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import groupby
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -76,6 +76,17 @@ def export_cells(direction: str, row: dict[str, Any]) -> tuple[Any, ...]:
 Extra = dict[str, Any]
 
 
+class DetailLot(NamedTuple):
+    """One detection lot of the detail table: its position (worst defect rate first), the
+    fields its rows share, what each of its rows adds, and (backward) the indices of the
+    machines its family used (``Fold.machines``)."""
+
+    pos: int
+    fields: dict[str, Any]
+    extras: list[Extra]
+    machines: list[int]
+
+
 class SortedDetails:
     """The detail rows of a fold in the table's default order, defect rate descending (the old
     backend's; ties in the order they came), each as its JSON object and as its export cells.
@@ -99,13 +110,21 @@ class SortedDetails:
     def cells(self) -> Iterator[tuple[Any, ...]]:
         return (tuple(orjson.loads(d)) for (d,) in self.db.rows(f"SELECT s.cells {self.ORDER}"))
 
+    def family_use(self) -> Iterator[tuple[Any, ...]]:
+        """Backward, per detection lot in detail order, what its family used
+        (``pipeline.stages.msd.family_use.COLUMNS``)."""
+        return (
+            tuple(orjson.loads(use))
+            for (use,) in self.db.rows("SELECT use FROM detail_lot ORDER BY pos")
+        )
+
 
 @contextmanager
 def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
     """The detail rows (``detail_lots``) read once (to its end: the machines are credited)
     into the fold's scratch database; the tables are dropped on leaving."""
     db, direction = fold.db, fold.direction
-    db.execute("CREATE TEMP TABLE detail_lot (pos INTEGER PRIMARY KEY, head BLOB)")
+    db.execute("CREATE TEMP TABLE detail_lot (pos INTEGER PRIMARY KEY, head BLOB, use BLOB)")
     db.execute(
         "CREATE TEMP TABLE sorted_detail "
         "(rate REAL, seq INTEGER PRIMARY KEY, pos INTEGER, tail BLOB, cells BLOB)"
@@ -114,9 +133,10 @@ def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
     try:
         for chunk in batched(detail_lots(fold), LOTS_PER_WRITE):
             heads, rows = [], []
-            for pos, lot, extras in chunk:
+            for pos, lot, extras, machines in chunk:
                 encoded = orjson.dumps(lot)
-                heads.append((pos, encoded[:-1]))  # the object, open for the row's own fields
+                # the object left open for each row's own fields; backward, the family's use
+                heads.append((pos, encoded[:-1], _use(lot, machines) if fold.backward else None))
                 cells_of = {key: lot.get(key) for key in columns}
                 for extra in extras:
                     rows.append(
@@ -127,7 +147,7 @@ def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
                             orjson.dumps(export_cells(direction, {**cells_of, **extra})),
                         )
                     )
-            db.executemany("INSERT INTO detail_lot VALUES (?, ?)", heads)
+            db.executemany("INSERT INTO detail_lot VALUES (?, ?, ?)", heads)
             db.executemany(
                 "INSERT INTO sorted_detail (rate, pos, tail, cells) VALUES (?, ?, ?, ?)", rows
             )
@@ -140,29 +160,34 @@ def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
 
 def detail_rows(fold: Fold) -> Iterator[dict[str, Any]]:
     """The detail table, one lot at a time, worst lot first (``detail_lots``), as whole rows."""
-    for _pos, lot, extras in detail_lots(fold):
-        for extra in extras:
-            yield {**lot, **extra}
+    for lot in detail_lots(fold):
+        for extra in lot.extras:
+            yield {**lot.fields, **extra}
 
 
-def detail_lots(fold: Fold) -> Iterator[tuple[int, dict[str, Any], list[Extra]]]:
-    """The detail table, one lot at a time, worst defect rate first: ``(position, the lot's
-    fields, what each of its rows adds)``. Backward, one row per loss reason (a clean lot gets
-    one row with no reason); forward, one row per lot with defects. Backward it credits the
-    machines on the way, and when read to its end keeps that credit on the fold, so ``result``
-    needs no pass of its own afterwards."""
+def detail_lots(fold: Fold) -> Iterator[DetailLot]:
+    """The detail table, one lot at a time, worst defect rate first. Backward, one row per
+    loss reason (a clean lot gets one row with no reason); forward, one row per lot with
+    defects. Backward it credits the machines on the way, and when read to its end keeps that
+    credit on the fold, so ``result`` needs no pass of its own afterwards."""
     if not fold.backward:
         for pos, row in _forward_details(fold, fold.db.rows(LOTS.format(materials=""))):
-            yield pos, row, [{}]
+            yield DetailLot(pos, row, [{}], [])
         return
     credit = MachineCredit(fold.machines)
     yield from _backward_details(fold, credit)
     fold.memo.credit = credit
 
 
-def _backward_details(
-    fold: Fold, credit: MachineCredit
-) -> Iterator[tuple[int, dict[str, Any], list[Extra]]]:
+def _use(lot: dict[str, Any], machines: list[int]) -> bytes:
+    """A detail lot's row of ``family_use.COLUMNS``, encoded."""
+    materials = [(m["part"], m["lot"]) for m in lot["UPSTREAM_MATERIALS"]]
+    return orjson.dumps(
+        (lot["CONTAINERID"], lot["ANCESTOR_COUNT"], lot["WAFER_ROOT"], machines, materials)
+    )
+
+
+def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[DetailLot]:
     """The lots (with what their families used) and their rejects are read as two streams in
     detail order and merged here: one query each, whatever the number of lots."""
     db = fold.db
@@ -195,7 +220,7 @@ def _backward_details(
             {"LOSS_REASON": reason, "DEFECT_QTY": defects, "DEFECT_RATE": rate(defects, qty)}
             for reason, defects in rejects_of(pos) or [("", 0)]
         ]
-        yield pos, upstream, extras
+        yield DetailLot(pos, upstream, extras, used)
 
 
 def _by_position(rows: Iterator[tuple[Any, ...]]) -> Callable[[int], list[tuple[Any, ...]]]:

@@ -39,11 +39,13 @@ The masks: ``loss_reasons`` decides which rejects count as defects; ``pj_types``
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from pipeline import domains
 from pipeline.config import DEFAULT_PARETO_TOP_N, DEFAULT_SCRATCH_CACHE_MB
 from pipeline.errors import InvalidInput
 from pipeline.rows import RowBatch, batched
+from pipeline.stages.msd.family_use import FamilyUseMeta
 from pipeline.stages.msd.fold import Downstream, Fold
 from pipeline.stages.msd.machines import Machine
 from pipeline.stages.msd.pareto import UNKNOWN, rate
@@ -136,6 +138,7 @@ class MsdAggregator:
         self.db.function("rate", 2, rate)
         self.lineage_given = False
         self._lineage_set = False  # detection rows before, events after
+        self._family_use = False  # set_family_use stood in for the lineage and the events
         self._restricted = False
         self._fold: Fold | None = None  # made by finish; nothing is folded after it
         self.machines: list[Machine] = []
@@ -227,18 +230,10 @@ class MsdAggregator:
         related lots)`` pairs (streamed: pairs of other lots are skipped), and the root lot name
         of each as a map or ``(seed, root)`` pairs (backward). ``None``: no lineage, each lot
         stands alone (and the result says ``genealogy_status: error``)."""
-        self._require(lineage_set=False)
-        self._lineage_set = True
-        self.lineage_given = related is not None
+        self._begin_families(lineage_given=related is not None)
         db = self.db
-        db.execute(
-            "UPDATE lots SET defect_qty = COALESCE((SELECT SUM(qty) FROM rejects r "
-            "WHERE r.idx = lots.idx AND selected(r.reason)), 0)"
-        )
         pairs = roots.items() if isinstance(roots, Mapping) else roots or ()
         db.executemany("INSERT INTO staged_roots VALUES (?, ?)", pairs)
-        db.execute("UPDATE lots SET root = r.root FROM staged_roots r WHERE r.cid = lots.cid")
-        db.execute("UPDATE lots SET root = name WHERE root IS NULL OR root = ''")
         for chunk in batched(related or (), LINEAGE_CHUNK):
             counts: list[tuple[str, int]] = []
             owned: list[tuple[str, str]] = []
@@ -248,24 +243,76 @@ class MsdAggregator:
                 owned.extend((seed, c) for c in others)
             db.executemany("INSERT INTO staged_counts VALUES (?, ?)", counts)
             db.executemany("INSERT INTO staged_related VALUES (?, ?)", owned)
+        # Each detection lot owns itself and its related lots: written in key order. Forward,
+        # only the defect lots (the seeds whose descendants' downstream is re-keyed to them).
+        owning = "" if self.backward else " AND defect_qty > 0"
+        self._end_families(
+            "SELECT idx, cid FROM (SELECT idx, cid FROM lots "
+            f"WHERE 1{owning} UNION ALL SELECT l.idx, s.cid FROM staged_related s "
+            f"JOIN lots l ON l.cid = s.seed WHERE 1{owning})"
+        )
+
+    def set_family_use(self, rows: Iterable[Sequence[Any]], meta: FamilyUseMeta) -> None:
+        """Backward, in place of ``set_lineage`` and the events: what each detection lot's
+        family used, as an earlier analysis of the same trace recorded it (rows of
+        ``family_use.COLUMNS``, streamed; rows of lots the masks leave out are ignored). Each
+        lot then owns only itself, holding its family's machines and materials."""
+        if not self.backward:
+            raise RuntimeError("a recorded family use serves the backward analysis only")
+        self._begin_families(lineage_given=meta.lineage_given)
+        self._family_use = True
+        for machine in meta.machines:
+            self._machine(machine.group, machine.name, machine.equipment_id)
+        db = self.db
+        db.executemany("INSERT INTO part_descriptions VALUES (?, ?)", meta.descriptions.items())
+        for chunk in batched(rows, LINEAGE_CHUNK):
+            db.executemany("INSERT INTO staged_roots VALUES (?, ?)", ((r[0], r[2]) for r in chunk))
+            db.executemany("INSERT INTO staged_counts VALUES (?, ?)", ((r[0], r[1]) for r in chunk))
+            db.executemany(
+                "INSERT INTO cid_machines VALUES (?, ?)", ((r[0], m) for r in chunk for m in r[3])
+            )
+            used = [(r[0], part, lot) for r in chunk for part, lot in r[4]]
+            db.executemany(
+                "INSERT OR IGNORE INTO materials (part, lot) VALUES (?, ?)",
+                ((part, lot) for _, part, lot in used),
+            )
+            db.executemany(
+                "INSERT INTO cid_materials SELECT ?1, idx FROM materials WHERE part = ?2 "
+                "AND lot = ?3",
+                used,
+            )
+        self._end_families("SELECT idx, cid FROM lots")
+
+    def _begin_families(self, *, lineage_given: bool) -> None:
+        """The detection lots are in: count each one's defects under the masks."""
+        self._require(lineage_set=False)
+        self._lineage_set = True
+        self.lineage_given = lineage_given
+        self.db.execute(
+            "UPDATE lots SET defect_qty = COALESCE((SELECT SUM(qty) FROM rejects r "
+            "WHERE r.idx = lots.idx AND selected(r.reason)), 0)"
+        )
+
+    def _end_families(self, owners: str) -> None:
+        """Apply the staged roots and related counts, and fill ``owners`` from the query
+        ``owners`` (``idx, cid`` pairs)."""
+        db = self.db
+        db.execute("UPDATE lots SET root = r.root FROM staged_roots r WHERE r.cid = lots.cid")
+        db.execute("UPDATE lots SET root = name WHERE root IS NULL OR root = ''")
         db.execute(
             "UPDATE lots SET related_count = c.n FROM (SELECT seed, SUM(n) AS n "
             "FROM staged_counts GROUP BY seed) c WHERE c.seed = lots.cid"
         )
-        # Each detection lot owns itself and its related lots: written in key order. Forward,
-        # only the defect lots (the seeds whose descendants' downstream is re-keyed to them).
-        owning = "" if self.backward else " AND defect_qty > 0"
-        db.execute(
-            "INSERT OR IGNORE INTO owners SELECT idx, cid FROM (SELECT idx, cid FROM lots "
-            f"WHERE 1{owning} UNION ALL SELECT l.idx, s.cid FROM staged_related s "
-            f"JOIN lots l ON l.cid = s.seed WHERE 1{owning}) ORDER BY 1, 2"
-        )
+        db.execute(f"INSERT OR IGNORE INTO owners {owners} ORDER BY 1, 2")
         db.execute("CREATE INDEX owners_by_cid ON owners (cid)")
         for table in ("staged_roots", "staged_related", "staged_counts"):
             db.execute(f"DELETE FROM {table}")
 
     def uses(self, domain: str) -> bool:
-        """Whether ``add_events`` reads rows of ``domain`` (the others need not be fed)."""
+        """Whether ``add_events`` reads rows of ``domain`` (the others need not be fed; after
+        ``set_family_use``, none)."""
+        if self._family_use:
+            return False
         if domain == domains.UPSTREAM_HISTORY:
             return True
         return domain == (domains.MATERIALS if self.backward else domains.DOWNSTREAM_REJECTS)

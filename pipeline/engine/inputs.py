@@ -17,7 +17,6 @@ from typing import Any
 from pipeline import domains
 from pipeline.engine import parts
 from pipeline.engine.job import Job
-from pipeline.engine.steps.aggregation_step import FAMILY_USE_META
 from pipeline.engine.steps.lineage_step import MAP_COLUMNS
 from pipeline.engine.steps.seed_step import SEED_COLUMNS
 from pipeline.engine.store import CheckpointStore
@@ -151,7 +150,7 @@ def _write_seeds(store: CheckpointStore, job_id: str, cids: Iterable[str], size:
 def _link_family_use(store: CheckpointStore, from_job: str, to_job: str) -> None:
     """What each lot's family used, when the trace's analysis kept it (its blob is written
     last, so with the blob the rows are all there): linked, and the blob copied."""
-    meta = store.get_blob(from_job, FAMILY_USE_META)
+    meta = store.get_blob(from_job, parts.FAMILY_USE_META)
     if meta is not None:
         store.link_part(from_job, to_job, parts.AGGREGATION_FAMILY_USE)
-        store.put_blob(to_job, FAMILY_USE_META, meta)
+        store.put_blob(to_job, parts.FAMILY_USE_META, meta)

@@ -77,7 +77,13 @@ def columns(job_id: str, part: str) -> str:
 def chunk(job_id: str, part: str, batch: int, index: int, attempt: str) -> str:
     """String: one msgpack chunk of rows. ``attempt`` keeps a half-written earlier attempt of the
     same batch from being overwritten while a reader might trust it."""
-    return f"{job(job_id)}:chunk:{part}:{batch}:{index}:{attempt}"
+    return f"{chunk_prefix(job_id, part)}{batch}:{index}:{attempt}"
+
+
+def chunk_prefix(job_id: str, part: str) -> str:
+    """What the keys of ``part``'s own chunks start with (``chunk``); a chunk linked from
+    another job or part does not."""
+    return f"{job(job_id)}:chunk:{part}:"
 
 
 def page_index(job_id: str, part: str) -> str:

@@ -33,6 +33,10 @@ AGGREGATION_EXPORT = f"{AGGREGATION}:export"
 #: Backward, what each detection lot's family used (``pipeline.stages.msd.family_use``),
 #: written by an analysis that saw every lot, linked into a re-analysis of the same trace.
 AGGREGATION_FAMILY_USE = f"{AGGREGATION}:family-use"
+#: The blob of what those rows refer to (``family_use.FamilyUseMeta``), written after them.
+FAMILY_USE_META = "family-use"
+#: What an analysis writes from the events (dropped when its events are fetched again).
+ANALYSIS_OUTPUTS = (AGGREGATION_DETAIL, AGGREGATION_EXPORT, AGGREGATION_FAMILY_USE)
 
 
 def queries(stage: str) -> str:

@@ -350,10 +350,10 @@ class JobRegistry:
         """The events stage of the job is not complete any more, nor anything after it."""
         self.redis.hdel(keys.job(job_id), f"done:{EVENTS}", f"done:{AGGREGATION}")
         self.unclaim(job_id, AGGREGATION)
-        for part in (parts.AGGREGATION_QUERIES, parts.AGGREGATION_DETAIL, parts.AGGREGATION_EXPORT):
+        for part in (*parts.ANALYSIS_OUTPUTS, parts.AGGREGATION_QUERIES):
             self.store.drop_part(job_id, part)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.unlink(keys.json_doc(job_id, "aggregation"))
+        pipe.unlink(keys.json_doc(job_id, "aggregation"), keys.blob(job_id, parts.FAMILY_USE_META))
         for domain in failed_domains:  # indexed over the batches it had: built again at the end
             pipe.unlink(keys.page_index(job_id, parts.events(domain)))
         pipe.execute()

@@ -365,7 +365,7 @@ class CheckpointStore:
         """Forget ``part`` of the job: its chunks, manifest, columns, page index and progress
         counters (a retry that changes a stage's input drops the outputs computed from it)."""
         manifest = self.manifest(job_id, part)
-        own = keys.job(job_id) + ":"  # a linked part's chunks are another job's: kept
+        own = keys.chunk_prefix(job_id, part)  # linked chunks are another part's: kept
         chunks = [ref.key for e in manifest.values() for ref in e.chunks if ref.key.startswith(own)]
         for start in range(0, len(chunks), KEY_BATCH):
             self.redis.unlink(*chunks[start : start + KEY_BATCH])

@@ -15,7 +15,6 @@ import pytest
 from http_api.services import Services
 from pipeline.demo.factory import PRODUCT_TYPES
 from pipeline.engine import keys, parts
-from pipeline.engine.steps.aggregation_step import FAMILY_USE_META
 from pipeline.request import TraceRequest
 from pipeline.sources.sqlite import SqliteSource
 from tests.api.conftest import AppFactory
@@ -866,7 +865,7 @@ def test_another_mask_re_runs_the_analysis_alone_on_the_traces_checkpoints(
     # run afresh from the warehouse
     store = services.runtime.store
     for again, masks in ((masked, {"loss_reasons": [reason]}), (typed, typed_masks)):
-        assert store.get_blob(again["job_id"], FAMILY_USE_META) is not None
+        assert store.get_blob(again["job_id"], parts.FAMILY_USE_META) is not None
         assert store.finished(again["job_id"], parts.AGGREGATION_FAMILY_USE)
         fresh = client.simulate_post(
             "/api/trace/events",

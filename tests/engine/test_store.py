@@ -321,3 +321,20 @@ def test_numbers_json_cannot_carry_are_stored_as_floats_or_null() -> None:
     rows = [(Decimal("1e30"), Decimal("Infinity"), Decimal("NaN"), Decimal("-12"))]
     # Then they pack (as a float, null, null) and small integers stay integers
     assert codec.unpack_rows(codec.pack_rows(rows)) == [(1e30, None, None, -12)]
+
+
+def test_dropping_a_part_keeps_the_chunks_it_linked_from_another_part_of_the_job(
+    store: CheckpointStore, store_redis: redis.Redis
+) -> None:
+    # Given a batch of one part linked, as batch 3, into another part of the same job (the
+    # aggregation's queries link the seed-resolve query they reuse)
+    entry, _ = store.commit(JOB, PART, write(store, 0, 2, 2))
+    other = "aggregation:q"
+    store.link_entry(JOB, other, replace(entry, batch=3))
+    assert [row for b in store.read(JOB, other) for row in b.rows] == make_rows(0, 4)
+    # When the other part is dropped (its stage runs again)
+    store.drop_part(JOB, other)
+    # Then the linked chunks are still there for the part that wrote them
+    assert store.finished(JOB, other) == set()
+    assert store_redis.exists(*(c.key for c in entry.chunks)) == 2
+    assert all_rows(store) == make_rows(0, 4)

@@ -27,8 +27,6 @@ from pipeline.stages.msd.result import result_json
 #: One JSON object per row, encoded (the detail table's keys differ by direction): the page
 #: reader sends it on, nothing decodes and re-encodes 100K rows here.
 DETAIL_COLUMNS = ("json",)
-#: The blob of what the family-use rows refer to (``family_use.FamilyUseMeta``).
-FAMILY_USE_META = "family-use"
 #: Detail rows per stored chunk: a row carries its lot's upstream machines and materials
 #: (about 1 KB of JSON backward), so a chunk of ``fetch_rows`` of them would be ~5 MB.
 DETAIL_CHUNK_ROWS = 500
@@ -49,7 +47,7 @@ def run_aggregation(ctx: StageContext) -> None:
     with prepare_aggregator(
         source, job.request.params, seed_cids(ctx), direction, settings
     ) as aggregator:
-        recorded = store.get_blob(job.id, FAMILY_USE_META) if job.request.events_of else None
+        recorded = store.get_blob(job.id, parts.FAMILY_USE_META) if job.request.events_of else None
         if recorded is not None and aggregator.backward:  # a re-analysis of a trace
             aggregator.set_family_use(
                 _rows(ctx, parts.AGGREGATION_FAMILY_USE), FamilyUseMeta.from_blob(recorded)
@@ -94,7 +92,7 @@ def _every_lot(ctx: StageContext, aggregator: MsdAggregator) -> bool:
 def write_details(ctx: StageContext, fold: Fold, *, keeps_use: bool = False) -> None:
     """The detail rows in the table's order (``parts.AGGREGATION_DETAIL``) and the same rows
     as the CSV export's flat cells (``parts.AGGREGATION_EXPORT``); with ``keeps_use``, what
-    each lot's family used (``parts.AGGREGATION_FAMILY_USE``, the blob ``FAMILY_USE_META``
+    each lot's family used (``parts.AGGREGATION_FAMILY_USE``, the blob ``parts.FAMILY_USE_META``
     last: a re-analysis takes the rows only once it is there)."""
     job, store = ctx.job, ctx.store
     with sorted_details(fold) as table:
@@ -114,7 +112,7 @@ def write_details(ctx: StageContext, fold: Fold, *, keeps_use: bool = False) -> 
             )
             descriptions = dict(fold.db.rows("SELECT part, description FROM part_descriptions"))
             meta = FamilyUseMeta(fold.machines, descriptions, fold.lineage_given)
-            store.put_blob(job.id, FAMILY_USE_META, meta.to_blob())
+            store.put_blob(job.id, parts.FAMILY_USE_META, meta.to_blob())
 
 
 def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:

@@ -3,11 +3,11 @@ credited with (the detection lots whose families used it, their input and defect
 attribution rows of the result.
 
 The machines each detection lot is credited with (tens per lot: millions of pairs in a big trace)
-are read once, in detail order, one row per lot (``LOTS``: ``group_concat``), and the per-machine
-figures are added up in that same pass (``MachineCredit``), so the pairs are never grouped in SQL
-or held in Python. The detail rows' pass (``pipeline.stages.msd.detail``) credits the machines on
-the way and keeps the credit on the fold; asked for before it, or without it, ``machine_credit``
-makes a pass of its own.
+are joined into one column per lot when the fold is finished (``lots.machines``), read once, in
+detail order (``LOTS``), and the per-machine figures are added up in that same pass
+(``MachineCredit``), so the pairs are never held in Python. The detail rows' pass
+(``pipeline.stages.msd.detail``) credits the machines on the way and keeps the credit on the
+fold; asked for before it, or without it, ``machine_credit`` makes a pass of its own.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from pipeline.stages.msd.machines import MachineCredit
 from pipeline.stages.msd.pareto import UNKNOWN, joined, rate
 
 #: A detection lot in detail order: its position, the columns the detail table starts from,
-#: its defects and (backward) the machines its family used, as "3,17,3,42" (repeats possible).
+#: its defects and (backward) the distinct machines its family used, as "3,17,42", and the
+#: distinct materials, as a JSON array of [part, lot] pairs (``MsdAggregator.finish``).
 LOTS = """
 SELECT d.pos, l.name, l.pj_type, l.package, l.workflow, l.equipment, l.input_qty, l.runcard,
-       l.related_count, l.root, l.cid, l.defect_qty,
-       (SELECT group_concat(c.machine) FROM owners o JOIN cid_machines c ON c.cid = o.cid
-        WHERE o.idx = l.idx){materials}
+       l.related_count, l.root, l.cid, l.defect_qty, l.machines, l.materials
 FROM detail_order d JOIN lots l ON l.idx = d.idx
 ORDER BY d.pos
 """
@@ -37,7 +36,7 @@ def machine_credit(fold: Fold) -> MachineCredit:
     result is asked for before, or without, the detail rows); kept on the fold."""
     if fold.memo.credit is None:
         credit = MachineCredit(fold.machines)
-        for row in fold.db.rows(LOTS.format(materials="")):
+        for row in fold.db.rows(LOTS):
             credit_lot(credit, row)
         fold.memo.credit = credit
     return fold.memo.credit

@@ -26,14 +26,6 @@ from pipeline.stages.msd.machines import MachineCredit
 from pipeline.stages.msd.pareto import rate
 from pipeline.workcenters import group_order
 
-#: Added to ``LOTS`` for the backward detail table: the distinct materials the lot's family
-#: used, as a JSON array of ``[part, lot]`` pairs.
-MATERIALS = """,
-       (SELECT json_group_array(json_array(mt.part, mt.lot))
-        FROM (SELECT DISTINCT c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid
-              WHERE o.idx = l.idx) u JOIN materials mt ON mt.idx = u.material)"""
-
-
 #: Detection lots whose detail rows are written to the scratch database per round trip (lots).
 LOTS_PER_WRITE = 500
 
@@ -171,7 +163,7 @@ def detail_lots(fold: Fold) -> Iterator[DetailLot]:
     defects. Backward it credits the machines on the way, and when read to its end keeps that
     credit on the fold, so ``result`` needs no pass of its own afterwards."""
     if not fold.backward:
-        for pos, row in _forward_details(fold, fold.db.rows(LOTS.format(materials=""))):
+        for pos, row in _forward_details(fold, fold.db.rows(LOTS)):
             yield DetailLot(pos, row, [{}], [])
         return
     credit = MachineCredit(fold.machines)
@@ -191,7 +183,7 @@ def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[DetailLot]:
     """The lots (with what their families used) and their rejects are read as two streams in
     detail order and merged here: one query each, whatever the number of lots."""
     db = fold.db
-    lots = db.rows(LOTS.format(materials=MATERIALS))
+    lots = db.rows(LOTS)
     rejects_of = _by_position(
         db.rows(
             "SELECT d.pos, r.reason, r.qty FROM detail_order d JOIN rejects r ON r.idx = d.idx "
@@ -203,8 +195,7 @@ def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[DetailLot]:
     machine_order = [(group_order(m.group), m.name) for m in fold.machines]
     for row in lots:
         pos, name, pj, package, workflow, equipment, qty, runcard, related, root, cid = row[:11]
-        mats = row[-1]
-        materials = sorted(map(tuple, orjson.loads(mats)))
+        materials = sorted(map(tuple, orjson.loads(row[13] or "[]")))
         used = sorted(credit_lot(credit, row), key=machine_order.__getitem__)
         upstream = {
             **_base(name, pj, package, workflow, equipment, qty),
@@ -256,7 +247,7 @@ def _forward_details(
             "WHERE r.qty > 0 AND selected(r.reason) ORDER BY d.pos, r.qty DESC, r.reason"
         )
     )
-    for pos, name, pj, package, workflow, equipment, qty, *_, defects, _m in lots:
+    for pos, name, pj, package, workflow, equipment, qty, *_, defects, _m, _mt in lots:
         down = dict(downstream_of(pos))
         reasons = reasons_of(pos)
         rejects = sum(down.values())

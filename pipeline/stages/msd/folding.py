@@ -41,6 +41,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from pipeline import domains
 from pipeline.config import DEFAULT_PARETO_TOP_N, DEFAULT_SCRATCH_CACHE_MB
 from pipeline.errors import InvalidInput
@@ -78,12 +80,23 @@ _FINISH = {
     domains.BACKWARD: (
         "CREATE INDEX cid_machines_by_cid ON cid_machines (cid, machine)",
         "CREATE INDEX cid_materials_by_cid ON cid_materials (cid, material)",
+        # What each detection lot's family used, once per lot (a recorded family use filled it
+        # already): what the detail rows and the attribution read.
+        "UPDATE lots SET machines = (SELECT group_concat(DISTINCT c.machine) FROM owners o "
+        "JOIN cid_machines c ON c.cid = o.cid WHERE o.idx = lots.idx) WHERE machines IS NULL",
+        "UPDATE lots SET materials = (SELECT json_group_array(json_array(mt.part, mt.lot)) "
+        "FROM (SELECT DISTINCT c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid "
+        "WHERE o.idx = lots.idx) u JOIN materials mt ON mt.idx = u.material) "
+        "WHERE materials IS NULL",
+        # A recorded family use names its materials: they join the materials table here.
+        "INSERT OR IGNORE INTO materials (part, lot) SELECT json_extract(j.value, '$[0]'), "
+        "json_extract(j.value, '$[1]') FROM lots l, json_each(l.materials) j",
         # A detection lot counts once per material (part, lot), however many of its family
         # used it (MSD-11).
-        "INSERT INTO material_totals "
-        "SELECT p.material, COUNT(*), SUM(l.input_qty), SUM(l.defect_qty) FROM (SELECT "
-        "DISTINCT o.idx, c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid) p "
-        "JOIN lots l ON l.idx = p.idx GROUP BY p.material",
+        "INSERT INTO material_totals SELECT mt.idx, COUNT(*), SUM(l.input_qty), "
+        "SUM(l.defect_qty) FROM lots l, json_each(l.materials) j JOIN materials mt "
+        "ON mt.part = json_extract(j.value, '$[0]') AND mt.lot = json_extract(j.value, '$[1]') "
+        "GROUP BY mt.idx",
     ),
     domains.FORWARD: (
         "INSERT INTO pos_downstream SELECT d.pos, c.grp, SUM(c.qty) FROM cid_downstream c "
@@ -265,22 +278,20 @@ class MsdAggregator:
             self._machine(machine.group, machine.name, machine.equipment_id)
         db = self.db
         db.executemany("INSERT INTO part_descriptions VALUES (?, ?)", meta.descriptions.items())
-        for chunk in batched(rows, LINEAGE_CHUNK):
-            db.executemany("INSERT INTO staged_roots VALUES (?, ?)", ((r[0], r[2]) for r in chunk))
-            db.executemany("INSERT INTO staged_counts VALUES (?, ?)", ((r[0], r[1]) for r in chunk))
-            db.executemany(
-                "INSERT INTO cid_machines VALUES (?, ?)", ((r[0], m) for r in chunk for m in r[3])
-            )
-            used = [(r[0], part, lot) for r in chunk for part, lot in r[4]]
-            db.executemany(
-                "INSERT OR IGNORE INTO materials (part, lot) VALUES (?, ?)",
-                ((part, lot) for _, part, lot in used),
-            )
-            db.executemany(
-                "INSERT INTO cid_materials SELECT ?1, idx FROM materials WHERE part = ?2 "
-                "AND lot = ?3",
-                used,
-            )
+        db.executemany(
+            "UPDATE lots SET related_count = ?2, root = ?3, machines = ?4, materials = ?5 "
+            "WHERE cid = ?1",
+            (
+                (
+                    cid,
+                    related,
+                    root,
+                    ",".join(map(str, machines)) or None,
+                    orjson.dumps(pairs).decode(),
+                )
+                for cid, related, root, machines, pairs in rows
+            ),
+        )
         self._end_families("SELECT idx, cid FROM lots")
 
     def _begin_families(self, *, lineage_given: bool) -> None:

@@ -17,7 +17,10 @@ CREATE TABLE detected (seq INTEGER PRIMARY KEY, cid TEXT NOT NULL UNIQUE);
 CREATE TABLE lots (
     idx INTEGER PRIMARY KEY, cid TEXT NOT NULL UNIQUE, name TEXT NOT NULL, pj_type TEXT,
     package TEXT, workflow TEXT, runcard TEXT, equipment TEXT, input_qty NOT NULL, trackin TEXT,
-    defect_qty NOT NULL DEFAULT 0, related_count INTEGER NOT NULL DEFAULT 0, root TEXT
+    defect_qty NOT NULL DEFAULT 0, related_count INTEGER NOT NULL DEFAULT 0, root TEXT,
+    -- backward, what the lot's family used before detection (finish, or a recorded family
+    -- use): distinct machine indices comma-joined, distinct [part, lot] pairs as JSON
+    machines TEXT, materials TEXT
 );
 CREATE TABLE rejects (
     idx INTEGER NOT NULL, reason TEXT NOT NULL, qty NOT NULL, PRIMARY KEY (idx, reason)

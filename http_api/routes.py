@@ -13,6 +13,13 @@ from http_api.resources.msd_options import (
     LossReasonsResource,
     StationOptionsResource,
 )
+from http_api.resources.operators import (
+    OpsJobResource,
+    OpsJobsResource,
+    OpsOverviewResource,
+    OpsPurgeResource,
+    OpsRetryResource,
+)
 from http_api.resources.ops import MetricsResource, OpenApiResource
 from http_api.resources.trace import (
     EventsResource,
@@ -39,4 +46,9 @@ ROUTES: dict[str, type[Resource]] = {
     "/api/mid-section-defect/station-options": StationOptionsResource,
     "/api/mid-section-defect/loss-reasons": LossReasonsResource,
     "/api/mid-section-defect/container-filter-options": ContainerFilterOptionsResource,
+    "/api/ops/jobs": OpsJobsResource,
+    "/api/ops/jobs/{job_id}": OpsJobResource,
+    "/api/ops/jobs/{job_id}/retry": OpsRetryResource,
+    "/api/ops/jobs/{job_id}/purge": OpsPurgeResource,
+    "/api/ops/overview": OpsOverviewResource,
 }

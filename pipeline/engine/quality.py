@@ -1,7 +1,8 @@
 """What a job's rows are worth: the contract's ``quality_meta``, per events domain and for the
 whole query, computed from the registry and the manifests whenever it is asked for.
 
-``complete`` is said only when every input batch of the domain is committed: a domain that
+``complete`` is said only when every input batch of the domain is committed (before the events
+stage knows its batches, a domain is ``partial``: in progress, or never fetched): a domain that
 failed (``failed``), or whose job ended without every batch (``partial``), names the lots it is
 missing in ``failed_ranges`` (first and last CID of each run of uncommitted input batches, and
 how many lots). An analysis computed without a failed domain makes the query ``partial`` and
@@ -17,7 +18,7 @@ from typing import Any, Final, Literal
 from pipeline import domains as vocabulary
 from pipeline.engine import parts
 from pipeline.engine.documents import FailedRange, QualityMeta
-from pipeline.engine.job import AGGREGATION, Job
+from pipeline.engine.job import AGGREGATION, EVENTS, Job
 from pipeline.engine.registry import JobRegistry
 from pipeline.engine.store import CheckpointStore, ChunkLost
 
@@ -65,6 +66,13 @@ def domain_quality(
                     f"{done} of {total} input batches were fetched; none is served until a "
                     "retry fetches the rest"
                 )
+        elif total is None and EVENTS not in job.completed:  # its lots are not known yet
+            meta["status"] = PARTIAL
+            meta["reasons"].append(
+                "in progress: the lots to fetch are not known yet"
+                if job.active
+                else f"not fetched: the job ended ({job.state}) before its events stage"
+            )
         elif missing and job.active:
             meta["status"] = PARTIAL
             meta["reasons"].append(f"in progress: {done} of {total} input batches committed")

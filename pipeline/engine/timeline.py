@@ -133,8 +133,7 @@ def verdict(
     """The job's quality: over its events domains (``query_quality``: complete, partial,
     truncated or failed, with the reasons), else from its state: failed (with the error),
     cancelled (failed), finished (complete). A job still queued or started is never complete
-    (``partial``, "in progress"): before lineage its domains have no batch total yet, which
-    ``domain_quality`` alone takes for nothing missing."""
+    (``partial``, "in progress"): its rows may all be in while its analysis is still to come."""
     meta: QualityMeta
     if job.domains:
         if domains is None:

@@ -241,3 +241,25 @@ def test_an_equal_request_never_joins_a_partly_failed_job(
     assert runtime.registry.state(first.id) == FINISHED
     again, created = runtime.submit(request)
     assert created and again.id != first.id
+
+
+def test_a_job_before_its_events_and_one_ended_before_them_are_never_complete(
+    inline: Runtime, store_redis: redis.Redis
+) -> None:
+    # Given a job submitted and not run yet (its lots, and so its input batches, unknown)
+    waiting, _ = inline.submit(MSD)
+    quality = domain_quality(waiting, inline.registry, 1000)
+    # Then no domain is complete: each is in progress, with nothing observed
+    assert {m["status"] for m in quality.values()} == {"partial"}
+    assert all("in progress" in m["reasons"][0] for m in quality.values())
+    assert query_quality(quality, waiting)["status"] == "partial"
+    status = job_status(inline.registry.load(waiting.id), inline.registry, 1000)
+    assert status["quality_meta"]["status"] == "partial"
+    # When it is cancelled before its events stage ran
+    assert inline.registry.cancel(waiting.id) == "cancelled"
+    ended = inline.registry.load(waiting.id)
+    assert ended is not None and EVENTS not in ended.completed
+    # Then its domains say they were never fetched, not complete
+    quality = domain_quality(ended, inline.registry, 1000)
+    assert {m["status"] for m in quality.values()} == {"partial"}
+    assert all("not fetched" in m["reasons"][0] for m in quality.values())

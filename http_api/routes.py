@@ -7,6 +7,7 @@ from http_api.resources.base import Resource
 from http_api.resources.events_log import JobEventsResource
 from http_api.resources.health import HealthResource, ReadyResource
 from http_api.resources.job import JobResource, JobResultResource, JobStreamResource
+from http_api.resources.monitor import MONITOR_ROUTES
 from http_api.resources.msd_detail import DetailResource, ExportResource
 from http_api.resources.msd_options import (
     ContainerFilterOptionsResource,
@@ -39,4 +40,5 @@ ROUTES: dict[str, type[Resource]] = {
     "/api/mid-section-defect/station-options": StationOptionsResource,
     "/api/mid-section-defect/loss-reasons": LossReasonsResource,
     "/api/mid-section-defect/container-filter-options": ContainerFilterOptionsResource,
+    **MONITOR_ROUTES,  # GET /monitor: the operators' page, and its files
 }

@@ -3,7 +3,7 @@
 
 import { clock, count, rate, seconds, stageKey, svg } from "./format.js";
 
-const LABEL_WIDTH = 150;
+const LABEL_WIDTH = 175;
 const ROW_HEIGHT = 22;
 const AXIS_HEIGHT = 22;
 

@@ -66,17 +66,28 @@ export function jobOf(raw) {
   };
 }
 
-function stageOf(raw, job) {
+/** A stage's state when the answer gives none: from `completed`, the job's error and stage. */
+function stageState(raw, key, job) {
+  if (pick(raw, ["completed"], null)) return "finished";
+  if (job.error && job.error.stage === key) return "failed";
+  if (job.stage === key) return ENDED.has(job.state) ? job.state : "running";
+  return "pending";
+}
+
+/** An events domain's state when the answer gives none: from its batches and its stage's. */
+function domainState(raw, key, parent, failedDomains) {
+  if (failedDomains.includes(key)) return "failed";
+  const done = num(pick(raw, ["batches_done", "done"]));
+  const total = num(pick(raw, ["batches_total", "total"]));
+  if (parent === "finished" || (total !== null && done !== null && done >= total)) return "finished";
+  if (parent === "running" && done) return "running";
+  return parent === "running" ? "pending" : parent;
+}
+
+function stageOf(raw, job, failedDomains = [], parent = null) {
   const key = stageKey(pick(raw, ["stage", "name", "domain"], ""));
-  const completed = pick(raw, ["completed"], null);
   let state = pick(raw, ["state", "status"], null);
-  if (!state) {
-    if (completed) state = "finished";
-    else if (job.error && job.error.stage === key) state = "failed";
-    else if (job.stage === key && !ENDED.has(job.state)) state = "running";
-    else if (job.stage === key) state = job.state;
-    else state = "pending";
-  }
+  state ??= parent === null ? stageState(raw, key, job) : domainState(raw, key, parent, failedDomains);
   return {
     key,
     state,
@@ -91,7 +102,7 @@ function stageOf(raw, job) {
     attempts: pick(raw, ["attempts", "max_attempts", "attempts_per_batch"], null),
     error: errorOf(pick(raw, ["error"])),
     quality: qualityOf(pick(raw, ["quality", "quality_meta"])),
-    domains: list(pick(raw, ["domains"], [])).map((d) => stageOf(d, { ...job, stage: "" })),
+    domains: list(pick(raw, ["domains"], [])).map((d) => stageOf(d, job, failedDomains, state)),
   };
 }
 
@@ -99,14 +110,15 @@ function stageOf(raw, job) {
 export function detailOf(raw) {
   const base = pick(raw, ["job"], raw);
   const job = jobOf({ ...raw, ...(base === raw ? {} : base) });
-  const stages = list(pick(raw, ["timeline", "stages"], [])).map((s) => stageOf(s, job));
+  const failedDomains = pick(raw, ["failed_domains"], []);
+  const stages = list(pick(raw, ["timeline", "stages"], [])).map((s) => stageOf(s, job, failedDomains));
   stages.sort((a, b) => rank(a.key) - rank(b.key));
   return {
     job,
     stages,
     ttls: pick(raw, ["key_ttls", "ttls"], null),
     ttlSeconds: num(pick(raw, ["ttl_seconds"])),
-    failedDomains: pick(raw, ["failed_domains"], []),
+    failedDomains,
   };
 }
 
@@ -132,10 +144,10 @@ export function overviewOf(raw) {
     workers: list(pick(raw, ["workers"], [])),
     queues: list(pick(raw, ["queues"], [])),
     redis: {
-      used: num(pick(redis, ["used_memory", "used"])),
-      max: num(pick(redis, ["maxmemory", "max"])),
+      used: num(pick(redis, ["used_memory", "used_bytes", "used"])),
+      max: num(pick(redis, ["maxmemory", "max_bytes", "max"])),
       policy: pick(redis, ["maxmemory_policy", "policy"], ""),
-      evicting: pick(redis, ["evicting"], null),
+      evicting: pick(redis, ["evicting", "evicts"], null),
     },
     stalled: list(pick(raw, ["stalled_jobs", "stalled"], [])),
   };
@@ -165,13 +177,8 @@ export class Timelines {
     const stage = stageKey(event.stage);
     const last = (s) => [...tl.segments].reverse().find((seg) => seg.stage === s);
     if (!TERMINAL_EVENTS.has(kind) && tl.end !== null && kind !== "accepted") {
-      tl.end = null; // it moves again: a retry reopened it
+      tl.end = null; // it moves again: a retry reopened it (its stage starts anew)
       tl.outcome = null;
-      const failed = tl.segments.find((s) => s.state === "failed" && s.end !== null);
-      if (failed) {
-        failed.state = "failed";
-        tl.segments.push({ stage: failed.stage, start: at, end: null, state: "running" });
-      }
     }
     if (kind === "accepted") {
       tl.accepted = at;

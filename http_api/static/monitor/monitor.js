@@ -11,6 +11,7 @@ const JOBS_EVERY_MS = 3000; // the dashboard's own poll interval
 const DETAIL_EVERY_MS = 2000; // 30 a minute: half the per-job rate limit
 const OVERVIEW_EVERY_MS = 5000;
 const EVENTS_WAIT_SECONDS = 20;
+const TAIL_SPACING_MS = 500; // a busy event log is read at most twice a second
 const MAX_EVENTS = 2000;
 const GANTT_JOBS = 15;
 const RATE_SAMPLES = 30;
@@ -53,9 +54,11 @@ function absent(error) {
 }
 
 // ---- polling --------------------------------------------------------------------------------------
+const KICK_SPACING_MS = 1000; // a kicked loop runs at most once a second
+
 class Loop {
   constructor(name, fn, everyMs) {
-    Object.assign(this, { name, fn, everyMs, timer: null, busy: false, again: false });
+    Object.assign(this, { name, fn, everyMs, timer: null, busy: false, again: false, last: 0 });
   }
 
   start() {
@@ -69,12 +72,14 @@ class Loop {
       return;
     }
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.run(), delayMs);
+    const spacing = KICK_SPACING_MS - (Date.now() - this.last);
+    this.timer = setTimeout(() => this.run(), Math.max(delayMs, spacing));
   }
 
   async run() {
     clearTimeout(this.timer);
     this.busy = true;
+    this.last = Date.now();
     let wait = this.everyMs;
     try {
       await this.fn();
@@ -85,7 +90,7 @@ class Loop {
       this.busy = false;
       if (this.again) {
         this.again = false;
-        wait = 150;
+        wait = KICK_SPACING_MS;
       }
       this.timer = setTimeout(() => this.run(), wait);
     }
@@ -352,7 +357,7 @@ async function tail() {
     } catch (error) {
       await sleep(failed(error, 3000));
     }
-    await sleep(Math.max(0, 1000 - (Date.now() - began))); // at most one read a second
+    await sleep(Math.max(0, TAIL_SPACING_MS - (Date.now() - began)));
   }
 }
 
@@ -381,7 +386,7 @@ function drawGantt() {
       const end = ENDED.has(job.state) && job.elapsed !== null ? job.createdAt + job.elapsed : null;
       segments = [{ stage: job.stage || "queued", start: job.createdAt, end, state: job.state }];
     }
-    return { id: job.id, label: `${job.id.slice(0, 8)} ${job.profile}`, state: job.state, segments };
+    return { id: job.id, label: `${job.id.slice(0, 12)} ${job.profile}`, state: job.state, segments };
   });
   fill("gantt", gantt(rows, { now: t, selected: state.selected, onSelect: select, width: $("gantt").clientWidth || 900 }));
 }

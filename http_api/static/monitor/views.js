@@ -176,8 +176,8 @@ function renderTtls(detail) {
 export function renderOverview(overview, now) {
   const workers = overview.workers.map((w) => {
     const name = pick(w, ["id", "name", "worker", "host", "value"], "?");
-    const seen = pick(w, ["last_seen", "heartbeat_at", "seen_at", "at"]);
-    const age = num(pick(w, ["age_seconds", "seconds_ago"]));
+    const seen = pick(w, ["last_beat", "last_seen", "heartbeat_at", "seen_at", "at"]);
+    const age = num(pick(w, ["seconds_since_beat", "age_seconds", "seconds_ago"]));
     const alive = pick(w, ["alive", "live"], null);
     const when = age !== null ? `${seconds(age)} ago` : seen !== undefined ? ago(seen, now) : "";
     return el("li", { dataset: { testid: "worker" }, class: alive === false ? "dead" : "" },
@@ -186,9 +186,9 @@ export function renderOverview(overview, now) {
   fill("workers", workers.length ? workers : [el("li", { class: "warn" }, "no live worker seen")]);
 
   const queues = overview.queues.map((q) =>
-    el("tr", { dataset: { testid: "queue-row", queue: pick(q, ["name", "queue"], "") } },
-      el("th", { scope: "row" }, String(pick(q, ["name", "queue"], "?"))),
-      el("td", { class: "num" }, count(pick(q, ["depth", "messages", "size", "ready", "value"]))),
+    el("tr", { dataset: { testid: "queue-row", queue: pick(q, ["queue", "name"], "") }, title: pick(q, ["detail"], "") },
+      el("th", { scope: "row" }, String(pick(q, ["queue", "name"], "?"))),
+      el("td", { class: "num" }, count(pick(q, ["ready", "depth", "messages", "size", "value"]))),
       el("td", { class: "num" }, count(pick(q, ["delayed"]))),
       el("td", { class: "num" }, count(pick(q, ["dead", "dead_letters", "failed"])))),
   );
@@ -219,6 +219,11 @@ export function renderOverview(overview, now) {
 
 const EVENT_FIELDS = ["stage", "domain", "rows", "seconds", "code", "reason", "work", "profile", "kind", "lots", "queue", "why", "keys"];
 
+function eventValue(field, value) {
+  const n = num(value);
+  return field === "seconds" && n !== null ? n.toFixed(2) : value;
+}
+
 /** The newest events first (at most `limit`). */
 export function renderEvents(events, { only, onSelect, limit = 200 }) {
   const shown = events.filter((e) => !only || e.job === only).slice(-limit).reverse();
@@ -229,7 +234,7 @@ export function renderEvents(events, { only, onSelect, limit = 200 }) {
         el("time", {}, clock(e.at)),
         el("span", { class: "event-name" }, e.event),
         el("button", { type: "button", class: "link", onclick: () => onSelect(e.job), "aria-label": `Select job ${e.job}` }, String(e.job || "").slice(0, 12)),
-        el("span", { class: "muted" }, EVENT_FIELDS.filter((f) => e[f] !== undefined).map((f) => ` ${f}=${e[f]}`).join("")),
+        el("span", { class: "muted" }, EVENT_FIELDS.filter((f) => e[f] !== undefined).map((f) => ` ${f}=${eventValue(f, e[f])}`).join("")),
       ),
     ),
   );

@@ -46,7 +46,11 @@ limited per client (429 with Retry-After)."""
 TAGS = [
     {"name": "trace", "description": "The staged endpoints: each submits a job."},
     {"name": "jobs", "description": "Job status, cancel, result pages, stream, event log."},
-    {"name": "ops", "description": "Probes, metrics, this document."},
+    {
+        "name": "ops",
+        "description": "Probes, metrics, this document; operators' job list, timeline, retry, "
+        "purge and overview (/api/ops/).",
+    },
 ]
 PATH_PARAMETERS = {
     "job_id": {

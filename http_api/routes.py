@@ -14,6 +14,13 @@ from http_api.resources.msd_options import (
     LossReasonsResource,
     StationOptionsResource,
 )
+from http_api.resources.operators import (
+    OpsJobResource,
+    OpsJobsResource,
+    OpsOverviewResource,
+    OpsPurgeResource,
+    OpsRetryResource,
+)
 from http_api.resources.ops import MetricsResource, OpenApiResource
 from http_api.resources.trace import (
     EventsResource,
@@ -40,5 +47,10 @@ ROUTES: dict[str, type[Resource]] = {
     "/api/mid-section-defect/station-options": StationOptionsResource,
     "/api/mid-section-defect/loss-reasons": LossReasonsResource,
     "/api/mid-section-defect/container-filter-options": ContainerFilterOptionsResource,
+    "/api/ops/jobs": OpsJobsResource,
+    "/api/ops/jobs/{job_id}": OpsJobResource,
+    "/api/ops/jobs/{job_id}/retry": OpsRetryResource,
+    "/api/ops/jobs/{job_id}/purge": OpsPurgeResource,
+    "/api/ops/overview": OpsOverviewResource,
     **MONITOR_ROUTES,  # GET /monitor: the operators' page, and its files
 }

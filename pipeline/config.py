@@ -300,6 +300,13 @@ class Settings(BaseModel):
         return int(getattr(self, f"max_cids_{profile}"))
 
     @property
+    def resume_bound_seconds(self) -> int:
+        """Seconds within which the reaper sends again the work of a dead worker, or resumes a
+        job gone quiet (``TRACE_STALL_SECONDS`` + ``TRACE_REAPER_INTERVAL_SECONDS``, README "Dead
+        workers"): an active job quiet for longer is stalled (``pipeline.engine.overview``)."""
+        return self.stall_seconds + self.reaper_interval_seconds
+
+    @property
     def source(self) -> SourceLocation:
         """The parsed ``TRACE_SOURCE_URL``."""
         return SourceLocation.parse(self.source_url)

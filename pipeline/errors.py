@@ -236,6 +236,21 @@ class JobNotCancellable(TraceError):
     status = 409
 
 
+class JobNotRetryable(TraceError):
+    """Only a failed job, or a finished one with failed events domains, can be retried
+    (``meta.job_status`` says where this one is)."""
+
+    code = "JOB_NOT_RETRYABLE"
+    status = 409
+
+
+class JobNotPurgeable(TraceError):
+    """The job is queued or started: cancel it first, then purge it."""
+
+    code = "JOB_NOT_PURGEABLE"
+    status = 409
+
+
 class StageFailed(TraceError):
     """A seed-resolve, lineage or aggregation that failed on the service's side, as the
     contract names it (the subclasses); ``meta.cause`` is the job's own code, and the status is

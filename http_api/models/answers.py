@@ -14,7 +14,16 @@ from pydantic import ConfigDict, Field, WithJsonSchema, with_config
 from typing_extensions import TypeAliasType, TypedDict
 
 from pipeline.domains import Direction, Domain
-from pipeline.engine.documents import Count, ErrorCode, JobState, QualityMeta, QueryId, TraceQueryId
+from pipeline.engine.documents import (
+    Count,
+    ErrorCode,
+    JobState,
+    QualityMeta,
+    QueryId,
+    ServiceState,
+    TraceQueryId,
+)
+from pipeline.engine.job_list import JobLine
 from pipeline.params import SEED_KEY
 
 UPPER_SNAKE = "^[A-Z][A-Z0-9_]*$"
@@ -452,3 +461,28 @@ class Check(TypedDict):
 class Readiness(TypedDict):
     status: Literal["ready", "not ready"]
     checks: Annotated[dict[str, Check], Field(description="redis, eviction, broker, source, ...")]
+
+
+# ---- operators (/api/ops/) ---------------------------------------------------------------------
+# The list lines, the timeline and the overview are the engine's documents
+# (pipeline.engine.job_list, .timeline, .overview); these are the answers around them.
+class JobList(TypedDict):
+    """Jobs newest first (``GET /api/ops/jobs``)."""
+
+    jobs: list[JobLine]
+
+
+class RetryAccepted(TypedDict):
+    """A retried job, queued again at its failed stage: follow it at ``status_url``."""
+
+    job_id: JobId
+    state: Annotated[ServiceState, Field(description="Its state after the retry (`queued`).")]
+    status_url: str
+    timeline_url: str
+
+
+class Purged(TypedDict):
+    """A purged job: every key of it released (``UNLINK``), its hash included."""
+
+    job_id: JobId
+    released_keys: Count

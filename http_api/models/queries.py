@@ -13,7 +13,9 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
-from pipeline.domains import Domain
+from pipeline.domains import Domain, Profile
+from pipeline.engine.documents import ServiceState
+from pipeline.engine.job_list import DEFAULT_LIMIT, MAX_LIMIT
 from pipeline.errors import InvalidInput
 
 #: A Redis stream id: milliseconds, optionally ``-sequence`` (ASCII digits: Redis reads no others).
@@ -24,6 +26,9 @@ MAX_ID_PART = 2**64 - 1
 DEFAULT_EVENTS_COUNT = 100
 MAX_EVENTS_COUNT = 1000
 MAX_WAIT_SECONDS = 25
+
+#: The oldest ``max_age_seconds`` of the job list (a week: no job is kept nearly that long).
+MAX_AGE_SECONDS = 7 * 24 * 3600
 
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
 
@@ -128,6 +133,19 @@ class JobEventsQuery(_Query):
                 "wait needs after (the stream id to wait for events after)", field="wait"
             )
         return self
+
+
+class OpsJobsQuery(_Query):
+    """``GET /api/ops/jobs``: the operator's job list, newest first."""
+
+    state: ServiceState | None = Field(None, description="Only jobs in this state.")
+    profile: Profile | None = Field(None, description="Only jobs of this profile.")
+    max_age_seconds: int | None = Field(
+        None, ge=1, le=MAX_AGE_SECONDS, description="Only jobs created at most this long ago."
+    )
+    limit: int = Field(
+        DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Jobs to list at most (newest first)."
+    )
 
 
 class SubmitHeaders(_Query):

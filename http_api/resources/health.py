@@ -11,6 +11,7 @@ from http_api.models.answers import Check, Health, Readiness
 from http_api.operation import Answer, Operation, operation
 from http_api.resources.base import Resource
 from pipeline.engine.metrics import live_workers
+from pipeline.engine.overview import eviction_policy, evicts
 from pipeline.errors import NotReady
 
 
@@ -67,13 +68,12 @@ class ReadyResource(Resource):
         return "ping ok"
 
     def _eviction(self) -> str:
-        found = self.services.redis.config_get("maxmemory-policy")
-        policy = {_text(k): _text(v) for k, v in found.items()}.get("maxmemory-policy")
-        if policy != "noeviction":
+        policy = eviction_policy(self.services.redis)
+        if evicts(policy):
             raise RuntimeError(
                 f"maxmemory-policy is {policy!r}: Redis may evict job keys (set noeviction)"
             )
-        return "noeviction"
+        return policy
 
     def _broker(self) -> str:
         broker = self.services.broker
@@ -98,7 +98,3 @@ class ReadyResource(Resource):
         if alive < 1:
             raise RuntimeError("no worker heartbeat seen (start: dramatiq pipeline.actors)")
         return f"{alive} worker process(es) alive"
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -16,12 +16,14 @@ from pipeline.errors import ServiceUnavailable
 
 class MetricsResource(Resource):
     """The shared counters (jobs by event and state, stage seconds, rows written, stream bytes,
-    rate-limit refusals), read from Redis at each scrape: the same figures from any process."""
+    rate-limit refusals) and the overview's gauges (queue depths, Redis memory and eviction
+    policy, stalled jobs), read from Redis and the broker at each scrape: the same figures
+    from any process."""
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(RedisCollector(services.redis, services.settings.stall_seconds))
+        self.registry.register(RedisCollector(services.redis, services.settings, services.broker))
 
     @operation(
         Operation(

@@ -2,7 +2,8 @@
 (gunicorn workers, dramatiq workers on any host), and their Prometheus exposition.
 
 ``count`` never fails its caller: a lost increment is better than a failed job or request.
-``RedisCollector`` reads the hash (and a few index sizes) when Prometheus scrapes ``/metrics``.
+``RedisCollector`` reads the hash, a few index sizes and the operator's overview (queue depths,
+Redis memory, stalled jobs: ``pipeline.engine.overview``) when Prometheus scrapes ``/metrics``.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pipeline.engine import codec, keys
+from pipeline.config import Settings
+from pipeline.engine import codec, keys, overview
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +63,19 @@ def live_workers(client: redis.Redis, within_seconds: float) -> int:
 
 
 class RedisCollector(Collector):
-    """Prometheus families from the shared counters and the job indexes."""
+    """Prometheus families from the shared counters, the job indexes and the overview.
 
-    def __init__(self, client: redis.Redis, stall_seconds: float) -> None:
+    Gauges besides the counters: ``trace_jobs_current{state}``, ``trace_workers_alive``,
+    ``trace_queue_messages{queue,kind}`` (kind ``ready``/``delayed``/``dead``; a queue the
+    broker could not count has no sample), ``trace_redis_memory_used_bytes``,
+    ``trace_redis_memory_max_bytes`` (0: no limit), ``trace_redis_eviction_policy{policy}`` (1
+    when the policy may evict job keys, else 0) and ``trace_jobs_stalled`` (active jobs quiet
+    past the resume bound). A scrape with Redis away fails (the endpoint answers 503)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, broker: Any = None) -> None:
         self.redis = client
-        self.stall_seconds = stall_seconds
+        self.settings = settings
+        self.broker = broker
 
     def collect(self) -> Iterator[Metric]:
         figures = snapshot(self.redis)
@@ -85,5 +96,41 @@ class RedisCollector(Collector):
         workers = GaugeMetricFamily(
             "trace_workers_alive", "Worker processes with a fresh heartbeat"
         )
-        workers.add_metric([], live_workers(self.redis, self.stall_seconds))
+        workers.add_metric([], live_workers(self.redis, self.settings.stall_seconds))
         yield workers
+        yield from self._overview()
+
+    def _overview(self) -> Iterator[Metric]:
+        queues = GaugeMetricFamily(
+            "trace_queue_messages",
+            "Messages in each job queue, by kind (ready, delayed, dead-lettered)",
+            labels=["queue", "kind"],
+        )
+        for depth in overview.queue_depths(self.broker):
+            counts = (depth["ready"], depth["delayed"], depth["dead"])
+            for kind, value in zip(overview.QUEUE_KINDS, counts, strict=True):
+                if value is not None:
+                    queues.add_metric([depth["queue"], kind], value)
+        yield queues
+        memory = overview.redis_memory(self.redis)
+        yield GaugeMetricFamily(
+            "trace_redis_memory_used_bytes", "Redis used_memory (bytes)", memory["used_bytes"]
+        )
+        yield GaugeMetricFamily(
+            "trace_redis_memory_max_bytes",
+            "Redis maxmemory (bytes; 0: no limit)",
+            memory["max_bytes"],
+        )
+        policy = GaugeMetricFamily(
+            "trace_redis_eviction_policy",
+            "1 when Redis's maxmemory-policy may evict job keys (anything but noeviction)",
+            labels=["policy"],
+        )
+        policy.add_metric([memory["policy"]], 1 if memory["evicts"] else 0)
+        yield policy
+        stalled = overview.stalled_jobs(self.redis, self.settings.resume_bound_seconds)
+        yield GaugeMetricFamily(
+            "trace_jobs_stalled",
+            "Active jobs with no sign of life past the resume bound (stall + reaper interval)",
+            len(stalled),
+        )

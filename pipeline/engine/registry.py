@@ -186,7 +186,7 @@ class JobRegistry:
     # ---- reading ---------------------------------------------------------------------------
     def load(self, job_id: str) -> Job | None:
         """The job, or ``None`` when unknown or expired."""
-        return _job(self.redis.hgetall(keys.job(job_id)))
+        return job_from_hash(self.redis.hgetall(keys.job(job_id)))
 
     def load_with_progress(
         self, job_id: str
@@ -198,7 +198,7 @@ class JobRegistry:
         pipe.hgetall(keys.progress(job_id))
         pipe.hgetall(keys.domains(job_id))
         raw, counters, states = pipe.execute()
-        return _job(raw), _counters(counters), _domain_states(states)
+        return job_from_hash(raw), counters_from(counters), domain_states_from(states)
 
     def state(self, job_id: str) -> str | None:
         value = self.redis.hget(keys.job(job_id), "state")
@@ -207,7 +207,7 @@ class JobRegistry:
     def progress(self, job_id: str) -> dict[str, int]:
         """The job's counters by field name (see ``pipeline.engine.parts``: ``done``, ``total``,
         ``rows``, ``truncated`` per part, ``runs`` per stage)."""
-        return _counters(self.redis.hgetall(keys.progress(job_id)))
+        return counters_from(self.redis.hgetall(keys.progress(job_id)))
 
     def queries(self, job_id: str) -> dict[str, int]:
         """Source queries issued per batch (``{part}:{batch}``)."""
@@ -216,7 +216,7 @@ class JobRegistry:
 
     def domain_states(self, job_id: str) -> dict[str, dict[str, Any]]:
         """Per events domain that did not simply complete: its status, code and message."""
-        return _domain_states(self.redis.hgetall(keys.domains(job_id)))
+        return domain_states_from(self.redis.hgetall(keys.domains(job_id)))
 
     def ids(self, index: str, *, limit: int = 100) -> list[str]:
         """Job ids of an index (``keys.RECENT``/``RUNNING``/``FAILED``), newest first."""
@@ -455,15 +455,18 @@ class JobRegistry:
         self.redis.delete(keys.claim(job_id, step))
 
 
-def _job(raw: Mapping[Any, Any]) -> Job | None:
+def job_from_hash(raw: Mapping[Any, Any]) -> Job | None:
+    """A job from its hash as ``HGETALL`` read it (``None``: empty, i.e. unknown or expired)."""
     if not raw:
         return None
     return Job.from_hash({codec.as_bytes(k): codec.as_bytes(v) for k, v in raw.items()})
 
 
-def _counters(raw: Mapping[Any, Any]) -> dict[str, int]:
+def counters_from(raw: Mapping[Any, Any]) -> dict[str, int]:
+    """The progress counters from their hash as ``HGETALL`` read it."""
     return {codec.as_text(k): int(v) for k, v in raw.items()}
 
 
-def _domain_states(raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
+def domain_states_from(raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
+    """The domain states from their hash as ``HGETALL`` read it."""
     return {codec.as_text(k): orjson.loads(codec.as_bytes(v)) for k, v in raw.items()}

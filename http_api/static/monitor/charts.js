@@ -6,6 +6,7 @@ import { clock, count, rate, seconds, stageKey, svg } from "./format.js";
 const LABEL_WIDTH = 175;
 const ROW_HEIGHT = 22;
 const AXIS_HEIGHT = 22;
+const MAX_SPAN_SECONDS = 3600; // the axis shows at most the last hour
 
 /** A tick step (seconds) giving about `want` ticks over `span` seconds. */
 function tickStep(span, want = 6) {
@@ -32,11 +33,11 @@ export function gantt(rows, { now, selected, onSelect, width = 900 }) {
     root.append(svg("text", { x: 8, y: AXIS_HEIGHT + 14, class: "empty" }, "No stages seen yet"));
     return root;
   }
-  const start = Math.min(...times);
+  const start = Math.max(Math.min(...times), now - MAX_SPAN_SECONDS); // older parts clipped
   const end = Math.max(now, ...times);
   const span = Math.max(end - start, 10);
   const plot = width - LABEL_WIDTH - 8;
-  const x = (t) => LABEL_WIDTH + ((t - start) / span) * plot;
+  const x = (t) => LABEL_WIDTH + (Math.max(t - start, 0) / span) * plot;
 
   const step = tickStep(span);
   const axis = svg("g", { class: "axis" });
@@ -67,6 +68,7 @@ export function gantt(rows, { now, selected, onSelect, width = 900 }) {
       svg("text", { x: 6, y: y + 15, class: "label" }, row.label),
     );
     for (const seg of row.segments) {
+      if ((seg.end ?? now) < start) continue; // before the axis
       const x0 = x(seg.start);
       const x1 = Math.max(x(seg.end ?? now), x0 + 2);
       const what = [

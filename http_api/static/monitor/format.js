@@ -78,7 +78,7 @@ export function ago(value, now = Date.now() / 1000) {
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   setAttrs(node, attrs);
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : String(child));
   }
@@ -88,7 +88,7 @@ export function el(tag, attrs = {}, ...children) {
 export function svg(tag, attrs = {}, ...children) {
   const node = document.createElementNS(SVG_NS, tag);
   setAttrs(node, attrs);
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : String(child));
   }
@@ -111,7 +111,7 @@ function setAttrs(node, attrs) {
 /** Replace the children of `node` (by id or element) with `children`. */
 export function fill(node, ...children) {
   const target = typeof node === "string" ? document.getElementById(node) : node;
-  target.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+  target.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined));
   return target;
 }
 

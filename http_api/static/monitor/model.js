@@ -100,6 +100,9 @@ function stageOf(raw, job, failedDomains = [], parent = null) {
     runs: num(pick(raw, ["runs"])),
     retries: pick(raw, ["retries"], null),
     attempts: pick(raw, ["attempts", "max_attempts", "attempts_per_batch"], null),
+    batchStarts: num(pick(raw, ["batch_starts"])),
+    batchErrors: num(pick(raw, ["batch_errors"])),
+    retriedBatches: pick(raw, ["retried_batches"], []),
     error: errorOf(pick(raw, ["error"])),
     quality: qualityOf(pick(raw, ["quality", "quality_meta"])),
     domains: list(pick(raw, ["domains"], [])).map((d) => stageOf(d, job, failedDomains, state)),
@@ -116,7 +119,7 @@ export function detailOf(raw) {
   return {
     job,
     stages,
-    ttls: pick(raw, ["key_ttls", "ttls"], null),
+    ttls: pick(raw, ["keys", "key_ttls", "ttls"], null),
     ttlSeconds: num(pick(raw, ["ttl_seconds"])),
     failedDomains,
   };

@@ -54,10 +54,18 @@ function stageRow(stage, retries, sub = false) {
   const secs = stage.seconds ?? (stage.startedAt && stage.finishedAt ? stage.finishedAt - stage.startedAt : null);
   const speed = secs && stage.rows !== null ? stage.rows / secs : null;
   const tries = [];
-  const retried = stage.retries ?? retries ?? null;
-  tries.push(`retries ${attemptsText(retried ?? 0)}`);
-  if (stage.attempts !== null) tries.push(`attempts ${attemptsText(stage.attempts)}`);
+  if (stage.batchStarts !== null) {
+    tries.push(`${count(stage.batchStarts)} starts`, `${count(stage.batchErrors ?? 0)} errors`);
+  } else {
+    tries.push(`retries ${attemptsText(stage.retries ?? retries ?? 0)}`);
+    if (stage.attempts !== null) tries.push(`attempts ${attemptsText(stage.attempts)}`);
+  }
   if (stage.runs !== null && !sub) tries.push(`runs ${stage.runs}`);
+  const retried = Array.isArray(stage.retriedBatches) ? stage.retriedBatches : [];
+  const listed = retried.slice(0, 4).map((b) => {
+    const errors = num(pick(b, ["errors"]));
+    return `#${pick(b, ["batch"], "?")} ×${pick(b, ["starts", "attempts"], "?")}${errors ? ` (${errors} err)` : ""}`;
+  });
   const progress = el("progress", {
     max: stage.batchesTotal || 1,
     value: stage.batchesTotal ? stage.batchesDone || 0 : stage.state === "finished" ? 1 : 0,
@@ -74,7 +82,13 @@ function stageRow(stage, retries, sub = false) {
     el("td", { class: "batches" }, progress, " ", batches),
     el("td", { class: "num" }, count(stage.rows)),
     el("td", { class: "num" }, speed !== null ? rate(speed) : "–"),
-    el("td", {}, tries.join(", "), stage.error ? el("div", { class: "error-inline" }, `${stage.error.code} ${stage.error.message}`) : null),
+    el(
+      "td",
+      { dataset: { testid: "stage-attempts" } },
+      tries.join(" · "),
+      listed.length ? el("div", { class: "retried" }, `retried: ${listed.join(", ")}${retried.length > 4 ? ", …" : ""}`) : null,
+      stage.error ? el("div", { class: "error-inline" }, `${stage.error.code} ${stage.error.message}`) : null,
+    ),
   );
 }
 
@@ -153,23 +167,43 @@ function renderQuality(quality, detail) {
   );
 }
 
+const TTL_FIELDS = ["count", "keys", "min_ttl_seconds", "min_seconds", "max_ttl_seconds", "max_seconds", "named"];
+
 function renderTtls(detail) {
   const ttls = detail.ttls;
   const items = [];
+  let named = [];
   if (detail.ttlSeconds !== null) items.push(fact("job", seconds(detail.ttlSeconds)));
   if (ttls && typeof ttls === "object") {
-    const min = num(pick(ttls, ["min_seconds", "min"]));
-    const max = num(pick(ttls, ["max_seconds", "max"]));
-    if (pick(ttls, ["keys"]) !== undefined) items.push(fact("keys", count(ttls.keys)));
-    if (min !== null || max !== null) items.push(fact("TTL", `${seconds(min)} … ${seconds(max)}`));
+    const min = num(pick(ttls, ["min_ttl_seconds", "min_seconds"]));
+    const max = num(pick(ttls, ["max_ttl_seconds", "max_seconds"]));
+    items.push(fact("keys", count(pick(ttls, ["count", "keys"]))));
+    items.push(fact("TTL", min === null && max === null ? "–" : `${seconds(min)} … ${seconds(max)}`, "ttl-range"));
     for (const [key, value] of Object.entries(ttls)) {
-      if (["keys", "min_seconds", "max_seconds", "min", "max"].includes(key)) continue;
-      items.push(fact(key.replace(/_/g, " "), typeof value === "object" ? JSON.stringify(value) : String(value)));
+      if (TTL_FIELDS.includes(key) || typeof value === "object") continue;
+      const bad = (key === "without_ttl" || key === "gone") && num(value) > 0;
+      items.push([el("dt", {}, key.replace(/_/g, " ")), el("dd", { class: bad ? "warn" : "" }, String(value))]);
     }
-  } else if (typeof ttls === "number") {
-    items.push(fact("TTL", seconds(ttls)));
+    named = Array.isArray(ttls.named) ? ttls.named : [];
   }
-  fill("job-ttls", items.length ? el("dl", { class: "facts" }, items) : el("p", { class: "muted" }, "not given"));
+  const keys = named.map((k) =>
+    el("tr", {},
+      el("td", {}, el("code", { title: pick(k, ["key"], "") }, shortKey(pick(k, ["key"], "")))),
+      el("td", { class: "num" }, pick(k, ["exists"], true) === false ? "gone" : seconds(num(pick(k, ["ttl_seconds"]))))),
+  );
+  fill(
+    "job-ttls",
+    items.length ? el("dl", { class: "facts" }, items) : el("p", { class: "muted" }, "not given"),
+    keys.length ? el("table", { class: "compact", "aria-label": "TTL of each named key" }, el("tbody", {}, keys)) : null,
+  );
+}
+
+/** A job key without its namespace and job id (`trace:job:<id>:progress` -> `progress`). */
+function shortKey(key) {
+  const parts = String(key).split(":");
+  const at = parts.findIndex((p) => /^[0-9a-f]{32}$/.test(p));
+  if (at < 0) return String(key);
+  return parts.slice(at + 1).join(":") || parts[at - 1] || String(key);
 }
 
 /** Workers, queue depths, Redis memory and policy, stalled jobs. */

@@ -27,8 +27,6 @@ const state = {
   cursor: null,
   timelines: new Timelines(),
   samples: new Map(), // events domain -> [{t, rows}] of the selected job
-  statuses: new Map(), // job id -> status document (only without the operator list)
-  missing: new Set(), // operator endpoints this server does not serve
   profiles: new Set(),
 };
 
@@ -46,11 +44,6 @@ function note(id, text) {
   const node = $(id);
   node.hidden = !text;
   node.textContent = text || "";
-}
-
-/** A route this server does not have (an unknown path is NOT_FOUND; a missing job is not). */
-function absent(error) {
-  return (error.status === 404 && error.code === "NOT_FOUND") || error.status === 405;
 }
 
 // ---- polling --------------------------------------------------------------------------------------
@@ -121,51 +114,13 @@ function filters() {
 }
 
 async function loadJobs() {
-  const wanted = filters();
-  let jobs = null;
-  if (!state.missing.has("jobs")) {
-    try {
-      const { data } = await api.get(`/api/ops/jobs${query({ ...wanted, limit: 100 })}`);
-      jobs = (Array.isArray(data) ? data : pick(data, ["jobs"], [])).map(jobOf);
-      note("jobs-note", "");
-    } catch (error) {
-      if (!absent(error)) throw error;
-      state.missing.add("jobs");
-    }
-  }
-  if (jobs === null) {
-    note("jobs-note", "This server has no operator job list (GET /api/ops/jobs): the jobs are the event log's.");
-    jobs = await jobsFromEvents(wanted);
-  }
+  const { data } = await api.get(`/api/ops/jobs${query({ ...filters(), limit: 100 })}`);
+  const jobs = (Array.isArray(data) ? data : pick(data, ["jobs"], [])).map(jobOf);
   jobs.sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0));
   state.jobs = jobs;
   for (const job of jobs) addProfile(job.profile);
   renderJobs(jobs, state.selected, select);
   drawGantt();
-}
-
-/** Without the operator list: the jobs the event log names, each by its status document. */
-async function jobsFromEvents(wanted) {
-  const low = wanted.max_age_seconds ? now() - Number(wanted.max_age_seconds) : -Infinity;
-  const ids = [...state.timelines.jobs.values()]
-    .filter((tl) => (tl.accepted ?? tl.segments[0]?.start ?? 0) >= low)
-    .sort((a, b) => (b.accepted ?? 0) - (a.accepted ?? 0))
-    .slice(0, 30)
-    .map((tl) => tl.id);
-  for (const id of ids) {
-    const known = state.statuses.get(id);
-    if (known && ENDED.has(known.state) && state.timelines.jobs.get(id)?.end !== null) continue;
-    try {
-      state.statuses.set(id, jobOf((await api.get(`/api/trace/job/${id}`)).data));
-    } catch (error) {
-      if (error.status === 404 || error.status === 410) state.statuses.set(id, { ...jobOf({ job_id: id }), state: "expired" });
-      else throw error;
-    }
-  }
-  return ids
-    .map((id) => state.statuses.get(id))
-    .filter((job) => job && (!wanted.state || job.state === wanted.state))
-    .filter((job) => !wanted.profile || job.profile === wanted.profile);
 }
 
 function addProfile(profile) {
@@ -201,17 +156,9 @@ function select(id) {
 async function loadDetail() {
   const id = state.selected;
   if (!id) return;
-  let raw = null;
+  let raw;
   try {
-    if (!state.missing.has("detail")) {
-      try {
-        raw = (await api.get(`/api/ops/jobs/${encodeURIComponent(id)}`)).data;
-      } catch (error) {
-        if (!absent(error)) throw error;
-        state.missing.add("detail");
-      }
-    }
-    raw ??= (await api.get(`/api/trace/job/${encodeURIComponent(id)}`)).data;
+    raw = (await api.get(`/api/ops/jobs/${encodeURIComponent(id)}`)).data;
   } catch (error) {
     if (error.status !== 404 && error.status !== 410) throw error;
     raw = { job_id: id, state: "gone", error: { code: error.code, message: error.message } };
@@ -326,16 +273,8 @@ async function act(name) {
 
 // ---- overview ------------------------------------------------------------------------------------
 async function loadOverview() {
-  if (state.missing.has("overview")) return;
-  try {
-    const { data } = await api.get("/api/ops/overview");
-    renderOverview(overviewOf(data || {}), now());
-    note("overview-note", "");
-  } catch (error) {
-    if (!absent(error)) throw error;
-    state.missing.add("overview");
-    note("overview-note", "This server has no operator overview (GET /api/ops/overview).");
-  }
+  const { data } = await api.get("/api/ops/overview");
+  renderOverview(overviewOf(data || {}), now());
 }
 
 // ---- the event log ---------------------------------------------------------------------------

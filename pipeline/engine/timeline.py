@@ -71,7 +71,13 @@ class StageStep(Work):
     started_at: Epoch
     finished_at: Epoch
     seconds: Seconds
-    runs: Annotated[Count, Field(description="Times the stage started (retries, resumes).")]
+    runs: Annotated[
+        Count,
+        Field(
+            description="Messages that ran the stage (events: one per domain and batch group); "
+            "retries and resumes add to it."
+        ),
+    ]
     batches_done: Count
     batches_total: Count | None
     rows: Count
@@ -126,18 +132,20 @@ def verdict(
 ) -> QualityMeta:
     """The job's quality: over its events domains (``query_quality``: complete, partial,
     truncated or failed, with the reasons), else from its state: failed (with the error),
-    cancelled (failed), running (partial) or finished (complete)."""
+    cancelled (failed), finished (complete). A job still queued or started is never complete
+    (``partial``, "in progress"): before lineage its domains have no batch total yet, which
+    ``domain_quality`` alone takes for nothing missing."""
+    meta: QualityMeta
     if job.domains:
         if domains is None:
             domains = domain_quality(job, registry, max_rows, failed=states, counters=counters)
-        return query_quality(domains, job)
+        meta = query_quality(domains, job)
+        if job.active and meta["status"] in ("complete", "truncated"):
+            meta["status"] = "partial"
+            meta["reasons"].append(f"in progress ({job.state})")
+        return meta
     rows = sum(v for k, v in counters.items() if k.endswith(":rows"))
-    meta: QualityMeta = {
-        "status": "complete",
-        "scope": "query",
-        "reasons": [],
-        "observed_rows": rows,
-    }
+    meta = {"status": "complete", "scope": "query", "reasons": [], "observed_rows": rows}
     if job.state == FAILED and job.error:
         meta["status"] = "failed"
         meta["reasons"].append(f"{job.error.get('code')}: {job.error.get('message')}")

@@ -3,8 +3,8 @@ fault-injecting source, ``tests.support.faults``) on a Redis server of the modul
 database of the shared one belongs to another test module), a token set.
 
 An operator opens ``/monitor`` (it asks for the token once), watches a job advance through its
-stages, retries a failed job by clicking, cancels a running one and purges it; a screenshot of
-the page is kept in ``var/test-artifacts/``.
+stages, retries a failed job by clicking, cancels a running one and purges it; screenshots of the
+page (a job running, a job failed) are kept in ``var/test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ def test_an_operator_watches_retries_cancels_and_purges_jobs_in_the_page(
     while (job := page.job(watched)) is None or job["state"] != "finished":
         if job and job["stage"] and (not seen or seen[-1] != job["stage"]):
             seen.append(job["stage"])
+            if job["stage"] == "events":  # mid-run: bars growing, batches under way
+                page.screenshot(ARTIFACTS / "monitor-running.png")
         assert time.monotonic() < deadline, f"{watched} not finished: {job}, seen {seen}"
         time.sleep(0.1)
     faults.delete(FAULTS_KEY)
@@ -126,7 +128,7 @@ def test_an_operator_watches_retries_cancels_and_purges_jobs_in_the_page(
     page.wait(lambda: "SOURCE_QUERY_FAILED" in page.text("job-error"), 10, "the error's code")
     assert "lineage" in page.text("job-error")
     page.wait(lambda: page.count('[data-testid="stage-row"][data-state="failed"]'), 5, "failed row")
-    page.screenshot(ARTIFACTS / "monitor-page.png")  # the test's artifact: a failed job shown
+    page.screenshot(ARTIFACTS / "monitor-failed.png")
     faults.delete(FAULTS_KEY)
     outcome, shown = page.act("retry")
     assert outcome == "ok", shown

@@ -148,9 +148,11 @@ function renderQuality(quality, detail) {
     fill("job-quality", el("p", { class: "muted" }, "No quality for this job (no events domains)."));
     return;
   }
+  // the domains' own verdicts, where the job's reasons do not already tell them
+  const told = quality.reasons.join(" ");
   const perDomain = detail.stages
     .flatMap((s) => s.domains)
-    .filter((d) => d.quality && d.quality.status !== "complete")
+    .filter((d) => d.quality && d.quality.status !== "complete" && !told.includes(d.key))
     .map((d) => el("li", {}, `${d.key}: ${d.quality.status}${d.quality.reasons.length ? ` (${d.quality.reasons.join("; ")})` : ""}`));
   const ranges = (quality.failedRanges || []).map((r) =>
     el("li", {}, `lots ${pick(r, ["start"], "?")} … ${pick(r, ["end"], "?")}${r.lots ? ` (${r.lots} lots)` : ""}`),
@@ -194,7 +196,11 @@ function renderTtls(detail) {
   fill(
     "job-ttls",
     items.length ? el("dl", { class: "facts" }, items) : el("p", { class: "muted" }, "not given"),
-    keys.length ? el("table", { class: "compact", "aria-label": "TTL of each named key" }, el("tbody", {}, keys)) : null,
+    keys.length
+      ? el("details", { open: Boolean(document.querySelector("#job-ttls details")?.open), dataset: { testid: "named-keys" } },
+          el("summary", {}, `each key (${keys.length})`),
+          el("table", { class: "compact", "aria-label": "TTL of each named key" }, el("tbody", {}, keys)))
+      : null,
   );
 }
 

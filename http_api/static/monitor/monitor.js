@@ -47,11 +47,10 @@ function note(id, text) {
 }
 
 // ---- polling --------------------------------------------------------------------------------------
-const KICK_SPACING_MS = 1000; // a kicked loop runs at most once a second
-
 class Loop {
-  constructor(name, fn, everyMs) {
-    Object.assign(this, { name, fn, everyMs, timer: null, busy: false, again: false, last: 0 });
+  /** `fn` every `everyMs`; kicked (an event came), again after `spacingMs` at the soonest. */
+  constructor(name, fn, everyMs, spacingMs) {
+    Object.assign(this, { name, fn, everyMs, spacingMs, timer: null, busy: false, again: false, last: 0 });
   }
 
   start() {
@@ -61,12 +60,18 @@ class Loop {
   /** Run again soon (after what runs now). */
   kick(delayMs = 150) {
     if (this.busy) {
-      this.again = true;
+      this.again ||= "spaced";
       return;
     }
     clearTimeout(this.timer);
-    const spacing = KICK_SPACING_MS - (Date.now() - this.last);
+    const spacing = this.spacingMs - (Date.now() - this.last);
     this.timer = setTimeout(() => this.run(), Math.max(delayMs, spacing));
+  }
+
+  /** Run now (an operator's click), or right after the run under way. */
+  soon() {
+    if (this.busy) this.again = "now";
+    else this.run();
   }
 
   async run() {
@@ -79,11 +84,12 @@ class Loop {
       connection("live", "ok");
     } catch (error) {
       wait = failed(error, wait);
+      if (error.retryAfter) this.again = false; // the server named its time
     } finally {
       this.busy = false;
       if (this.again) {
+        wait = this.again === "now" ? 0 : this.spacingMs;
         this.again = false;
-        wait = KICK_SPACING_MS;
       }
       this.timer = setTimeout(() => this.run(), wait);
     }
@@ -149,7 +155,7 @@ function select(id) {
   renderJobs(state.jobs, state.selected, select);
   drawGantt();
   showEvents();
-  detailLoop.kick(0);
+  detailLoop.soon();
 }
 
 // ---- the selected job ----------------------------------------------------------------------------
@@ -267,8 +273,8 @@ async function act(name) {
     result.dataset.outcome = "error";
     result.textContent = `${name} refused: ${error.status || ""} ${error.code || ""} ${error.message}`;
   }
-  detailLoop.kick(0);
-  jobsLoop.kick(300);
+  detailLoop.soon();
+  jobsLoop.soon();
 }
 
 // ---- overview ------------------------------------------------------------------------------------
@@ -350,9 +356,12 @@ function askToken(reason) {
 }
 
 // ---- start ----------------------------------------------------------------------------------------
-const jobsLoop = new Loop("jobs", loadJobs, JOBS_EVERY_MS);
-const detailLoop = new Loop("detail", loadDetail, DETAIL_EVERY_MS);
-const overviewLoop = new Loop("overview", loadOverview, OVERVIEW_EVERY_MS);
+// At most about four requests a second while events pour in (the event log twice, the list once,
+// the selected job every other second), one when all is quiet: within the job reads' rate limit
+// of an address (300 a minute by default; the per-job one, 60, for the selected job's timeline).
+const jobsLoop = new Loop("jobs", loadJobs, JOBS_EVERY_MS, 1000);
+const detailLoop = new Loop("detail", loadDetail, DETAIL_EVERY_MS, DETAIL_EVERY_MS);
+const overviewLoop = new Loop("overview", loadOverview, OVERVIEW_EVERY_MS, OVERVIEW_EVERY_MS);
 
 function start() {
   for (const id of ["filter-state", "filter-profile", "filter-age"]) $(id).addEventListener("change", () => jobsLoop.kick(0));

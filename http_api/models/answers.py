@@ -20,7 +20,6 @@ from pipeline.engine.documents import (
     JobState,
     QualityMeta,
     QueryId,
-    ServiceState,
     TraceQueryId,
 )
 from pipeline.engine.job_list import JobLine
@@ -476,7 +475,10 @@ class RetryAccepted(TypedDict):
     """A retried job, queued again at its failed stage: follow it at ``status_url``."""
 
     job_id: JobId
-    state: Annotated[ServiceState, Field(description="Its state after the retry (`queued`).")]
+    state: Annotated[
+        Literal["queued"],
+        Field(description="As the retry left it (a worker may start it at once)."),
+    ]
     status_url: str
     timeline_url: str
 

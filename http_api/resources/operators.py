@@ -9,8 +9,6 @@ enveloped; errors go through ``http_api.errors`` like every other.
 
 from __future__ import annotations
 
-from typing import cast
-
 import falcon
 import redis
 
@@ -20,7 +18,6 @@ from http_api.operation import Answer, Operation, operation
 from http_api.resources.base import Resource
 from http_api.resources.job import JOB_ERRORS, load_job
 from pipeline.engine import lifecycle, operator
-from pipeline.engine.documents import ServiceState
 from pipeline.engine.job_list import list_jobs
 from pipeline.engine.overview import Overview, overview
 from pipeline.engine.status import contract_state
@@ -114,8 +111,8 @@ class OpsRetryResource(Resource):
                 f"the broker cannot be reached ({error}); the job is queued again and the "
                 "reaper sends its work once the broker answers"
             ) from error
-        state = registry.state(job.id) or job.state
         if not retried:
+            state = registry.state(job.id) or job.state
             raise JobNotRetryable(
                 f"job {job.id} is {state}: only a failed job, or a finished one with failed "
                 "domains, can be retried",
@@ -123,7 +120,7 @@ class OpsRetryResource(Resource):
             )
         answer: RetryAccepted = {
             "job_id": job.id,
-            "state": cast(ServiceState, state),
+            "state": "queued",  # as the retry left it (a worker may have started it since)
             "status_url": f"/api/trace/job/{job.id}",
             "timeline_url": f"/api/ops/jobs/{job.id}",
         }

@@ -12,12 +12,14 @@ import falcon
 import redis
 
 from http_api.body import too_large
+from http_api.static_files import PAGE_PATHS
 from pipeline.config import Settings
 from pipeline.engine import keys, metrics
 from pipeline.errors import TooManyRequests, Unauthorized
 
-#: Paths anyone may call (load balancers and probes carry no token).
-OPEN_PATHS = frozenset(("/healthz", "/readyz"))
+#: Paths anyone may call: load balancers and probes carry no token; the monitor page's files
+#: hold no data (the page asks for the token and sends it with its API calls).
+OPEN_PATHS = frozenset(("/healthz", "/readyz", *PAGE_PATHS))
 
 
 class TokenGuard:

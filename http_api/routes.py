@@ -7,6 +7,7 @@ from http_api.resources.base import Resource
 from http_api.resources.events_log import JobEventsResource
 from http_api.resources.health import HealthResource, ReadyResource
 from http_api.resources.job import JobResource, JobResultResource, JobStreamResource
+from http_api.resources.monitor import MONITOR_ROUTES
 from http_api.resources.msd_detail import DetailResource, ExportResource
 from http_api.resources.msd_options import (
     ContainerFilterOptionsResource,
@@ -51,4 +52,5 @@ ROUTES: dict[str, type[Resource]] = {
     "/api/ops/jobs/{job_id}/retry": OpsRetryResource,
     "/api/ops/jobs/{job_id}/purge": OpsPurgeResource,
     "/api/ops/overview": OpsOverviewResource,
+    **MONITOR_ROUTES,  # GET /monitor: the operators' page, and its files
 }

@@ -40,6 +40,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from http_api.app import ROUTES
+from http_api.guards import OPEN_PATHS
 from http_api.openapi import document
 from pipeline.domains import RESOLVE_TYPE_NAMES
 from pipeline.engine import keys
@@ -200,13 +201,16 @@ def test_openapi_json_serves_a_valid_openapi_3_1_document(make_app: AppFactory) 
     assert len(operation_ids) == len(set(operation_ids))
 
 
-def test_probes_are_open_and_everything_else_needs_the_token(make_app: AppFactory) -> None:
+def test_probes_and_the_monitor_page_are_open_and_everything_else_needs_the_token(
+    make_app: AppFactory,
+) -> None:
     doc = document()
+    assert {"/healthz", "/readyz", "/monitor"} <= OPEN_PATHS
     assert doc["security"] == [{"bearerAuth": []}]
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     for path, item in doc["paths"].items():
         for op in item.values():
-            if path in ("/healthz", "/readyz"):
+            if path in OPEN_PATHS:  # probes, and the monitor page's files (they hold no data)
                 assert op["security"] == [], path
             else:
                 assert "security" not in op, path
@@ -214,6 +218,7 @@ def test_probes_are_open_and_everything_else_needs_the_token(make_app: AppFactor
     client, _ = make_app(TRACE_API_TOKEN=TOKEN)
     assert client.simulate_get("/healthz").status_code == 200
     assert client.simulate_get("/readyz").status_code in (200, 503)
+    assert client.simulate_get("/monitor").status_code == 200
     assert client.simulate_get("/metrics").status_code == 401
     assert client.simulate_get("/metrics", headers=AUTH).status_code == 200
 

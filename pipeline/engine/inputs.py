@@ -107,6 +107,9 @@ def write_inputs(
         return 0
     count = len(request.container_ids)
     source_job = request.lineage_job_id
+    # A re-analysis reads its trace's chunks in place (its events are linked already); other
+    # jobs copy what they take from an earlier job, so purging that job leaves them whole.
+    take = store.link_part if request.events_of else store.copy_part
     if request.container_ids:
         store.write_rows(
             job.id,
@@ -116,7 +119,7 @@ def write_inputs(
             in_list_size,
         )
     elif source_job:
-        count = store.copy_part(source_job, job.id, parts.CIDS)
+        count = take(source_job, job.id, parts.CIDS)
     if not request.aggregates:
         return count
     direction = request.direction()
@@ -124,9 +127,9 @@ def write_inputs(
         if request.seed_container_ids:
             _write_seeds(store, job.id, request.seed_container_ids, batch_size)
         else:
-            store.copy_part(source_job, job.id, parts.SEEDS)
+            take(source_job, job.id, parts.SEEDS)
         for key in ("seed_roots", RELATED[direction]):
-            store.copy_part(source_job, job.id, parts.lineage(key))
+            take(source_job, job.id, parts.lineage(key))
         if request.events_of:  # the same trace's committed events and analysis queries,
             # read in place
             for domain in job.domains:

@@ -243,21 +243,48 @@ class CheckpointStore:
             pipe.set(keys.columns(to_job, into), columns, nx=True, ex=self.ttl)
             self.register(pipe, to_job, keys.columns(to_job, into))
             pipe.execute()
-        return sum(
-            self.link_entry(to_job, into, entry).rows
-            for entry in self.manifest(from_job, part).values()
-        )
+        return self.link_entries(to_job, into, list(self.manifest(from_job, part).values()))
 
     def link_entry(self, to_job: str, part: str, entry: Entry) -> Entry:
-        """Commit ``entry`` (of any job and part; its ``batch`` is the number it gets here) to
-        ``to_job``'s ``part``, its chunks shared as ``link_part`` shares them (their TTL raised
-        to the store's). Returns the entry as committed (the one already there, if any)."""
-        committed, _ = self.commit(to_job, part, entry)
-        pipe = self.redis.pipeline(transaction=False)
-        for ref in committed.chunks:  # they live at least as long as to_job now
-            pipe.expire(ref.key, self.ttl, gt=True)
-        pipe.execute()
-        return committed
+        """Commit one ``entry`` (of any job and part; its ``batch`` is the number it gets here)
+        to ``to_job``'s ``part`` as ``link_part`` does. Returns the entry as committed (the one
+        already there, if any)."""
+        self.link_entries(to_job, part, [entry])
+        found = self.entry(to_job, part, entry.batch)
+        assert found is not None  # committed just now, or before
+        return found
+
+    def link_entries(self, to_job: str, part: str, entries: list[Entry]) -> int:
+        """Commit ``entries`` (of any job and part, numbered as they are to be here) to
+        ``to_job``'s ``part``, their chunks shared (TTL raised to the store's), in one
+        transaction: batches already there are kept, and counted once. Returns the rows of
+        the given batches as the part holds them."""
+        manifest_key, progress_key = keys.manifest(to_job, part), keys.progress(to_job)
+        held: dict[int, Entry] = {}
+
+        def attempt(pipe: Any) -> None:
+            held.clear()
+            existing = {int(b): e for b, e in pipe.hgetall(manifest_key).items()}
+            added = [e for e in entries if e.batch not in existing]
+            held.update({e.batch: e for e in added})
+            held.update(
+                (b, Entry.from_bytes(b, codec.as_bytes(existing[b])))
+                for b in {e.batch for e in entries} & existing.keys()
+            )
+            pipe.multi()
+            if not added:
+                return
+            pipe.hset(manifest_key, mapping={str(e.batch): e.to_bytes() for e in added})
+            pipe.hincrby(progress_key, parts.done(part), len(added))
+            pipe.hincrby(progress_key, parts.rows(part), sum(e.rows for e in added))
+            if cut := sum(e.truncated for e in added):
+                pipe.hincrby(progress_key, parts.truncated(part), cut)
+            self.register(pipe, to_job, manifest_key, progress_key)
+            for ref in (ref for e in added for ref in e.chunks):  # as long as to_job now
+                pipe.expire(ref.key, self.ttl, gt=True)
+
+        self.redis.transaction(attempt, manifest_key)
+        return sum(e.rows for e in held.values())
 
     # ---- reading ---------------------------------------------------------------------------
     def entry(self, job_id: str, part: str, batch: int) -> Entry | None:

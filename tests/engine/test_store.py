@@ -338,3 +338,27 @@ def test_dropping_a_part_keeps_the_chunks_it_linked_from_another_part_of_the_job
     assert store.finished(JOB, other) == set()
     assert store_redis.exists(*(c.key for c in entry.chunks)) == 2
     assert all_rows(store) == make_rows(0, 4)
+
+
+def test_linking_a_part_commits_every_batch_once_in_a_few_round_trips(
+    store: CheckpointStore, store_redis: redis.Redis
+) -> None:
+    # Given a part of 40 committed batches, one cut by the row guard
+    for batch in range(40):
+        store.commit(JOB, PART, write(store, batch, 2, start=batch * 10))
+    store.commit(JOB, PART, write(store, 40, 5, start=900), row_limit=80 + 3)
+    other_job = "f" * 32
+    # When it is linked into another job, twice (a retried submission)
+    commands_before = int(store_redis.info("stats")["total_commands_processed"])
+    rows = store.link_part(JOB, other_job, PART)
+    commands = int(store_redis.info("stats")["total_commands_processed"]) - commands_before
+    again = store.link_part(JOB, other_job, PART)
+    # Then the other job reads the same rows, its counters count each batch once
+    assert rows == again == 83
+    assert [r for b in store.read(other_job, PART) for r in b.rows] == all_rows(store)
+    raw = store_redis.hgetall(keys.progress(other_job))
+    assert int(raw[parts.done(PART).encode()]) == 41
+    assert int(raw[parts.rows(PART).encode()]) == 83
+    assert int(raw[parts.truncated(PART).encode()]) == 1
+    # ... in a few round trips, not a transaction per batch (41 batches, 41 chunks)
+    assert commands < 41 * 4, commands

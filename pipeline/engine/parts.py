@@ -8,8 +8,8 @@ before the rename (running, or named by a later request's ``lineage_job_id``) do
 
 Every job has one progress hash (``keys.progress``) of integer counters: per part its committed
 batches (``done``), committed rows (``rows``), batches the row guard cut (``truncated``) and, for
-the events parts, the input batches to expect (``total``); per stage how often it started
-(``runs``). The counters are read whole (``JobRegistry.progress``) and looked up with the field
+the events parts, the input batches to expect (``total``); per stage the messages that ran
+it (``runs``). The counters are read whole (``JobRegistry.progress``) and looked up with the field
 functions here.
 """
 
@@ -101,5 +101,7 @@ def truncated(part: str) -> str:
 
 
 def runs(stage: str) -> str:
-    """Times ``stage`` started for the job (1 unless it was retried or resumed)."""
+    """Messages that ran ``stage`` for the job: 1 per run for seed-resolve, lineage and the
+    aggregation (more when retried or resumed); the events stage runs as one message per
+    domain and group of lot batches, so it counts those too."""
     return f"runs:{stage}"

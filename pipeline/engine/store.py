@@ -243,22 +243,20 @@ class CheckpointStore:
             pipe.set(keys.columns(to_job, into), columns, nx=True, ex=self.ttl)
             self.register(pipe, to_job, keys.columns(to_job, into))
             pipe.execute()
-        return self.link_entries(to_job, into, list(self.manifest(from_job, part).values()))
+        linked = self.link_entries(to_job, into, list(self.manifest(from_job, part).values()))
+        return sum(e.rows for e in linked.values())
 
     def link_entry(self, to_job: str, part: str, entry: Entry) -> Entry:
         """Commit one ``entry`` (of any job and part; its ``batch`` is the number it gets here)
         to ``to_job``'s ``part`` as ``link_part`` does. Returns the entry as committed (the one
         already there, if any)."""
-        self.link_entries(to_job, part, [entry])
-        found = self.entry(to_job, part, entry.batch)
-        assert found is not None  # committed just now, or before
-        return found
+        return self.link_entries(to_job, part, [entry])[entry.batch]
 
-    def link_entries(self, to_job: str, part: str, entries: list[Entry]) -> int:
+    def link_entries(self, to_job: str, part: str, entries: list[Entry]) -> dict[int, Entry]:
         """Commit ``entries`` (of any job and part, numbered as they are to be here) to
         ``to_job``'s ``part``, their chunks shared (TTL raised to the store's), in one
-        transaction: batches already there are kept, and counted once. Returns the rows of
-        the given batches as the part holds them."""
+        transaction: batches already there are kept, and counted once. Returns the given
+        batches as the part holds them, by number."""
         manifest_key, progress_key = keys.manifest(to_job, part), keys.progress(to_job)
         held: dict[int, Entry] = {}
 
@@ -284,7 +282,7 @@ class CheckpointStore:
                 pipe.expire(ref.key, self.ttl, gt=True)
 
         self.redis.transaction(attempt, manifest_key)
-        return sum(e.rows for e in held.values())
+        return dict(held)
 
     # ---- reading ---------------------------------------------------------------------------
     def entry(self, job_id: str, part: str, batch: int) -> Entry | None:

@@ -7,7 +7,7 @@ exactly once per run (a run starts from a fresh aggregator, so a re-run cannot d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pipeline.engine import parts
@@ -47,31 +47,34 @@ def run_aggregation(ctx: StageContext) -> None:
     with prepare_aggregator(
         source, job.request.params, seed_cids(ctx), direction, settings
     ) as aggregator:
+        failed = ctx.registry.domain_states(job.id)
         recorded = store.get_blob(job.id, parts.FAMILY_USE_META) if job.request.events_of else None
         if recorded is not None and aggregator.backward:  # a re-analysis of a trace
             aggregator.set_family_use(
                 _rows(ctx, parts.AGGREGATION_FAMILY_USE), FamilyUseMeta.from_blob(recorded)
             )
         else:
-            _fold_lineage_and_events(ctx, aggregator)
+            _fold_lineage_and_events(ctx, aggregator, failed)
         fold = aggregator.finish()
         # The detail rows first: the pass that writes them also credits the machines, which
         # the result then reuses.
-        write_details(ctx, fold, keeps_use=recorded is None and _every_lot(ctx, aggregator))
+        write_details(ctx, fold, keeps_use=recorded is None and _every_lot(aggregator, failed))
         families = machine_families(source, machine_ids(fold))
         # Every result page and stream carries the whole analysis: encoded once, here.
         store.put_json(job.id, "aggregation", result_json(fold, families))
 
 
-def _fold_lineage_and_events(ctx: StageContext, aggregator: MsdAggregator) -> None:
-    """The stored lineage, then the stored event rows the analysis reads."""
+def _fold_lineage_and_events(
+    ctx: StageContext, aggregator: MsdAggregator, failed: Mapping[str, Any]
+) -> None:
+    """The stored lineage, then the stored event rows the analysis reads (but the ``failed``
+    domains')."""
     job, store = ctx.job, ctx.store
     related = "ancestors" if aggregator.backward else "descendants"
     # No stored map (a request's inline lineage without this direction's): each lot stands
     # alone, and the result says so (genealogy_status: error).
     stored = bool(store.finished(job.id, parts.lineage(related)))
     aggregator.set_lineage(_pairs(ctx, related) if stored else None, _pairs(ctx, "seed_roots"))
-    failed = ctx.registry.domain_states(job.id)
     for domain in job.domains:
         if domain in failed or not aggregator.uses(domain):
             continue
@@ -80,12 +83,11 @@ def _fold_lineage_and_events(ctx: StageContext, aggregator: MsdAggregator) -> No
             aggregator.add_events(domain, batch)
 
 
-def _every_lot(ctx: StageContext, aggregator: MsdAggregator) -> bool:
+def _every_lot(aggregator: MsdAggregator, failed: Mapping[str, Any]) -> bool:
     """Whether this backward analysis saw what every detection lot's family used: no
     PJ-type or package mask left a lot out, and no events domain it reads failed."""
     if not aggregator.backward or aggregator.pj_types or aggregator.packages:
         return False
-    failed = ctx.registry.domain_states(ctx.job.id)
     return not any(aggregator.uses(domain) for domain in failed)
 
 
@@ -95,7 +97,7 @@ def write_details(ctx: StageContext, fold: Fold, *, keeps_use: bool = False) -> 
     each lot's family used (``parts.AGGREGATION_FAMILY_USE``, the blob ``parts.FAMILY_USE_META``
     last: a re-analysis takes the rows only once it is there)."""
     job, store = ctx.job, ctx.store
-    with sorted_details(fold) as table:
+    with sorted_details(fold, keep_use=keeps_use) as table:
         rows = ((row,) for row in table.json_rows())
         store.write_rows(job.id, parts.AGGREGATION_DETAIL, DETAIL_COLUMNS, rows, DETAIL_CHUNK_ROWS)
         columns = tuple(key for _, key in EXPORT_COLUMNS[fold.direction])

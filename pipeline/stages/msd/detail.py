@@ -112,8 +112,9 @@ class SortedDetails:
 
 
 @contextmanager
-def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
-    """The detail rows (``detail_lots``) read once (to its end: the machines are credited)
+def sorted_details(fold: Fold, *, keep_use: bool = False) -> Iterator[SortedDetails]:
+    """The detail rows (``detail_lots``) read once (with ``keep_use``, backward, each lot's
+    family use beside them: ``SortedDetails.family_use``) (to its end: the machines are credited)
     into the fold's scratch database; the tables are dropped on leaving."""
     db, direction = fold.db, fold.direction
     db.execute("CREATE TEMP TABLE detail_lot (pos INTEGER PRIMARY KEY, head BLOB, use BLOB)")
@@ -128,7 +129,7 @@ def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
             for pos, lot, extras, machines in chunk:
                 encoded = orjson.dumps(lot)
                 # the object left open for each row's own fields; backward, the family's use
-                heads.append((pos, encoded[:-1], _use(lot, machines) if fold.backward else None))
+                heads.append((pos, encoded[:-1], _use(lot, machines) if keep_use else None))
                 cells_of = {key: lot.get(key) for key in columns}
                 for extra in extras:
                     rows.append(

@@ -88,9 +88,6 @@ _FINISH = {
         "FROM (SELECT DISTINCT c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid "
         "WHERE o.idx = lots.idx) u JOIN materials mt ON mt.idx = u.material) "
         "WHERE materials IS NULL",
-        # A recorded family use names its materials: they join the materials table here.
-        "INSERT OR IGNORE INTO materials (part, lot) SELECT json_extract(j.value, '$[0]'), "
-        "json_extract(j.value, '$[1]') FROM lots l, json_each(l.materials) j",
         # A detection lot counts once per material (part, lot), however many of its family
         # used it (MSD-11).
         "INSERT INTO material_totals SELECT mt.idx, COUNT(*), SUM(l.input_qty), "
@@ -291,6 +288,11 @@ class MsdAggregator:
                 )
                 for cid, related, root, machines, pairs in rows
             ),
+        )
+        # its materials are named, not numbered: they join the materials table here
+        db.execute(
+            "INSERT OR IGNORE INTO materials (part, lot) SELECT json_extract(j.value, '$[0]'), "
+            "json_extract(j.value, '$[1]') FROM lots l, json_each(l.materials) j"
         )
         self._end_families("SELECT idx, cid FROM lots")
 

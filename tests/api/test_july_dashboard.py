@@ -9,7 +9,6 @@ Every stage goes async here (``TRACE_SYNC_WAIT_SECONDS=0``), so each is followed
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -20,13 +19,13 @@ from typing import Any
 import pytest
 import redis
 
-from pipeline.tools.stack import LocalStack, StackError, free_port
+from pipeline.tools.stack import LocalStack
 from tests.api.conftest import API_ENV
 from tests.support.july_client import MSD_DOMAINS, JulyClient, StageError
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, own_redis
+from tests.support.served_stack import running_stack
 
 STORE_DB, BROKER_DB = 0, 1  # of the module's own server
-READY_SECONDS = 60
 #: The client polls every 3 s; here a tenth of that, with the rate window a tenth of a minute:
 #: the same number of polls per window as the dashboard's against the default limits.
 TIME_SCALE = 10
@@ -36,12 +35,8 @@ NODE_TYPES = {"WAFER", "GC", "GA", "GD", "LOT", "UNKNOWN"}
 
 @pytest.fixture(scope="module")
 def july_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (ops/ensure-redis installs it)")
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("july-redis"), aof=False)
-    server.start()
-    yield server
-    server.kill()
+    with own_redis(tmp_path_factory.mktemp("july-redis")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +67,8 @@ def stack(
     july_env: dict[str, str], july_redis: redis.Redis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalStack]:
     """One worker process (two threads) and gunicorn, for the module."""
-    stack = LocalStack(july_env, tmp_path_factory.mktemp("july"), processes=2, threads=2)
-    try:
-        try:
-            stack.start(READY_SECONDS)
-        except StackError as error:
-            pytest.fail(str(error))
+    with running_stack(july_env, tmp_path_factory.mktemp("july"), processes=2, threads=2) as stack:
         yield stack
-    finally:
-        stack.stop()
-        print(stack.logs())  # shown by pytest when a test failed
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ databases 6 and 9). Every list is compared with SQL written here, on the same wa
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import threading
 import time
@@ -27,10 +26,11 @@ from http_api.services import Services
 from pipeline.engine import keys
 from pipeline.engine.options import refresh_options
 from pipeline.tools.api_client import ApiClient
-from pipeline.tools.stack import LocalStack, StackError, free_port
+from pipeline.tools.stack import LocalStack
 from pipeline.workcenters import GROUPS
 from tests.api.conftest import API_ENV, AppFactory
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import own_redis
+from tests.support.served_stack import running_stack
 
 BASE = "/api/mid-section-defect"
 #: Each dimension's warehouse column (``DW_MES_CONTAINER``).
@@ -299,44 +299,32 @@ def wait_for_options(api: ApiClient, stack: LocalStack, seconds: float = 30) -> 
 def test_workers_fill_the_options_at_boot_and_again_when_the_api_finds_none(
     warehouse: Path, db: sqlite3.Connection, tmp_path: Path
 ) -> None:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (ops/ensure-redis installs it)")
-    (tmp_path / "redis").mkdir()
-    server = RedisServer(free_port(), tmp_path / "redis", aof=False)
-    server.start()
-    env = {
-        **API_ENV,
-        "TRACE_REDIS_URL": f"{server.url}/{STACK_STORE_DB}",
-        "TRACE_BROKER_URL": f"{server.url}/{STACK_BROKER_DB}",
-        "TRACE_SOURCE_URL": f"sqlite:///{warehouse}",
-    }
-    store = server.client(STACK_STORE_DB)
-    stack = LocalStack(env, tmp_path, processes=1, threads=1, api_workers=1)
-    try:
-        try:
-            stack.start(60)
-        except StackError as error:
-            pytest.fail(str(error))
-        api = stack.api
-        # Given workers that booted: they fill the options before any request asks
-        deadline = time.monotonic() + 30
-        while not store.exists(keys.MSD_OPTIONS):
-            assert time.monotonic() < deadline, "not filled at boot\n" + stack.logs()
-            time.sleep(0.1)
-        assert wait_for_options(api, stack)["data"] == sql_options(db, {})
-        # When the document is gone (expired, Redis flushed): empty lists, and a worker
-        # refills it because the API asked
-        store.delete(keys.MSD_OPTIONS)
-        cold = api.json("GET", f"{BASE}/loss-reasons")
-        assert cold["data"] == {"loss_reasons": []}
-        again = wait_for_options(api, stack)
-        assert again["data"] == sql_options(db, {})
-        assert api.json("GET", f"{BASE}/loss-reasons")["data"]["loss_reasons"] == (
-            sql_loss_reasons(db)
-        )
-        selected = quote(json.dumps({"packages": again["data"]["packages"][:1]}))
-        narrowed = api.json("GET", f"{BASE}/container-filter-options?selected={selected}")
-        assert narrowed["data"] == sql_options(db, {"packages": again["data"]["packages"][:1]})
-    finally:
-        stack.stop()
-        server.kill()
+    with own_redis(tmp_path / "redis") as server:
+        env = {
+            **API_ENV,
+            "TRACE_REDIS_URL": f"{server.url}/{STACK_STORE_DB}",
+            "TRACE_BROKER_URL": f"{server.url}/{STACK_BROKER_DB}",
+            "TRACE_SOURCE_URL": f"sqlite:///{warehouse}",
+        }
+        store = server.client(STACK_STORE_DB)
+        with running_stack(env, tmp_path, processes=1, threads=1, api_workers=1) as stack:
+            api = stack.api
+            # Given workers that booted: they fill the options before any request asks
+            deadline = time.monotonic() + 30
+            while not store.exists(keys.MSD_OPTIONS):
+                assert time.monotonic() < deadline, "not filled at boot\n" + stack.logs()
+                time.sleep(0.1)
+            assert wait_for_options(api, stack)["data"] == sql_options(db, {})
+            # When the document is gone (expired, Redis flushed): empty lists, and a worker
+            # refills it because the API asked
+            store.delete(keys.MSD_OPTIONS)
+            cold = api.json("GET", f"{BASE}/loss-reasons")
+            assert cold["data"] == {"loss_reasons": []}
+            again = wait_for_options(api, stack)
+            assert again["data"] == sql_options(db, {})
+            assert api.json("GET", f"{BASE}/loss-reasons")["data"]["loss_reasons"] == (
+                sql_loss_reasons(db)
+            )
+            selected = quote(json.dumps({"packages": again["data"]["packages"][:1]}))
+            narrowed = api.json("GET", f"{BASE}/container-filter-options?selected={selected}")
+            assert narrowed["data"] == sql_options(db, {"packages": again["data"]["packages"][:1]})

@@ -11,7 +11,6 @@ Grafana dashboard read is one the real ``/metrics`` exports.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,27 +21,23 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.tools.stack import LocalStack, StackError, free_port
+from pipeline.tools.stack import LocalStack
 from tests.api.conftest import API_ENV
 from tests.api.helpers import lot_ids
 from tests.support.alerting import dashboard_exprs, metric_names, rules
 from tests.support.faults import FAULTS_KEY
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, own_redis
+from tests.support.served_stack import running_stack
 
 STORE_DB, BROKER_DB = 0, 1  # of the module's own server
 TOKEN = "ops-stack-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-READY_SECONDS = 60
 
 
 @pytest.fixture(scope="module")
 def ops_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (ops/ensure-redis installs it)")
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("ops-redis"), aof=False)
-    server.start()
-    yield server
-    server.kill()
+    with own_redis(tmp_path_factory.mktemp("ops-redis")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +58,8 @@ def stack(
         "TRACE_API_TOKEN": TOKEN,
         "WORKER_MODULES": "tests.support.faulty_worker",
     }
-    stack = LocalStack(env, tmp_path_factory.mktemp("ops-stack"), processes=1, threads=2)
-    try:
-        try:
-            stack.start(READY_SECONDS)
-        except StackError as error:
-            pytest.fail(str(error))
+    with running_stack(env, tmp_path_factory.mktemp("ops-stack"), processes=1, threads=2) as stack:
         yield stack
-    finally:
-        stack.stop()
-        print(stack.logs())  # shown by pytest when a test failed
 
 
 def call(stack: LocalStack, method: str, path: str, body: Any = None) -> tuple[int, Any]:

@@ -9,7 +9,6 @@ page (a job running, a job failed) are kept in ``var/test-artifacts/``.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +19,13 @@ import pytest
 import redis
 from selenium import webdriver
 
-from pipeline.tools.stack import LocalStack, free_port
+from pipeline.tools.stack import LocalStack
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.page import MonitorPage
-from tests.chaos.served import stack_env, started
+from tests.chaos.served import stack_env
 from tests.support.faults import FAULTS_KEY
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, own_redis
+from tests.support.served_stack import running_stack
 from tests.support.warehouse import lots
 
 TOKEN = "monitor-browser-token"
@@ -37,12 +37,8 @@ STAGES = ["seed-resolve", "lineage", "events"]
 
 @pytest.fixture(scope="module")
 def monitor_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (ops/ensure-redis installs it)")
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("monitor-redis"), aof=False)
-    server.start()
-    yield server
-    server.kill()
+    with own_redis(tmp_path_factory.mktemp("monitor-redis")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +53,9 @@ def stack(
         TRACE_RATE_LIMIT_REQUESTS="100000",  # the page and the test share an address
         TRACE_RATE_LIMIT_PER_JOB_REQUESTS="100000",
     )
-    stack = started(env, tmp_path_factory.mktemp("monitor"), processes=1, threads=4, api_workers=1)
-    try:
+    log_dir = tmp_path_factory.mktemp("monitor")
+    with running_stack(env, log_dir, processes=1, threads=4, api_workers=1) as stack:
         yield stack
-    finally:
-        stack.stop()
-        print(stack.logs())  # shown by pytest when a test failed
 
 
 def submit(stack: LocalStack, warehouse: Path, n: int, skip: int) -> str:

@@ -7,10 +7,15 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import redis
+
+from pipeline.tools.stack import free_port
 
 
 @dataclass
@@ -59,3 +64,18 @@ class RedisServer:
 
     def client(self, db: int = 0) -> redis.Redis:
         return redis.Redis.from_url(f"{self.url}/{db}")
+
+
+@contextmanager
+def own_redis(directory: Path) -> Iterator[RedisServer]:
+    """A started ``redis-server`` of the caller's own (no AOF) in ``directory``, on a free
+    loopback port, killed on leaving; the test is skipped when Redis is not installed."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (ops/ensure-redis installs it)")
+    directory.mkdir(parents=True, exist_ok=True)
+    server = RedisServer(free_port(), directory, aof=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -882,3 +882,11 @@ def test_another_mask_re_runs_the_analysis_alone_on_the_traces_checkpoints(
         assert fresh.status_code == 200, fresh.text[:300]
         assert registry.load(fresh.json["data"]["job_id"]).request.events_of is None
         assert fresh.json["data"]["aggregation"] == again["aggregation"]
+        # and so are their detail rows and export cells, byte for byte, in the same order
+        for part in (parts.AGGREGATION_DETAIL, parts.AGGREGATION_EXPORT):
+            stored = [
+                list(store.read(job, part))
+                for job in (again["job_id"], fresh.json["data"]["job_id"])
+            ]
+            assert [b.rows for b in stored[0]] == [b.rows for b in stored[1]], part
+            assert sum(len(b.rows) for b in stored[0]) > 0

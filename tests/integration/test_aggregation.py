@@ -22,9 +22,11 @@ from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.events import fetch_events
 from pipeline.stages.lineage import trace_lineage
 from pipeline.stages.lineage_document import payload
-from pipeline.stages.msd.detail import detail_rows
+from pipeline.stages.msd import family_use
+from pipeline.stages.msd.detail import detail_lots, detail_rows, sorted_details
 from pipeline.stages.msd.detection import prepare_aggregator
 from pipeline.stages.msd.families import machine_families
+from pipeline.stages.msd.family_use import FamilyUseMeta
 from pipeline.stages.msd.folding import DETECTION_COLUMNS, MsdAggregator
 from pipeline.stages.msd.result import result, result_json
 from pipeline.stages.msd.scope import detection_seeds
@@ -551,3 +553,44 @@ def test_container_mode_analyses_the_containers_detected_and_ignores_the_type_ma
     assert summary.aggregation["kpi"]["lot_count"] == summary.seed_count
     assert summary.aggregation["daily_trend"] == []
     assert stale.aggregation == summary.aggregation
+
+
+def test_a_recorded_family_use_gives_the_same_detail_rows_and_result(
+    sqlite_source: SqliteSource,
+) -> None:
+    # Given a trace folded from its lineage and events, and what its detail pass recorded of
+    # each lot's family use (as the engine keeps it: the rows and the meta's blob)
+    with _folded(sqlite_source) as first:
+        fold = first.finish()
+        with sorted_details(fold) as table:
+            rows, cells, use = (
+                list(table.json_rows()),
+                list(table.cells()),
+                list(table.family_use()),
+            )
+        descriptions = dict(fold.db.rows("SELECT part, description FROM part_descriptions"))
+        blob = FamilyUseMeta(fold.machines, descriptions, fold.lineage_given).to_blob()
+        expected = result(fold)
+    # When the same trace is analysed again from that record, with no lineage and no events
+    params = TraceParams.model_validate({"station": "測試", **WINDOW})
+    seeds = [s.container_id for s in detection_seeds(sqlite_source, params)]
+    meta = FamilyUseMeta.from_blob(orjson.loads(orjson.dumps(blob)))
+    assert meta is not None
+    with prepare_aggregator(sqlite_source, params, seeds, "backward", Settings()) as second:
+        second.set_family_use(use, meta)
+        again = second.finish()
+        # Then every lot's detail head is the recorded one, not built again
+        assert all(lot.recorded for lot in detail_lots(again))
+        # And the detail rows, the export cells and the result are the same, byte for byte
+        with sorted_details(again) as table:
+            assert list(table.json_rows()) == rows and rows
+            assert list(table.cells()) == cells
+        assert result(again) == expected
+
+
+def test_a_family_use_recorded_by_an_earlier_version_is_not_read() -> None:
+    # Given the meta of a family use recorded before the rows carried the detail heads
+    blob = {"machines": [["切割", "M-1", "EQ-1"]], "descriptions": {}, "lineage_given": True}
+    # Then it is not taken (the analysis folds the lineage and events instead)
+    assert FamilyUseMeta.from_blob(blob) is None
+    assert FamilyUseMeta.from_blob({**blob, "columns": list(family_use.COLUMNS)}) is not None

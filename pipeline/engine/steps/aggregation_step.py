@@ -48,17 +48,17 @@ def run_aggregation(ctx: StageContext) -> None:
         source, job.request.params, seed_cids(ctx), direction, settings
     ) as aggregator:
         failed = ctx.registry.domain_states(job.id)
-        recorded = store.get_blob(job.id, parts.FAMILY_USE_META) if job.request.events_of else None
-        if recorded is not None and aggregator.backward:  # a re-analysis of a trace
-            aggregator.set_family_use(
-                _rows(ctx, parts.AGGREGATION_FAMILY_USE), FamilyUseMeta.from_blob(recorded)
-            )
+        # a re-analysis of a trace: what its first analysis recorded, if this version reads it
+        blob = store.get_blob(job.id, parts.FAMILY_USE_META) if job.request.events_of else None
+        recorded = FamilyUseMeta.from_blob(blob) if blob and aggregator.backward else None
+        if recorded is not None:
+            aggregator.set_family_use(_rows(ctx, parts.AGGREGATION_FAMILY_USE), recorded)
         else:
             _fold_lineage_and_events(ctx, aggregator, failed)
         fold = aggregator.finish()
         # The detail rows first: the pass that writes them also credits the machines, which
         # the result then reuses.
-        write_details(ctx, fold, keeps_use=recorded is None and _every_lot(aggregator, failed))
+        write_details(ctx, fold, keeps_use=blob is None and _every_lot(aggregator, failed))
         families = machine_families(source, machine_ids(fold))
         # Every result page and stream carries the whole analysis: encoded once, here.
         store.put_json(job.id, "aggregation", result_json(fold, families))
@@ -97,7 +97,7 @@ def write_details(ctx: StageContext, fold: Fold, *, keeps_use: bool = False) -> 
     each lot's family used (``parts.AGGREGATION_FAMILY_USE``, the blob ``parts.FAMILY_USE_META``
     last: a re-analysis takes the rows only once it is there)."""
     job, store = ctx.job, ctx.store
-    with sorted_details(fold, keep_use=keeps_use) as table:
+    with sorted_details(fold) as table:
         rows = ((row,) for row in table.json_rows())
         store.write_rows(job.id, parts.AGGREGATION_DETAIL, DETAIL_COLUMNS, rows, DETAIL_CHUNK_ROWS)
         columns = tuple(key for _, key in EXPORT_COLUMNS[fold.direction])

@@ -70,13 +70,15 @@ Extra = dict[str, Any]
 
 class DetailLot(NamedTuple):
     """One detection lot of the detail table: its position (worst defect rate first), the
-    fields its rows share, what each of its rows adds, and (backward) the indices of the
-    machines its family used (``Fold.machines``)."""
+    fields of the export's cells its rows share, what each of its rows adds, and the head: all
+    the fields its rows share, a JSON object left open (``recorded``: a recorded family use
+    gave it, and ``SortedDetails`` reads it there, ``recorded_use``)."""
 
     pos: int
     fields: dict[str, Any]
     extras: list[Extra]
-    machines: list[int]
+    head: bytes
+    recorded: bool = False
 
 
 class SortedDetails:
@@ -87,37 +89,51 @@ class SortedDetails:
     lot, not once per loss-reason row: a row's JSON is its lot's encoded head joined to its
     own few fields."""
 
-    ORDER = "FROM sorted_detail s JOIN detail_lot l ON l.pos = s.pos ORDER BY s.rate DESC, s.seq"
+    ORDER = "ORDER BY s.rate DESC, s.seq"
+    #: Joined to ``detail_order d``: each detail lot's head, recorded (``recorded_use``) or
+    #: built by the detail pass (``detail_lot``).
+    HEADS = (
+        "JOIN lots l ON l.idx = d.idx LEFT JOIN recorded_use u ON u.cid = l.cid "
+        "LEFT JOIN detail_lot h ON h.pos = d.pos"
+    )
 
     def __init__(self, fold: Fold) -> None:
         self.db = fold.db
 
     def json_rows(self) -> Iterator[bytes]:
         """Each row as one JSON object (UTF-8), ready to be sent as it is."""
-        return (head + tail for head, tail in self.db.rows(f"SELECT l.head, s.tail {self.ORDER}"))
+        return (
+            head + tail
+            for head, tail in self.db.rows(
+                "SELECT COALESCE(u.head, h.head), s.tail FROM sorted_detail s "
+                f"JOIN detail_order d ON d.pos = s.pos {self.HEADS} {self.ORDER}"
+            )
+        )
 
     def rows(self) -> Iterator[dict[str, Any]]:
         return (orjson.loads(row) for row in self.json_rows())
 
     def cells(self) -> Iterator[tuple[Any, ...]]:
-        return (tuple(orjson.loads(d)) for (d,) in self.db.rows(f"SELECT s.cells {self.ORDER}"))
+        return (
+            tuple(orjson.loads(d))
+            for (d,) in self.db.rows(f"SELECT s.cells FROM sorted_detail s {self.ORDER}")
+        )
 
     def family_use(self) -> Iterator[tuple[Any, ...]]:
-        """Backward, per detection lot in detail order, what its family used
+        """Backward, per detection lot in detail order, what its family used and its head
         (``pipeline.stages.msd.family_use.COLUMNS``)."""
-        return (
-            tuple(orjson.loads(use))
-            for (use,) in self.db.rows("SELECT use FROM detail_lot ORDER BY pos")
+        return self.db.rows(
+            "SELECT l.cid, l.related_count, l.root, l.machines, l.materials, "
+            f"COALESCE(u.head, h.head) FROM detail_order d {self.HEADS} ORDER BY d.pos"
         )
 
 
 @contextmanager
-def sorted_details(fold: Fold, *, keep_use: bool = False) -> Iterator[SortedDetails]:
-    """The detail rows (``detail_lots``) read once (with ``keep_use``, backward, each lot's
-    family use beside them: ``SortedDetails.family_use``) (to its end: the machines are credited)
+def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
+    """The detail rows (``detail_lots``) read once (to its end: the machines are credited)
     into the fold's scratch database; the tables are dropped on leaving."""
     db, direction = fold.db, fold.direction
-    db.execute("CREATE TEMP TABLE detail_lot (pos INTEGER PRIMARY KEY, head BLOB, use BLOB)")
+    db.execute("CREATE TEMP TABLE detail_lot (pos INTEGER PRIMARY KEY, head BLOB)")
     db.execute(
         "CREATE TEMP TABLE sorted_detail "
         "(rate REAL, seq INTEGER PRIMARY KEY, pos INTEGER, tail BLOB, cells BLOB)"
@@ -126,10 +142,9 @@ def sorted_details(fold: Fold, *, keep_use: bool = False) -> Iterator[SortedDeta
     try:
         for chunk in batched(detail_lots(fold), LOTS_PER_WRITE):
             heads, rows = [], []
-            for pos, lot, extras, machines in chunk:
-                encoded = orjson.dumps(lot)
-                # the object left open for each row's own fields; backward, the family's use
-                heads.append((pos, encoded[:-1], _use(lot, machines) if keep_use else None))
+            for pos, lot, extras, head, recorded in chunk:
+                if not recorded:
+                    heads.append((pos, head))
                 cells_of = {key: lot.get(key) for key in columns}
                 for extra in extras:
                     rows.append(
@@ -140,7 +155,7 @@ def sorted_details(fold: Fold, *, keep_use: bool = False) -> Iterator[SortedDeta
                             orjson.dumps(export_cells(direction, {**cells_of, **extra})),
                         )
                     )
-            db.executemany("INSERT INTO detail_lot VALUES (?, ?, ?)", heads)
+            db.executemany("INSERT INTO detail_lot VALUES (?, ?)", heads)
             db.executemany(
                 "INSERT INTO sorted_detail (rate, pos, tail, cells) VALUES (?, ?, ?, ?)", rows
             )
@@ -154,8 +169,9 @@ def sorted_details(fold: Fold, *, keep_use: bool = False) -> Iterator[SortedDeta
 def detail_rows(fold: Fold) -> Iterator[dict[str, Any]]:
     """The detail table, one lot at a time, worst lot first (``detail_lots``), as whole rows."""
     for lot in detail_lots(fold):
+        fields = orjson.loads(lot.head + b"}")
         for extra in lot.extras:
-            yield {**lot.fields, **extra}
+            yield {**fields, **extra}
 
 
 def detail_lots(fold: Fold) -> Iterator[DetailLot]:
@@ -165,19 +181,11 @@ def detail_lots(fold: Fold) -> Iterator[DetailLot]:
     credit on the fold, so ``result`` needs no pass of its own afterwards."""
     if not fold.backward:
         for pos, row in _forward_details(fold, fold.db.rows(LOTS)):
-            yield DetailLot(pos, row, [{}], [])
+            yield DetailLot(pos, row, [{}], orjson.dumps(row)[:-1])
         return
     credit = MachineCredit(fold.machines)
     yield from _backward_details(fold, credit)
     fold.memo.credit = credit
-
-
-def _use(lot: dict[str, Any], machines: list[int]) -> bytes:
-    """A detail lot's row of ``family_use.COLUMNS``, encoded."""
-    materials = [(m["part"], m["lot"]) for m in lot["UPSTREAM_MATERIALS"]]
-    return orjson.dumps(
-        (lot["CONTAINERID"], lot["ANCESTOR_COUNT"], lot["WAFER_ROOT"], machines, materials)
-    )
 
 
 def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[DetailLot]:
@@ -196,10 +204,20 @@ def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[DetailLot]:
     machine_order = [(group_order(m.group), m.name) for m in fold.machines]
     for row in lots:
         pos, name, pj, package, workflow, equipment, qty, runcard, related, root, cid = row[:11]
+        used = credit_lot(credit, row)
+        extras = [
+            {"LOSS_REASON": reason, "DEFECT_QTY": defects, "DEFECT_RATE": rate(defects, qty)}
+            for reason, defects in rejects_of(pos) or [("", 0)]
+        ]
+        base = _base(name, pj, package, workflow, equipment, qty)
+        if row[14] is not None:  # recorded with the family use: only the export's cells
+            cells = {**base, "ANCESTOR_COUNT": related, "UPSTREAM_MACHINE_COUNT": len(used)}
+            yield DetailLot(pos, cells, extras, row[14], recorded=True)
+            continue
+        used.sort(key=machine_order.__getitem__)
         materials = sorted(map(tuple, orjson.loads(row[13] or "[]")))
-        used = sorted(credit_lot(credit, row), key=machine_order.__getitem__)
         upstream = {
-            **_base(name, pj, package, workflow, equipment, qty),
+            **base,
             "CONTAINERID": cid,
             "FINISHEDRUNCARD": runcard,
             "ANCESTOR_COUNT": related,
@@ -208,11 +226,8 @@ def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[DetailLot]:
             "UPSTREAM_MATERIALS": [{"part": p, "lot": m} for p, m in materials],
             "WAFER_ROOT": root,
         }
-        extras = [
-            {"LOSS_REASON": reason, "DEFECT_QTY": defects, "DEFECT_RATE": rate(defects, qty)}
-            for reason, defects in rejects_of(pos) or [("", 0)]
-        ]
-        yield DetailLot(pos, upstream, extras, used)
+        # the object left open for each row's own fields
+        yield DetailLot(pos, upstream, extras, orjson.dumps(upstream)[:-1])
 
 
 def _by_position(rows: Iterator[tuple[Any, ...]]) -> Callable[[int], list[tuple[Any, ...]]]:
@@ -248,7 +263,9 @@ def _forward_details(
             "WHERE r.qty > 0 AND selected(r.reason) ORDER BY d.pos, r.qty DESC, r.reason"
         )
     )
-    for pos, name, pj, package, workflow, equipment, qty, *_, defects, _m, _mt in lots:
+    for row in lots:
+        pos, name, pj, package, workflow, equipment, qty = row[:7]
+        defects = row[11]
         down = dict(downstream_of(pos))
         reasons = reasons_of(pos)
         rejects = sum(down.values())

@@ -41,8 +41,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from pipeline import domains
 from pipeline.config import DEFAULT_PARETO_TOP_N, DEFAULT_SCRATCH_CACHE_MB
 from pipeline.errors import InvalidInput
@@ -266,7 +264,8 @@ class MsdAggregator:
         """Backward, in place of ``set_lineage`` and the events: what each detection lot's
         family used, as an earlier analysis of the same trace recorded it (rows of
         ``family_use.COLUMNS``, streamed; rows of lots the masks leave out are ignored). Each
-        lot then owns only itself, holding its family's machines and materials."""
+        lot then owns only itself, holding its family's machines and materials and its detail
+        rows' head."""
         if not self.backward:
             raise RuntimeError("a recorded family use serves the backward analysis only")
         self._begin_families(lineage_given=meta.lineage_given)
@@ -275,19 +274,11 @@ class MsdAggregator:
             self._machine(machine.group, machine.name, machine.equipment_id)
         db = self.db
         db.executemany("INSERT INTO part_descriptions VALUES (?, ?)", meta.descriptions.items())
-        db.executemany(
-            "UPDATE lots SET related_count = ?2, root = ?3, machines = ?4, materials = ?5 "
-            "WHERE cid = ?1",
-            (
-                (
-                    cid,
-                    related,
-                    root,
-                    ",".join(map(str, machines)) or None,
-                    orjson.dumps(pairs).decode(),
-                )
-                for cid, related, root, machines, pairs in rows
-            ),
+        db.executemany("INSERT INTO recorded_use VALUES (?, ?, ?, ?, ?, ?)", rows)
+        db.execute("CREATE INDEX recorded_use_by_cid ON recorded_use (cid)")
+        db.execute(
+            "UPDATE lots SET related_count = u.related, root = u.root, machines = u.machines, "
+            "materials = u.materials FROM recorded_use u WHERE u.cid = lots.cid"
         )
         # its materials are named, not numbered: they join the materials table here
         db.execute(

@@ -33,6 +33,12 @@ CREATE TABLE owners (idx INTEGER NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (idx, 
 CREATE TABLE staged_roots (cid TEXT NOT NULL, root TEXT);
 CREATE TABLE staged_related (seed TEXT NOT NULL, cid TEXT NOT NULL);
 CREATE TABLE staged_counts (seed TEXT NOT NULL, n INTEGER NOT NULL);
+-- a recorded family use (family_use.COLUMNS) as given (set_family_use; indexed by lot once
+-- in): applied to the lots in bulk, and where the detail rows' heads (JSON objects left open)
+-- are read from
+CREATE TABLE recorded_use (
+    cid TEXT NOT NULL, related INTEGER, root TEXT, machines TEXT, materials TEXT, head BLOB
+);
 CREATE TABLE machines (
     idx INTEGER PRIMARY KEY, grp TEXT NOT NULL, name TEXT NOT NULL, equipment_id TEXT NOT NULL
 );

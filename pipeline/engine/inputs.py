@@ -137,7 +137,7 @@ def write_inputs(
             store.link_part(
                 request.events_of, job.id, parts.AGGREGATION_QUERIES, into=parts.PRIOR_QUERIES
             )
-            _link_family_use(store, request.events_of, job.id)
+            _link_lot_record(store, request.events_of, job.id)
         return count
     maps = lineage_maps(lineage or {}, direction)
     _write_seeds(store, job.id, seeds_of(request.seed_container_ids, maps), batch_size)
@@ -150,10 +150,10 @@ def _write_seeds(store: CheckpointStore, job_id: str, cids: Iterable[str], size:
     store.write_rows(job_id, parts.SEEDS, SEED_COLUMNS, ((c, None, None) for c in cids), size)
 
 
-def _link_family_use(store: CheckpointStore, from_job: str, to_job: str) -> None:
+def _link_lot_record(store: CheckpointStore, from_job: str, to_job: str) -> None:
     """What each lot's family used, when the trace's analysis kept it (its blob is written
     last, so with the blob the rows are all there): linked, and the blob copied."""
-    meta = store.get_blob(from_job, parts.FAMILY_USE_META)
+    meta = store.get_blob(from_job, parts.LOT_RECORD_META)
     if meta is not None:
-        store.link_part(from_job, to_job, parts.AGGREGATION_FAMILY_USE)
-        store.put_blob(to_job, parts.FAMILY_USE_META, meta)
+        store.link_part(from_job, to_job, parts.AGGREGATION_LOT_RECORD)
+        store.put_blob(to_job, parts.LOT_RECORD_META, meta)

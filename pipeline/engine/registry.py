@@ -353,7 +353,7 @@ class JobRegistry:
         for part in (*parts.ANALYSIS_OUTPUTS, parts.AGGREGATION_QUERIES):
             self.store.drop_part(job_id, part)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.unlink(keys.json_doc(job_id, "aggregation"), keys.blob(job_id, parts.FAMILY_USE_META))
+        pipe.unlink(keys.json_doc(job_id, "aggregation"), keys.blob(job_id, parts.LOT_RECORD_META))
         for domain in failed_domains:  # indexed over the batches it had: built again at the end
             pipe.unlink(keys.page_index(job_id, parts.events(domain)))
         pipe.execute()

@@ -865,8 +865,8 @@ def test_another_mask_re_runs_the_analysis_alone_on_the_traces_checkpoints(
     # run afresh from the warehouse
     store = services.runtime.store
     for again, masks in ((masked, {"loss_reasons": [reason]}), (typed, typed_masks)):
-        assert store.get_blob(again["job_id"], parts.FAMILY_USE_META) is not None
-        assert store.finished(again["job_id"], parts.AGGREGATION_FAMILY_USE)
+        assert store.get_blob(again["job_id"], parts.LOT_RECORD_META) is not None
+        assert store.finished(again["job_id"], parts.AGGREGATION_LOT_RECORD)
         fresh = client.simulate_post(
             "/api/trace/events",
             json={

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import orjson
 import pytest
 
@@ -22,12 +23,12 @@ from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.events import fetch_events
 from pipeline.stages.lineage import trace_lineage
 from pipeline.stages.lineage_document import payload
-from pipeline.stages.msd import family_use
-from pipeline.stages.msd.detail import detail_lots, detail_rows, sorted_details
-from pipeline.stages.msd.detection import prepare_aggregator
+from pipeline.stages.msd import lot_record
+from pipeline.stages.msd.detail import detail_lots, sorted_details
+from pipeline.stages.msd.detection import prepare_aggregator, recorded_aggregator
 from pipeline.stages.msd.families import machine_families
-from pipeline.stages.msd.family_use import FamilyUseMeta
 from pipeline.stages.msd.folding import DETECTION_COLUMNS, MsdAggregator
+from pipeline.stages.msd.lot_record import LotRecordMeta
 from pipeline.stages.msd.result import result, result_json
 from pipeline.stages.msd.scope import detection_seeds
 from tests.integration.test_events import GROUP, ORDER
@@ -497,9 +498,10 @@ def test_a_warehouse_without_the_resource_table_gives_unknown_families(
     assert "DW_MES_RESOURCE" in caplog.text
 
 
-def _folded(source: SqliteSource, direction: str = "backward") -> MsdAggregator:
-    """An aggregator of the WINDOW trace, every event batch folded (nothing asked of it yet)."""
-    params = TraceParams.model_validate({"station": "測試", **WINDOW})
+def _folded(source: SqliteSource, direction: str = "backward", **masks: Any) -> MsdAggregator:
+    """An aggregator of the WINDOW trace (under ``masks``), every event batch folded (nothing
+    asked of it yet)."""
+    params = TraceParams.model_validate({"station": "測試", **WINDOW, **masks})
     seeds = [s.container_id for s in detection_seeds(source, params)]
     with trace_lineage(source, seeds, direction) as graph:
         document = payload(graph)
@@ -521,8 +523,10 @@ def test_the_result_is_the_same_before_or_after_the_detail_rows_and_as_stored_js
         # pass credits the machines), and the second also as the JSON the engine stores
         first_fold, second_fold = first.finish(), second.finish()
         before = result(first_fold)
-        rows_first = list(detail_rows(first_fold))
-        rows_second = list(detail_rows(second_fold))
+        with sorted_details(first_fold) as table:
+            rows_first = list(table.rows())
+        with sorted_details(second_fold) as table:
+            rows_second = list(table.rows())
         after = result(second_fold)
         stored = orjson.loads(result_json(second_fold))
     # Then every figure agrees, and the stored JSON is the result
@@ -555,42 +559,45 @@ def test_container_mode_analyses_the_containers_detected_and_ignores_the_type_ma
     assert stale.aggregation == summary.aggregation
 
 
-def test_a_recorded_family_use_gives_the_same_detail_rows_and_result(
+def test_a_lot_record_gives_the_same_detail_rows_and_result_under_any_mask(
     sqlite_source: SqliteSource,
 ) -> None:
-    # Given a trace folded from its lineage and events, and what its detail pass recorded of
-    # each lot's family use (as the engine keeps it: the rows and the meta's blob)
+    # Given a trace folded from its detection rows, lineage and events, and its lot record as
+    # the engine keeps it (the rows through msgpack, the meta's blob)
     with _folded(sqlite_source) as first:
         fold = first.finish()
         with sorted_details(fold) as table:
-            rows, cells, use = (
-                list(table.json_rows()),
-                list(table.cells()),
-                list(table.family_use()),
-            )
+            record = msgpack.unpackb(msgpack.packb(list(table.lot_record())))
         descriptions = dict(fold.db.rows("SELECT part, description FROM part_descriptions"))
-        blob = FamilyUseMeta(fold.machines, descriptions, fold.lineage_given).to_blob()
-        expected = result(fold)
-    # When the same trace is analysed again from that record, with no lineage and no events
-    params = TraceParams.model_validate({"station": "測試", **WINDOW})
-    seeds = [s.container_id for s in detection_seeds(sqlite_source, params)]
-    meta = FamilyUseMeta.from_blob(orjson.loads(orjson.dumps(blob)))
-    assert meta is not None
-    with prepare_aggregator(sqlite_source, params, seeds, "backward", Settings()) as second:
-        second.set_family_use(use, meta)
-        again = second.finish()
-        # Then every lot's detail head is the recorded one, not built again
-        assert all(lot.recorded for lot in detail_lots(again))
-        # And the detail rows, the export cells and the result are the same, byte for byte
-        with sorted_details(again) as table:
-            assert list(table.json_rows()) == rows and rows
-            assert list(table.cells()) == cells
-        assert result(again) == expected
+        blob = LotRecordMeta(fold.machines, descriptions, fold.lineage_given).to_blob()
+    meta = LotRecordMeta.from_blob(msgpack.unpackb(msgpack.packb(blob)))
+    assert meta is not None and record
+    reasons = sorted({reason for row in record for reason, _ in row[13]})
+    some_type = next(row[2] for row in record if row[2])
+    for masks in ({}, {"loss_reasons": reasons[:1]}, {"pj_types": [some_type]}):
+        # When the same trace is analysed under a mask from its record alone (no source)
+        with _folded(sqlite_source, **masks) as fresh:
+            expected = fresh.finish()
+            with sorted_details(expected) as table:
+                rows, cells = list(table.json_rows()), list(table.cells())
+            figures = result(expected)
+            params = TraceParams.model_validate({"station": "測試", **WINDOW, **masks})
+            with recorded_aggregator(params, iter(record), meta, Settings()) as second:
+                again = second.finish()
+                # Then every lot's detail head is the recorded one, not built again
+                assert again.recorded
+                assert all(lot.head is None for lot in detail_lots(again))
+                # And the detail rows, the export cells and the result are those of the same
+                # analysis folded afresh, byte for byte
+                with sorted_details(again) as table:
+                    assert list(table.json_rows()) == rows and rows, masks
+                    assert list(table.cells()) == cells, masks
+                assert result(again) == figures, masks
 
 
-def test_a_family_use_recorded_by_an_earlier_version_is_not_read() -> None:
-    # Given the meta of a family use recorded before the rows carried the detail heads
+def test_a_lot_record_of_an_earlier_version_is_not_read() -> None:
+    # Given the meta of a record written before the rows carried the lots whole
     blob = {"machines": [["切割", "M-1", "EQ-1"]], "descriptions": {}, "lineage_given": True}
-    # Then it is not taken (the analysis folds the lineage and events instead)
-    assert FamilyUseMeta.from_blob(blob) is None
-    assert FamilyUseMeta.from_blob({**blob, "columns": list(family_use.COLUMNS)}) is not None
+    # Then it is not taken (the analysis reads the detection rows, lineage and events instead)
+    assert LotRecordMeta.from_blob(blob) is None
+    assert LotRecordMeta.from_blob({**blob, "columns": list(lot_record.COLUMNS)}) is not None

@@ -10,18 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from pipeline import domains
 from pipeline.engine import parts
 from pipeline.engine.context import StageContext
 from pipeline.engine.recording import RecordingSource
 from pipeline.engine.steps.seed_step import seed_cids
-from pipeline.stages.msd import family_use
+from pipeline.stages.msd import lot_record
 from pipeline.stages.msd.attribution import machine_ids
 from pipeline.stages.msd.detail import EXPORT_COLUMNS, sorted_details
-from pipeline.stages.msd.detection import prepare_aggregator
+from pipeline.stages.msd.detection import prepare_aggregator, recorded_aggregator
 from pipeline.stages.msd.families import machine_families
-from pipeline.stages.msd.family_use import FamilyUseMeta
 from pipeline.stages.msd.fold import Fold
 from pipeline.stages.msd.folding import MsdAggregator
+from pipeline.stages.msd.lot_record import LotRecordMeta
 from pipeline.stages.msd.result import result_json
 
 #: One JSON object per row, encoded (the detail table's keys differ by direction): the page
@@ -36,29 +37,37 @@ def run_aggregation(ctx: StageContext) -> None:
     """Compute the analysis; store it as blob ``aggregation`` and rows ``parts.AGGREGATION_DETAIL``.
 
     Only the domains the analysis reads are read back; the detection lots come from the
-    seed-resolve stage's recorded query when it asked the same (a date range), and a
-    re-analysis of a trace (``events_of``) reads its detection lots and rejects from the
-    trace's earlier analysis (``parts.PRIOR_QUERIES``), not from the source again.
+    seed-resolve stage's recorded query when it asked the same (a date range). A re-analysis
+    of a trace (``events_of``) reads, backward, its first analysis's lot record alone (no
+    detection rows, lineage or events: ``pipeline.stages.msd.lot_record``); forward, or when
+    there is no record, its detection lots and rejects from the trace's earlier analysis
+    (``parts.PRIOR_QUERIES``), not from the source again, and the stored lineage and events.
     """
     job, store, settings = ctx.job, ctx.store, ctx.settings
     reuse = (parts.SEED_QUERIES, parts.PRIOR_QUERIES)
     source = RecordingSource(ctx, parts.AGGREGATION_QUERIES, reuse=reuse)
-    direction = job.request.direction()
-    with prepare_aggregator(
-        source, job.request.params, seed_cids(ctx), direction, settings
-    ) as aggregator:
-        failed = ctx.registry.domain_states(job.id)
-        # a re-analysis of a trace: what its first analysis recorded, if this version reads it
-        blob = store.get_blob(job.id, parts.FAMILY_USE_META) if job.request.events_of else None
-        recorded = FamilyUseMeta.from_blob(blob) if blob and aggregator.backward else None
-        if recorded is not None:
-            aggregator.set_family_use(_rows(ctx, parts.AGGREGATION_FAMILY_USE), recorded)
-        else:
+    request = job.request
+    direction = request.direction()
+    failed = ctx.registry.domain_states(job.id)
+    # a backward re-analysis of a trace: its first analysis's lot record, if this version reads it
+    blob = (
+        store.get_blob(job.id, parts.LOT_RECORD_META)
+        if request.events_of and direction == domains.BACKWARD
+        else None
+    )
+    recorded = LotRecordMeta.from_blob(blob) if blob else None
+    if recorded is not None:
+        rows = _rows(ctx, parts.AGGREGATION_LOT_RECORD)
+        aggregator = recorded_aggregator(request.params, rows, recorded, settings)
+    else:
+        aggregator = prepare_aggregator(source, request.params, seed_cids(ctx), direction, settings)
+    with aggregator:
+        if recorded is None:
             _fold_lineage_and_events(ctx, aggregator, failed)
         fold = aggregator.finish()
         # The detail rows first: the pass that writes them also credits the machines, which
         # the result then reuses.
-        write_details(ctx, fold, keeps_use=blob is None and _every_lot(aggregator, failed))
+        write_details(ctx, fold, keeps_record=blob is None and _every_lot(aggregator, failed))
         families = machine_families(source, machine_ids(fold))
         # Every result page and stream carries the whole analysis: encoded once, here.
         store.put_json(job.id, "aggregation", result_json(fold, families))
@@ -84,18 +93,19 @@ def _fold_lineage_and_events(
 
 
 def _every_lot(aggregator: MsdAggregator, failed: Mapping[str, Any]) -> bool:
-    """Whether this backward analysis saw what every detection lot's family used: no
-    PJ-type or package mask left a lot out, and no events domain it reads failed."""
+    """Whether this backward analysis saw every detection lot whole (its lot record serves
+    any mask): no PJ-type or package mask left a lot out, and no events domain it reads
+    failed."""
     if not aggregator.backward or aggregator.pj_types or aggregator.packages:
         return False
     return not any(aggregator.uses(domain) for domain in failed)
 
 
-def write_details(ctx: StageContext, fold: Fold, *, keeps_use: bool = False) -> None:
+def write_details(ctx: StageContext, fold: Fold, *, keeps_record: bool = False) -> None:
     """The detail rows in the table's order (``parts.AGGREGATION_DETAIL``) and the same rows
-    as the CSV export's flat cells (``parts.AGGREGATION_EXPORT``); with ``keeps_use``, what
-    each lot's family used (``parts.AGGREGATION_FAMILY_USE``, the blob ``parts.FAMILY_USE_META``
-    last: a re-analysis takes the rows only once it is there)."""
+    as the CSV export's flat cells (``parts.AGGREGATION_EXPORT``); with ``keeps_record``, the
+    lot record (``parts.AGGREGATION_LOT_RECORD``, the blob ``parts.LOT_RECORD_META`` last: a
+    re-analysis takes the rows only once it is there)."""
     job, store = ctx.job, ctx.store
     with sorted_details(fold) as table:
         rows = ((row,) for row in table.json_rows())
@@ -104,17 +114,17 @@ def write_details(ctx: StageContext, fold: Fold, *, keeps_use: bool = False) -> 
         store.write_rows(
             job.id, parts.AGGREGATION_EXPORT, columns, table.cells(), ctx.settings.fetch_rows
         )
-        if keeps_use:
+        if keeps_record:  # a row carries its lot's head: chunked as the detail rows are
             store.write_rows(
                 job.id,
-                parts.AGGREGATION_FAMILY_USE,
-                family_use.COLUMNS,
-                table.family_use(),
-                ctx.settings.fetch_rows,
+                parts.AGGREGATION_LOT_RECORD,
+                lot_record.COLUMNS,
+                table.lot_record(),
+                DETAIL_CHUNK_ROWS,
             )
             descriptions = dict(fold.db.rows("SELECT part, description FROM part_descriptions"))
-            meta = FamilyUseMeta(fold.machines, descriptions, fold.lineage_given)
-            store.put_blob(job.id, parts.FAMILY_USE_META, meta.to_blob())
+            meta = LotRecordMeta(fold.machines, descriptions, fold.lineage_given)
+            store.put_blob(job.id, parts.LOT_RECORD_META, meta.to_blob())
 
 
 def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:

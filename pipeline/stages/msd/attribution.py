@@ -21,13 +21,11 @@ from pipeline.stages.msd.pareto import UNKNOWN, joined, rate
 
 #: A detection lot in detail order: its position, the columns the detail table starts from,
 #: its defects and (backward) the distinct machines its family used, as "3,17,42", the
-#: distinct materials, as a JSON array of [part, lot] pairs (``MsdAggregator.finish``), and
-#: its detail rows' head when a recorded family use gave it (``recorded_use``; else ``NULL``).
+#: distinct materials, as a JSON array of [part, lot] pairs (``MsdAggregator.finish``).
 LOTS = """
 SELECT d.pos, l.name, l.pj_type, l.package, l.workflow, l.equipment, l.input_qty, l.runcard,
-       l.related_count, l.root, l.cid, l.defect_qty, l.machines, l.materials, u.head
+       l.related_count, l.root, l.cid, l.defect_qty, l.machines, l.materials
 FROM detail_order d JOIN lots l ON l.idx = d.idx
-LEFT JOIN recorded_use u ON u.cid = l.cid
 ORDER BY d.pos
 """
 
@@ -56,7 +54,7 @@ def credit_lot(credit: MachineCredit, row: tuple[Any, ...]) -> list[int]:
     """Credit the lot of a ``LOTS`` row; its distinct machine indices."""
     _pos, _name, pj, package, workflow, equipment, qty, _rc, _rel, _root, _cid = row[:11]
     defects, used = row[11:13]
-    machines = list({int(m) for m in used.split(",")}) if used else []
+    machines = list(map(int, used.split(","))) if used else []  # distinct (group_concat)
     if machines:
         credit.add(machines, qty, defects, (workflow, package, pj, equipment))
     return machines

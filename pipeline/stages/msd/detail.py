@@ -71,14 +71,13 @@ Extra = dict[str, Any]
 class DetailLot(NamedTuple):
     """One detection lot of the detail table: its position (worst defect rate first), the
     fields of the export's cells its rows share, what each of its rows adds, and the head: all
-    the fields its rows share, a JSON object left open (``recorded``: a recorded family use
-    gave it, and ``SortedDetails`` reads it there, ``recorded_use``)."""
+    the fields its rows share, a JSON object left open (``None``: a lot record gave it, and
+    ``SortedDetails`` reads it there, ``recorded_heads``)."""
 
     pos: int
     fields: dict[str, Any]
     extras: list[Extra]
-    head: bytes
-    recorded: bool = False
+    head: bytes | None  # None: recorded
 
 
 class SortedDetails:
@@ -90,12 +89,9 @@ class SortedDetails:
     own few fields."""
 
     ORDER = "ORDER BY s.rate DESC, s.seq"
-    #: Joined to ``detail_order d``: each detail lot's head, recorded (``recorded_use``) or
-    #: built by the detail pass (``detail_lot``).
-    HEADS = (
-        "JOIN lots l ON l.idx = d.idx LEFT JOIN recorded_use u ON u.cid = l.cid "
-        "LEFT JOIN detail_lot h ON h.pos = d.pos"
-    )
+    #: Joined to ``detail_order d``: each detail lot's head, recorded (``recorded_heads``)
+    #: or built by the detail pass (``detail_lot``).
+    HEADS = "LEFT JOIN recorded_heads r ON r.idx = d.idx LEFT JOIN detail_lot h ON h.pos = d.pos"
 
     def __init__(self, fold: Fold) -> None:
         self.db = fold.db
@@ -105,7 +101,7 @@ class SortedDetails:
         return (
             head + tail
             for head, tail in self.db.rows(
-                "SELECT COALESCE(u.head, h.head), s.tail FROM sorted_detail s "
+                "SELECT COALESCE(r.head, h.head), s.tail FROM sorted_detail s "
                 f"JOIN detail_order d ON d.pos = s.pos {self.HEADS} {self.ORDER}"
             )
         )
@@ -119,13 +115,19 @@ class SortedDetails:
             for (d,) in self.db.rows(f"SELECT s.cells FROM sorted_detail s {self.ORDER}")
         )
 
-    def family_use(self) -> Iterator[tuple[Any, ...]]:
-        """Backward, per detection lot in detail order, what its family used and its head
-        (``pipeline.stages.msd.family_use.COLUMNS``)."""
-        return self.db.rows(
-            "SELECT l.cid, l.related_count, l.root, l.machines, l.materials, "
-            f"COALESCE(u.head, h.head) FROM detail_order d {self.HEADS} ORDER BY d.pos"
+    def lot_record(self) -> Iterator[tuple[Any, ...]]:
+        """Backward, each detection lot in the order the lots came, as no mask changes it
+        (``pipeline.stages.msd.lot_record.COLUMNS``)."""
+        rejects_of = _by_position(
+            self.db.rows("SELECT idx, reason, qty FROM rejects ORDER BY 1, 2")
         )
+        for row in self.db.rows(
+            "SELECT l.idx, l.cid, l.name, l.pj_type, l.package, l.workflow, l.runcard, "
+            "l.equipment, l.input_qty, l.trackin, l.related_count, l.root, l.machines, "
+            f"l.materials, COALESCE(r.head, h.head) FROM lots l JOIN detail_order d "
+            f"ON d.idx = l.idx {self.HEADS} ORDER BY l.idx"
+        ):
+            yield (*row[1:14], rejects_of(row[0]), row[14])
 
 
 @contextmanager
@@ -142,8 +144,8 @@ def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
     try:
         for chunk in batched(detail_lots(fold), LOTS_PER_WRITE):
             heads, rows = [], []
-            for pos, lot, extras, head, recorded in chunk:
-                if not recorded:
+            for pos, lot, extras, head in chunk:
+                if head is not None:
                     heads.append((pos, head))
                 cells_of = {key: lot.get(key) for key in columns}
                 for extra in extras:
@@ -164,14 +166,6 @@ def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
     finally:
         db.execute("DROP TABLE sorted_detail")
         db.execute("DROP TABLE detail_lot")
-
-
-def detail_rows(fold: Fold) -> Iterator[dict[str, Any]]:
-    """The detail table, one lot at a time, worst lot first (``detail_lots``), as whole rows."""
-    for lot in detail_lots(fold):
-        fields = orjson.loads(lot.head + b"}")
-        for extra in lot.extras:
-            yield {**fields, **extra}
 
 
 def detail_lots(fold: Fold) -> Iterator[DetailLot]:
@@ -210,9 +204,9 @@ def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[DetailLot]:
             for reason, defects in rejects_of(pos) or [("", 0)]
         ]
         base = _base(name, pj, package, workflow, equipment, qty)
-        if row[14] is not None:  # recorded with the family use: only the export's cells
+        if fold.recorded:  # the head is recorded: only the export's cells
             cells = {**base, "ANCESTOR_COUNT": related, "UPSTREAM_MACHINE_COUNT": len(used)}
-            yield DetailLot(pos, cells, extras, row[14], recorded=True)
+            yield DetailLot(pos, cells, extras, None)
             continue
         used.sort(key=machine_order.__getitem__)
         materials = sorted(map(tuple, orjson.loads(row[13] or "[]")))

@@ -3,13 +3,15 @@ detection stations, folded into a fresh ``MsdAggregator`` (before lineage and ev
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pipeline import domains
 from pipeline.config import Settings
 from pipeline.params import TraceParams
 from pipeline.sources.base import Source
 from pipeline.stages.msd.folding import MsdAggregator
+from pipeline.stages.msd.lot_record import LotRecordMeta
 from pipeline.stages.msd.scope import DetectionScope
 
 
@@ -32,16 +34,7 @@ def prepare_aggregator(
     # Container mode: the lots typed in, an IN list per batch, so they are held (a request's
     # worth of them).
     scope = DetectionScope.window(params) if date_mode else DetectionScope.lots(params, seed_cids)
-    aggregator = MsdAggregator(
-        direction=direction,
-        stations=scope.stations,
-        loss_reasons=params.loss_reasons,
-        pj_types=params.pj_types if date_mode else (),
-        packages=params.packages if date_mode else (),
-        date_mode=date_mode,
-        top_n=settings.pareto_top_n,
-        cache_mb=settings.scratch_cache_mb,
-    )
+    aggregator = _aggregator(params, direction, settings)
     try:
         if date_mode:  # the seeds given: an events request may name fewer than the window's
             aggregator.restrict_to(seed_cids)
@@ -54,3 +47,37 @@ def prepare_aggregator(
         aggregator.close()
         raise
     return aggregator
+
+
+def recorded_aggregator(
+    params: TraceParams,
+    rows: Iterable[Sequence[Any]],
+    meta: LotRecordMeta,
+    settings: Settings,
+) -> MsdAggregator:
+    """A backward aggregator holding the detection lots of a trace's lot record (``rows`` of
+    ``lot_record.COLUMNS``, streamed) under this analysis's masks, their families' use already
+    in: the caller finishes it, and closes it. Nothing is asked of a source."""
+    aggregator = _aggregator(params, domains.BACKWARD, settings)
+    try:
+        aggregator.add_recorded_lots(rows, meta)
+    except BaseException:
+        aggregator.close()
+        raise
+    return aggregator
+
+
+def _aggregator(params: TraceParams, direction: str, settings: Settings) -> MsdAggregator:
+    """An empty aggregator of ``params``: its stations and masks (``pj_types``/``packages`` in
+    date mode only: the dashboard hides them in container mode)."""
+    date_mode = params.detects(domains.MID_SECTION_DEFECT)
+    return MsdAggregator(
+        direction=direction,
+        stations=params.stations,
+        loss_reasons=params.loss_reasons,
+        pj_types=params.pj_types if date_mode else (),
+        packages=params.packages if date_mode else (),
+        date_mode=date_mode,
+        top_n=settings.pareto_top_n,
+        cache_mb=settings.scratch_cache_mb,
+    )

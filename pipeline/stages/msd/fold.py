@@ -62,6 +62,7 @@ class Fold:
     lineage_given: bool  # False: each lot stood alone (genealogy_status: error)
     machines: tuple[Machine, ...]  # backward: every upstream machine seen, by index
     downstream: Downstream  # forward: totals per downstream station, machine, loss reason
+    recorded: bool = False  # the lots came from a lot record: their heads are recorded_heads
     memo: FoldMemo = field(default_factory=FoldMemo)
 
     @property

@@ -45,8 +45,8 @@ from pipeline import domains
 from pipeline.config import DEFAULT_PARETO_TOP_N, DEFAULT_SCRATCH_CACHE_MB
 from pipeline.errors import InvalidInput
 from pipeline.rows import RowBatch, batched
-from pipeline.stages.msd.family_use import FamilyUseMeta
 from pipeline.stages.msd.fold import Downstream, Fold
+from pipeline.stages.msd.lot_record import LotRecordMeta
 from pipeline.stages.msd.machines import Machine
 from pipeline.stages.msd.pareto import UNKNOWN, rate
 from pipeline.stages.msd.tables import SCHEMA
@@ -71,6 +71,8 @@ DETECTION_COLUMNS = (
 LINEAGE_CHUNK = 1000
 #: Lots looked up in one query when an event batch's lots are checked for owners (lots).
 OWNED_LOOKUP = 500
+#: Recorded lots written to the scratch database per round trip (lots).
+RECORD_CHUNK = 1000
 
 #: After the folding: what the result and the detail table read, built in bulk (an index is
 #: sorted once, rather than kept up to date row by row while folding).
@@ -78,7 +80,7 @@ _FINISH = {
     domains.BACKWARD: (
         "CREATE INDEX cid_machines_by_cid ON cid_machines (cid, machine)",
         "CREATE INDEX cid_materials_by_cid ON cid_materials (cid, material)",
-        # What each detection lot's family used, once per lot (a recorded family use filled it
+        # What each detection lot's family used, once per lot (a lot record filled it
         # already): what the detail rows and the attribution read.
         "UPDATE lots SET machines = (SELECT group_concat(DISTINCT c.machine) FROM owners o "
         "JOIN cid_machines c ON c.cid = o.cid WHERE o.idx = lots.idx) WHERE machines IS NULL",
@@ -146,7 +148,7 @@ class MsdAggregator:
         self.db.function("rate", 2, rate)
         self.lineage_given = False
         self._lineage_set = False  # detection rows before, events after
-        self._family_use = False  # set_family_use stood in for the lineage and the events
+        self._recorded = False  # add_recorded_lots stood in for the detection, lineage, events
         self._restricted = False
         self._fold: Fold | None = None  # made by finish; nothing is folded after it
         self.machines: list[Machine] = []
@@ -260,31 +262,46 @@ class MsdAggregator:
             f"JOIN lots l ON l.cid = s.seed WHERE 1{owning})"
         )
 
-    def set_family_use(self, rows: Iterable[Sequence[Any]], meta: FamilyUseMeta) -> None:
-        """Backward, in place of ``set_lineage`` and the events: what each detection lot's
-        family used, as an earlier analysis of the same trace recorded it (rows of
-        ``family_use.COLUMNS``, streamed; rows of lots the masks leave out are ignored). Each
-        lot then owns only itself, holding its family's machines and materials and its detail
-        rows' head."""
+    def add_recorded_lots(self, rows: Iterable[Sequence[Any]], meta: LotRecordMeta) -> None:
+        """Backward, in place of the detection rows, ``set_lineage`` and the events: the
+        detection lots as an earlier analysis of the same trace recorded them (rows of
+        ``lot_record.COLUMNS`` in the order the lots came, streamed; lots the masks leave out
+        are skipped). Each lot then owns only itself, holding its family's machines and
+        materials, and its detail rows' head (``recorded_heads``)."""
         if not self.backward:
-            raise RuntimeError("a recorded family use serves the backward analysis only")
-        self._begin_families(lineage_given=meta.lineage_given)
-        self._family_use = True
+            raise RuntimeError("a lot record serves the backward analysis only")
+        self._require(lineage_set=False)
+        if self.detected_count():
+            raise RuntimeError("a lot record stands in for the detection rows, not beside them")
         for machine in meta.machines:
             self._machine(machine.group, machine.name, machine.equipment_id)
         db = self.db
         db.executemany("INSERT INTO part_descriptions VALUES (?, ?)", meta.descriptions.items())
-        db.executemany("INSERT INTO recorded_use VALUES (?, ?, ?, ?, ?, ?)", rows)
-        db.execute("CREATE INDEX recorded_use_by_cid ON recorded_use (cid)")
-        db.execute(
-            "UPDATE lots SET related_count = u.related, root = u.root, machines = u.machines, "
-            "materials = u.materials FROM recorded_use u WHERE u.cid = lots.cid"
-        )
+        for chunk in batched(enumerate(rows), RECORD_CHUNK):
+            lots: list[tuple[Any, ...]] = []
+            heads: list[tuple[int, bytes]] = []
+            rejects: list[tuple[int, str, Any]] = []
+            for idx, row in chunk:
+                if self.masked(row[2], row[3]):
+                    continue
+                lots.append((idx, *row[:13]))
+                rejects.extend((idx, reason, qty) for reason, qty in row[13])
+                heads.append((idx, row[14]))
+            db.executemany(
+                "INSERT INTO lots (idx, cid, name, pj_type, package, workflow, runcard, "
+                "equipment, input_qty, trackin, related_count, root, machines, materials) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                lots,
+            )
+            db.executemany("INSERT INTO rejects VALUES (?, ?, ?)", rejects)
+            db.executemany("INSERT INTO recorded_heads VALUES (?, ?)", heads)
         # its materials are named, not numbered: they join the materials table here
         db.execute(
             "INSERT OR IGNORE INTO materials (part, lot) SELECT json_extract(j.value, '$[0]'), "
             "json_extract(j.value, '$[1]') FROM lots l, json_each(l.materials) j"
         )
+        self._recorded = True
+        self._begin_families(lineage_given=meta.lineage_given)
         self._end_families("SELECT idx, cid FROM lots")
 
     def _begin_families(self, *, lineage_given: bool) -> None:
@@ -314,8 +331,8 @@ class MsdAggregator:
 
     def uses(self, domain: str) -> bool:
         """Whether ``add_events`` reads rows of ``domain`` (the others need not be fed; after
-        ``set_family_use``, none)."""
-        if self._family_use:
+        ``add_recorded_lots``, none)."""
+        if self._recorded:
             return False
         if domain == domains.UPSTREAM_HISTORY:
             return True
@@ -472,5 +489,6 @@ class MsdAggregator:
             lineage_given=self.lineage_given,
             machines=tuple(self.machines),
             downstream=self.downstream,
+            recorded=self._recorded,
         )
         return self._fold

@@ -42,7 +42,8 @@ NO_RECORDS_HINT = "所選容器在此偵測站無記錄"
 def result(fold: Fold, families: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The aggregation object of the contract (``kpi``, ``charts``, ``attribution``, ...);
     ``families``: ``RESOURCEFAMILYNAME`` per equipment id (``machine_families``). Asked for
-    after ``detail_rows`` ran to its end, it reuses that pass's machine figures."""
+    after the detail rows' pass (``sorted_details``) ran to its end, it reuses that pass's
+    machine figures."""
     return _analysis(fold, families or {}, encoded=False)
 
 

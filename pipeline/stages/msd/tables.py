@@ -18,8 +18,8 @@ CREATE TABLE lots (
     idx INTEGER PRIMARY KEY, cid TEXT NOT NULL UNIQUE, name TEXT NOT NULL, pj_type TEXT,
     package TEXT, workflow TEXT, runcard TEXT, equipment TEXT, input_qty NOT NULL, trackin TEXT,
     defect_qty NOT NULL DEFAULT 0, related_count INTEGER NOT NULL DEFAULT 0, root TEXT,
-    -- backward, what the lot's family used before detection (finish, or a recorded family
-    -- use): distinct machine indices comma-joined, distinct [part, lot] pairs as JSON
+    -- backward, what the lot's family used before detection (finish, or a lot record):
+    -- distinct machine indices comma-joined, distinct [part, lot] pairs as JSON
     machines TEXT, materials TEXT
 );
 CREATE TABLE rejects (
@@ -33,12 +33,9 @@ CREATE TABLE owners (idx INTEGER NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (idx, 
 CREATE TABLE staged_roots (cid TEXT NOT NULL, root TEXT);
 CREATE TABLE staged_related (seed TEXT NOT NULL, cid TEXT NOT NULL);
 CREATE TABLE staged_counts (seed TEXT NOT NULL, n INTEGER NOT NULL);
--- a recorded family use (family_use.COLUMNS) as given (set_family_use; indexed by lot once
--- in): applied to the lots in bulk, and where the detail rows' heads (JSON objects left open)
--- are read from
-CREATE TABLE recorded_use (
-    cid TEXT NOT NULL, related INTEGER, root TEXT, machines TEXT, materials TEXT, head BLOB
-);
+-- the detail rows' shared fields (a JSON object left open) of each lot a lot record gave
+-- (lot_record, add_recorded_lots)
+CREATE TABLE recorded_heads (idx INTEGER PRIMARY KEY, head BLOB NOT NULL);
 CREATE TABLE machines (
     idx INTEGER PRIMARY KEY, grp TEXT NOT NULL, name TEXT NOT NULL, equipment_id TEXT NOT NULL
 );

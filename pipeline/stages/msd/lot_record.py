@@ -1,0 +1,80 @@
+"""The lot record of a backward mid-section-defect analysis: each detection lot as no mask
+changes it, kept so that the same trace under another mask is analysed from it alone, with no
+detection rows, lineage or events read again.
+
+An analysis over every detection lot of a trace (no ``pj_types``/``packages`` mask; the loss
+reasons do not matter: they decide which rejects are defects, not what a lot is) records, per
+detection lot in the order the lots came: its detection row's fields, its rejects at the
+detection station per loss reason (every reason), its related lots' count and root, the
+machines (indices into the fold's machine list) and the material (part, lot) pairs its family
+used before the detection station, and its detail rows' shared fields as the detail pass encoded
+them (the head). A later analysis of the same trace takes these in place of the detection
+queries, ``set_lineage`` and the event batches (``MsdAggregator.add_recorded_lots``): each lot
+then stands for its whole family, which is all the backward figures ask of it (MSD-11 counts a
+machine or material once per detection lot anyway), and its detail rows reuse the head.
+
+Forward is not recorded: which lots are the seeds of the forward re-keying depends on the
+loss-reason mask, so a forward re-analysis folds the events again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.stages.msd.machines import Machine
+
+#: One row per detection lot (``lots`` of ``pipeline.stages.msd.tables`` but its defects): the
+#: detection row's fields, the related lots' count, the root lot name, the distinct machine
+#: indices comma-joined (``NULL``: none), the distinct materials as a JSON array of [part, lot]
+#: pairs, the rejects as a JSON array of [loss reason, qty] pairs, and the detail rows' shared
+#: fields as a JSON object left open.
+COLUMNS = (
+    "CONTAINERID",
+    "CONTAINERNAME",
+    "PJ_TYPE",
+    "PRODUCTLINENAME",
+    "WORKFLOW",
+    "FINISHEDRUNCARD",
+    "DETECTION_EQUIPMENTNAME",
+    "TRACKINQTY",
+    "TRACKINTIMESTAMP",
+    "RELATED_COUNT",
+    "ROOT",
+    "MACHINES",
+    "MATERIALS",
+    "REJECTS",
+    "HEAD",
+)
+
+
+@dataclass(frozen=True)
+class LotRecordMeta:
+    """What the rows refer to: the machines by index, the material parts' descriptions, and
+    whether the trace had its lineage (``genealogy_status``)."""
+
+    machines: tuple[Machine, ...]
+    descriptions: dict[str, str]
+    lineage_given: bool
+
+    def to_blob(self) -> dict[str, Any]:
+        return {
+            "columns": list(COLUMNS),
+            "machines": [(m.group, m.name, m.equipment_id) for m in self.machines],
+            "descriptions": self.descriptions,
+            "lineage_given": self.lineage_given,
+        }
+
+    @classmethod
+    def from_blob(cls, blob: dict[str, Any]) -> LotRecordMeta | None:
+        """The meta of a lot record; ``None`` when its rows are not of ``COLUMNS`` (recorded by
+        an earlier version: the analysis reads the detection rows, lineage and events instead)."""
+        if blob.get("columns") != list(COLUMNS):
+            return None
+        machines: Sequence[Sequence[str]] = blob["machines"]
+        return cls(
+            tuple(Machine(g, n, e) for g, n, e in machines),
+            dict(blob["descriptions"]),
+            bool(blob["lineage_given"]),
+        )

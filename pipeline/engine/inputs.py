@@ -151,8 +151,8 @@ def _write_seeds(store: CheckpointStore, job_id: str, cids: Iterable[str], size:
 
 
 def _link_lot_record(store: CheckpointStore, from_job: str, to_job: str) -> None:
-    """What each lot's family used, when the trace's analysis kept it (its blob is written
-    last, so with the blob the rows are all there): linked, and the blob copied."""
+    """The trace's lot record, when its analysis kept one (its blob is written last, so with
+    the blob the rows are all there): linked, and the blob copied."""
     meta = store.get_blob(from_job, parts.LOT_RECORD_META)
     if meta is not None:
         store.link_part(from_job, to_job, parts.AGGREGATION_LOT_RECORD)

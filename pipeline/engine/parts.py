@@ -30,10 +30,10 @@ AGGREGATION_DETAIL = f"{AGGREGATION}:detail"
 #: The same rows, in the same order, as the CSV export's flat cells (one tuple per row,
 #: ``pipeline.stages.msd.detail.EXPORT_COLUMNS``): the export reads no nested lists.
 AGGREGATION_EXPORT = f"{AGGREGATION}:export"
-#: Backward, what each detection lot's family used (``pipeline.stages.msd.lot_record``),
+#: Backward, each detection lot as no mask changes it (``pipeline.stages.msd.lot_record``),
 #: written by an analysis that saw every lot, linked into a re-analysis of the same trace.
 AGGREGATION_LOT_RECORD = f"{AGGREGATION}:lot-record"
-#: The blob of what those rows refer to (``family_use.LotRecordMeta``), written after them.
+#: The blob of what those rows refer to (``lot_record.LotRecordMeta``), written after them.
 LOT_RECORD_META = "lot-record"
 #: What an analysis writes from the events (dropped when its events are fetched again).
 ANALYSIS_OUTPUTS = (AGGREGATION_DETAIL, AGGREGATION_EXPORT, AGGREGATION_LOT_RECORD)

@@ -860,9 +860,9 @@ def test_another_mask_re_runs_the_analysis_alone_on_the_traces_checkpoints(
     assert typed["trace_query_id"] == whole["trace_query_id"]
     assert len(registry.queries(typed["job_id"])) <= 1, registry.queries(typed["job_id"])
     assert typed["aggregation"]["kpi"]["lot_count"] < kpi["lot_count"]
-    # And both re-analyses took what each lot's family used from the trace's first analysis
-    # (not its lineage and events again), and their numbers are those of the same analysis
-    # run afresh from the warehouse
+    # And both re-analyses took the lot record of the trace's first analysis (not its
+    # detection rows, lineage and events again), and their numbers are those of the same
+    # analysis run afresh from the warehouse
     store = services.runtime.store
     for again, masks in ((masked, {"loss_reasons": [reason]}), (typed, typed_masks)):
         assert store.get_blob(again["job_id"], parts.LOT_RECORD_META) is not None

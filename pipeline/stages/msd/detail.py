@@ -124,7 +124,7 @@ class SortedDetails:
         for row in self.db.rows(
             "SELECT l.idx, l.cid, l.name, l.pj_type, l.package, l.workflow, l.runcard, "
             "l.equipment, l.input_qty, l.trackin, l.related_count, l.root, l.machines, "
-            f"l.materials, COALESCE(r.head, h.head) FROM lots l JOIN detail_order d "
+            "l.materials, COALESCE(r.head, h.head) FROM lots l JOIN detail_order d "
             f"ON d.idx = l.idx {self.HEADS} ORDER BY l.idx"
         ):
             yield (*row[1:14], rejects_of(row[0]), row[14])

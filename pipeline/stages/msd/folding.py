@@ -39,19 +39,21 @@ The masks: ``loss_reasons`` decides which rejects count as defects; ``pj_types``
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import domains
 from pipeline.config import DEFAULT_PARETO_TOP_N, DEFAULT_SCRATCH_CACHE_MB
 from pipeline.errors import InvalidInput
 from pipeline.rows import RowBatch, batched
 from pipeline.stages.msd.fold import Downstream, Fold
-from pipeline.stages.msd.lot_record import LotRecordMeta
 from pipeline.stages.msd.machines import Machine
 from pipeline.stages.msd.pareto import UNKNOWN, rate
-from pipeline.stages.msd.tables import SCHEMA
+from pipeline.stages.msd.tables import DETAIL_ORDER, FINISH, SCHEMA
 from pipeline.stages.scratch import Scratch
 from pipeline.workcenters import DEFAULT_STATION, UNKNOWN_ORDER, group_order, require_group
+
+if TYPE_CHECKING:  # the record's module reads DETECTION_COLUMNS from this one
+    from pipeline.stages.msd.lot_record import LotRecordMeta
 
 NA = "(NA)"
 NO_REASON = "(未填寫)"
@@ -73,39 +75,6 @@ LINEAGE_CHUNK = 1000
 OWNED_LOOKUP = 500
 #: Recorded lots written to the scratch database per round trip (lots).
 RECORD_CHUNK = 1000
-
-#: After the folding: what the result and the detail table read, built in bulk (an index is
-#: sorted once, rather than kept up to date row by row while folding).
-_FINISH = {
-    domains.BACKWARD: (
-        "CREATE INDEX cid_machines_by_cid ON cid_machines (cid, machine)",
-        "CREATE INDEX cid_materials_by_cid ON cid_materials (cid, material)",
-        # What each detection lot's family used, once per lot (a lot record filled it
-        # already): what the detail rows and the attribution read.
-        "UPDATE lots SET machines = (SELECT group_concat(DISTINCT c.machine) FROM owners o "
-        "JOIN cid_machines c ON c.cid = o.cid WHERE o.idx = lots.idx) WHERE machines IS NULL",
-        "UPDATE lots SET materials = (SELECT json_group_array(json_array(mt.part, mt.lot)) "
-        "FROM (SELECT DISTINCT c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid "
-        "WHERE o.idx = lots.idx) u JOIN materials mt ON mt.idx = u.material) "
-        "WHERE materials IS NULL",
-        # A detection lot counts once per material (part, lot), however many of its family
-        # used it (MSD-11).
-        "INSERT INTO material_totals SELECT mt.idx, COUNT(*), SUM(l.input_qty), "
-        "SUM(l.defect_qty) FROM lots l, json_each(l.materials) j JOIN materials mt "
-        "ON mt.part = json_extract(j.value, '$[0]') AND mt.lot = json_extract(j.value, '$[1]') "
-        "GROUP BY mt.idx",
-    ),
-    domains.FORWARD: (
-        "INSERT INTO pos_downstream SELECT d.pos, c.grp, SUM(c.qty) FROM cid_downstream c "
-        "JOIN owners o ON o.cid = c.cid JOIN detail_order d ON d.idx = o.idx "
-        "GROUP BY d.pos, c.grp",
-    ),
-}
-#: Detection lots in detail order (backward every lot; forward those with defects).
-_DETAIL_ORDER = {
-    domains.BACKWARD: "",
-    domains.FORWARD: "WHERE defect_qty > 0",
-}
 
 
 class MsdAggregator:
@@ -475,10 +444,10 @@ class MsdAggregator:
             return self._fold
         db = self.db
         db.execute(
-            f"INSERT INTO detail_order (idx) SELECT idx FROM lots {_DETAIL_ORDER[self.direction]} "
+            f"INSERT INTO detail_order (idx) SELECT idx FROM lots {DETAIL_ORDER[self.direction]} "
             "ORDER BY rate(defect_qty, input_qty) DESC, name, idx"
         )
-        for statement in _FINISH[self.direction]:
+        for statement in FINISH[self.direction]:
             db.execute(statement)
         self._fold = Fold(
             db=db,

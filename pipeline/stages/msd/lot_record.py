@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.stages.msd.folding import DETECTION_COLUMNS
 from pipeline.stages.msd.machines import Machine
 
 #: One row per detection lot (``lots`` of ``pipeline.stages.msd.tables`` but its defects): the
@@ -31,15 +32,7 @@ from pipeline.stages.msd.machines import Machine
 #: pairs, the rejects as a JSON array of [loss reason, qty] pairs, and the detail rows' shared
 #: fields as a JSON object left open.
 COLUMNS = (
-    "CONTAINERID",
-    "CONTAINERNAME",
-    "PJ_TYPE",
-    "PRODUCTLINENAME",
-    "WORKFLOW",
-    "FINISHEDRUNCARD",
-    "DETECTION_EQUIPMENTNAME",
-    "TRACKINQTY",
-    "TRACKINTIMESTAMP",
+    *DETECTION_COLUMNS,
     "RELATED_COUNT",
     "ROOT",
     "MACHINES",

@@ -5,10 +5,13 @@ rows, attribution) read them.
 What grows with the trace lives here, not in Python objects: per detection lot its quantities,
 rejects and root; which lots of each family belong to which detection lot; what each family lot
 used (backward) or met downstream (forward). Quantities are pieces; ``idx`` numbers the detection
-lots in the order they came, ``pos`` in detail order (worst defect rate first).
+lots in the order they came, ``pos`` in detail order (worst defect rate first). ``FINISH`` and
+``DETAIL_ORDER`` are the statements ``MsdAggregator.finish`` builds the readers' tables with.
 """
 
 from __future__ import annotations
+
+from pipeline import domains
 
 SCHEMA = """
 CREATE TABLE wanted (cid TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -67,3 +70,36 @@ CREATE TABLE material_totals (material INTEGER PRIMARY KEY, lots INTEGER NOT NUL
 CREATE TABLE pos_downstream (pos INTEGER NOT NULL, grp TEXT NOT NULL, qty NOT NULL,
     PRIMARY KEY (pos, grp)) WITHOUT ROWID;
 """
+
+#: After the folding: what the result and the detail table read, built in bulk (an index is
+#: sorted once, rather than kept up to date row by row while folding).
+FINISH = {
+    domains.BACKWARD: (
+        "CREATE INDEX cid_machines_by_cid ON cid_machines (cid, machine)",
+        "CREATE INDEX cid_materials_by_cid ON cid_materials (cid, material)",
+        # What each detection lot's family used, once per lot (a lot record filled it
+        # already): what the detail rows and the attribution read.
+        "UPDATE lots SET machines = (SELECT group_concat(DISTINCT c.machine) FROM owners o "
+        "JOIN cid_machines c ON c.cid = o.cid WHERE o.idx = lots.idx) WHERE machines IS NULL",
+        "UPDATE lots SET materials = (SELECT json_group_array(json_array(mt.part, mt.lot)) "
+        "FROM (SELECT DISTINCT c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid "
+        "WHERE o.idx = lots.idx) u JOIN materials mt ON mt.idx = u.material) "
+        "WHERE materials IS NULL",
+        # A detection lot counts once per material (part, lot), however many of its family
+        # used it (MSD-11).
+        "INSERT INTO material_totals SELECT mt.idx, COUNT(*), SUM(l.input_qty), "
+        "SUM(l.defect_qty) FROM lots l, json_each(l.materials) j JOIN materials mt "
+        "ON mt.part = json_extract(j.value, '$[0]') AND mt.lot = json_extract(j.value, '$[1]') "
+        "GROUP BY mt.idx",
+    ),
+    domains.FORWARD: (
+        "INSERT INTO pos_downstream SELECT d.pos, c.grp, SUM(c.qty) FROM cid_downstream c "
+        "JOIN owners o ON o.cid = c.cid JOIN detail_order d ON d.idx = o.idx "
+        "GROUP BY d.pos, c.grp",
+    ),
+}
+#: Detection lots in detail order (backward every lot; forward those with defects).
+DETAIL_ORDER = {
+    domains.BACKWARD: "",
+    domains.FORWARD: "WHERE defect_qty > 0",
+}

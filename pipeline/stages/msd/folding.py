@@ -278,9 +278,9 @@ class MsdAggregator:
         self._require(lineage_set=False)
         self._lineage_set = True
         self.lineage_given = lineage_given
-        self.db.execute(
-            "UPDATE lots SET defect_qty = COALESCE((SELECT SUM(qty) FROM rejects r "
-            "WHERE r.idx = lots.idx AND selected(r.reason)), 0)"
+        self.db.execute(  # a lot without selected rejects keeps its 0
+            "UPDATE lots SET defect_qty = s.qty FROM (SELECT idx, SUM(qty) AS qty FROM rejects "
+            "WHERE selected(reason) GROUP BY idx) s WHERE s.idx = lots.idx"
         )
 
     def _end_families(self, owners: str) -> None:

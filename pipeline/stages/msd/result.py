@@ -143,10 +143,12 @@ def _backward(fold: Fold, families: Mapping[str, str], encoded: bool) -> dict[st
         },
         "attribution": rows,
         "materials_attribution": encoded_array(materials) if encoded else list(materials),
+        # a row per lot and selected reason, a clean lot one row: every lot, plus the rows
+        # beyond each defective lot's first (one scan of the rejects, every one a lot's)
         "detail_total_count": int(
             fold.db.value(
-                "SELECT COALESCE(SUM(MAX(n, 1)), 0) FROM (SELECT (SELECT COUNT(*) "
-                f"{SELECTED_REJECTS} AND idx = l.idx) AS n FROM lots l)"
+                "SELECT (SELECT COUNT(*) FROM lots) + COUNT(*) - COUNT(DISTINCT idx) "
+                f"{SELECTED_REJECTS}"
             )
         ),
     }

@@ -29,6 +29,10 @@ from pipeline.engine.runtime import Runtime
 from pipeline.sources import open_source
 from pipeline.sources.base import Source
 
+#: The longest pause between looks at a job a request waits for (seconds): one HGET per look,
+#: so a job that ends is answered within a tenth of a second (the pause starts at 0.02 s).
+MAX_WAIT_PAUSE_SECONDS = 0.1
+
 log = logging.getLogger(__name__)
 
 
@@ -119,6 +123,6 @@ class Services:
             else:
                 no_worker_until = None
             time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.5)
+            pause = min(pause * 2, MAX_WAIT_PAUSE_SECONDS)
             state = registry.state(job.id)
         return registry.load(job.id) or job

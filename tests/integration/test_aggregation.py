@@ -28,7 +28,7 @@ from pipeline.stages.msd.detail import detail_lots, sorted_details
 from pipeline.stages.msd.detection import prepare_aggregator, recorded_aggregator
 from pipeline.stages.msd.families import machine_families
 from pipeline.stages.msd.folding import DETECTION_COLUMNS, MsdAggregator
-from pipeline.stages.msd.lot_record import LotRecordMeta
+from pipeline.stages.msd.lot_record import LotRecordMeta, record_meta
 from pipeline.stages.msd.result import result, result_json
 from pipeline.stages.msd.scope import detection_seeds
 from tests.integration.test_events import GROUP, ORDER
@@ -568,8 +568,7 @@ def test_a_lot_record_gives_the_same_detail_rows_and_result_under_any_mask(
         fold = first.finish()
         with sorted_details(fold) as table:
             record = msgpack.unpackb(msgpack.packb(list(table.lot_record())))
-        descriptions = dict(fold.db.rows("SELECT part, description FROM part_descriptions"))
-        blob = LotRecordMeta(fold.machines, descriptions, fold.lineage_given).to_blob()
+        blob = record_meta(fold).to_blob()
     meta = LotRecordMeta.from_blob(msgpack.unpackb(msgpack.packb(blob)))
     assert meta is not None and record
     reasons = sorted({reason for row in record for reason, _ in row[13]})
@@ -586,6 +585,8 @@ def test_a_lot_record_gives_the_same_detail_rows_and_result_under_any_mask(
                 again = second.finish()
                 # Then every lot's detail head is the recorded one, not built again
                 assert again.recorded
+                # (and, with every lot kept, the machines' recorded credit but the defects)
+                assert (again.credit_base is not None) == ("pj_types" not in masks)
                 assert all(lot.head is None for lot in detail_lots(again))
                 # And the detail rows, the export cells and the result are those of the same
                 # analysis folded afresh, byte for byte
@@ -597,7 +598,12 @@ def test_a_lot_record_gives_the_same_detail_rows_and_result_under_any_mask(
 
 def test_a_lot_record_of_an_earlier_version_is_not_read() -> None:
     # Given the meta of a record written before the rows carried the lots whole
-    blob = {"machines": [["切割", "M-1", "EQ-1"]], "descriptions": {}, "lineage_given": True}
+    blob = {
+        "machines": [["切割", "M-1", "EQ-1"]],
+        "descriptions": {},
+        "lineage_given": True,
+        "credit": {},
+    }
     # Then it is not taken (the analysis reads the detection rows, lineage and events instead)
     assert LotRecordMeta.from_blob(blob) is None
     assert LotRecordMeta.from_blob({**blob, "columns": list(lot_record.COLUMNS)}) is not None

@@ -22,7 +22,7 @@ from pipeline.stages.msd.detection import prepare_aggregator, recorded_aggregato
 from pipeline.stages.msd.families import machine_families
 from pipeline.stages.msd.fold import Fold
 from pipeline.stages.msd.folding import MsdAggregator
-from pipeline.stages.msd.lot_record import LotRecordMeta
+from pipeline.stages.msd.lot_record import LotRecordMeta, record_meta
 from pipeline.stages.msd.result import result_json
 
 #: One JSON object per row, encoded (the detail table's keys differ by direction): the page
@@ -122,9 +122,7 @@ def write_details(ctx: StageContext, fold: Fold, *, keeps_record: bool = False) 
                 table.lot_record(),
                 DETAIL_CHUNK_ROWS,
             )
-            descriptions = dict(fold.db.rows("SELECT part, description FROM part_descriptions"))
-            meta = LotRecordMeta(fold.machines, descriptions, fold.lineage_given)
-            store.put_blob(job.id, parts.LOT_RECORD_META, meta.to_blob())
+            store.put_blob(job.id, parts.LOT_RECORD_META, record_meta(fold).to_blob())
 
 
 def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:

@@ -35,7 +35,7 @@ def machine_credit(fold: Fold) -> MachineCredit:
     end, else from a pass over the detection lots that only adds up their machines (when the
     result is asked for before, or without, the detail rows); kept on the fold."""
     if fold.memo.credit is None:
-        credit = MachineCredit(fold.machines)
+        credit = new_credit(fold)
         for row in fold.db.rows(LOTS):
             credit_lot(credit, row)
         fold.memo.credit = credit
@@ -50,12 +50,25 @@ def machine_ids(fold: Fold) -> list[str]:
     return sorted({m.equipment_id for i, m in enumerate(fold.machines) if lots[i]} - {""})
 
 
-def credit_lot(credit: MachineCredit, row: tuple[Any, ...]) -> list[int]:
-    """Credit the lot of a ``LOTS`` row; its distinct machine indices."""
+def new_credit(fold: Fold) -> MachineCredit:
+    """An empty credit of the fold's machines; or, when its lot record brought the credit of
+    its lots' number and input (``Fold.credit_base``), that one, defects still to add."""
+    if fold.credit_base is not None:
+        return MachineCredit.from_base(fold.machines, fold.credit_base)
+    return MachineCredit(fold.machines)
+
+
+def credit_lot(credit: MachineCredit, row: tuple[Any, ...]) -> list[int] | None:
+    """Credit the lot of a ``LOTS`` row; its distinct machine indices, or ``None`` when the
+    credit needed no look at them (a credit made from a base, a lot without defects)."""
     _pos, _name, pj, package, workflow, equipment, qty, _rc, _rel, _root, _cid = row[:11]
     defects, used = row[11:13]
+    if credit.based and not defects:
+        return None
     machines = list(map(int, used.split(","))) if used else []  # distinct (group_concat)
-    if machines:
+    if machines and credit.based:
+        credit.add_defects(machines, defects)
+    elif machines:
         credit.add(machines, qty, defects, (workflow, package, pj, equipment))
     return machines
 

@@ -20,7 +20,7 @@ import orjson
 
 from pipeline import domains
 from pipeline.rows import batched
-from pipeline.stages.msd.attribution import LOTS, credit_lot
+from pipeline.stages.msd.attribution import LOTS, credit_lot, new_credit
 from pipeline.stages.msd.fold import Fold
 from pipeline.stages.msd.machines import MachineCredit
 from pipeline.stages.msd.pareto import rate
@@ -177,7 +177,7 @@ def detail_lots(fold: Fold) -> Iterator[DetailLot]:
         for pos, row in _forward_details(fold, fold.db.rows(LOTS)):
             yield DetailLot(pos, row, [{}], orjson.dumps(row)[:-1])
         return
-    credit = MachineCredit(fold.machines)
+    credit = new_credit(fold)
     yield from _backward_details(fold, credit)
     fold.memo.credit = credit
 
@@ -205,9 +205,12 @@ def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[DetailLot]:
         ]
         base = _base(name, pj, package, workflow, equipment, qty)
         if fold.recorded:  # the head is recorded: only the export's cells
-            cells = {**base, "ANCESTOR_COUNT": related, "UPSTREAM_MACHINE_COUNT": len(used)}
+            # (machines the credit did not look at are counted in their comma-joined list)
+            count = len(used) if used is not None else (row[12] or "").count(",") + bool(row[12])
+            cells = {**base, "ANCESTOR_COUNT": related, "UPSTREAM_MACHINE_COUNT": count}
             yield DetailLot(pos, cells, extras, None)
             continue
+        assert used is not None  # a credit made from a base serves recorded folds only
         used.sort(key=machine_order.__getitem__)
         materials = sorted(map(tuple, orjson.loads(row[13] or "[]")))
         upstream = {

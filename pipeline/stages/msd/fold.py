@@ -11,6 +11,7 @@ it owns its scratch database (closing the aggregator drops it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline import domains
 from pipeline.stages.msd.machines import Machine, MachineCredit
@@ -63,6 +64,9 @@ class Fold:
     machines: tuple[Machine, ...]  # backward: every upstream machine seen, by index
     downstream: Downstream  # forward: totals per downstream station, machine, loss reason
     recorded: bool = False  # the lots came from a lot record: their heads are recorded_heads
+    # and, under no PJ-type or package mask, the credit of their number and input
+    # (``MachineCredit.base``): only defects are credited
+    credit_base: dict[str, Any] | None = None
     memo: FoldMemo = field(default_factory=FoldMemo)
 
     @property

@@ -118,6 +118,7 @@ class MsdAggregator:
         self.lineage_given = False
         self._lineage_set = False  # detection rows before, events after
         self._recorded = False  # add_recorded_lots stood in for the detection, lineage, events
+        self._credit_base: dict[str, Any] | None = None  # what the record's credit holds
         self._restricted = False
         self._fold: Fold | None = None  # made by finish; nothing is folded after it
         self.machines: list[Machine] = []
@@ -270,6 +271,8 @@ class MsdAggregator:
             "json_extract(j.value, '$[1]') FROM lots l, json_each(l.materials) j"
         )
         self._recorded = True
+        if not (self.pj_types or self.packages):  # the record's lots, every one
+            self._credit_base = meta.credit
         self._begin_families(lineage_given=meta.lineage_given)
         self._end_families("SELECT idx, cid FROM lots")
 
@@ -459,5 +462,6 @@ class MsdAggregator:
             machines=tuple(self.machines),
             downstream=self.downstream,
             recorded=self._recorded,
+            credit_base=self._credit_base,
         )
         return self._fold

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.stages.msd.attribution import machine_credit
+from pipeline.stages.msd.fold import Fold
 from pipeline.stages.msd.folding import DETECTION_COLUMNS
 from pipeline.stages.msd.machines import Machine
 
@@ -44,12 +46,14 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class LotRecordMeta:
-    """What the rows refer to: the machines by index, the material parts' descriptions, and
-    whether the trace had its lineage (``genealogy_status``)."""
+    """What the rows refer to: the machines by index, the material parts' descriptions,
+    whether the trace had its lineage (``genealogy_status``), and what the machines are
+    credited with that no loss-reason mask changes (``MachineCredit.base``)."""
 
     machines: tuple[Machine, ...]
     descriptions: dict[str, str]
     lineage_given: bool
+    credit: dict[str, Any]  # the machines' credit of every lot but its defects (``base``)
 
     def to_blob(self) -> dict[str, Any]:
         return {
@@ -57,6 +61,7 @@ class LotRecordMeta:
             "machines": [(m.group, m.name, m.equipment_id) for m in self.machines],
             "descriptions": self.descriptions,
             "lineage_given": self.lineage_given,
+            "credit": self.credit,
         }
 
     @classmethod
@@ -70,4 +75,13 @@ class LotRecordMeta:
             tuple(Machine(g, n, e) for g, n, e in machines),
             dict(blob["descriptions"]),
             bool(blob["lineage_given"]),
+            dict(blob["credit"]),
         )
+
+
+def record_meta(fold: Fold) -> LotRecordMeta:
+    """The meta of a fold's lot record (read its detail rows first: the pass that writes them
+    credits every lot, and the credit is kept)."""
+    descriptions = dict(fold.db.rows("SELECT part, description FROM part_descriptions"))
+    credit = machine_credit(fold).base()
+    return LotRecordMeta(fold.machines, descriptions, fold.lineage_given, credit)

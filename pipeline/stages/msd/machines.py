@@ -33,6 +33,9 @@ class MachineCredit:
     def __init__(self, machines: Sequence[Machine]) -> None:
         n = len(machines)
         self.machines = machines
+        #: Made from a recorded ``base`` (``from_base``): every lot's number and input are in;
+        #: only defects are added (``add_defects``).
+        self.based = False
         self.lots = [0] * n
         self.inputs: list[float] = [0] * n
         self.defects: list[float] = [0] * n
@@ -46,19 +49,62 @@ class MachineCredit:
 
     def add(self, used: list[int], input_qty: float, defect_qty: float, profile: tuple) -> None:
         """Credit one detection lot (``used``: its distinct machine indices)."""
-        lots, inputs, defects = self.lots, self.inputs, self.defects
+        lots, inputs = self.lots, self.inputs
         for m in used:
             lots[m] += 1
             inputs[m] += input_qty
-            defects[m] += defect_qty
         self._profiles.setdefault(profile, set()).update(used)
+        self._credit(used, 1, input_qty, defect_qty)
+
+    def add_defects(self, used: list[int], defect_qty: float) -> None:
+        """Credit one detection lot's defects alone (a credit made ``from_base`` holds its
+        number and input already)."""
+        self._credit(used, 0, 0, defect_qty)
+
+    def _credit(self, used: list[int], count: int, input_qty: float, defect_qty: float) -> None:
+        """Each machine's defects, and its group's and name's lots, input and defects (a lot
+        once per group and name, however many of its machines share them)."""
+        defects = self.defects
+        for m in used:
+            defects[m] += defect_qty
         group_of, name_of = self._group_of, self._name_of
         for totals in [self._per_group[g] for g in {group_of[m] for m in used}] + [
             self._per_name[k] for k in {name_of[m] for m in used}
         ]:
-            totals[0] += 1
+            totals[0] += count
             totals[1] += input_qty
             totals[2] += defect_qty
+
+    def base(self) -> dict[str, Any]:
+        """What no loss-reason mask changes (lots, input, profiles per machine, group and
+        name), to be recorded: ``from_base`` starts a credit of the same lots from it."""
+        return {
+            "lots": self.lots,
+            "inputs": self.inputs,
+            "groups": [
+                [n, c, i] for n, (c, i, _d) in zip(self._groups, self._per_group, strict=True)
+            ],
+            "names": [[n, c, i] for n, (c, i, _d) in zip(self._names, self._per_name, strict=True)],
+            "profiles": [[list(p), sorted(used)] for p, used in self._profiles.items()],
+        }
+
+    @classmethod
+    def from_base(cls, machines: Sequence[Machine], base: dict[str, Any]) -> MachineCredit:
+        """A credit of the lots a recorded ``base`` counted, their defects still to add (the
+        same lots: a lot record read under no PJ-type or package mask)."""
+        credit = cls(machines)
+        credit.based = True
+        credit.lots = list(base["lots"])
+        credit.inputs = list(base["inputs"])
+        for names, totals, rows in (
+            (credit._groups, credit._per_group, base["groups"]),
+            (credit._names, credit._per_name, base["names"]),
+        ):
+            at = {name: i for i, name in enumerate(names)}
+            for name, count, input_qty in rows:
+                totals[at[name]][:2] = [count, input_qty]
+        credit._profiles = {tuple(p): set(used) for p, used in base["profiles"]}
+        return credit
 
     def profiles(self, machine: int) -> list[tuple[Any, ...]]:
         """The profiles of the lots credited to ``machine``."""

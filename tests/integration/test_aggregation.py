@@ -23,12 +23,12 @@ from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.events import fetch_events
 from pipeline.stages.lineage import trace_lineage
 from pipeline.stages.lineage_document import payload
-from pipeline.stages.msd import lot_record
 from pipeline.stages.msd.detail import detail_lots, sorted_details
 from pipeline.stages.msd.detection import prepare_aggregator, recorded_aggregator
 from pipeline.stages.msd.families import machine_families
 from pipeline.stages.msd.folding import DETECTION_COLUMNS, MsdAggregator
 from pipeline.stages.msd.lot_record import LotRecordMeta, record_meta
+from pipeline.stages.msd.machines import Machine
 from pipeline.stages.msd.result import result, result_json
 from pipeline.stages.msd.scope import detection_seeds
 from tests.integration.test_events import GROUP, ORDER
@@ -597,13 +597,9 @@ def test_a_lot_record_gives_the_same_detail_rows_and_result_under_any_mask(
 
 
 def test_a_lot_record_of_an_earlier_version_is_not_read() -> None:
-    # Given the meta of a record written before the rows carried the lots whole
-    blob = {
-        "machines": [["切割", "M-1", "EQ-1"]],
-        "descriptions": {},
-        "lineage_given": True,
-        "credit": {},
-    }
-    # Then it is not taken (the analysis reads the detection rows, lineage and events instead)
-    assert LotRecordMeta.from_blob(blob) is None
-    assert LotRecordMeta.from_blob({**blob, "columns": list(lot_record.COLUMNS)}) is not None
+    # Given the meta of a record written by an earlier release (without a version, or another)
+    current = LotRecordMeta((Machine("切割", "M-1", "EQ-1"),), {}, True, {}, ()).to_blob()
+    assert LotRecordMeta.from_blob(current) is not None
+    for blob in ({k: v for k, v in current.items() if k != "version"}, {**current, "version": 1}):
+        # Then it is not taken (the analysis reads the detection rows, lineage and events)
+        assert LotRecordMeta.from_blob(blob) is None

@@ -20,11 +20,11 @@ from pipeline.stages.msd.machines import MachineCredit
 from pipeline.stages.msd.pareto import UNKNOWN, joined, rate
 
 #: A detection lot in detail order: its position, the columns the detail table starts from,
-#: its defects and (backward) the distinct machines its family used, as "3,17,42", the
-#: distinct materials, as a JSON array of [part, lot] pairs (``MsdAggregator.finish``).
+#: its defects and (backward) the distinct machines its family used, as "3,17,42"
+#: (``MsdAggregator.finish``).
 LOTS = """
 SELECT d.pos, l.name, l.pj_type, l.package, l.workflow, l.equipment, l.input_qty, l.runcard,
-       l.related_count, l.root, l.cid, l.defect_qty, l.machines, l.materials
+       l.related_count, l.root, l.cid, l.defect_qty, l.machines
 FROM detail_order d JOIN lots l ON l.idx = d.idx
 ORDER BY d.pos
 """

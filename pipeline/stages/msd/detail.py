@@ -193,6 +193,16 @@ def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[DetailLot]:
             "WHERE r.qty <> 0 AND selected(r.reason) ORDER BY d.pos, r.reason"
         )
     )
+    # Built heads only: each lot's material lots, sorted (a lot record brings its heads).
+    materials_of = _by_position(
+        db.rows(
+            "SELECT d.pos, m.part, m.lot FROM detail_order d JOIN lots l ON l.idx = d.idx, "
+            "json_each(l.materials) j JOIN materials m ON m.idx = j.value "
+            "ORDER BY d.pos, m.part, m.lot"
+        )
+        if not fold.recorded
+        else iter(())
+    )
     # Machines are the factory's few hundred: one entry each, shared by every row naming it.
     machine_entries = [{"station": m.group, "machine": m.name} for m in fold.machines]
     machine_order = [(group_order(m.group), m.name) for m in fold.machines]
@@ -212,7 +222,7 @@ def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[DetailLot]:
             continue
         assert used is not None  # a credit made from a base serves recorded folds only
         used.sort(key=machine_order.__getitem__)
-        materials = sorted(map(tuple, orjson.loads(row[13] or "[]")))
+        materials = materials_of(pos)
         upstream = {
             **base,
             "CONTAINERID": cid,

@@ -247,6 +247,7 @@ class MsdAggregator:
             self._machine(machine.group, machine.name, machine.equipment_id)
         db = self.db
         db.executemany("INSERT INTO part_descriptions VALUES (?, ?)", meta.descriptions.items())
+        db.executemany("INSERT INTO materials (idx, part, lot) VALUES (?, ?, ?)", meta.materials)
         for chunk in batched(enumerate(rows), RECORD_CHUNK):
             lots: list[tuple[Any, ...]] = []
             heads: list[tuple[int, bytes]] = []
@@ -265,11 +266,6 @@ class MsdAggregator:
             )
             db.executemany("INSERT INTO rejects VALUES (?, ?, ?)", rejects)
             db.executemany("INSERT INTO recorded_heads VALUES (?, ?)", heads)
-        # its materials are named, not numbered: they join the materials table here
-        db.execute(
-            "INSERT OR IGNORE INTO materials (part, lot) SELECT json_extract(j.value, '$[0]'), "
-            "json_extract(j.value, '$[1]') FROM lots l, json_each(l.materials) j"
-        )
         self._recorded = True
         if not (self.pj_types or self.packages):  # the record's lots, every one
             self._credit_base = meta.credit

@@ -6,7 +6,7 @@ An analysis over every detection lot of a trace (no ``pj_types``/``packages`` ma
 reasons do not matter: they decide which rejects are defects, not what a lot is) records, per
 detection lot in the order the lots came: its detection row's fields, its rejects at the
 detection station per loss reason (every reason), its related lots' count and root, the
-machines (indices into the fold's machine list) and the material (part, lot) pairs its family
+machines and the material lots (indices into the fold's machines and materials) its family
 used before the detection station, and its detail rows' shared fields as the detail pass encoded
 them (the head). A later analysis of the same trace takes these in place of the detection
 queries, ``set_lineage`` and the event batches (``MsdAggregator.add_recorded_lots``): each lot
@@ -28,10 +28,13 @@ from pipeline.stages.msd.fold import Fold
 from pipeline.stages.msd.folding import DETECTION_COLUMNS
 from pipeline.stages.msd.machines import Machine
 
+#: The record's layout (its rows' columns and what they hold, its meta's fields): raise it with
+#: any change to them, so a record written before is not read as if it were of this one.
+VERSION = 2
 #: One row per detection lot (``lots`` of ``pipeline.stages.msd.tables`` but its defects): the
 #: detection row's fields, the related lots' count, the root lot name, the distinct machine
-#: indices comma-joined (``NULL``: none), the distinct materials as a JSON array of [part, lot]
-#: pairs, the rejects as a JSON array of [loss reason, qty] pairs, and the detail rows' shared
+#: indices comma-joined (``NULL``: none), the distinct material indices as a JSON array, the
+#: rejects as [loss reason, qty] pairs, and the detail rows' shared
 #: fields as a JSON object left open.
 COLUMNS = (
     *DETECTION_COLUMNS,
@@ -46,29 +49,31 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class LotRecordMeta:
-    """What the rows refer to: the machines by index, the material parts' descriptions,
-    whether the trace had its lineage (``genealogy_status``), and what the machines are
-    credited with that no loss-reason mask changes (``MachineCredit.base``)."""
+    """What the rows refer to: the machines and the material lots by index, the material
+    parts' descriptions, whether the trace had its lineage (``genealogy_status``), and what
+    the machines are credited with that no loss-reason mask changes (``MachineCredit.base``)."""
 
     machines: tuple[Machine, ...]
     descriptions: dict[str, str]
     lineage_given: bool
     credit: dict[str, Any]  # the machines' credit of every lot but its defects (``base``)
+    materials: tuple[tuple[int, str, str], ...]  # (index, part, lot) of the material lots
 
     def to_blob(self) -> dict[str, Any]:
         return {
-            "columns": list(COLUMNS),
+            "version": VERSION,
             "machines": [(m.group, m.name, m.equipment_id) for m in self.machines],
             "descriptions": self.descriptions,
             "lineage_given": self.lineage_given,
             "credit": self.credit,
+            "materials": self.materials,
         }
 
     @classmethod
     def from_blob(cls, blob: dict[str, Any]) -> LotRecordMeta | None:
-        """The meta of a lot record; ``None`` when its rows are not of ``COLUMNS`` (recorded by
-        an earlier version: the analysis reads the detection rows, lineage and events instead)."""
-        if blob.get("columns") != list(COLUMNS):
+        """The meta of a lot record; ``None`` when it is of another ``VERSION`` (recorded by an
+        earlier release: the analysis reads the detection rows, lineage and events instead)."""
+        if blob.get("version") != VERSION:
             return None
         machines: Sequence[Sequence[str]] = blob["machines"]
         return cls(
@@ -76,6 +81,7 @@ class LotRecordMeta:
             dict(blob["descriptions"]),
             bool(blob["lineage_given"]),
             dict(blob["credit"]),
+            tuple((int(i), p, lot) for i, p, lot in blob["materials"]),
         )
 
 
@@ -84,4 +90,5 @@ def record_meta(fold: Fold) -> LotRecordMeta:
     credits every lot, and the credit is kept)."""
     descriptions = dict(fold.db.rows("SELECT part, description FROM part_descriptions"))
     credit = machine_credit(fold).base()
-    return LotRecordMeta(fold.machines, descriptions, fold.lineage_given, credit)
+    materials = tuple(fold.db.rows("SELECT idx, part, lot FROM materials ORDER BY idx"))
+    return LotRecordMeta(fold.machines, descriptions, fold.lineage_given, credit, materials)

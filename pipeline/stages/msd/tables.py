@@ -22,7 +22,7 @@ CREATE TABLE lots (
     package TEXT, workflow TEXT, runcard TEXT, equipment TEXT, input_qty NOT NULL, trackin TEXT,
     defect_qty NOT NULL DEFAULT 0, related_count INTEGER NOT NULL DEFAULT 0, root TEXT,
     -- backward, what the lot's family used before detection (finish, or a lot record):
-    -- distinct machine indices comma-joined, distinct [part, lot] pairs as JSON
+    -- distinct machine indices comma-joined, distinct material indices as a JSON array
     machines TEXT, materials TEXT
 );
 CREATE TABLE rejects (
@@ -81,16 +81,13 @@ FINISH = {
         # already): what the detail rows and the attribution read.
         "UPDATE lots SET machines = (SELECT group_concat(DISTINCT c.machine) FROM owners o "
         "JOIN cid_machines c ON c.cid = o.cid WHERE o.idx = lots.idx) WHERE machines IS NULL",
-        "UPDATE lots SET materials = (SELECT json_group_array(json_array(mt.part, mt.lot)) "
-        "FROM (SELECT DISTINCT c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid "
-        "WHERE o.idx = lots.idx) u JOIN materials mt ON mt.idx = u.material) "
-        "WHERE materials IS NULL",
+        "UPDATE lots SET materials = (SELECT json_group_array(material) FROM (SELECT DISTINCT "
+        "c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid "
+        "WHERE o.idx = lots.idx)) WHERE materials IS NULL",
         # A detection lot counts once per material (part, lot), however many of its family
         # used it (MSD-11).
-        "INSERT INTO material_totals SELECT mt.idx, COUNT(*), SUM(l.input_qty), "
-        "SUM(l.defect_qty) FROM lots l, json_each(l.materials) j JOIN materials mt "
-        "ON mt.part = json_extract(j.value, '$[0]') AND mt.lot = json_extract(j.value, '$[1]') "
-        "GROUP BY mt.idx",
+        "INSERT INTO material_totals SELECT j.value, COUNT(*), SUM(l.input_qty), "
+        "SUM(l.defect_qty) FROM lots l, json_each(l.materials) j GROUP BY j.value",
     ),
     domains.FORWARD: (
         "INSERT INTO pos_downstream SELECT d.pos, c.grp, SUM(c.qty) FROM cid_downstream c "

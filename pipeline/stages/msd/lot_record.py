@@ -34,8 +34,8 @@ VERSION = 2
 #: One row per detection lot (``lots`` of ``pipeline.stages.msd.tables`` but its defects): the
 #: detection row's fields, the related lots' count, the root lot name, the distinct machine
 #: indices comma-joined (``NULL``: none), the distinct material indices as a JSON array, the
-#: rejects as [loss reason, qty] pairs, and the detail rows' shared
-#: fields as a JSON object left open.
+#: rejects as [loss reason, qty] pairs, and the detail rows' shared fields as a JSON object left
+#: open.
 COLUMNS = (
     *DETECTION_COLUMNS,
     "RELATED_COUNT",

@@ -77,7 +77,8 @@ class MachineCredit:
 
     def base(self) -> dict[str, Any]:
         """What no loss-reason mask changes (lots, input, profiles per machine, group and
-        name), to be recorded: ``from_base`` starts a credit of the same lots from it."""
+        name), to be recorded: ``from_base`` starts a credit of the same lots from it. Its sums
+        were added in this credit's lot order: equal to any other order's for whole pieces."""
         return {
             "lots": self.lots,
             "inputs": self.inputs,

@@ -1,4 +1,5 @@
-"""The checkpoint store: a job's rows as msgpack chunks in Redis, and a manifest per part.
+"""The checkpoint store: a job's rows as compressed msgpack chunks in Redis (``codec``), and a
+manifest per part.
 
 A *part* is one output of a stage (``events:history``, ``cids``, ``seed-resolve:q``...,
 named in ``pipeline.engine.parts``). Its input is cut into numbered *batches*; a batch's rows are
@@ -318,17 +319,25 @@ class CheckpointStore:
             yield RowBatch(columns, self.read_chunk(part, entry.batch, ref))
 
     def read_chunk(self, part: str, batch: int, ref: ChunkRef) -> list[tuple[Any, ...]]:
-        """The counted rows of one chunk; raises ``ChunkLost`` when it is gone or damaged."""
-        rows = codec.unpack_rows(self._chunk_bytes(part, batch, ref))
+        """The counted rows of one chunk; raises ``ChunkLost`` when it is gone, fails its
+        checksum or cannot be decoded."""
+        data = self._chunk_bytes(part, batch, ref)
+        try:
+            rows = codec.unpack_rows(data)
+        except codec.UndecodableChunk as err:
+            raise ChunkLost(part, batch, ref.key, f"cannot be decoded ({err})") from err
         return rows[: ref.rows] if ref.rows < len(rows) else rows
 
     def read_chunk_range(
         self, part: str, batch: int, ref: ChunkRef, low: int, high: int
     ) -> list[tuple[Any, ...]]:
-        """Counted rows ``low`` .. ``high`` of one chunk (a result page), decoding only those;
+        """Counted rows ``low`` .. ``high`` of one chunk (a result page), building only those;
         raises ``ChunkLost`` like ``read_chunk``."""
         data = self._chunk_bytes(part, batch, ref)
-        return codec.unpack_row_range(data, low, min(high, ref.rows))
+        try:
+            return codec.unpack_row_range(data, low, min(high, ref.rows))
+        except codec.UndecodableChunk as err:
+            raise ChunkLost(part, batch, ref.key, f"cannot be decoded ({err})") from err
 
     def _chunk_bytes(self, part: str, batch: int, ref: ChunkRef) -> bytes:
         """The stored bytes of a chunk, checked against its checksum."""

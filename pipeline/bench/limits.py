@@ -6,23 +6,20 @@ thread like a stream). A run can be no faster than these."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import statistics
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from http_api import render
 from pipeline import domains as domain_names
 from pipeline.bench.model import LimitFigures
+from pipeline.bench.warm_pool import source, warm_pool
 from pipeline.config import Settings
 from pipeline.engine import parts
 from pipeline.engine.store import CheckpointStore
 from pipeline.rows import RowBatch, batched, clean_values
 from pipeline.sources.base import Source
-from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.events import SPECS, lots_per_fetch
 
 
@@ -59,11 +56,7 @@ def scan_domains(
     rows: dict[str, int] = {}
     seconds: dict[str, float] = {}
     task_seconds: dict[str, float] = {}
-    context = multiprocessing.get_context("spawn")  # the bench runs threads: never fork it
-    init = (str(db), settings.fetch_rows, settings.in_list_size)
-    with ProcessPoolExecutor(processes, context, initializer=_open, initargs=init) as pool:
-        while len(set(pool.map(_ready, range(processes)))) < processes:
-            pass  # idle workers take the next task: wait until every process has started
+    with warm_pool(db, processes, settings) as pool:
         for domain in domains:
             lots = settings.in_list_size * settings.events_group_batches
             if domain == domain_names.JOBS:
@@ -81,28 +74,12 @@ def scan_domains(
     return rows, seconds, task_seconds
 
 
-_source: Source | None = None
-
-
-def _open(db: str, fetch_rows: int, in_list_size: int) -> None:
-    """Pool initializer: this process's warehouse connection."""
-    global _source
-    _source = SqliteSource(db, fetch_rows=fetch_rows, in_list_size=in_list_size)
-
-
-def _ready(_: int) -> int:
-    """Holds a pool process long enough that the next task goes to another one."""
-    assert _source is not None
-    time.sleep(0.2)
-    return os.getpid()
-
-
 def _scan(task: tuple[str, list[str]]) -> tuple[int, float]:
     """Rows and seconds of one task's scan."""
     domain, ids = task
-    assert _source is not None
+    warehouse = source()
     started = time.perf_counter()
-    rows = sum(len(batch.rows) for batch in _domain_query(_source, domain, ids))
+    rows = sum(len(batch.rows) for batch in _domain_query(warehouse, domain, ids))
     return rows, time.perf_counter() - started
 
 

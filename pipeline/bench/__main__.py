@@ -104,6 +104,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def measure_size(args: argparse.Namespace, cids: int, console: Console) -> SizeResult:
     lots = warehouse_lots(cids)
     db = args.work / f"warehouse-{lots}-{args.seed}.db"
+    queries = args.work / "queries"  # the workers' query log (pipeline.bench.query_log)
     ensure_warehouse(db, lots, args.seed, console)
     bench = BenchStack(
         db,
@@ -112,7 +113,7 @@ def measure_size(args: argparse.Namespace, cids: int, console: Console) -> SizeR
         broker_db=args.broker_db,
         processes=args.processes,
         threads=args.threads,
-        query_log=args.work / "queries",
+        query_log=queries,
     )
     runs = args.large_runs if cids >= LARGE else args.runs
     repeats = LARGE_REPEATS if cids >= LARGE else REPEATS
@@ -150,6 +151,7 @@ def measure_size(args: argparse.Namespace, cids: int, console: Console) -> SizeR
     finally:
         stack.stop()
         bench.flush()
+        query_log.clear(queries)  # the resume's queries, or a failed run's
     if not args.no_baseline:
         with console.status(f"{label}: the old in-memory approach"):
             result.baseline = baseline.run_baseline(

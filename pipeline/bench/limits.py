@@ -1,8 +1,9 @@
 """The limits of the parts, measured on the same data as the runs: how fast the warehouse hands
 over each domain's rows when nothing is done with them (a bare ``fetchmany`` scan of the very
 query the events stage runs, on as many processes as the workers), and how fast stored chunks
-become the stream's NDJSON (Redis GET + msgpack unpack + the stream's own encoding, no HTTP, one
-thread like a stream). A run can be no faster than these."""
+become the stream's NDJSON (Redis GET + decompress + msgpack unpack + the stream's own encoding,
+no HTTP, one thread like a stream). A run can be no faster than these; ``floor.py`` builds each
+stage's floor on the scan."""
 
 from __future__ import annotations
 
@@ -85,8 +86,9 @@ def _scan(task: tuple[str, list[str]]) -> tuple[int, float]:
 
 def read_encode(store: CheckpointStore, job_id: str, domains: Sequence[str]) -> tuple[int, float]:
     """Rows and wall seconds to turn every committed chunk of the domains' parts (manifest
-    order) into the stream's ``records`` lines: one GET + checksum + msgpack unpack per chunk
-    (``read_chunk``) and the encoding ``http_api.stream`` uses (``render.line`` of the rows as
+    order) into the stream's ``records`` lines: one GET + checksum + decompress (where the
+    store compresses chunks) + msgpack unpack per chunk (``read_chunk``, whatever it does to
+    a stored chunk) and the encoding ``http_api.stream`` uses (``render.line`` of the rows as
     objects). The bytes are dropped; no HTTP."""
     rows = 0
     started = time.perf_counter()

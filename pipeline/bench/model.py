@@ -127,8 +127,8 @@ class RunFigures:
 class LimitFigures:
     """The parts alone, on the same data: a bare ``fetchmany`` scan of each domain's query
     over the run's lots, on as many processes as the workers (rows/s over all, and per domain
-    per process), and a bare Redis GET + msgpack unpack + JSON encode of the stored chunks in
-    one thread (rows/s)."""
+    per process), and a bare Redis GET + decompress + msgpack unpack + JSON encode of the
+    stored chunks in one thread (rows/s)."""
 
     scan_rows: dict[str, int]
     scan_seconds: dict[str, float]

@@ -20,20 +20,24 @@ import orjson
 from rich.console import Console
 
 from pipeline import domains
-from pipeline.bench import baseline, chart, limits, machine, report
-from pipeline.bench.model import Comparison, SizeResult, size_from_dict
+from pipeline.bench import baseline, chart, floor, limits, machine, query_log, report
+from pipeline.bench.model import Comparison, FloorFigures, SizeResult, size_from_dict
 from pipeline.bench.run import BenchStack, job_cids, measure_resume, run_once
 from pipeline.cli.warehouse import ensure_warehouse
 from pipeline.engine.store import CheckpointStore
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Sizes: lots after lineage (CIDs) of the benchmark's trace; 114K is the old system's crash.
-DEFAULT_SIZES = (10_000, 50_000, 114_000, 500_000)
+DEFAULT_SIZES = (10_000, 114_000, 1_000_000)
 #: Warehouse lots per CID after lineage of that trace (the demo generator's ratio, measured:
 #: 10,920 lots -> 9,985 CIDs, 54,600 -> 50,060, 124,500 -> 114,067).
 LOTS_PER_CID = 1.092
-#: Sizes from this one up get ``--large-runs`` runs (each takes minutes).
+#: Sizes from this one up get ``--large-runs`` runs (each takes minutes), and their limits and
+#: floor are measured once (``LARGE_REPEATS``; a scan of every domain takes minutes there).
 LARGE = 200_000
+#: Repeats of the limits and the floor below ``LARGE`` (their medians are quoted), and from it.
+REPEATS = 3
+LARGE_REPEATS = 1
 
 
 def warehouse_lots(cids: int) -> int:
@@ -100,6 +104,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def measure_size(args: argparse.Namespace, cids: int, console: Console) -> SizeResult:
     lots = warehouse_lots(cids)
     db = args.work / f"warehouse-{lots}-{args.seed}.db"
+    queries = args.work / "queries"  # the workers' query log (pipeline.bench.query_log)
     ensure_warehouse(db, lots, args.seed, console)
     bench = BenchStack(
         db,
@@ -108,8 +113,10 @@ def measure_size(args: argparse.Namespace, cids: int, console: Console) -> SizeR
         broker_db=args.broker_db,
         processes=args.processes,
         threads=args.threads,
+        query_log=queries,
     )
     runs = args.large_runs if cids >= LARGE else args.runs
+    repeats = LARGE_REPEATS if cids >= LARGE else REPEATS
     result = SizeResult(lots, [], target_cids=cids)
     label = f"{cids:,} CIDs ({lots:,}-lot warehouse)"
     with console.status(f"{label}: starting the worker and the API"):
@@ -134,13 +141,17 @@ def measure_size(args: argparse.Namespace, cids: int, console: Console) -> SizeR
                 domains.DOMAINS,
                 processes=args.processes,
                 settings=bench.settings(),
+                repeats=repeats,
             )
             traced = job_cids(bench, job_id)
+        with console.status(f"{label}: each stage's floor"):
+            result.floor = measure_stage_floor(bench, args, job_id, result, repeats)
         with console.status(f"{label}: a job failed in aggregation, retried"):
             result.runs[-1].resume = measure_resume(bench, stack)
     finally:
         stack.stop()
         bench.flush()
+        query_log.clear(queries)  # the resume's queries, or a failed run's
     if not args.no_baseline:
         with console.status(f"{label}: the old in-memory approach"):
             result.baseline = baseline.run_baseline(
@@ -152,6 +163,30 @@ def measure_size(args: argparse.Namespace, cids: int, console: Console) -> SizeR
                 workdir=args.work,
             )
     return result
+
+
+def measure_stage_floor(
+    bench: BenchStack, args: argparse.Namespace, job_id: str, result: SizeResult, repeats: int
+) -> FloorFigures:
+    """The stages' floors of the last run's job (``floor.measure_floor``), its events floor
+    from the limits just measured; the job's query log is removed afterwards (at 1M CIDs its
+    lineage's IN lists weigh hundreds of MB)."""
+    assert result.limits is not None and bench.query_log is not None
+    sealed = bench.query_log / job_id
+    try:
+        return floor.measure_floor(
+            bench.db,
+            CheckpointStore(bench.client(), ttl_seconds=3600),
+            job_id,
+            sealed if sealed.is_dir() else None,
+            scan_rows=result.limits.scan_rows,
+            scan_seconds=result.limits.scan_seconds,
+            processes=args.processes,
+            settings=bench.settings(),
+            repeats=repeats,
+        )
+    finally:
+        query_log.clear(bench.query_log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The benchmark's figures per size, read from its runs: every figure is the median over the
-runs at a size that have it (``median``); ratios against the limits and the baseline; sizes in
-order and the size closest to a number of CIDs."""
+runs at a size that have it (``median``); ratios against the limits, the floor and the
+baseline; sizes in order and the size closest to a number of CIDs."""
 
 from __future__ import annotations
 
@@ -46,6 +46,45 @@ def resume_seconds(run: RunFigures) -> float | None:
     return run.resume.seconds if run.resume is not None else None
 
 
+def reanalysis_share(run: RunFigures) -> float | None:
+    """The re-analysis's seconds over the run's end-to-end seconds (a share)."""
+    if run.reanalysis_seconds is None or run.end_to_end_seconds <= 0:
+        return None
+    return run.reanalysis_seconds / run.end_to_end_seconds
+
+
+def floor_seconds(size: SizeResult) -> float | None:
+    """The trace's floor at this size: the four stages' floors added up (seconds)."""
+    return size.floor.total_seconds if size.floor is not None else None
+
+
+def stage_floor(stage: str) -> Callable[[SizeResult], float | None]:
+    """One stage's floor at a size (seconds)."""
+
+    def figure(size: SizeResult) -> float | None:
+        return size.floor.seconds.get(stage) if size.floor is not None else None
+
+    return figure
+
+
+def stage_of_floor(stage: str) -> Callable[[SizeResult], float | None]:
+    """A stage's median seconds over its floor (a ratio, ≥ 1 but for noise)."""
+
+    def figure(size: SizeResult) -> float | None:
+        floor = stage_floor(stage)(size)
+        seconds = median(size, stage_seconds(stage))
+        return seconds / floor if seconds is not None and floor else None
+
+    return figure
+
+
+def end_to_end_of_floor(size: SizeResult) -> float | None:
+    """The median end-to-end seconds over the trace's floor (a ratio)."""
+    floor = floor_seconds(size)
+    seconds = median(size, lambda run: run.end_to_end_seconds)
+    return seconds / floor if seconds is not None and floor else None
+
+
 def pipeline_of_scan(size: SizeResult) -> float | None:
     """Median events rows/s over the bare scan's rows/s."""
     rate = median(size, events_rows_per_s)
@@ -55,7 +94,7 @@ def pipeline_of_scan(size: SizeResult) -> float | None:
 
 
 def stream_of_read(size: SizeResult) -> float | None:
-    """Median stream rows/s over the bare Redis read + decode + encode rows/s."""
+    """Median stream rows/s over the bare Redis read + decompress + decode + encode rows/s."""
     rate = median(size, lambda run: run.stream_rows_per_s)
     if rate is None or size.limits is None or size.limits.read_encode_rows_per_s <= 0:
         return None

@@ -1,28 +1,26 @@
 """The limits of the parts, measured on the same data as the runs: how fast the warehouse hands
 over each domain's rows when nothing is done with them (a bare ``fetchmany`` scan of the very
 query the events stage runs, on as many processes as the workers), and how fast stored chunks
-become the stream's NDJSON (Redis GET + msgpack unpack + the stream's own encoding, no HTTP, one
-thread like a stream). A run can be no faster than these."""
+become the stream's NDJSON (Redis GET + decompress + msgpack unpack + the stream's own encoding,
+no HTTP, one thread like a stream). A run can be no faster than these; ``floor.py`` builds each
+stage's floor on the scan."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import statistics
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from http_api import render
 from pipeline import domains as domain_names
 from pipeline.bench.model import LimitFigures
+from pipeline.bench.warm_pool import source, warm_pool
 from pipeline.config import Settings
 from pipeline.engine import parts
 from pipeline.engine.store import CheckpointStore
 from pipeline.rows import RowBatch, batched, clean_values
 from pipeline.sources.base import Source
-from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.events import SPECS, lots_per_fetch
 
 
@@ -59,11 +57,7 @@ def scan_domains(
     rows: dict[str, int] = {}
     seconds: dict[str, float] = {}
     task_seconds: dict[str, float] = {}
-    context = multiprocessing.get_context("spawn")  # the bench runs threads: never fork it
-    init = (str(db), settings.fetch_rows, settings.in_list_size)
-    with ProcessPoolExecutor(processes, context, initializer=_open, initargs=init) as pool:
-        while len(set(pool.map(_ready, range(processes)))) < processes:
-            pass  # idle workers take the next task: wait until every process has started
+    with warm_pool(db, processes, settings) as pool:
         for domain in domains:
             lots = settings.in_list_size * settings.events_group_batches
             if domain == domain_names.JOBS:
@@ -81,35 +75,20 @@ def scan_domains(
     return rows, seconds, task_seconds
 
 
-_source: Source | None = None
-
-
-def _open(db: str, fetch_rows: int, in_list_size: int) -> None:
-    """Pool initializer: this process's warehouse connection."""
-    global _source
-    _source = SqliteSource(db, fetch_rows=fetch_rows, in_list_size=in_list_size)
-
-
-def _ready(_: int) -> int:
-    """Holds a pool process long enough that the next task goes to another one."""
-    assert _source is not None
-    time.sleep(0.2)
-    return os.getpid()
-
-
 def _scan(task: tuple[str, list[str]]) -> tuple[int, float]:
     """Rows and seconds of one task's scan."""
     domain, ids = task
-    assert _source is not None
+    warehouse = source()
     started = time.perf_counter()
-    rows = sum(len(batch.rows) for batch in _domain_query(_source, domain, ids))
+    rows = sum(len(batch.rows) for batch in _domain_query(warehouse, domain, ids))
     return rows, time.perf_counter() - started
 
 
 def read_encode(store: CheckpointStore, job_id: str, domains: Sequence[str]) -> tuple[int, float]:
     """Rows and wall seconds to turn every committed chunk of the domains' parts (manifest
-    order) into the stream's ``records`` lines: one GET + checksum + msgpack unpack per chunk
-    (``read_chunk``) and the encoding ``http_api.stream`` uses (``render.line`` of the rows as
+    order) into the stream's ``records`` lines: one GET + checksum + decompress (where the
+    store compresses chunks) + msgpack unpack per chunk (``read_chunk``, whatever it does to
+    a stored chunk) and the encoding ``http_api.stream`` uses (``render.line`` of the rows as
     objects). The bytes are dropped; no HTTP."""
     rows = 0
     started = time.perf_counter()

@@ -1,8 +1,10 @@
 """What the benchmark measures, as plain data: one ``RunFigures`` per trace run on the real
-stack, the limits and the baseline once per size, grouped in a ``SizeResult``. The runner fills
-them (``pipeline/bench/run.py``), the limits and the baseline come from ``limits.py`` and
-``baseline.py``; ``figures.py`` reads them per size, ``targets.py`` judges them, ``report.py``
-turns them into the tables and ``BENCHMARKS.md``, ``chart.py`` into the PNG."""
+stack, the limits, the floor and the baseline once per size, grouped in a ``SizeResult``. The
+runner fills them (``pipeline/bench/run.py``), the limits, the floor and the baseline come from
+``limits.py``, ``floor.py`` and ``baseline.py``; ``figures.py`` reads them per size,
+``targets.py`` judges them, ``report.py`` turns them into the tables and ``BENCHMARKS.md``,
+``chart.py`` into the PNG. Fields added later have defaults, so an older ``results.json``
+still loads (``size_from_dict``)."""
 
 from __future__ import annotations
 
@@ -85,6 +87,16 @@ class RunFigures:
     detail_last_ms: float | None = None
     export_mb_per_s: float | None = None
     export_api_peak_mb: float | None = None
+    #: The source queries each stage issued while the re-analysis ran (the probe's counts;
+    #: earlier stages must issue none). ``None``: not measured.
+    reanalysis_queries: dict[str, int] | None = None
+
+    @property
+    def reanalysis_earlier_queries(self) -> int | None:
+        """Source queries by any stage but the aggregation during the re-analysis."""
+        if self.reanalysis_queries is None:
+            return None
+        return sum(n for stage, n in self.reanalysis_queries.items() if stage != "aggregation")
 
     @property
     def rows_stored(self) -> int:
@@ -115,8 +127,8 @@ class RunFigures:
 class LimitFigures:
     """The parts alone, on the same data: a bare ``fetchmany`` scan of each domain's query
     over the run's lots, on as many processes as the workers (rows/s over all, and per domain
-    per process), and a bare Redis GET + msgpack unpack + JSON encode of the stored chunks in
-    one thread (rows/s)."""
+    per process), and a bare Redis GET + decompress + msgpack unpack + JSON encode of the
+    stored chunks in one thread (rows/s)."""
 
     scan_rows: dict[str, int]
     scan_seconds: dict[str, float]
@@ -132,6 +144,27 @@ class LimitFigures:
     @property
     def read_encode_rows_per_s(self) -> float:
         return self.read_encode_rows / max(self.read_encode_seconds, 1e-9)
+
+
+@dataclass
+class FloorFigures:
+    """Each stage's bare warehouse (or, for the aggregation, store) reads on the same data,
+    measured once per size after the runs (``pipeline.bench.floor``): the wall seconds, the
+    reads made (queries, or stored chunks for the aggregation) and the rows they returned.
+    A stage can be no faster than its floor; the run's ``end to end`` no faster than their
+    sum."""
+
+    seconds: dict[str, float]
+    reads: dict[str, int] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_seconds(self) -> float | None:
+        """The floor of the whole trace: the four stages' floors added up (``None`` when one
+        is missing)."""
+        if any(stage not in self.seconds for stage in STAGES):
+            return None
+        return sum(self.seconds[stage] for stage in STAGES)
 
 
 @dataclass
@@ -155,6 +188,7 @@ class SizeResult:
     limits: LimitFigures | None = None
     baseline: BaselineFigure | None = None
     target_cids: int = 0  # the size asked for: lots after lineage
+    floor: FloorFigures | None = None
 
     @property
     def cids(self) -> int:
@@ -178,13 +212,14 @@ def size_from_dict(raw: dict[str, Any]) -> SizeResult:
                 }
             )
         )
-    limits, baseline = raw.get("limits"), raw.get("baseline")
+    limits, baseline, floor = raw.get("limits"), raw.get("baseline"), raw.get("floor")
     return SizeResult(
         lots=raw["lots"],
         runs=runs,
         limits=LimitFigures(**limits) if limits else None,
         baseline=BaselineFigure(**baseline) if baseline else None,
         target_cids=raw.get("target_cids", 0),
+        floor=FloorFigures(**floor) if floor else None,
     )
 
 

@@ -3,16 +3,21 @@ the worker reads
 the SQLite warehouse through ``ProbeSqliteSource``, which counts the source queries of each stage
 in Redis and, while ``FAIL_AGGREGATION_KEY`` is set, fails the aggregation's queries: how the
 benchmark measures what a resume costs (a job failed in aggregation, then retried, must issue no
-query of an earlier stage). Nothing else of the worker changes."""
+query of an earlier stage). When ``BENCH_QUERY_LOG`` names a directory it also records the
+queries of seed-resolve and lineage there (``pipeline.bench.query_log``), for the floor to replay.
+Nothing else of the worker changes."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import redis
 
 from pipeline import logs
+from pipeline.bench import query_log
 from pipeline.errors import SourceQueryError
 from pipeline.rows import RowBatch
 from pipeline.sources.sqlite import SqliteSource
@@ -24,11 +29,15 @@ FAIL_AGGREGATION_KEY = "trace:bench:fail-aggregation"
 
 
 class ProbeSqliteSource(SqliteSource):
-    """SQLite, counting queries per stage and failing the aggregation's on demand."""
+    """SQLite, counting queries per stage, failing the aggregation's on demand and, with a
+    ``query_log_dir``, recording those of ``query_log.RECORDED_STAGES``."""
 
-    def __init__(self, path: str, client: redis.Redis, **kwargs: Any) -> None:
+    def __init__(
+        self, path: str, client: redis.Redis, *, query_log_dir: Path | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(path, **kwargs)
         self.client = client
+        self.query_log_dir = query_log_dir
 
     def query(
         self, name: str, binds: Mapping[str, Any] | None = None, *, fragments: Any = None
@@ -37,6 +46,8 @@ class ProbeSqliteSource(SqliteSource):
         self.client.hincrby(QUERIES_KEY, stage, 1)
         if stage == "aggregation" and self.client.exists(FAIL_AGGREGATION_KEY):
             raise SourceQueryError(f"benchmark: {name} fails on purpose (resume measurement)")
+        if self.query_log_dir is not None and stage in query_log.RECORDED_STAGES:
+            query_log.append(self.query_log_dir, stage, name, binds, fragments)
         return super().query(name, binds, fragments=fragments)
 
 
@@ -46,10 +57,12 @@ def install() -> None:
 
     settings = actors.settings
     assert settings.source.path is not None, "the benchmark runs on a SQLite warehouse"
+    logged = os.environ.get(query_log.QUERY_LOG_ENV)
     actors.runtime.use_source(
         ProbeSqliteSource(
             settings.source.path,
             redis.Redis.from_url(settings.redis_url),
+            query_log_dir=Path(logged) if logged else None,
             fetch_rows=settings.fetch_rows,
             in_list_size=settings.in_list_size,
         )

@@ -131,14 +131,18 @@ def targets_table(results: Sequence[SizeResult]) -> Table:
 
 # ---- before and after ---------------------------------------------------------------------------
 
-#: The figures ``--before`` compares: header, per-run figure, format.
+#: The figures ``--before`` compares: header, per-run figure, format. A figure an earlier
+#: benchmark did not measure (an older ``results.json``) shows as ``—``.
 COMPARED: tuple[
     tuple[str, Callable[[RunFigures], float | None], Callable[[float | None], str]], ...
 ] = (
-    ("worker peak MB", worker_peak, formats.mb),
     ("end to end s", lambda run: run.end_to_end_seconds, formats.seconds),
     *((f"{stage} s", stage_seconds(stage), formats.seconds) for stage in STAGES),
+    ("worker peak MB", worker_peak, formats.mb),
+    ("Redis MB per M rows", lambda run: run.redis_mb_per_million_rows, formats.mb),
+    ("re-analysis s", lambda run: run.reanalysis_seconds, formats.seconds),
     ("events rows/s", events_rows_per_s, formats.rate),
+    ("stream rows/s", lambda run: run.stream_rows_per_s, formats.rate),
 )
 
 

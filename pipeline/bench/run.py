@@ -27,6 +27,7 @@ import orjson
 import redis
 
 from pipeline import domains
+from pipeline.bench import query_log
 from pipeline.bench.model import STAGES, ResumeFigure, RssSample, RunFigures, StageFigure
 from pipeline.bench.probe import FAIL_AGGREGATION_KEY, QUERIES_KEY
 from pipeline.config import Settings
@@ -50,7 +51,8 @@ JOB_TIMEOUT_SECONDS = 3600
 @dataclass(frozen=True)
 class BenchStack:
     """Where and how the benchmark runs: the warehouse, the Redis databases it owns, the
-    worker's size."""
+    worker's size, and where the workers record the queries of seed-resolve and lineage
+    (``query_log``; ``None``: nowhere, and no floor for those stages)."""
 
     db: Path
     redis_url: str = "redis://127.0.0.1:6379"
@@ -58,6 +60,7 @@ class BenchStack:
     broker_db: int = 8
     processes: int = 2
     threads: int = 1
+    query_log: Path | None = None
 
     def env(self) -> dict[str, str]:
         """The stack's settings: nothing truncated, no limit in the way of the measurement."""
@@ -85,6 +88,8 @@ class BenchStack:
     def start(self, log_dir: Path) -> LocalStack:
         """The worker (with the probe) and the API, ready."""
         env = {**self.env(), "WORKER_MODULES": "pipeline.bench.worker_plugin"}
+        if self.query_log is not None:
+            env[query_log.QUERY_LOG_ENV] = str(self.query_log.resolve())
         stack = LocalStack(env, log_dir, processes=self.processes, threads=self.threads)
         return stack.start()
 
@@ -225,8 +230,11 @@ def stream(api: ApiClient, path: str) -> tuple[float, float, int, int]:
 
 
 def run_once(bench: BenchStack, stack: LocalStack, lots: int) -> tuple[RunFigures, str]:
-    """One timed run of the trace; its figures and job id (its keys stay for the limits)."""
+    """One timed run of the trace; its figures and job id (its keys stay for the limits, its
+    seed-resolve and lineage queries in ``bench.query_log``/job id for the floor)."""
     bench.flush()
+    if bench.query_log is not None:
+        query_log.clear(bench.query_log)
     client = bench.client()
     used_before = int(client.info("memory")["used_memory"])
     api = stack.api
@@ -239,6 +247,8 @@ def run_once(bench: BenchStack, stack: LocalStack, lots: int) -> tuple[RunFigure
     steal = steal_share(ticks, cpu_times())
     if state != "finished":
         raise RuntimeError(f"job {job_id} ended {state}\n{stack.logs()}")
+    if bench.query_log is not None:
+        query_log.seal(bench.query_log, job_id)
     job = {codec.as_text(k): codec.as_text(v) for k, v in client.hgetall(keys.job(job_id)).items()}
     end_to_end = float(job["finished_at"]) - float(job["created_at"])
     used_after = int(client.info("memory")["used_memory"])
@@ -275,7 +285,7 @@ def run_once(bench: BenchStack, stack: LocalStack, lots: int) -> tuple[RunFigure
         rss_series=sampler.samples,
         cpu_steal=steal,
     )
-    msd_page(api, job_id, largest, figures, gunicorn)
+    msd_page(api, job_id, largest, figures, gunicorn, client)
     stored = CheckpointStore(client, bench.settings().job_ttl_seconds).part_summaries(job_id)
     figures.domain_seconds = {
         d: stored[parts.events(d)].seconds for d in rows if parts.events(d) in stored
@@ -286,10 +296,18 @@ def run_once(bench: BenchStack, stack: LocalStack, lots: int) -> tuple[RunFigure
     return figures, job_id
 
 
-def msd_page(api: ApiClient, job_id: str, domain: str, figures: RunFigures, api_pid: int) -> None:
+def msd_page(
+    api: ApiClient,
+    job_id: str,
+    domain: str,
+    figures: RunFigures,
+    api_pid: int,
+    client: redis.Redis,
+) -> None:
     """What the MSD page does once the trace is done, timed into ``figures``: the detail table
     under another loss-reason mask (the first call runs the analysis again on the trace's
-    checkpoints), its first and last page, and the CSV export."""
+    checkpoints; the probe's per-stage query counts, reset before it, say which stages asked
+    the warehouse meanwhile), its first and last page, and the CSV export."""
     status = api.json("GET", f"/api/trace/job/{job_id}")["data"]
     trace = status.get("trace_query_id")
     if not trace:
@@ -300,9 +318,12 @@ def msd_page(api: ApiClient, job_id: str, domain: str, figures: RunFigures, api_
     ]
     detail = f"/api/mid-section-defect/analysis/detail?trace_query_id={trace}&page_size=20"
     if reasons:
+        client.delete(QUERIES_KEY)
         began = time.perf_counter()
         api.json("GET", f"{detail}&loss_reasons={quote(reasons[0])}")
         figures.reanalysis_seconds = time.perf_counter() - began
+        counted = client.hgetall(QUERIES_KEY)
+        figures.reanalysis_queries = {codec.as_text(k): int(v) for k, v in counted.items()}
     first = api.json("GET", detail)["data"]["pagination"]
     figures.detail_first_ms = timed_page(api, f"{detail}&page=1").ms
     figures.detail_last_ms = timed_page(api, f"{detail}&page={first['total_pages']}").ms

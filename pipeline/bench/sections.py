@@ -13,10 +13,14 @@ from pipeline.bench import formats
 from pipeline.bench.figures import (
     baseline_peak_ratio,
     baseline_time_ratio,
+    end_to_end_of_floor,
     events_rows_per_s,
+    floor_seconds,
     median,
     pipeline_of_scan,
+    reanalysis_share,
     resume_seconds,
+    stage_floor,
     stage_seconds,
     stream_of_read,
     worker_peak,
@@ -68,6 +72,18 @@ def _baseline_peak(size: SizeResult) -> str:
     return formats.mb(base.peak_mb) if base.finished else f"≥ {formats.mb(base.peak_mb)}"
 
 
+def _max_reanalysis_earlier_queries(size: SizeResult) -> str:
+    counts = [n for run in size.runs if (n := run.reanalysis_earlier_queries) is not None]
+    return formats.count(max(counts)) if counts else formats.NONE
+
+
+def _floor_columns(stage: str) -> tuple[Column, Column]:
+    """A stage's median seconds, and its floor beside it."""
+    return _stage_column(stage), Column(
+        "floor s", lambda size: formats.seconds(stage_floor(stage)(size))
+    )
+
+
 def _size_column() -> Column:
     return Column("CIDs", lambda size: f"{size.cids:,}")
 
@@ -95,6 +111,29 @@ SECTIONS: tuple[Section, ...] = (
         "took while the job ran (timings under steal are slower than the machine can be).",
     ),
     Section(
+        "Stages against their floor (median over the runs)",
+        (
+            _size_column(),
+            *(column for stage in STAGES for column in _floor_columns(stage)),
+            Column(
+                "end to end s", lambda s: formats.seconds(median(s, lambda r: r.end_to_end_seconds))
+            ),
+            Column("floor s", lambda size: formats.seconds(floor_seconds(size))),
+            Column(
+                "end to end / floor",
+                lambda size: formats.times(end_to_end_of_floor(size)),
+            ),
+        ),
+        "Floor: each stage's bare reads on the same data, measured once after the runs. "
+        "Seed-resolve and lineage: their warehouse queries as the last run's workers ran them "
+        "(recorded by the probe), replayed in order on warm processes, rows only counted. "
+        "Events: the bare scan of every domain's query (its wall seconds added up over the "
+        "domains). Aggregation: its stored input (seeds, the detection lots seed-resolve "
+        "recorded, the lineage maps, the events domains the analysis folds) read back from "
+        "Redis bare; its own warehouse queries are not in it. The trace's floor adds the four "
+        "up.",
+    ),
+    Section(
         "The MSD page (median over the runs)",
         (
             _size_column(),
@@ -102,6 +141,11 @@ SECTIONS: tuple[Section, ...] = (
                 "re-analysis s",
                 lambda size: formats.seconds(median(size, lambda run: run.reanalysis_seconds)),
             ),
+            Column(
+                "re-analysis / end to end",
+                lambda size: formats.pct(median(size, reanalysis_share)),
+            ),
+            Column("re-analysis: queries by earlier stages", _max_reanalysis_earlier_queries),
             Column(
                 "detail first ms",
                 lambda size: formats.ms(median(size, lambda run: run.detail_first_ms)),
@@ -120,7 +164,9 @@ SECTIONS: tuple[Section, ...] = (
             ),
         ),
         "Re-analysis: the first detail call under another loss-reason mask, which runs the "
-        "analysis again on the trace's checkpoints (no earlier stage queries the warehouse). "
+        "analysis again on the trace's checkpoints; its share of the trace's end to end, and "
+        "the most source queries any run's re-analysis issued in a stage before the "
+        "aggregation (the goal is 0). "
         "Detail: 20 rows at the first and the last page, to the last byte, on a new "
         "connection. Export: the whole detail table as CSV.",
     ),
@@ -177,19 +223,20 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Column("pipeline / scan", lambda size: formats.pct(pipeline_of_scan(size))),
             Column(
-                "read+encode rows/s",
+                "read+decode+encode rows/s",
                 lambda size: formats.rate(
                     size.limits.read_encode_rows_per_s if size.limits else None
                 ),
             ),
-            Column("stream / read+encode", lambda size: formats.pct(stream_of_read(size))),
+            Column("stream / read+decode+encode", lambda size: formats.pct(stream_of_read(size))),
         ),
         "Resume: a job failed in aggregation, then was retried; queries by earlier stages is the "
         "most any run's retry issued (the goal is 0). "
         "Scan: a bare fetchmany of each domain's query over the run's lots; pipeline / scan "
-        "compares the events stage's rows/s with it. Read+encode: a bare Redis GET + msgpack "
-        "unpack + JSON encode of the stored chunks; stream / read+encode compares the API's "
-        "stream with it.",
+        "compares the events stage's rows/s with it. Read+decode+encode: a bare Redis GET + "
+        "decompress (of a compressed chunk) + msgpack unpack + JSON encode of the stored chunks "
+        "(CheckpointStore.read_chunk and the stream's encoding); stream / read+decode+encode "
+        "compares the API's stream with it.",
     ),
     Section(
         "Against the old approach",

@@ -53,6 +53,19 @@ def test_the_quick_benchmark_runs_and_prints_its_table(bench_redis: None, tmp_pa
     # The MSD page was measured: the analysis again under a mask, detail pages, the export
     assert run["reanalysis_seconds"] > 0 and run["detail_last_ms"] > 0
     assert run["export_mb_per_s"] > 0 and "The MSD page" in (tmp_path / "BENCHMARKS.md").read_text()
+    # and the re-analysis asked the warehouse nothing for an earlier stage
+    assert not {k: n for k, n in run["reanalysis_queries"].items() if k != "aggregation" and n}
+    # Each stage's floor was measured (seed-resolve and lineage replayed from the workers'
+    # recorded queries), and the report sets the stages beside it
+    floor = size["floor"]
+    assert set(floor["seconds"]) == {"seed-resolve", "lineage", "events", "aggregation"}
+    assert all(seconds > 0 for seconds in floor["seconds"].values()), floor
+    assert floor["reads"]["seed-resolve"] > 0 and floor["reads"]["lineage"] > 0
+    assert all(rows > 0 for rows in floor["rows"].values()), floor
+    assert "Stages against their floor" in (tmp_path / "BENCHMARKS.md").read_text()
+    assert not (tmp_path / "work" / "queries").exists() or not any(
+        (tmp_path / "work" / "queries").iterdir()
+    )
     # The resume measured on it issued no query of an earlier stage
     assert run["resume"]["queries_by_stage"].get("aggregation", 0) > 0
     assert set(run["resume"]["queries_by_stage"]) == {"aggregation"}

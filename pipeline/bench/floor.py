@@ -14,12 +14,12 @@ that the service runs.
   own checkpoints (none reaches the probe).
 - **events**: the bare scan of each domain's query (``limits.scan_domains``), its wall seconds
   added up over the domains.
-- **aggregation**: its input read back from Redis, bare (``CheckpointStore.read``: manifest, GET,
-  checksum, decode, one thread as the stage runs): the seeds and the detection lots seed-resolve
-  recorded (which the aggregation reuses instead of asking again), the lineage maps it folds and
-  the events domains the analysis reads (``MsdAggregator.uses``), nothing done with the rows.
-  Its own warehouse queries (the detection lots' rejects, the machines' families) are not in it:
-  this floor is the store's share alone.
+- **aggregation**: its own warehouse queries (the detection lots' rejects, the machines'
+  families...), replayed like seed-resolve's, plus its input read back from Redis, bare
+  (``CheckpointStore.read``: manifest, GET, checksum, decompress, decode, one thread as the
+  stage runs): the seeds and the detection lots seed-resolve recorded (which the aggregation
+  reuses instead of asking again), the lineage maps it folds and the events domains the
+  analysis reads (``MsdAggregator.uses``), nothing done with the rows.
 """
 
 from __future__ import annotations
@@ -130,9 +130,9 @@ def measure_floor(
     repeats: int = 3,
 ) -> FloorFigures:
     """The four stages' floors for the finished job ``job_id`` (its keys still stored; its
-    seed-resolve and lineage queries in ``sealed``, ``None``: not recorded, those floors left
-    out), the events stage's taken from the limits' scan (``scan_rows``/``scan_seconds`` per
-    domain, measured on the same lots)."""
+    seed-resolve, lineage and aggregation queries in ``sealed``, ``None``: not recorded, those
+    floors left out, the aggregation's its store read alone), the events stage's taken from
+    the limits' scan (``scan_rows``/``scan_seconds`` per domain, measured on the same lots)."""
     floor = FloorFigures(seconds={}, reads={}, rows={})
     if sealed is not None:
         for stage, (reads, rows, seconds) in replay_stages(
@@ -142,7 +142,13 @@ def measure_floor(
     if scan_seconds:
         floor.seconds[EVENTS] = sum(scan_seconds.values())
         floor.rows[EVENTS] = sum(scan_rows.values())
-    _put(floor, AGGREGATION, *read_aggregation_input(store, job_id, repeats=repeats))
+    chunks, rows, seconds = read_aggregation_input(store, job_id, repeats=repeats)
+    queries, queried, replayed = (
+        floor.reads.get(AGGREGATION, 0),
+        floor.rows.get(AGGREGATION, 0),
+        floor.seconds.get(AGGREGATION, 0.0),
+    )
+    _put(floor, AGGREGATION, queries + chunks, queried + rows, replayed + seconds)
     return floor
 
 

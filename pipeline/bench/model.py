@@ -148,9 +148,10 @@ class LimitFigures:
 
 @dataclass
 class FloorFigures:
-    """Each stage's bare warehouse (or, for the aggregation, store) reads on the same data,
+    """Each stage's bare warehouse reads (the aggregation's also its store reads) on the same data,
     measured once per size after the runs (``pipeline.bench.floor``): the wall seconds, the
-    reads made (queries, or stored chunks for the aggregation) and the rows they returned.
+    reads made (queries; for the aggregation its queries and its stored chunks) and the rows
+    they returned.
     A stage can be no faster than its floor; the run's ``end to end`` no faster than their
     sum."""
 

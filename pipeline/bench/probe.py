@@ -4,8 +4,8 @@ the SQLite warehouse through ``ProbeSqliteSource``, which counts the source quer
 in Redis and, while ``FAIL_AGGREGATION_KEY`` is set, fails the aggregation's queries: how the
 benchmark measures what a resume costs (a job failed in aggregation, then retried, must issue no
 query of an earlier stage). When ``BENCH_QUERY_LOG`` names a directory it also records the
-queries of seed-resolve and lineage there (``pipeline.bench.query_log``), for the floor to replay.
-Nothing else of the worker changes."""
+queries of seed-resolve, lineage and the aggregation there (``pipeline.bench.query_log``), for
+the floor to replay. Nothing else of the worker changes."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The warehouse queries the benchmark's workers ran for seed-resolve and lineage, kept on disk
-for the floor (``pipeline.bench.floor``) to replay bare: each query's name, binds and fragments
-exactly as the stage handed them to the source (after ``query_in`` cut its id list), so the
-replay renders the same SQL with the same binds.
+"""The warehouse queries the benchmark's workers ran for seed-resolve, lineage and the
+aggregation, kept on disk for the floor (``pipeline.bench.floor``) to replay bare: each query's
+name, binds and fragments exactly as the stage handed them to the source (after ``query_in``
+cut its id list), so the replay renders the same SQL with the same binds.
 
 Files, not the store's Redis database: the benchmark measures that database's memory. The
 probe (``pipeline.bench.probe``) appends to ``<directory>/current/<pid>.pickle`` (one pickle
@@ -22,12 +22,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pipeline.engine.job import LINEAGE, SEED_RESOLVE
+from pipeline.engine.job import AGGREGATION, LINEAGE, SEED_RESOLVE
 
 #: The environment variable naming the directory (unset: nothing is recorded).
 QUERY_LOG_ENV = "BENCH_QUERY_LOG"
 #: The stages whose queries are recorded.
-RECORDED_STAGES = (SEED_RESOLVE, LINEAGE)
+RECORDED_STAGES = (SEED_RESOLVE, LINEAGE, AGGREGATION)
 #: Where the running job's queries go, under the directory.
 CURRENT = "current"
 

@@ -51,8 +51,8 @@ JOB_TIMEOUT_SECONDS = 3600
 @dataclass(frozen=True)
 class BenchStack:
     """Where and how the benchmark runs: the warehouse, the Redis databases it owns, the
-    worker's size, and where the workers record the queries of seed-resolve and lineage
-    (``query_log``; ``None``: nowhere, and no floor for those stages)."""
+    worker's size, and where the workers record the queries of seed-resolve, lineage and the
+    aggregation (``query_log``; ``None``: nowhere, and no floor for those stages)."""
 
     db: Path
     redis_url: str = "redis://127.0.0.1:6379"
@@ -231,7 +231,7 @@ def stream(api: ApiClient, path: str) -> tuple[float, float, int, int]:
 
 def run_once(bench: BenchStack, stack: LocalStack, lots: int) -> tuple[RunFigures, str]:
     """One timed run of the trace; its figures and job id (its keys stay for the limits, its
-    seed-resolve and lineage queries in ``bench.query_log``/job id for the floor)."""
+    seed-resolve, lineage and aggregation queries in ``bench.query_log``/job id for the floor)."""
     bench.flush()
     if bench.query_log is not None:
         query_log.clear(bench.query_log)

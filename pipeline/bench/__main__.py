@@ -139,6 +139,7 @@ def measure_size(args: argparse.Namespace, cids: int, console: Console) -> SizeR
                 store,
                 job_id,
                 domains.DOMAINS,
+                store_url=bench.store_url(),
                 processes=args.processes,
                 settings=bench.settings(),
                 repeats=repeats,

@@ -12,9 +12,9 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from http_api import render
 from pipeline import domains as domain_names
 from pipeline.bench.model import LimitFigures
+from pipeline.bench.read_encode import read_encode_like_api
 from pipeline.bench.warm_pool import source, warm_pool
 from pipeline.config import Settings
 from pipeline.engine import parts
@@ -84,53 +84,25 @@ def _scan(task: tuple[str, list[str]]) -> tuple[int, float]:
     return rows, time.perf_counter() - started
 
 
-def read_encode(store: CheckpointStore, job_id: str, domains: Sequence[str]) -> tuple[int, float]:
-    """Rows and wall seconds to turn every committed chunk of the domains' parts (manifest
-    order) into the stream's ``records`` lines: one GET + checksum + decompress (where the
-    store compresses chunks) + msgpack unpack per chunk (``read_chunk``, whatever it does to
-    a stored chunk) and the encoding ``http_api.stream`` uses (``render.line`` of the rows as
-    objects). The bytes are dropped; no HTTP."""
-    rows = 0
-    started = time.perf_counter()
-    for domain in domains:
-        part = parts.events(domain)
-        columns = store.columns(job_id, part)
-        number = 0
-        for entry in store.manifest(job_id, part).values():
-            for ref in entry.chunks:
-                chunk = store.read_chunk(part, entry.batch, ref)
-                render.line(
-                    {
-                        "type": "records",
-                        "domain": domain,
-                        "batch": number,
-                        "count": len(chunk),
-                        "data": render.row_objects(columns, chunk),
-                    }
-                )
-                rows += len(chunk)
-                number += 1
-    return rows, time.perf_counter() - started
-
-
 def measure_limits(
     db: Path,
     store: CheckpointStore,
     job_id: str,
     domains: Sequence[str],
     *,
+    store_url: str,
     processes: int,
     settings: Settings,
     repeats: int = 3,
 ) -> LimitFigures:
     """Both limits for a finished job: the scan over the job's lots (its ``parts.CIDS``
     part), on as many processes as the workers have, and the read + encode of its stored rows
-    in one thread, as the API streams (each the median of ``repeats``)."""
+    (the store at ``store_url``) in one thread of a process with the API's allocator, as the
+    API streams (``read_encode``; each the median of ``repeats``)."""
     cids = [row[0] for batch in store.read(job_id, parts.CIDS) for row in batch.rows]
     scan_rows, scan_seconds, task_seconds = scan_domains(
         db, cids, domains, processes=processes, settings=settings, repeats=repeats
     )
-    timings = [read_encode(store, job_id, domains) for _ in range(max(1, repeats))]
-    encoded_rows = timings[0][0]
-    encode_seconds = statistics.median(seconds for _, seconds in timings)
+    encoded_rows, timings = read_encode_like_api(store_url, job_id, domains, repeats=repeats)
+    encode_seconds = statistics.median(timings)
     return LimitFigures(scan_rows, scan_seconds, encoded_rows, encode_seconds, task_seconds)

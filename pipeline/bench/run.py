@@ -78,8 +78,12 @@ class BenchStack:
     def settings(self) -> Settings:
         return Settings.from_env(self.env())
 
+    def store_url(self) -> str:
+        """The URL of the store's database."""
+        return f"{self.redis_url}/{self.store_db}"
+
     def client(self) -> redis.Redis:
-        return redis.Redis.from_url(f"{self.redis_url}/{self.store_db}")
+        return redis.Redis.from_url(self.store_url())
 
     def flush(self) -> None:
         for db in (self.store_db, self.broker_db):

@@ -235,8 +235,9 @@ SECTIONS: tuple[Section, ...] = (
         "Scan: a bare fetchmany of each domain's query over the run's lots; pipeline / scan "
         "compares the events stage's rows/s with it. Read+decode+encode: a bare Redis GET + "
         "decompress (of a compressed chunk) + msgpack unpack + JSON encode of the stored chunks "
-        "(CheckpointStore.read_chunk and the stream's encoding); stream / read+decode+encode "
-        "compares the API's stream with it.",
+        "(CheckpointStore.read_chunk and the stream's encoding) in one thread of a process "
+        "with the API's allocator (PYTHONMALLOC=malloc, pipeline/bench/read_encode.py); "
+        "stream / read+decode+encode compares the API's stream with it.",
     ),
     Section(
         "Against the old approach",

@@ -24,6 +24,8 @@ from pipeline.tools.api_client import ApiClient
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "ops" / "worker"
+#: The API's allocator: glibc's, which keeps its memory flat (``http_api/heap.py``).
+API_ALLOCATOR_ENV = {"PYTHONMALLOC": "malloc"}
 GUNICORN_CONF = ROOT / "ops" / "gunicorn.conf.py"
 
 
@@ -152,7 +154,7 @@ class LocalStack:
             "GUNICORN_WORKERS": str(self.api_workers),
             "GUNICORN_THREADS": "8",
             "XDG_RUNTIME_DIR": str(self.log_dir),  # gunicorn's control socket (>= 25) goes here
-            "PYTHONMALLOC": "malloc",  # what keeps its memory flat (http_api/heap.py)
+            **API_ALLOCATOR_ENV,
         }
         argv = [self.python, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
         argv += ["--bind", f"127.0.0.1:{self.port}"]

@@ -72,6 +72,9 @@ def test_the_quick_benchmark_runs_and_prints_its_table(bench_redis: None, tmp_pa
     assert size["baseline"]["finished"] is True
     # Each domain's worker seconds were recorded, and the scan's process seconds
     assert run["domain_seconds"]["history"] > 0 and size["limits"]["scan_task_seconds"]["history"]
+    # The stream's limit read every stored row (in a child with the API's allocator)
+    assert size["limits"]["read_encode_rows"] == run["stream_rows"] > 0
+    assert size["limits"]["read_encode_seconds"] > 0
     # And the report can be rendered again from the raw figures, measuring nothing
     again = [
         sys.executable,

@@ -300,6 +300,25 @@ def run_once(bench: BenchStack, stack: LocalStack, lots: int) -> tuple[RunFigure
     return figures, job_id
 
 
+def answered(api: ApiClient, path: str) -> Any:
+    """The JSON of a 200 GET of ``path``, asked again while the API answers 503 with a
+    ``retry_after_seconds`` (an analysis still running past the request's wait: at 1M CIDs a
+    re-analysis outlasts it). It asks every ``POLL_SECONDS``, not after the hint's 30 s, so the
+    time to the answer is the analysis's own; asking again starts no other job. ``ApiError``
+    for any other status, ``TimeoutError`` after ``JOB_TIMEOUT_SECONDS``."""
+    deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
+    while True:
+        status, data = api.request("GET", path)
+        if status == 200:
+            return orjson.loads(data)
+        retry = status == 503 and b"retry_after_seconds" in data
+        if not retry:
+            raise ApiError("GET", path, status, data)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"GET {path} still answered 503 after {JOB_TIMEOUT_SECONDS} s")
+        time.sleep(POLL_SECONDS)
+
+
 def msd_page(
     api: ApiClient,
     job_id: str,
@@ -324,7 +343,7 @@ def msd_page(
     if reasons:
         client.delete(QUERIES_KEY)
         began = time.perf_counter()
-        api.json("GET", f"{detail}&loss_reasons={quote(reasons[0])}")
+        answered(api, f"{detail}&loss_reasons={quote(reasons[0])}")
         figures.reanalysis_seconds = time.perf_counter() - began
         counted = client.hgetall(QUERIES_KEY)
         figures.reanalysis_queries = {codec.as_text(k): int(v) for k, v in counted.items()}

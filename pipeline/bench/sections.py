@@ -128,10 +128,10 @@ SECTIONS: tuple[Section, ...] = (
         "Seed-resolve and lineage: their warehouse queries as the last run's workers ran them "
         "(recorded by the probe), replayed in order on warm processes, rows only counted. "
         "Events: the bare scan of every domain's query (its wall seconds added up over the "
-        "domains). Aggregation: its stored input (seeds, the detection lots seed-resolve "
-        "recorded, the lineage maps, the events domains the analysis folds) read back from "
-        "Redis bare; its own warehouse queries are not in it. The trace's floor adds the four "
-        "up.",
+        "domains). Aggregation: its own warehouse queries, replayed the same way, plus its "
+        "stored input (seeds, the detection lots seed-resolve recorded, the lineage maps, the "
+        "events domains the analysis folds) read back from Redis bare. The trace's floor adds "
+        "the four up.",
     ),
     Section(
         "The MSD page (median over the runs)",

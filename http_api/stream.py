@@ -53,6 +53,22 @@ class Cursor:
         return cls(domain, int(number))
 
 
+def records_line(
+    domain: str, number: int, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> bytes:
+    """The ``records`` line of one stored chunk: its number in the domain and its rows as
+    objects."""
+    return render.line(
+        {
+            "type": "records",
+            "domain": domain,
+            "batch": number,
+            "count": len(rows),
+            "data": render.row_objects(columns, rows),
+        }
+    )
+
+
 def error_line(code: str, message: str, **where: Any) -> bytes:
     """The ``error`` line that ends a stream."""
     return render.line({"type": "error", "code": code, "message": message, **where})
@@ -170,16 +186,5 @@ class JobStream:
             rows = reader.chunk_rows(domain, chunk)
             if not columns:
                 columns = reader.columns(job_id, domain)
-            yield (
-                render.line(
-                    {
-                        "type": "records",
-                        "domain": domain,
-                        "batch": chunk.number,
-                        "count": len(rows),
-                        "data": render.row_objects(columns, rows),
-                    }
-                ),
-                0,
-            )
+            yield records_line(domain, chunk.number, columns, rows), 0
         yield render.line({"type": "domain_end", "domain": domain, "count": count}), count

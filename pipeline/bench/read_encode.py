@@ -23,7 +23,8 @@ from collections.abc import Sequence
 import orjson
 import redis
 
-from http_api import heap, render
+from http_api import heap
+from http_api.stream import records_line
 from pipeline.engine import parts
 from pipeline.engine.store import CheckpointStore
 from pipeline.tools.stack import API_ALLOCATOR_ENV
@@ -35,9 +36,8 @@ CHILD_TIMEOUT_SECONDS = 3 * 3600
 def read_encode(store: CheckpointStore, job_id: str, domains: Sequence[str]) -> tuple[int, float]:
     """Rows and wall seconds to turn every committed chunk of the domains' parts (manifest
     order) into the stream's ``records`` lines: one GET + checksum + decompress + msgpack
-    unpack per chunk (``read_chunk``) and the encoding ``http_api.stream`` uses (``render.line``
-    of the rows as objects). The bytes are dropped; no HTTP. ``ChunkLost`` when a chunk is
-    gone."""
+    unpack per chunk (``read_chunk``) and the stream's own ``records_line``. The bytes are
+    dropped; no HTTP. ``ChunkLost`` when a chunk is gone."""
     rows = 0
     started = time.perf_counter()
     for domain in domains:
@@ -47,15 +47,7 @@ def read_encode(store: CheckpointStore, job_id: str, domains: Sequence[str]) -> 
         for entry in store.manifest(job_id, part).values():
             for ref in entry.chunks:
                 chunk = store.read_chunk(part, entry.batch, ref)
-                render.line(
-                    {
-                        "type": "records",
-                        "domain": domain,
-                        "batch": number,
-                        "count": len(chunk),
-                        "data": render.row_objects(columns, chunk),
-                    }
-                )
+                records_line(domain, number, columns, chunk)
                 rows += len(chunk)
                 number += 1
     return rows, time.perf_counter() - started

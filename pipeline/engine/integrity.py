@@ -1,22 +1,34 @@
-"""Whether a finished job's result is whole, before an equal request is given that job instead
-of a new one (``JobRegistry.submit``, within ``TRACE_RESULT_REUSE_SECONDS``).
+"""Whether a finished job's result is whole: before an equal request is given that job instead
+of a new one (``JobRegistry.submit``, within ``TRACE_RESULT_REUSE_SECONDS``), and before the
+first byte of any answer that carries the result (result pages, streams, the analysis's detail
+rows): the July client trusts every 200.
 
-Whole means: no events domain failed, every input batch of every domain is committed, and
-every chunk the manifests of the result's parts name still exists (one ``EXISTS`` per 500
-chunks: a 114K-CID trace is a few round trips), as do its summary and analysis documents.
-Checksums are not read here: a chunk that fails its checksum is found by the reader that
-decodes it, which marks the job damaged (``JobRegistry.mark_damaged``) like this check does.
+Whole means: no events domain failed, every input batch of every domain is committed, every
+result part's manifest still holds every batch committed to it (a manifest gone would read as
+an empty part: a short answer that looks whole), and every chunk those manifests name still
+exists, as do the summary and analysis documents. All of that is asked in one pipelined round
+trip (one ``EXISTS`` per 500 chunks). The chunk keys of a finished job are read from its
+manifests once and kept (``ResultKeys``): they change only through a retry, which finishes
+the job again. Checksums are not read here: a chunk that fails its checksum is found by the
+reader that decodes it, which marks the job damaged (``JobRegistry.mark_damaged``) like this
+check does.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.engine import keys, parts
-from pipeline.engine.job import LINEAGE, SEED_RESOLVE, Job
-from pipeline.engine.store import KEY_BATCH, CheckpointStore
+from pipeline.engine import codec, keys, parts
+from pipeline.engine.job import FINISHED, LINEAGE, SEED_RESOLVE, Job
+from pipeline.engine.store import KEY_BATCH, CheckpointStore, Entry
+
+#: Chunk keys ``ResultKeys`` keeps over all jobs (~150 bytes each: ~30 MB at most; a 1M-CID
+#: trace has ~10,000).
+KEPT_CHUNK_KEYS = 200_000
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,63 @@ class Flaw:
 
     reason: str
     damaged: bool
+
+
+class ResultKeys:
+    """The chunk keys of finished jobs' result parts, kept between checks (least recently used
+    dropped past ``limit`` keys). A finished job's manifests change only by a commit, which
+    counts in the part's ``done``, or by a retry, which finishes the job again (a new
+    ``finished_at``): keys read once serve while both are the same. Thread-safe."""
+
+    def __init__(self, limit: int = KEPT_CHUNK_KEYS) -> None:
+        self.limit = limit
+        self._kept: OrderedDict[tuple[str, float | None], tuple[tuple[int, ...], list[str]]] = (
+            OrderedDict()
+        )
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def jobs(self) -> list[str]:
+        """The ids of the jobs whose keys are kept, least recently used first."""
+        with self._lock:
+            return [job_id for job_id, _ in self._kept]
+
+    def of(
+        self, store: CheckpointStore, job: Job, result: list[str], counters: Mapping[str, int]
+    ) -> list[str]:
+        """The chunk keys the manifests of the ``result`` parts name, in part order."""
+        done = tuple(counters.get(parts.done(part), 0) for part in result)
+        key = (job.id, job.finished_at)
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is not None and kept[0] == done:
+                self._kept.move_to_end(key)
+                return kept[1]
+        names = chunk_keys(store, job.id, result)
+        if job.state != FINISHED or len(names) > self.limit:
+            return names
+        with self._lock:
+            if (old := self._kept.pop(key, None)) is not None:
+                self._size -= len(old[1])
+            self._kept[key] = (done, names)
+            self._size += len(names)
+            while self._size > self.limit:
+                _, (_, dropped) = self._kept.popitem(last=False)
+                self._size -= len(dropped)
+        return names
+
+
+def chunk_keys(store: CheckpointStore, job_id: str, result: list[str]) -> list[str]:
+    """The chunk keys the manifests of the ``result`` parts name (one round trip)."""
+    pipe = store.redis.pipeline(transaction=False)
+    for part in result:
+        pipe.hvals(keys.manifest(job_id, part))
+    return [
+        name
+        for entries in pipe.execute()
+        for data in entries
+        for name in Entry.chunk_keys(codec.as_bytes(data))
+    ]
 
 
 def result_parts(store: CheckpointStore, job: Job) -> tuple[list[str], list[str]]:
@@ -51,10 +120,11 @@ def flaw(
     job: Job,
     failed_domains: Mapping[str, Any],
     counters: Mapping[str, int],
+    kept: ResultKeys | None = None,
 ) -> Flaw | None:
     """What keeps the finished ``job``'s result from being whole (``None``: it is whole). A
     piece gone is found whether or not domains failed (a partial result may be damaged too);
-    failed domains alone make it incomplete, not damaged."""
+    failed domains alone make it incomplete, not damaged. ``kept``: chunk keys read before."""
     for domain in job.domains:
         if domain in failed_domains:
             continue
@@ -63,18 +133,25 @@ def flaw(
         if total is None or done < total:
             return Flaw(f"{domain}: {done} of {total} input batches committed", damaged=True)
     result, documents = result_parts(store, job)
-    names = list(documents)
+    chunks = kept.of(store, job, result, counters) if kept else chunk_keys(store, job.id, result)
+    names = [*documents, *chunks]
+    batches = [names[start : start + KEY_BATCH] for start in range(0, len(names), KEY_BATCH)]
+    pipe = store.redis.pipeline(transaction=False)
     for part in result:
-        names += [
-            ref.key for entry in store.manifest(job.id, part).values() for ref in entry.chunks
-        ]
-    for start in range(0, len(names), KEY_BATCH):
-        batch = names[start : start + KEY_BATCH]
-        if store.redis.exists(*batch) < len(batch):
+        pipe.hlen(keys.manifest(job.id, part))
+    for batch in batches:
+        pipe.exists(*batch)
+    answers = pipe.execute()
+    for part, held in zip(result, answers, strict=False):
+        done = counters.get(parts.done(part), 0)
+        if held < done:
+            return Flaw(f"the manifest of {part} is gone ({held} of {done} batches)", True)
+    for batch, found in zip(batches, answers[len(result) :], strict=True):
+        if found < len(batch):
             pipe = store.redis.pipeline(transaction=False)
             for name in batch:
                 pipe.exists(name)
-            gone = [n for n, found in zip(batch, pipe.execute(), strict=True) if not found]
+            gone = [n for n, there in zip(batch, pipe.execute(), strict=True) if not there]
             return Flaw(f"{len(gone)} piece(s) of the result are gone, e.g. {gone[0]}", True)
     if failed_domains:
         return Flaw(f"failed domains: {', '.join(sorted(failed_domains))}", damaged=False)

@@ -72,6 +72,8 @@ class JobRegistry:
         self.reuse_seconds = reuse_seconds
         self._set_if_state = client.register_script(_SET_IF_STATE)
         self._mark_once = client.register_script(_MARK_ONCE)
+        #: the chunk keys of finished results, kept between checks (``flaw``)
+        self.result_keys = integrity.ResultKeys()
 
     def announce(
         self, event: str, job_id: str, *, level: int = logging.INFO, **fields: Any
@@ -147,7 +149,9 @@ class JobRegistry:
         reason = self.damaged(job.id)
         if reason is not None:
             return integrity.Flaw(reason, damaged=True)
-        problem = integrity.flaw(self.store, job, self.domain_states(job.id), self.progress(job.id))
+        problem = integrity.flaw(
+            self.store, job, self.domain_states(job.id), self.progress(job.id), self.result_keys
+        )
         if problem is not None and problem.damaged:
             self.mark_damaged(job.id, problem.reason)
         return problem

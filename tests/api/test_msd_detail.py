@@ -12,6 +12,7 @@ import pytest
 
 from http_api.msd_export import COLUMNS
 from http_api.services import Services
+from pipeline.engine import keys, parts
 
 WINDOW = {"station": "測試", "start_date": "2026-06-01", "end_date": "2026-06-30"}
 DOMAINS = {
@@ -134,3 +135,19 @@ def test_the_export_is_every_row_as_the_old_csv(
     assert lines[0] == [header for header, _ in COLUMNS[direction]]
     total = detail(client, f"trace_query_id={trace_id}&page_size=1").json["data"]["pagination"]
     assert len(lines) - 1 == total["total_count"] > 0
+
+
+def test_a_detail_table_whose_rows_are_gone_is_410_not_an_empty_page(
+    api: tuple[falcon.testing.TestClient, Services],
+) -> None:
+    client, services = api
+    events = trace(client, "backward")
+    trace_id = events["trace_query_id"]
+    assert events["aggregation"]["detail_total_count"] > 0
+    # Given the detail rows' manifest is gone (evicted) before any page of them was read
+    job_id = events["job_id"]
+    services.redis.delete(keys.manifest(job_id, parts.AGGREGATION_DETAIL))
+    # Then a page is 410 CACHE_EXPIRED: it once read an empty table, "0 rows", as if clean
+    answer = detail(client, f"trace_query_id={trace_id}&page=1&page_size=20")
+    assert answer.status_code == 410, answer.text[:300]
+    assert answer.json["error"]["code"] == "CACHE_EXPIRED"

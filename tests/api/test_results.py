@@ -193,6 +193,37 @@ def test_a_lost_chunk_is_refused_before_the_first_byte(
     assert "gone" in (services.runtime.registry.damaged(job) or "")
 
 
+def test_a_lost_manifest_is_refused_not_answered_short(
+    api: tuple[falcon.testing.TestClient, Services], job: str
+) -> None:
+    client, services = api
+    # Given the manifest of materials is gone (evicted), its chunks and page index still there
+    services.redis.delete(keys.manifest(job, parts.events("materials")))
+    # Then the stream and the pages are refused: the stream once read no chunk of materials
+    # and ended "complete" with fewer records, a wrong answer that looked whole
+    for path, params in (("stream", {}), ("result", {"domain": "history", "limit": "5"})):
+        answer = client.simulate_get(f"/api/trace/job/{job}/{path}", params=params)
+        assert answer.status_code == 410, (path, params, answer.text[:300])
+        assert answer.json["error"]["code"] == "JOB_RESULT_DAMAGED"
+        assert "manifest" in answer.json["error"]["message"]
+
+
+def test_a_chunk_lost_after_a_read_is_still_found_by_the_next_one(
+    api: tuple[falcon.testing.TestClient, Services], job: str
+) -> None:
+    client, services = api
+    # Given a page was read (what the check learnt of the job may be kept between requests)
+    first = client.simulate_get(f"/api/trace/job/{job}/result", params={"limit": "5"})
+    assert first.status_code == 200, first.text[:300]
+    # When a chunk outside that page is gone afterwards
+    entry = services.runtime.store.manifest(job, parts.events("holds"))
+    refs = [ref for e in entry.values() for ref in e.chunks]
+    services.redis.delete(refs[-1].key)
+    # Then the next page is refused before its first byte
+    again = client.simulate_get(f"/api/trace/job/{job}/result", params={"limit": "5"})
+    assert again.status_code == 410 and again.json["error"]["code"] == "JOB_RESULT_DAMAGED"
+
+
 def test_a_chunk_that_fails_its_checksum_ends_the_stream_with_an_error(
     api: tuple[falcon.testing.TestClient, Services], job: str
 ) -> None:

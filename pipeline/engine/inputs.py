@@ -10,6 +10,7 @@ them, and the job's own lineage stage finds the rest.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -23,6 +24,9 @@ from pipeline.engine.store import CheckpointStore
 from pipeline.errors import InvalidInput
 from pipeline.request import EVENTS, LINEAGE
 from pipeline.rows import clean_values
+from pipeline.stages.msd.lot_record import LotRecordMeta
+
+log = logging.getLogger(__name__)
 
 #: The lineage maps the aggregation reads, by direction.
 RELATED = {domains.BACKWARD: "ancestors", domains.FORWARD: "descendants"}
@@ -151,9 +155,22 @@ def _write_seeds(store: CheckpointStore, job_id: str, cids: Iterable[str], size:
 
 
 def _link_lot_record(store: CheckpointStore, from_job: str, to_job: str) -> None:
-    """The trace's lot record, when its analysis kept one (its blob is written last, so with
-    the blob the rows are all there): linked, and the blob copied."""
-    meta = store.get_blob(from_job, parts.LOT_RECORD_META)
-    if meta is not None:
-        store.link_part(from_job, to_job, parts.AGGREGATION_LOT_RECORD)
-        store.put_blob(to_job, parts.LOT_RECORD_META, meta)
+    """The trace's lot record, when its analysis kept one of this version (its blob is written
+    last, so with the blob the rows were all there): linked, and the blob copied, unless fewer
+    rows than its lots are still there (a manifest evicted): then the analysis folds the events
+    instead, as without a record."""
+    blob = store.get_blob(from_job, parts.LOT_RECORD_META)
+    meta = LotRecordMeta.from_blob(blob) if blob is not None else None
+    if meta is None:
+        return
+    linked = store.link_part(from_job, to_job, parts.AGGREGATION_LOT_RECORD)
+    if linked == meta.lots:
+        store.put_blob(to_job, parts.LOT_RECORD_META, blob)
+    else:
+        log.warning(
+            "job %s: the lot record of job %s holds %d of its %d lots; not read",
+            to_job,
+            from_job,
+            linked,
+            meta.lots,
+        )

@@ -13,6 +13,8 @@ import pytest
 from http_api.msd_export import COLUMNS
 from http_api.services import Services
 from pipeline.engine import keys, parts
+from pipeline.engine.analyses import masks_key
+from pipeline.params import TraceParams
 
 WINDOW = {"station": "測試", "start_date": "2026-06-01", "end_date": "2026-06-30"}
 DOMAINS = {
@@ -151,3 +153,35 @@ def test_a_detail_table_whose_rows_are_gone_is_410_not_an_empty_page(
     answer = detail(client, f"trace_query_id={trace_id}&page=1&page_size=20")
     assert answer.status_code == 410, answer.text[:300]
     assert answer.json["error"]["code"] == "CACHE_EXPIRED"
+
+
+def test_a_lot_record_whose_rows_are_gone_is_not_read_as_a_trace_without_lots(
+    api: tuple[falcon.testing.TestClient, Services],
+) -> None:
+    client, services = api
+    events = trace(client, "backward")
+    trace_id, job_id = events["trace_query_id"], events["job_id"]
+    reasons = events["aggregation"]["charts"]["by_loss_reason"]
+    mask = reasons[0]["name"]
+    query = f"trace_query_id={trace_id}&loss_reasons={mask}&page_size=500"
+    # Given a re-analysis under a mask, from the trace's lot record
+    first = detail(client, query)
+    assert first.status_code == 200 and first.json["data"]["pagination"]["total_count"] > 0
+    masked = TraceParams(loss_reasons=(mask,))
+    analysed = services.redis.get(keys.analysis(trace_id, masks_key(masked)))
+    assert analysed is not None
+    # When that analysis is forgotten (an equal request would run it again) and the lot
+    # record's manifest is gone (evicted), in the trace's job and in the analysis's link to it
+    earlier = services.runtime.registry.load(analysed.decode())
+    assert earlier is not None
+    services.redis.delete(
+        keys.analysis(trace_id, masks_key(masked)), keys.dedupe(earlier.fingerprint)
+    )
+    for holder in (job_id, earlier.id):
+        services.redis.delete(keys.manifest(holder, parts.AGGREGATION_LOT_RECORD))
+    # Then the analysis under the mask runs again on the events: the same rows, not an empty
+    # table (it once read no lot from the record and said so as if it were the answer)
+    again = detail(client, query)
+    assert again.status_code == 200, again.text[:300]
+    assert services.redis.get(keys.analysis(trace_id, masks_key(masked))) != analysed
+    assert again.json["data"] == first.json["data"]

@@ -13,6 +13,7 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.engine import keys, parts
+from pipeline.engine.analyses import reanalysis
 from pipeline.engine.job import AGGREGATION, EVENTS, FAILED, FINISHED
 from pipeline.engine.quality import domain_quality, query_quality
 from pipeline.engine.runtime import Runtime
@@ -263,3 +264,36 @@ def test_a_job_before_its_events_and_one_ended_before_them_are_never_complete(
     quality = domain_quality(ended, inline.registry, 1000)
     assert {m["status"] for m in quality.values()} == {"partial"}
     assert all("not fetched" in m["reasons"][0] for m in quality.values())
+
+
+def test_a_lot_record_read_short_is_set_aside_for_the_events(
+    inline: Runtime, store_redis: redis.Redis
+) -> None:
+    # Given a backward trace whose analysis kept its lot record, analysed again under another
+    # mask from that record
+    first, _ = inline.submit(MSD)
+    run(inline)
+    trace = inline.registry.load(first.id)
+    assert trace is not None and trace.state == FINISHED
+    masked = reanalysis(trace, {"loss_reasons": ("刀痕",)})
+    intact, _ = inline.submit(masked)
+    run(inline)
+    # When the same analysis runs again, its linked record's manifest gone before it is read
+    again, created = inline.submit(masked, fresh=True)
+    assert created and inline.store.get_blob(again.id, parts.LOT_RECORD_META) is not None
+    store_redis.delete(keys.manifest(again.id, parts.AGGREGATION_LOT_RECORD))
+    run(inline)
+    # Then it folds the trace's events instead and answers the same: it once finished with
+    # the lots it read, none, as if that were the trace
+    ended = inline.registry.load(again.id)
+    assert ended is not None and ended.state == FINISHED, ended
+    assert stored_aggregation(inline, again.id) == stored_aggregation(inline, intact.id)
+    rows = {
+        job.id: [
+            row
+            for batch in inline.store.read(job.id, parts.AGGREGATION_DETAIL)
+            for row in batch.rows
+        ]
+        for job in (again, intact)
+    }
+    assert rows[again.id] == rows[intact.id] and rows[again.id]

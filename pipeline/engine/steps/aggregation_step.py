@@ -7,6 +7,7 @@ exactly once per run (a run starts from a fresh aggregator, so a re-run cannot d
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -25,6 +26,8 @@ from pipeline.stages.msd.folding import MsdAggregator
 from pipeline.stages.msd.lot_record import LotRecordMeta, record_meta
 from pipeline.stages.msd.result import result_json
 
+log = logging.getLogger(__name__)
+
 #: One JSON object per row, encoded (the detail table's keys differ by direction): the page
 #: reader sends it on, nothing decodes and re-encodes 100K rows here.
 DETAIL_COLUMNS = ("json",)
@@ -42,6 +45,8 @@ def run_aggregation(ctx: StageContext) -> None:
     detection rows, lineage or events: ``pipeline.stages.msd.lot_record``); forward, or when
     there is no record, its detection lots and rejects from the trace's earlier analysis
     (``parts.PRIOR_QUERIES``), not from the source again, and the stored lineage and events.
+    A record that reads back short of its lots (batches gone from its manifest) is set aside
+    for the same fold of the events: never an analysis of the lots that were left.
     """
     job, store, settings = ctx.job, ctx.store, ctx.settings
     reuse = (parts.SEED_QUERIES, parts.PRIOR_QUERIES)
@@ -56,13 +61,18 @@ def run_aggregation(ctx: StageContext) -> None:
         else None
     )
     recorded = LotRecordMeta.from_blob(blob) if blob else None
+    aggregator = None
     if recorded is not None:
-        rows = _rows(ctx, parts.AGGREGATION_LOT_RECORD)
-        aggregator = recorded_aggregator(request.params, rows, recorded, settings)
-    else:
+        try:
+            rows = _record_rows(ctx, recorded.lots)
+            aggregator = recorded_aggregator(request.params, rows, recorded, settings)
+        except ShortLotRecord as short:  # as if there were no record: fold the events
+            log.warning("job %s: %s; the events are folded instead", job.id, short)
+    from_record = aggregator is not None
+    if aggregator is None:
         aggregator = prepare_aggregator(source, request.params, seed_cids(ctx), direction, settings)
     with aggregator:
-        if recorded is None:
+        if not from_record:
             _fold_lineage_and_events(ctx, aggregator, failed)
         fold = aggregator.finish()
         # The detail rows first: the pass that writes them also credits the machines, which
@@ -129,6 +139,22 @@ def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:
     """The (key, value) rows of a stored map part of the lineage document, streamed."""
     for batch in ctx.store.read(ctx.job.id, parts.lineage(key)):
         yield from ((name, value) for name, value in batch.rows)
+
+
+class ShortLotRecord(Exception):
+    """The lot record read back holds fewer rows than its lots (batches gone from its
+    manifest read as no rows: read as it is, the analysis would miss lots and look whole)."""
+
+
+def _record_rows(ctx: StageContext, lots: int) -> Iterator[tuple[Any, ...]]:
+    """The lot record's rows, streamed; ``ShortLotRecord`` after them when they are fewer than
+    the record's ``lots``. A chunk gone raises ``ChunkLost`` as any read does."""
+    seen = 0
+    for row in _rows(ctx, parts.AGGREGATION_LOT_RECORD):
+        seen += 1
+        yield row
+    if seen != lots:
+        raise ShortLotRecord(f"the lot record holds {seen} of its {lots} lots")
 
 
 def _rows(ctx: StageContext, part: str) -> Iterator[tuple[Any, ...]]:

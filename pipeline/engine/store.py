@@ -36,7 +36,7 @@ class ChunkLost(TraceError):
     code = "CHUNK_LOST"
 
     def __init__(self, part: str, batch: int, key: str, why: str) -> None:
-        super().__init__(f"{part} batch {batch}: chunk {key} {why}")
+        super().__init__(f"{part} batch {batch}: {f'chunk {key} ' if key else ''}{why}")
         self.part, self.batch, self.key = part, batch, key
 
 
@@ -356,10 +356,28 @@ class CheckpointStore:
         return data
 
     def read(self, job_id: str, part: str) -> Iterator[RowBatch]:
-        """Every committed row of ``part`` in batch order, one chunk at a time."""
+        """Every committed row of ``part`` in batch order, one chunk at a time. Raises
+        ``ChunkLost`` before the first row when the manifest holds fewer batches than were
+        committed to the part (evicted or cut: read as it is, it would be fewer rows, or
+        none, that look whole), and at a chunk gone or failing its checksum."""
         columns = self.columns(job_id, part)
-        for entry in self.manifest(job_id, part).values():
+        for entry in self._whole_manifest(job_id, part).values():
             yield from self.read_entry(job_id, part, entry, columns)
+
+    def _whole_manifest(self, job_id: str, part: str) -> dict[int, Entry]:
+        """``manifest``, checked against the part's count of committed batches (read in one
+        transaction with it: a commit adds to both at once)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(keys.manifest(job_id, part))
+        pipe.hget(keys.progress(job_id), parts.done(part))
+        raw, done = pipe.execute()
+        held = {int(b): Entry.from_bytes(int(b), codec.as_bytes(d)) for b, d in raw.items()}
+        committed = int(done or 0)
+        if len(held) < committed:
+            gone = min(set(range(committed)) - held.keys(), default=len(held))
+            why = f"is gone from the manifest ({len(held)} of {committed} committed batches left)"
+            raise ChunkLost(part, gone, "", why)
+        return dict(sorted(held.items()))
 
     def read_batch(self, job_id: str, part: str, batch: int) -> list[tuple[Any, ...]]:
         """The rows of one committed batch (a batch of a stage's own output: small)."""

@@ -439,3 +439,21 @@ def msgpack_of(rows: list[tuple[object, ...]]) -> bytes:
     import msgpack
 
     return msgpack.packb(rows, use_bin_type=True, default=codec.contract_value)
+
+
+def test_a_manifest_evicted_or_cut_is_a_lost_chunk_not_fewer_rows(
+    store: CheckpointStore, store_redis: redis.Redis
+) -> None:
+    # Given a part of three committed batches
+    for batch in range(3):
+        store.commit(JOB, PART, write(store, batch, 10, start=batch * 10))
+    assert len(all_rows(store)) == 30
+    # When a batch is gone from its manifest, Then reading it raises ChunkLost naming that batch
+    # (it read the 20 rows left, which looked whole)
+    store_redis.hdel(keys.manifest(JOB, PART), "1")
+    with pytest.raises(ChunkLost, match="batch 1: is gone from the manifest"):
+        all_rows(store)
+    # And with the whole manifest gone (it read as a part with no rows at all)
+    store_redis.delete(keys.manifest(JOB, PART))
+    with pytest.raises(ChunkLost, match="0 of 3 committed batches left"):
+        all_rows(store)

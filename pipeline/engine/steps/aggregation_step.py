@@ -16,6 +16,7 @@ from pipeline.engine import parts
 from pipeline.engine.context import StageContext
 from pipeline.engine.recording import RecordingSource
 from pipeline.engine.steps.seed_step import seed_cids
+from pipeline.engine.store import ChunkLost
 from pipeline.stages.msd import lot_record
 from pipeline.stages.msd.attribution import machine_ids
 from pipeline.stages.msd.detail import EXPORT_COLUMNS, sorted_details
@@ -66,8 +67,8 @@ def run_aggregation(ctx: StageContext) -> None:
         try:
             rows = _record_rows(ctx, recorded.lots)
             aggregator = recorded_aggregator(request.params, rows, recorded, settings)
-        except ShortLotRecord as short:  # as if there were no record: fold the events
-            log.warning("job %s: %s; the events are folded instead", job.id, short)
+        except (ShortLotRecord, ChunkLost) as short:  # as without a record: fold the events
+            log.warning("job %s: the lot record: %s; the events are folded instead", job.id, short)
     from_record = aggregator is not None
     if aggregator is None:
         aggregator = prepare_aggregator(source, request.params, seed_cids(ctx), direction, settings)
@@ -148,7 +149,8 @@ class ShortLotRecord(Exception):
 
 def _record_rows(ctx: StageContext, lots: int) -> Iterator[tuple[Any, ...]]:
     """The lot record's rows, streamed; ``ShortLotRecord`` after them when they are fewer than
-    the record's ``lots``. A chunk gone raises ``ChunkLost`` as any read does."""
+    the record's ``lots`` (its manifest and its count of batches both cut). A chunk or batch
+    gone raises ``ChunkLost`` as any read does."""
     seen = 0
     for row in _rows(ctx, parts.AGGREGATION_LOT_RECORD):
         seen += 1

@@ -22,7 +22,7 @@ from pipeline.request import TraceRequest
 from pipeline.runner import run_trace
 from pipeline.sources.sqlite import SqliteSource
 from tests.engine.helpers import direct_rows, job_rows
-from tests.engine.test_flow import MSD, faulty_runtime, query_tool, run
+from tests.engine.test_flow import MSD, faulty_runtime, query_tool, run, run_until
 from tests.support.faults import FAULTS_KEY
 from tests.support.warehouse import lots
 
@@ -297,3 +297,20 @@ def test_a_lot_record_read_short_is_set_aside_for_the_events(
         for job in (again, intact)
     }
     assert rows[again.id] == rows[intact.id] and rows[again.id]
+
+
+def test_lineage_lost_before_the_analysis_fails_it_rather_than_read_lots_alone(
+    inline: Runtime, store_redis: redis.Redis
+) -> None:
+    # Given a backward trace whose lineage was stored, up to its analysis
+    job, _ = inline.submit(MSD)
+    run_until(inline, AGGREGATION)
+    assert inline.store.finished(job.id, parts.lineage("ancestors"))
+    # When the ancestors' manifest is gone (evicted) before the analysis reads it
+    store_redis.delete(keys.manifest(job.id, parts.lineage("ancestors")))
+    run(inline)
+    # Then the analysis fails saying so: it once took each lot as standing alone, the answer
+    # for a request that brought no lineage, not for a lineage lost on the way
+    ended = inline.registry.load(job.id)
+    assert ended is not None and ended.state == FAILED, ended
+    assert ended.error is not None and "ancestors" in ended.error["message"]

@@ -91,9 +91,13 @@ def _fold_lineage_and_events(
     domains')."""
     job, store = ctx.job, ctx.store
     related = "ancestors" if aggregator.backward else "descendants"
-    # No stored map (a request's inline lineage without this direction's): each lot stands
-    # alone, and the result says so (genealogy_status: error).
-    stored = bool(store.finished(job.id, parts.lineage(related)))
+    # No map ever stored (a request's inline lineage without this direction's): each lot
+    # stands alone, and the result says so (genealogy_status: error). A map stored and lost
+    # since is read all the same, and its read fails (ChunkLost), as any lost input's does.
+    part = parts.lineage(related)
+    stored = bool(ctx.registry.progress(job.id).get(parts.done(part))) or bool(
+        store.finished(job.id, part)
+    )
     aggregator.set_lineage(_pairs(ctx, related) if stored else None, _pairs(ctx, "seed_roots"))
     for domain in job.domains:
         if domain in failed or not aggregator.uses(domain):

@@ -67,7 +67,7 @@ def run_aggregation(ctx: StageContext) -> None:
         try:
             rows = _record_rows(ctx, recorded.lots)
             aggregator = recorded_aggregator(request.params, rows, recorded, settings)
-        except (ShortLotRecord, ChunkLost) as short:  # as without a record: fold the events
+        except ChunkLost as short:  # as without a record: fold the events
             log.warning("job %s: the lot record: %s; the events are folded instead", job.id, short)
     from_record = aggregator is not None
     if aggregator is None:
@@ -146,21 +146,19 @@ def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:
         yield from ((name, value) for name, value in batch.rows)
 
 
-class ShortLotRecord(Exception):
-    """The lot record read back holds fewer rows than its lots (batches gone from its
-    manifest read as no rows: read as it is, the analysis would miss lots and look whole)."""
-
-
 def _record_rows(ctx: StageContext, lots: int) -> Iterator[tuple[Any, ...]]:
-    """The lot record's rows, streamed; ``ShortLotRecord`` after them when they are fewer than
-    the record's ``lots`` (its manifest and its count of batches both cut). A chunk or batch
-    gone raises ``ChunkLost`` as any read does."""
-    seen = 0
-    for row in _rows(ctx, parts.AGGREGATION_LOT_RECORD):
-        seen += 1
-        yield row
+    """The lot record's rows, streamed. Raises ``ChunkLost`` at a chunk or batch gone, as any
+    read does, and after the rows when they are fewer than the record's ``lots`` (its manifest
+    and its count of batches both cut: read as it is, the analysis would miss lots and look
+    whole)."""
+    seen = batches = 0
+    for batch in ctx.store.read(ctx.job.id, parts.AGGREGATION_LOT_RECORD):
+        batches += 1
+        seen += len(batch.rows)
+        yield from batch.rows
     if seen != lots:
-        raise ShortLotRecord(f"the lot record holds {seen} of its {lots} lots")
+        why = f"is missing ({seen} of the record's {lots} lots read)"
+        raise ChunkLost(parts.AGGREGATION_LOT_RECORD, batches, "", why)
 
 
 def _rows(ctx: StageContext, part: str) -> Iterator[tuple[Any, ...]]:

@@ -26,9 +26,9 @@ from pipeline.engine import codec, keys, parts
 from pipeline.engine.job import FINISHED, LINEAGE, SEED_RESOLVE, Job
 from pipeline.engine.store import KEY_BATCH, CheckpointStore, Entry
 
-#: Chunk keys ``ResultKeys`` keeps over all jobs (~150 bytes each: ~30 MB at most; a 1M-CID
-#: trace has ~10,000).
-KEPT_CHUNK_KEYS = 200_000
+#: Chunk keys ``ResultKeys`` keeps per process over all jobs (~150 bytes each: ~15 MB at
+#: most; a 1M-CID trace has ~10,000, a 114K one ~1,300).
+KEPT_CHUNK_KEYS = 100_000
 
 
 @dataclass(frozen=True)

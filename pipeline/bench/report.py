@@ -143,6 +143,8 @@ COMPARED: tuple[
     ("re-analysis s", lambda run: run.reanalysis_seconds, formats.seconds),
     ("events rows/s", events_rows_per_s, formats.rate),
     ("stream rows/s", lambda run: run.stream_rows_per_s, formats.rate),
+    ("stream first byte ms", lambda run: run.ttfb_ms, formats.ms),
+    ("detail page ms", lambda run: run.detail_first_ms, formats.ms),
 )
 
 

@@ -20,11 +20,10 @@ from pipeline.engine import parts
 from pipeline.engine.job import Job
 from pipeline.engine.steps.lineage_step import MAP_COLUMNS
 from pipeline.engine.steps.seed_step import SEED_COLUMNS
-from pipeline.engine.store import CheckpointStore
+from pipeline.engine.store import CheckpointStore, ChunkLost
 from pipeline.errors import InvalidInput
 from pipeline.request import EVENTS, LINEAGE
 from pipeline.rows import clean_values
-from pipeline.stages.msd.lot_record import LotRecordMeta
 
 log = logging.getLogger(__name__)
 
@@ -155,22 +154,15 @@ def _write_seeds(store: CheckpointStore, job_id: str, cids: Iterable[str], size:
 
 
 def _link_lot_record(store: CheckpointStore, from_job: str, to_job: str) -> None:
-    """The trace's lot record, when its analysis kept one of this version (its blob is written
-    last, so with the blob the rows were all there): linked, and the blob copied, unless fewer
-    rows than its lots are still there (a manifest evicted): then the analysis folds the events
-    instead, as without a record."""
-    blob = store.get_blob(from_job, parts.LOT_RECORD_META)
-    meta = LotRecordMeta.from_blob(blob) if blob is not None else None
+    """The trace's lot record, when its analysis kept one (its blob is written last, so with
+    the blob the rows were all there): linked, and the blob copied; unless the record lost
+    batches since (evicted): then the analysis folds the events instead, as without a record."""
+    meta = store.get_blob(from_job, parts.LOT_RECORD_META)
     if meta is None:
         return
-    linked = store.link_part(from_job, to_job, parts.AGGREGATION_LOT_RECORD)
-    if linked == meta.lots:
-        store.put_blob(to_job, parts.LOT_RECORD_META, blob)
-    else:
-        log.warning(
-            "job %s: the lot record of job %s holds %d of its %d lots; not read",
-            to_job,
-            from_job,
-            linked,
-            meta.lots,
-        )
+    try:
+        store.link_part(from_job, to_job, parts.AGGREGATION_LOT_RECORD)
+    except ChunkLost as lost:
+        log.warning("job %s: the lot record of job %s: %s; not read", to_job, from_job, lost)
+        return
+    store.put_blob(to_job, parts.LOT_RECORD_META, meta)

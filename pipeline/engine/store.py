@@ -221,10 +221,11 @@ class CheckpointStore:
 
     def copy_part(self, from_job: str, to_job: str, part: str) -> int:
         """Copy the committed rows of ``part`` of ``from_job`` into ``to_job``, batch for batch
-        and one chunk at a time; returns the rows copied."""
+        and one chunk at a time; returns the rows copied. ``ChunkLost`` when ``from_job``'s
+        part lost batches or chunks (nothing short is copied as if it were whole)."""
         columns = self.columns(from_job, part)
         rows = 0
-        for entry in self.manifest(from_job, part).values():
+        for entry in self._whole_manifest(from_job, part).values():
             if self.entry(to_job, part, entry.batch) is not None:
                 rows += entry.rows
                 continue
@@ -242,15 +243,16 @@ class CheckpointStore:
         them), so a reader of ``to_job`` reads ``from_job``'s bytes; each chunk's TTL is raised
         to the store's, so they live as long as ``to_job``. Returns the rows linked. Gone all
         the same (evicted, purged), ``to_job``'s result is damaged and refused like any
-        other."""
+        other. ``ChunkLost`` when ``from_job``'s part lost batches (nothing is linked)."""
         into = into or part
+        source = self._whole_manifest(from_job, part)
         columns = self.redis.get(keys.columns(from_job, part))
         if columns is not None:
             pipe = self.redis.pipeline(transaction=False)
             pipe.set(keys.columns(to_job, into), columns, nx=True, ex=self.ttl)
             self.register(pipe, to_job, keys.columns(to_job, into))
             pipe.execute()
-        linked = self.link_entries(to_job, into, list(self.manifest(from_job, part).values()))
+        linked = self.link_entries(to_job, into, list(source.values()))
         return sum(e.rows for e in linked.values())
 
     def link_entry(self, to_job: str, part: str, entry: Entry) -> Entry:
@@ -302,11 +304,7 @@ class CheckpointStore:
 
     def manifest(self, job_id: str, part: str) -> dict[int, Entry]:
         """Every committed entry of ``part``, by batch number (in order)."""
-        raw = self.redis.hgetall(keys.manifest(job_id, part))
-        entries = {
-            int(b): Entry.from_bytes(int(b), codec.as_bytes(data)) for b, data in raw.items()
-        }
-        return dict(sorted(entries.items()))
+        return _entries(self.redis.hgetall(keys.manifest(job_id, part)))
 
     def columns(self, job_id: str, part: str) -> tuple[str, ...]:
         data = self.redis.get(keys.columns(job_id, part))
@@ -371,13 +369,13 @@ class CheckpointStore:
         pipe.hgetall(keys.manifest(job_id, part))
         pipe.hget(keys.progress(job_id), parts.done(part))
         raw, done = pipe.execute()
-        held = {int(b): Entry.from_bytes(int(b), codec.as_bytes(d)) for b, d in raw.items()}
+        held = _entries(raw)
         committed = int(done or 0)
         if len(held) < committed:
             gone = min(set(range(committed)) - held.keys(), default=len(held))
             why = f"is gone from the manifest ({len(held)} of {committed} committed batches left)"
             raise ChunkLost(part, gone, "", why)
-        return dict(sorted(held.items()))
+        return held
 
     def read_batch(self, job_id: str, part: str, batch: int) -> list[tuple[Any, ...]]:
         """The rows of one committed batch (a batch of a stage's own output: small)."""
@@ -534,3 +532,9 @@ class ChunkWriter:
         if not self.shared_columns:
             note["columns"] = list(self.columns)
         return Entry(self.batch, tuple(self.refs), truncated, note)
+
+
+def _entries(raw: dict[Any, Any]) -> dict[int, Entry]:
+    """A manifest hash's entries, by batch number (in order)."""
+    entries = {int(b): Entry.from_bytes(int(b), codec.as_bytes(d)) for b, d in raw.items()}
+    return dict(sorted(entries.items()))

@@ -46,8 +46,8 @@ def run_aggregation(ctx: StageContext) -> None:
     detection rows, lineage or events: ``pipeline.stages.msd.lot_record``); forward, or when
     there is no record, its detection lots and rejects from the trace's earlier analysis
     (``parts.PRIOR_QUERIES``), not from the source again, and the stored lineage and events.
-    A record that reads back short of its lots (batches gone from its manifest) is set aside
-    for the same fold of the events: never an analysis of the lots that were left.
+    A record that lost batches or chunks since (``ChunkLost``) is set aside for the same fold of
+    the events: never an analysis of the lots that were left.
     """
     job, store, settings = ctx.job, ctx.store, ctx.settings
     reuse = (parts.SEED_QUERIES, parts.PRIOR_QUERIES)
@@ -65,10 +65,10 @@ def run_aggregation(ctx: StageContext) -> None:
     aggregator = None
     if recorded is not None:
         try:
-            rows = _record_rows(ctx, recorded.lots)
+            rows = _rows(ctx, parts.AGGREGATION_LOT_RECORD)
             aggregator = recorded_aggregator(request.params, rows, recorded, settings)
-        except ChunkLost as short:  # as without a record: fold the events
-            log.warning("job %s: the lot record: %s; the events are folded instead", job.id, short)
+        except ChunkLost as lost:  # as without a record: fold the events
+            log.warning("job %s: the lot record: %s; the events are folded instead", job.id, lost)
     from_record = aggregator is not None
     if aggregator is None:
         aggregator = prepare_aggregator(source, request.params, seed_cids(ctx), direction, settings)
@@ -94,10 +94,7 @@ def _fold_lineage_and_events(
     # No map ever stored (a request's inline lineage without this direction's): each lot
     # stands alone, and the result says so (genealogy_status: error). A map stored and lost
     # since is read all the same, and its read fails (ChunkLost), as any lost input's does.
-    part = parts.lineage(related)
-    stored = bool(ctx.registry.progress(job.id).get(parts.done(part))) or bool(
-        store.finished(job.id, part)
-    )
+    stored = bool(ctx.registry.progress(job.id).get(parts.done(parts.lineage(related))))
     aggregator.set_lineage(_pairs(ctx, related) if stored else None, _pairs(ctx, "seed_roots"))
     for domain in job.domains:
         if domain in failed or not aggregator.uses(domain):
@@ -144,21 +141,6 @@ def _pairs(ctx: StageContext, key: str) -> Iterator[tuple[Any, Any]]:
     """The (key, value) rows of a stored map part of the lineage document, streamed."""
     for batch in ctx.store.read(ctx.job.id, parts.lineage(key)):
         yield from ((name, value) for name, value in batch.rows)
-
-
-def _record_rows(ctx: StageContext, lots: int) -> Iterator[tuple[Any, ...]]:
-    """The lot record's rows, streamed. Raises ``ChunkLost`` at a chunk or batch gone, as any
-    read does, and after the rows when they are fewer than the record's ``lots`` (its manifest
-    and its count of batches both cut: read as it is, the analysis would miss lots and look
-    whole)."""
-    seen = batches = 0
-    for batch in ctx.store.read(ctx.job.id, parts.AGGREGATION_LOT_RECORD):
-        batches += 1
-        seen += len(batch.rows)
-        yield from batch.rows
-    if seen != lots:
-        why = f"is missing ({seen} of the record's {lots} lots read)"
-        raise ChunkLost(parts.AGGREGATION_LOT_RECORD, batches, "", why)
 
 
 def _rows(ctx: StageContext, part: str) -> Iterator[tuple[Any, ...]]:

@@ -30,7 +30,7 @@ from pipeline.stages.msd.machines import Machine
 
 #: The record's layout (its rows' columns and what they hold, its meta's fields): raise it with
 #: any change to them, so a record written before is not read as if it were of this one.
-VERSION = 3
+VERSION = 2
 #: One row per detection lot (``lots`` of ``pipeline.stages.msd.tables`` but its defects): the
 #: detection row's fields, the related lots' count, the root lot name, the distinct machine
 #: indices comma-joined (``NULL``: none), the distinct material indices as a JSON array, the
@@ -58,9 +58,6 @@ class LotRecordMeta:
     lineage_given: bool
     credit: dict[str, Any]  # the machines' credit of every lot but its defects (``base``)
     materials: tuple[tuple[int, str, str], ...]  # (index, part, lot) of the material lots
-    #: Rows of the record (one per detection lot): a reader that finds fewer lost some of
-    #: them (a manifest gone reads as no rows at all, not as an error)
-    lots: int
 
     def to_blob(self) -> dict[str, Any]:
         return {
@@ -70,7 +67,6 @@ class LotRecordMeta:
             "lineage_given": self.lineage_given,
             "credit": self.credit,
             "materials": self.materials,
-            "lots": self.lots,
         }
 
     @classmethod
@@ -86,7 +82,6 @@ class LotRecordMeta:
             bool(blob["lineage_given"]),
             dict(blob["credit"]),
             tuple((int(i), p, lot) for i, p, lot in blob["materials"]),
-            int(blob["lots"]),
         )
 
 
@@ -96,6 +91,4 @@ def record_meta(fold: Fold) -> LotRecordMeta:
     descriptions = dict(fold.db.rows("SELECT part, description FROM part_descriptions"))
     credit = machine_credit(fold).base()
     materials = tuple(fold.db.rows("SELECT idx, part, lot FROM materials ORDER BY idx"))
-    return LotRecordMeta(
-        fold.machines, descriptions, fold.lineage_given, credit, materials, fold.lot_count()
-    )
+    return LotRecordMeta(fold.machines, descriptions, fold.lineage_given, credit, materials)

@@ -137,8 +137,16 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
 
 def trace_identity(ctx: StageContext) -> str:
     """The job's ``trace_query_id`` (``pipeline.identities``), from its seeds: the stored seed
-    lots (read a chunk at a time) when it has them, else the lots its request names."""
+    lots (read a chunk at a time) when it has them, else the lots its request names. An
+    analysis of a stored trace (``events_of``: a re-analysis, or a request found to be that
+    trace) has that trace's id by construction (its seeds, dates, stations and direction; the
+    masks are not in it): taken from the trace's job while it is stored, not digested again
+    (every seed lot read, ~0.7 s at 114K CIDs, inside the request that asked)."""
     request = ctx.job.request
+    if request.events_of:
+        trace = ctx.registry.load(request.events_of)
+        if trace is not None and trace.trace_query_id:
+            return trace.trace_query_id
     if request.from_cids and not request.aggregates:
         seeds: Iterable[str] = request.container_ids
     else:

@@ -29,6 +29,7 @@ from pipeline.engine import codec, keys, parts
 from pipeline.engine.analyses import masks_key, reanalysis, window_key
 from pipeline.engine.job import FINISHED, Job
 from pipeline.engine.results import ResultGone
+from pipeline.engine.store import ChunkLost
 from pipeline.errors import (
     CacheExpired,
     InvalidInput,
@@ -62,10 +63,15 @@ class _Analysed(Resource):
         source = registry.stored_trace(trace)
         if source is None:
             raise _expired(trace)
-        job, _ = self.services.runtime.submit(reanalysis(source, masks))
+        try:
+            job, _ = self.services.runtime.submit(reanalysis(source, masks))
+        except ChunkLost:  # a piece of the trace gone since it was found whole
+            raise _expired(trace) from None
         job = self.services.wait_for(job, self.services.settings.sync_wait_seconds)
         if job.state == FINISHED:
             return job
+        if job.error and job.error["code"] == ChunkLost.code:  # the same, found by the worker
+            raise _expired(trace)
         if job.error:
             raise TraceError.from_code(job.error["code"], job.error["message"])
         raise ServiceUnavailable(

@@ -27,9 +27,6 @@ from pipeline.rows import clean_values
 
 log = logging.getLogger(__name__)
 
-#: The lineage maps the aggregation reads, by direction.
-RELATED = {domains.BACKWARD: "ancestors", domains.FORWARD: "descendants"}
-
 
 def lineage_maps(lineage: Mapping[str, Any], direction: str) -> dict[str, Mapping[str, Any]]:
     """The parts of a dashboard's inline lineage the aggregation needs: ``seed_roots`` and the
@@ -42,7 +39,7 @@ def lineage_maps(lineage: Mapping[str, Any], direction: str) -> dict[str, Mappin
             raise InvalidInput(f"lineage.{key} must be an object", field="lineage")
     if lineage.get("seed_roots"):
         maps["seed_roots"] = lineage["seed_roots"]
-    related = RELATED[direction]
+    related = parts.RELATED[direction]
     if lineage.get(related):
         maps[related] = lineage[related]
     elif direction == domains.FORWARD and lineage.get("children_map"):
@@ -131,7 +128,7 @@ def write_inputs(
             _write_seeds(store, job.id, request.seed_container_ids, batch_size)
         else:
             take(source_job, job.id, parts.SEEDS)
-        for key in ("seed_roots", RELATED[direction]):
+        for key in ("seed_roots", parts.RELATED[direction]):
             take(source_job, job.id, parts.lineage(key))
         if request.events_of:  # the same trace's committed events and analysis queries,
             # read in place

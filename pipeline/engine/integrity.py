@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +115,27 @@ def result_parts(store: CheckpointStore, job: Job) -> tuple[list[str], list[str]
     return found, documents
 
 
+def manifests_short(
+    store: CheckpointStore, job_id: str, names: Iterable[str], counters: Mapping[str, int]
+) -> str | None:
+    """The first of the parts ``names`` whose manifest holds fewer batches than its committed
+    count (evicted), said as a reason; ``None`` when each holds them all (one round trip)."""
+    names = list(names)
+    pipe = store.redis.pipeline(transaction=False)
+    for part in names:
+        pipe.hlen(keys.manifest(job_id, part))
+    return _short(names, pipe.execute(), counters)
+
+
+def _short(names: Sequence[str], held: Sequence[int], counters: Mapping[str, int]) -> str | None:
+    """The first part whose manifest holds (``held``) fewer batches than it committed."""
+    for part, count in zip(names, held, strict=False):
+        done = counters.get(parts.done(part), 0)
+        if count < done:
+            return f"the manifest of {part} is gone ({count} of {done} batches)"
+    return None
+
+
 def flaw(
     store: CheckpointStore,
     job: Job,
@@ -142,10 +163,9 @@ def flaw(
     for batch in batches:
         pipe.exists(*batch)
     answers = pipe.execute()
-    for part, held in zip(result, answers, strict=False):
-        done = counters.get(parts.done(part), 0)
-        if held < done:
-            return Flaw(f"the manifest of {part} is gone ({held} of {done} batches)", True)
+    short = _short(result, answers, counters)
+    if short is not None:
+        return Flaw(short, damaged=True)
     for batch, found in zip(batches, answers[len(result) :], strict=True):
         if found < len(batch):
             pipe = store.redis.pipeline(transaction=False)

@@ -15,6 +15,7 @@ functions here.
 
 from __future__ import annotations
 
+from pipeline import domains
 from pipeline.engine.job import AGGREGATION, EVENTS, LINEAGE, SEED_RESOLVE
 
 # ---- parts ------------------------------------------------------------------------------------
@@ -64,6 +65,23 @@ def lineage(key: str) -> str:
     """One map- or list-valued field ``key`` of the lineage document (``ancestors``,
     ``seed_roots``...): rows of (key, value) or of (value,)."""
     return f"{LINEAGE}:{key}"
+
+
+#: The lineage map the analysis reads, by direction: its lots' ancestors or descendants.
+RELATED = {domains.BACKWARD: "ancestors", domains.FORWARD: "descendants"}
+
+
+def trace_inputs(direction: str) -> tuple[str, ...]:
+    """The parts an analysis of a stored trace takes from the trace's job besides its events
+    (``pipeline.engine.inputs.write_inputs`` with ``events_of``): its lots, seeds, lineage maps
+    and the analysis's recorded queries. A trace missing one cannot serve another analysis."""
+    return (
+        CIDS,
+        SEEDS,
+        lineage("seed_roots"),
+        lineage(RELATED[direction]),
+        AGGREGATION_QUERIES,
+    )
 
 
 def name_in_stage(part: str) -> str:

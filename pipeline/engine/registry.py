@@ -163,10 +163,16 @@ class JobRegistry:
 
     def stored_trace(self, trace_query_id: str) -> Job | None:
         """The latest finished job of ``trace_query_id`` whose events are whole (no domain
-        failed, nothing gone): another analysis of the same trace may read them in place.
+        failed, nothing gone) and whose inputs another analysis takes are all there
+        (``parts.trace_inputs``): another analysis of the same trace may read them in place.
         ``None``: unknown, expired, or not whole."""
         job = self._whole_finished(keys.trace_query(trace_query_id), EVENTS)
-        return job if job is not None and job.trace_query_id == trace_query_id else None
+        if job is None or job.trace_query_id != trace_query_id:
+            return None
+        taken = parts.trace_inputs(job.request.direction())
+        if integrity.manifests_short(self.store, job.id, taken, self.progress(job.id)):
+            return None  # its result stands, but another analysis cannot take its inputs
+        return job
 
     def _whole_finished(self, index: str, stage: str) -> Job | None:
         """The job an index key names, when it finished ``stage`` and its result is whole."""

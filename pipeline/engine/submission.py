@@ -12,7 +12,13 @@ from pipeline.engine import lifecycle, parts
 from pipeline.engine.flow import dispatch_stage, events_spans, events_totals
 from pipeline.engine.inputs import write_inputs
 from pipeline.engine.job import EVENTS, LARGE_QUEUE, LINEAGE, QUEUE, Job
-from pipeline.errors import LineageJobNotFound, LineageJobNotReady, ServiceUnavailable
+from pipeline.errors import (
+    InvalidInput,
+    LineageJobNotFound,
+    LineageJobNotReady,
+    ServiceUnavailable,
+    TraceError,
+)
 from pipeline.identities import trace_query_id
 from pipeline.request import TraceRequest, check_cid_limit
 
@@ -51,13 +57,20 @@ def submit(
         job, created = registry.submit(request, fresh=fresh, queue=queue)
         if not created:
             return job, False
-        cids = write_inputs(
-            runtime.store,
-            job,
-            batch_size=settings.fetch_rows,
-            in_list_size=settings.in_list_size,
-            lineage=lineage,
-        )
+        try:
+            cids = write_inputs(
+                runtime.store,
+                job,
+                batch_size=settings.fetch_rows,
+                in_list_size=settings.in_list_size,
+                lineage=lineage,
+            )
+        except TraceError as error:  # e.g. an earlier job's part gone (ChunkLost): the job
+            # would wait for inputs it never gets, and an equal request would join it
+            registry.fail(
+                job.id, None, error.code, error.message, bad_input=isinstance(error, InvalidInput)
+            )
+            raise
         if request.from_cids:
             if cids != job.cid_count:
                 registry.update(job.id, cid_count=cids)
@@ -79,6 +92,10 @@ def submit(
         raise ServiceUnavailable(f"the job store cannot be reached: {error}") from error
     try:
         dispatch_stage(runtime.context(job), job.stages[0])
+    except TraceError as error:  # not the broker: a stage handed on at once failed (a
+        # re-analysis's events, linked, finish here), and says why
+        registry.fail(job.id, None, error.code, error.message)
+        raise
     except Exception as error:
         registry.fail(job.id, None, ServiceUnavailable.code, "the broker is unavailable")
         raise ServiceUnavailable(f"the broker cannot be reached: {error}") from error

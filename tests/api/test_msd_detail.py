@@ -185,3 +185,48 @@ def test_a_lot_record_whose_rows_are_gone_is_not_read_as_a_trace_without_lots(
     assert again.status_code == 200, again.text[:300]
     assert services.redis.get(keys.analysis(trace_id, masks_key(masked))) != analysed
     assert again.json["data"] == first.json["data"]
+
+
+def test_a_trace_whose_inputs_are_gone_is_410_for_another_mask_every_time_it_is_asked(
+    api: tuple[falcon.testing.TestClient, Services],
+) -> None:
+    client, services = api
+    events = trace(client, "backward")
+    trace_id, job_id = events["trace_query_id"], events["job_id"]
+    mask = events["aggregation"]["charts"]["by_loss_reason"][0]["name"]
+    query = f"trace_query_id={trace_id}&loss_reasons={mask}&page_size=20"
+    # Given the trace's seed lots' manifest is gone (evicted): its result is whole, but an
+    # analysis under another mask takes its seeds from it
+    services.redis.delete(keys.manifest(job_id, parts.SEEDS))
+    # Then a page under another mask is 410 CACHE_EXPIRED (the page runs the trace again),
+    # asked once and asked again: it was once a 500, then a 503 "still running" for good, as
+    # the analysis's job stayed queued without its inputs
+    for _ in range(2):
+        answer = detail(client, query)
+        assert answer.status_code == 410, answer.text[:300]
+        assert answer.json["error"]["code"] == "CACHE_EXPIRED"
+        assert trace_id in answer.json["error"]["message"]
+    # And no job is left waiting for inputs it will never have
+    registry = services.runtime.registry
+    assert {registry.state(j) for j in registry.ids(keys.RECENT)} <= {"finished", "failed"}
+
+
+def test_a_trace_whose_lineage_chunk_is_gone_is_410_for_another_mask(
+    api: tuple[falcon.testing.TestClient, Services],
+) -> None:
+    client, services = api
+    events = trace(client, "forward")
+    trace_id, job_id = events["trace_query_id"], events["job_id"]
+    rows = detail(client, f"trace_query_id={trace_id}&page_size=50").json["data"]["detail"]
+    mask = next(row["DETECTION_LOSS_REASON"] for row in rows if row["DETECTION_LOSS_REASON"])
+    # Given a chunk of the trace's descendants map is gone (evicted), its manifest whole: the
+    # analysis under another mask finds it only when it reads it (forward keeps no lot record)
+    part = parts.lineage("descendants")
+    chunks = [
+        r.key for e in services.runtime.store.manifest(job_id, part).values() for r in e.chunks
+    ]
+    assert chunks and services.redis.delete(chunks[0]) == 1
+    # Then the page is 410 CACHE_EXPIRED, not the analysis's CHUNK_LOST as a 500
+    answer = detail(client, f"trace_query_id={trace_id}&loss_reasons={mask}&page_size=20")
+    assert answer.status_code == 410, answer.text[:300]
+    assert answer.json["error"]["code"] == "CACHE_EXPIRED"

@@ -27,6 +27,7 @@ from pipeline.engine.messages import MessageKey
 from pipeline.engine.quality import domain_quality, query_quality
 from pipeline.engine.runtime import Runtime
 from pipeline.engine.status import job_status
+from pipeline.engine.store import ChunkLost
 from pipeline.errors import InvalidInput, SourceUnavailable
 from pipeline.request import TraceRequest
 from pipeline.runner import run_trace
@@ -112,6 +113,29 @@ def test_a_re_analysis_is_named_by_its_trace_without_reading_the_seed_lots_again
     ended = inline.registry.load(job.id)
     assert ended is not None and ended.state == FINISHED, ended
     assert ended.trace_query_id == trace.trace_query_id
+
+
+def test_a_job_whose_inputs_cannot_be_taken_fails_at_once_and_is_never_joined(
+    inline: Runtime, store_redis: redis.Redis
+) -> None:
+    # Given a finished trace whose seed lots' manifest is gone (evicted)
+    trace, _ = inline.submit(MSD)
+    run(inline)
+    trace = inline.registry.load(trace.id)
+    assert trace is not None
+    store_redis.delete(keys.manifest(trace.id, parts.SEEDS))
+    # When an analysis of it under another mask is submitted
+    masked = reanalysis(trace, {"loss_reasons": ("刀痕",)})
+    with pytest.raises(ChunkLost):
+        inline.submit(masked)
+    # Then its job failed saying why: it once stayed queued without its inputs, and an equal
+    # request joined it, waiting for good
+    failed = inline.registry.load(inline.registry.ids(keys.RECENT)[0])
+    assert failed is not None and failed.state == FAILED
+    assert failed.error is not None and failed.error["code"] == "CHUNK_LOST"
+    with pytest.raises(ChunkLost):
+        inline.submit(masked)
+    assert inline.registry.ids(keys.RECENT)[0] != failed.id
 
 
 def test_a_job_from_cids_skips_seed_resolve_and_lineage(

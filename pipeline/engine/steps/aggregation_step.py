@@ -90,7 +90,7 @@ def _fold_lineage_and_events(
     """The stored lineage, then the stored event rows the analysis reads (but the ``failed``
     domains')."""
     job, store = ctx.job, ctx.store
-    related = "ancestors" if aggregator.backward else "descendants"
+    related = parts.RELATED[domains.BACKWARD if aggregator.backward else domains.FORWARD]
     # No map ever stored (a request's inline lineage without this direction's): each lot
     # stands alone, and the result says so (genealogy_status: error). A map stored and lost
     # since is read all the same, and its read fails (ChunkLost), as any lost input's does.

@@ -131,11 +131,16 @@ def write_inputs(
         for key in ("seed_roots", parts.RELATED[direction]):
             take(source_job, job.id, parts.lineage(key))
         if request.events_of:  # the same trace's committed events and analysis queries,
-            # read in place
+            # read in place; the queries its own prior analyses ran too: an analysis from a
+            # lot record asks none, and one after it may need to fold the events
             for domain in job.domains:
                 store.link_part(request.events_of, job.id, parts.events(domain))
             store.link_part(
-                request.events_of, job.id, parts.AGGREGATION_QUERIES, into=parts.PRIOR_QUERIES
+                request.events_of,
+                job.id,
+                parts.AGGREGATION_QUERIES,
+                into=parts.PRIOR_QUERIES,
+                then=(parts.PRIOR_QUERIES,),
             )
             _link_lot_record(store, request.events_of, job.id)
         return count

@@ -50,9 +50,11 @@ def queries(stage: str) -> str:
 SEED_QUERIES = queries(SEED_RESOLVE)
 LINEAGE_QUERIES = queries(LINEAGE)
 AGGREGATION_QUERIES = queries(AGGREGATION)
-#: A re-analysis's copy of the queries its trace's earlier analysis ran (linked in place from
-#: that job's ``AGGREGATION_QUERIES``): the detection lots and their rejects are the same
-#: whatever the masks, so the re-analysis reads them back instead of asking the warehouse.
+#: A re-analysis's copy of the queries its trace's earlier analyses ran (linked in place from
+#: the job it takes the trace from: its ``AGGREGATION_QUERIES``, then its own ``PRIOR_QUERIES``,
+#: so a chain of re-analyses keeps the first one's): the detection lots and their rejects are
+#: the same whatever the masks, so the re-analysis reads them back instead of asking the
+#: warehouse.
 PRIOR_QUERIES = f"{AGGREGATION}:prior-q"
 
 
@@ -74,13 +76,15 @@ RELATED = {domains.BACKWARD: "ancestors", domains.FORWARD: "descendants"}
 def trace_inputs(direction: str) -> tuple[str, ...]:
     """The parts an analysis of a stored trace takes from the trace's job besides its events
     (``pipeline.engine.inputs.write_inputs`` with ``events_of``): its lots, seeds, lineage maps
-    and the analysis's recorded queries. A trace missing one cannot serve another analysis."""
+    and the queries its analysis and the analyses before it recorded. A trace missing one
+    cannot serve another analysis."""
     return (
         CIDS,
         SEEDS,
         lineage("seed_roots"),
         lineage(RELATED[direction]),
         AGGREGATION_QUERIES,
+        PRIOR_QUERIES,
     )
 
 

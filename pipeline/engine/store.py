@@ -236,23 +236,36 @@ class CheckpointStore:
             rows += writer.rows
         return rows
 
-    def link_part(self, from_job: str, to_job: str, part: str, *, into: str | None = None) -> int:
+    def link_part(
+        self,
+        from_job: str,
+        to_job: str,
+        part: str,
+        *,
+        into: str | None = None,
+        then: Iterable[str] = (),
+    ) -> int:
         """Commit ``from_job``'s entries of ``part`` to ``to_job`` (its part ``into``, by default
-        the same name) as they are: the chunks stay
+        the same name; ``then``: more of ``from_job``'s parts whose entries follow, numbered on
+        after them, so ``into`` holds them all) as they are: the chunks stay
         ``from_job``'s keys (not copied, not registered to ``to_job``: releasing it leaves
         them), so a reader of ``to_job`` reads ``from_job``'s bytes; each chunk's TTL is raised
         to the store's, so they live as long as ``to_job``. Returns the rows linked. Gone all
         the same (evicted, purged), ``to_job``'s result is damaged and refused like any
         other. ``ChunkLost`` when ``from_job``'s part lost batches (nothing is linked)."""
         into = into or part
-        source = self._whole_manifest(from_job, part)
+        entries = list(self._whole_manifest(from_job, part).values())
+        for more in then:
+            start = max((e.batch for e in entries), default=-1) + 1
+            following = self._whole_manifest(from_job, more).values()
+            entries += [replace(e, batch=start + n) for n, e in enumerate(following)]
         columns = self.redis.get(keys.columns(from_job, part))
         if columns is not None:
             pipe = self.redis.pipeline(transaction=False)
             pipe.set(keys.columns(to_job, into), columns, nx=True, ex=self.ttl)
             self.register(pipe, to_job, keys.columns(to_job, into))
             pipe.execute()
-        linked = self.link_entries(to_job, into, list(source.values()))
+        linked = self.link_entries(to_job, into, entries)
         return sum(e.rows for e in linked.values())
 
     def link_entry(self, to_job: str, part: str, entry: Entry) -> Entry:

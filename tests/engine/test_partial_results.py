@@ -314,3 +314,35 @@ def test_lineage_lost_before_the_analysis_fails_it_rather_than_read_lots_alone(
     ended = inline.registry.load(job.id)
     assert ended is not None and ended.state == FAILED, ended
     assert ended.error is not None and "ancestors" in ended.error["message"]
+
+
+def test_an_analysis_of_an_analysis_reads_the_trace_s_detection_lots_back_not_the_warehouse(
+    settings: Settings, store_redis: redis.Redis
+) -> None:
+    runtime = faulty_runtime(settings, store_redis)
+    # Given a backward trace analysed again under a mask (from its lot record): that analysis
+    # is now the trace's latest job, the one another mask is taken from
+    first, _ = runtime.submit(MSD)
+    run(runtime)
+    trace = runtime.registry.load(first.id)
+    assert trace is not None and trace.trace_query_id
+    masked, _ = runtime.submit(reanalysis(trace, {"loss_reasons": ("刀痕",)}))
+    run(runtime)
+    latest = runtime.registry.stored_trace(trace.trace_query_id)
+    assert latest is not None and latest.id == masked.id
+    second = {"loss_reasons": ("刀痕", "異物")}
+    expected, _ = runtime.submit(reanalysis(trace, second))
+    run(runtime)
+    # When another mask's analysis of it must fold the events (its lot record's manifest gone)
+    # while the warehouse's detection query would fail
+    again, created = runtime.submit(reanalysis(latest, second), fresh=True)
+    assert created
+    store_redis.delete(keys.manifest(again.id, parts.AGGREGATION_LOT_RECORD))
+    store_redis.hset(FAULTS_KEY, "fail:msd/detection_lots", "permanent")
+    run(runtime)
+    # Then it reads the trace's detection lots back, as every re-analysis does: it once asked
+    # the warehouse for them again (the window's lots as they are now, not the trace's)
+    mend(store_redis)
+    ended = runtime.registry.load(again.id)
+    assert ended is not None and ended.state == FINISHED, ended
+    assert stored_aggregation(runtime, again.id) == stored_aggregation(runtime, expected.id)

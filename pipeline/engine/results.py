@@ -19,9 +19,11 @@ failed or was cancelled). Redis errors propagate as they are.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+import redis
 
 from pipeline.engine import job_ids, parts
 from pipeline.engine.documents import QualityMeta
@@ -29,11 +31,16 @@ from pipeline.engine.job import ACTIVE, AGGREGATION, EVENTS, FINISHED, Job
 from pipeline.engine.pages import Located, Page, PageIndex
 from pipeline.engine.quality import domain_quality, job_quality
 from pipeline.engine.registry import JobRegistry
-from pipeline.engine.store import CheckpointStore, ChunkLost
+from pipeline.engine.store import CheckpointStore, ChunkLost, Entry
 from pipeline.errors import JobLost, ResultExpired, TraceError
 
 #: Seconds between looks at a followed job's state and manifests.
 FOLLOW_POLL_SECONDS = 0.25
+#: How long a followed job rides out Redis unreachable (a restart, a failover) before the
+#: reader gives up with the error: seconds.
+FOLLOW_OUTAGE_SECONDS = 15.0
+
+T = TypeVar("T")
 
 #: The rows of one chunk, in the part's column order.
 Rows = list[tuple[Any, ...]]
@@ -105,11 +112,13 @@ class ResultReader:
         max_rows_per_domain: int,
         *,
         poll_seconds: float = FOLLOW_POLL_SECONDS,
+        outage_seconds: float = FOLLOW_OUTAGE_SECONDS,
     ) -> None:
         self.store = store
         self.registry = registry
         self.max_rows_per_domain = max_rows_per_domain
         self.poll_seconds = poll_seconds
+        self.outage_seconds = outage_seconds
         self.pages = PageIndex(store)
 
     # ---- the job ---------------------------------------------------------------------------
@@ -132,7 +141,8 @@ class ResultReader:
         cancelled, or (not following) is not finished.
         """
         while True:
-            job = self.registry.load(job_id)
+            load = self.registry.load
+            job = self._riding_out(load, job_id) if follow else load(job_id)
             if job is None:
                 raise self._gone(job_id)
             if job.state == FINISHED:
@@ -244,26 +254,50 @@ class ResultReader:
         it, or is not followed), ``JobEnded`` when the job fails or is cancelled while
         followed and ``ResultGone`` when it is gone.
         """
-        part = parts.events(domain)
         if not follow:  # nothing changes any more: the states, totals and manifest read once
             yield from self._finished_chunks(job_id, domain)
             return
         number = batch = start = 0
         while True:
-            if domain in self.registry.domain_states(job_id):
-                return  # a failed domain has no rows (the failed domains say why)
-            total = self.registry.progress(job_id).get(parts.total(part))
-            if total is not None and batch >= total:
+            found = self._riding_out(self._next_entry, job_id, domain, batch)
+            if found is None:
                 return
-            entry = None if total is None else self.store.entry(job_id, part, batch)
+            entry = found[0]
             if entry is None:
-                self._wait_for_batch(job_id, domain, batch, follow)
+                self._riding_out(self._wait_for_batch, job_id, domain, batch, follow)
                 continue
             for ref in entry.chunks:
                 yield Located(number, entry.batch, start, ref)
                 number += 1
                 start += ref.rows
             batch += 1
+
+    def _next_entry(self, job_id: str, domain: str, batch: int) -> tuple[Entry | None] | None:
+        """``(entry,)`` of ``batch`` of a followed domain (``(None,)``: not committed yet), or
+        ``None`` when the domain has no more: it failed, or every batch was read."""
+        if domain in self.registry.domain_states(job_id):
+            return None  # a failed domain has no rows (the failed domains say why)
+        part = parts.events(domain)
+        total = self.registry.progress(job_id).get(parts.total(part))
+        if total is not None and batch >= total:
+            return None
+        return (None if total is None else self.store.entry(job_id, part, batch),)
+
+    def _riding_out(self, read: Callable[..., T], *args: Any) -> T:
+        """``read(*args)``, asked again every ``poll_seconds`` while Redis cannot be reached,
+        for at most ``outage_seconds``: a job followed across a Redis restart is then found as
+        it is (a restart without persistence lost it: ``JobLost``), not ended by the outage.
+        Past that, the connection error is raised (the stream's ``SERVICE_UNAVAILABLE``)."""
+        deadline: float | None = None
+        while True:
+            try:
+                return read(*args)
+            except (redis.ConnectionError, redis.TimeoutError):
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + self.outage_seconds
+                if now >= deadline:
+                    raise
+                time.sleep(self.poll_seconds)
 
     def _finished_chunks(self, job_id: str, domain: str) -> Iterator[Located]:
         """``chunks`` of a job not followed: three reads of Redis for the whole domain."""

@@ -22,6 +22,7 @@ from pipeline.engine.job import (
     LARGE_QUEUE,
     LINEAGE,
     SEED_RESOLVE,
+    Job,
 )
 from pipeline.engine.messages import MessageKey
 from pipeline.engine.quality import domain_quality, query_quality
@@ -53,6 +54,15 @@ def query_tool(warehouse: Path, n: int = 150) -> TraceRequest:
 def run(inline: Runtime) -> None:
     assert isinstance(inline.dispatch, InlineDispatcher)
     inline.dispatch.run_all(inline)
+
+
+def finished_msd(runtime: Runtime) -> Job:
+    """The ``MSD`` trace run to its end: its job as it finished (``trace_query_id`` set)."""
+    job, _ = runtime.submit(MSD)
+    run(runtime)
+    finished = runtime.registry.load(job.id)
+    assert finished is not None and finished.state == FINISHED, finished
+    return finished
 
 
 def test_a_job_from_seeds_stores_the_rows_the_stage_functions_return(
@@ -98,10 +108,8 @@ def test_a_re_analysis_is_named_by_its_trace_without_reading_the_seed_lots_again
 ) -> None:
     # Given a finished trace, its seed lots' chunks then gone (a re-analysis once digested
     # every seed lot again, ~0.7 s at 114K CIDs, inside the detail page's request)
-    trace, _ = inline.submit(MSD)
-    run(inline)
-    trace = inline.registry.load(trace.id)
-    assert trace is not None and trace.trace_query_id
+    trace = finished_msd(inline)
+    assert trace.trace_query_id
     seeds = [
         ref.key for e in inline.store.manifest(trace.id, parts.SEEDS).values() for ref in e.chunks
     ]
@@ -119,10 +127,7 @@ def test_a_job_whose_inputs_cannot_be_taken_fails_at_once_and_is_never_joined(
     inline: Runtime, store_redis: redis.Redis
 ) -> None:
     # Given a finished trace whose seed lots' manifest is gone (evicted)
-    trace, _ = inline.submit(MSD)
-    run(inline)
-    trace = inline.registry.load(trace.id)
-    assert trace is not None
+    trace = finished_msd(inline)
     store_redis.delete(keys.manifest(trace.id, parts.SEEDS))
     # When an analysis of it under another mask is submitted
     masked = reanalysis(trace, {"loss_reasons": ("刀痕",)})

@@ -22,7 +22,14 @@ from pipeline.request import TraceRequest
 from pipeline.runner import run_trace
 from pipeline.sources.sqlite import SqliteSource
 from tests.engine.helpers import direct_rows, job_rows
-from tests.engine.test_flow import MSD, faulty_runtime, query_tool, run, run_until
+from tests.engine.test_flow import (
+    MSD,
+    faulty_runtime,
+    finished_msd,
+    query_tool,
+    run,
+    run_until,
+)
 from tests.support.faults import FAULTS_KEY
 from tests.support.warehouse import lots
 
@@ -271,10 +278,7 @@ def test_a_lot_record_read_short_is_set_aside_for_the_events(
 ) -> None:
     # Given a backward trace whose analysis kept its lot record, analysed again under another
     # mask from that record
-    first, _ = inline.submit(MSD)
-    run(inline)
-    trace = inline.registry.load(first.id)
-    assert trace is not None and trace.state == FINISHED
+    trace = finished_msd(inline)
     masked = reanalysis(trace, {"loss_reasons": ("刀痕",)})
     intact, _ = inline.submit(masked)
     run(inline)
@@ -322,10 +326,8 @@ def test_an_analysis_of_an_analysis_reads_the_trace_s_detection_lots_back_not_th
     runtime = faulty_runtime(settings, store_redis)
     # Given a backward trace analysed again under a mask (from its lot record): that analysis
     # is now the trace's latest job, the one another mask is taken from
-    first, _ = runtime.submit(MSD)
-    run(runtime)
-    trace = runtime.registry.load(first.id)
-    assert trace is not None and trace.trace_query_id
+    trace = finished_msd(runtime)
+    assert trace.trace_query_id
     masked, _ = runtime.submit(reanalysis(trace, {"loss_reasons": ("刀痕",)}))
     run(runtime)
     latest = runtime.registry.stored_trace(trace.trace_query_id)

@@ -4,6 +4,12 @@ resuming a job whose work was interrupted.
 The fan-in counts distinct committed batches (manifest entries), never messages: a redelivered
 events message finds its batches committed, adds nothing, and the hand-over to aggregation is
 claimed once (``JobRegistry.claim``), so it is dispatched once.
+
+The analysis reads only some events domains (``analysis_domains``). A job that fetches others
+too fetches the analysis's first; once they are settled the aggregation is sent, ahead of the
+other domains' messages (held back until then: sent at once, they would queue in front of
+it), so the analysis runs on one worker while the others fetch the rest. The job finishes when
+both its events stage and its aggregation are complete, whichever ends last (``advance``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pipeline import domains
 from pipeline.config import Settings
 from pipeline.engine import lifecycle, metrics, parts
 from pipeline.engine.context import StageContext
-from pipeline.engine.job import EVENTS, Job
+from pipeline.engine.job import AGGREGATION, EVENTS, Job
 from pipeline.engine.messages import MessageKey
 from pipeline.engine.pages import PageIndex
 from pipeline.engine.registry import JobRegistry
@@ -58,18 +64,38 @@ def group_batches(group: int, total: int, group_size: int) -> range:
     return range(group * group_size, min(total, (group + 1) * group_size))
 
 
-def stage_messages(ctx: StageContext, stage: str) -> list[MessageKey]:
+def analysis_domains(job: Job) -> tuple[str, ...]:
+    """The events domains of ``job`` its analysis reads (none for a job without one):
+    upstream history, and materials backward or downstream rejects forward."""
+    if AGGREGATION not in job.stages:
+        return ()
+    read = domains.MSD_DOMAINS[job.request.direction()]
+    return tuple(d for d in job.domains if d in read)
+
+
+def analysis_first(job: Job) -> bool:
+    """Whether ``job``'s aggregation begins before its events stage is complete: it fetches
+    events domains that the analysis does not read."""
+    return AGGREGATION in job.stages and len(analysis_domains(job)) < len(job.domains)
+
+
+def stage_messages(
+    ctx: StageContext, stage: str, only: Iterable[str] | None = None
+) -> list[MessageKey]:
     """The messages ``stage`` still needs: events groups with an uncommitted batch (domains
-    that failed excluded); one message for the other stages."""
+    that failed excluded; ``only`` these domains when given), the analysis's domains first;
+    one message for the other stages."""
     if stage != EVENTS:
         return [MessageKey(stage)]
     job, store = ctx.job, ctx.store
     progress = ctx.registry.progress(job.id)
     failed = ctx.registry.domain_states(job.id)
     size = ctx.settings.events_group_batches
+    first = analysis_domains(job)
+    wanted = set(job.domains if only is None else only)
     messages = []
-    for domain in job.domains:
-        if domain in failed:
+    for domain in (*first, *(d for d in job.domains if d not in first)):
+        if domain in failed or domain not in wanted:
             continue
         part = parts.events(domain)
         total = progress.get(parts.total(part), 0)
@@ -80,11 +106,14 @@ def stage_messages(ctx: StageContext, stage: str) -> list[MessageKey]:
     return messages
 
 
-def events_settled(registry: JobRegistry, store: CheckpointStore, job: Job) -> bool:
-    """Every domain either failed or has every input batch committed."""
+def events_settled(
+    registry: JobRegistry, store: CheckpointStore, job: Job, only: Iterable[str] | None = None
+) -> bool:
+    """Every domain (``only`` these, when given) either failed or has every input batch
+    committed."""
     progress = registry.progress(job.id)
     failed = registry.domain_states(job.id)
-    for domain in job.domains:
+    for domain in job.domains if only is None else only:
         if domain in failed:
             continue
         part = parts.events(domain)
@@ -94,16 +123,49 @@ def events_settled(registry: JobRegistry, store: CheckpointStore, job: Job) -> b
 
 
 def dispatch_stage(ctx: StageContext, stage: str, *, resumed: bool = False) -> None:
-    """Send the messages of ``stage``; an events stage with nothing left hands on at once."""
+    """Send the messages of ``stage``; an events stage with nothing left hands on at once.
+
+    An events stage whose analysis goes first (``analysis_first``) sends the analysis's domains
+    only, until they are settled; then the aggregation (once: ``begin_analysis``) and the
+    other domains. Resumed, it sends every domain's missing messages once the analysis's are in.
+    """
+    job = ctx.job
+    if stage == EVENTS and analysis_first(job) and AGGREGATION not in job.completed:
+        read = analysis_domains(job)
+        if not events_settled(ctx.registry, ctx.store, job, read):
+            ctx.dispatch(job, stage_messages(ctx, EVENTS, read), resumed=resumed)
+            return
+        if begin_analysis(ctx, resumed=resumed) or not resumed:
+            return
     messages = stage_messages(ctx, stage)
-    if stage == EVENTS and not messages and events_settled(ctx.registry, ctx.store, ctx.job):
+    if stage == EVENTS and not messages and events_settled(ctx.registry, ctx.store, job):
         advance(ctx, EVENTS, resumed=resumed)
         return
-    ctx.dispatch(ctx.job, messages, resumed=resumed)
+    ctx.dispatch(job, messages, resumed=resumed)
+
+
+def begin_analysis(ctx: StageContext, *, resumed: bool = False) -> bool:
+    """After an events message of a job whose analysis goes first: once the analysis's domains
+    are settled, send the aggregation and then the other domains' messages, once (the claim of
+    the hand-over to aggregation; resumed work sends them again only when that hand-over looks
+    lost, as ``advance``). True when this call sent them."""
+    job = ctx.job
+    if not analysis_first(job) or AGGREGATION in job.completed:
+        return False
+    if not events_settled(ctx.registry, ctx.store, job, analysis_domains(job)):
+        return False
+    if not (
+        ctx.registry.claim(job.id, AGGREGATION) or (resumed and _hand_over_lost(ctx, AGGREGATION))
+    ):
+        return False
+    rest = [d for d in job.domains if d not in analysis_domains(job)]
+    ctx.dispatch(job, [MessageKey(AGGREGATION), *stage_messages(ctx, EVENTS, rest)])
+    return True
 
 
 def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
-    """``finished`` is complete: dispatch the next stage once (or finish the job).
+    """``finished`` is complete: dispatch the next stage once, or finish the job when every
+    stage is complete (an analysis that began beside the events may end before or after them).
 
     The first caller to claim the hand-over sends it. ``resumed`` work (re-sent after a worker
     died, or by an operator) may send it again only when it looks lost: a worker that died
@@ -123,15 +185,17 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
                 index.ensure(job.id, parts.events(domain))
             registry.update(job.id, trace_query_id=trace_identity(ctx))
         _record_stage(ctx, finished)
-    after = job.next_stage(finished)
-    if after is None:
+    fresh = registry.load(job.id)  # the other stages' ends, as they are now
+    if fresh is None:
+        return
+    if all(stage in fresh.completed for stage in fresh.stages):
         registry.finish(job.id)
         return
+    after = job.next_stage(finished)
+    if after is None or after in fresh.completed:
+        return  # begun before this one ended (the analysis): the later end finishes the job
     if registry.claim(job.id, after) or (resumed and _hand_over_lost(ctx, after)):
-        fresh = registry.load(job.id)  # queue and counts may have changed in this stage
-        if fresh is None:
-            return
-        ctx.job = fresh
+        ctx.job = fresh  # queue and counts may have changed in this stage
         dispatch_stage(ctx, after)
 
 

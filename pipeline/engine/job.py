@@ -97,6 +97,15 @@ class Job:
         """The first stage of the plan not completed yet (``None``: all are)."""
         return next((s for s in self.stages if s not in self.completed), None)
 
+    @property
+    def current_stage(self) -> str | None:
+        """The stage a status shows: an active job's first stage not completed (its events,
+        while an analysis that began beside them runs or has ended), else the stage it was in
+        when it ended."""
+        if self.active:
+            return self.pending_stage() or self.stage
+        return self.stage
+
     def elapsed_seconds(self, now: float | None = None) -> float:
         end = self.finished_at or (now if now is not None else time.time())
         return round(max(0.0, end - self.created_at), 1)

@@ -128,7 +128,7 @@ def job_line(
         "kind": job.request.job_kind,
         "profile": job.request.profile,
         "state": cast(ServiceState, job.state),
-        "stage": cast(Stage | None, job.stage),
+        "stage": cast(Stage | None, job.current_stage),
         "cids": job.cid_count,
         "rows": rows,
         "created_at": job.created_at,

@@ -27,6 +27,7 @@ from pipeline.engine.job import (
     LINEAGE,
     QUEUE,
     QUEUED,
+    STAGES,
     STARTED,
     Job,
 )
@@ -332,10 +333,11 @@ class JobRegistry:
         and committed batches (operator retry). A job with failed domains goes back to its
         events stage: the domains' uncommitted batches run again, and the analysis computed
         without them is dropped (it runs again once they are in). Stages not completed start
-        afresh (their start is announced again and timed from the retry). Every key of the job
-        gets a fresh TTL and the job goes back to the top of the recent index, so a job retried
-        late in its life can neither expire mid-run nor drop out of ``jobs list`` and
-        ``purge``. False when the job is neither."""
+        afresh (their start is announced again and timed from the retry, and their hand-over
+        is claimed again: an analysis that failed beside the events is sent again). Every key
+        of the job gets a fresh TTL and the job goes back to the top of the recent index, so a
+        job retried late in its life can neither expire mid-run nor drop out of ``jobs list``
+        and ``purge``. False when the job is neither."""
         failed_domains = self.domain_states(job_id)
         allowed = (FAILED, FINISHED) if failed_domains else (FAILED,)
         if not self._set(job_id, allowed, state=QUEUED, error="", finished_at=""):
@@ -349,6 +351,9 @@ class JobRegistry:
         for name in fields:
             if name.startswith("began:") and name.removeprefix("began:") not in done:
                 pipe.hdel(keys.job(job_id), name)
+        for stage in STAGES:  # handed over afresh (an analysis failed beside the events)
+            if stage not in done:
+                pipe.delete(keys.claim(job_id, stage))
         pipe.zrem(keys.FAILED, job_id)
         pipe.zadd(keys.RUNNING, {job_id: time.time()})
         pipe.zadd(keys.RECENT, {job_id: time.time()})
@@ -359,7 +364,6 @@ class JobRegistry:
     def _reopen_events(self, job_id: str, failed_domains: list[str]) -> None:
         """The events stage of the job is not complete any more, nor anything after it."""
         self.redis.hdel(keys.job(job_id), f"done:{EVENTS}", f"done:{AGGREGATION}")
-        self.unclaim(job_id, AGGREGATION)
         for part in (*parts.ANALYSIS_OUTPUTS, parts.AGGREGATION_QUERIES):
             self.store.drop_part(job_id, part)
         pipe = self.redis.pipeline(transaction=False)
@@ -460,9 +464,6 @@ class JobRegistry:
             return float(value) if value else None
         except ValueError:  # claimed before claims held their time: treat as long ago
             return 0.0
-
-    def unclaim(self, job_id: str, step: str) -> None:
-        self.redis.delete(keys.claim(job_id, step))
 
 
 def job_from_hash(raw: Mapping[Any, Any]) -> Job | None:

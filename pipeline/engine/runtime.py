@@ -31,7 +31,7 @@ from pipeline import logs
 from pipeline.config import Settings
 from pipeline.engine import lifecycle, operator, options, submission
 from pipeline.engine.context import JobInactive, StageContext
-from pipeline.engine.flow import advance, events_settled
+from pipeline.engine.flow import advance, begin_analysis, events_settled
 from pipeline.engine.job import EVENTS, Job
 from pipeline.engine.leases import LeaseBook
 from pipeline.engine.messages import BrokerDispatcher, Dispatcher, MessageKey
@@ -179,6 +179,8 @@ class Runtime:
                     advance(ctx, key.stage, resumed=resumed)
             elif events_settled(self.registry, self.store, ctx.job):
                 advance(ctx, EVENTS, resumed=resumed)
+            else:  # the analysis may begin once the domains it reads are in
+                begin_analysis(ctx, resumed=resumed)
 
     def _retrying(
         self, job_id: str, key: MessageKey, code: str, reason: str, *, log_only: bool = False

@@ -80,7 +80,7 @@ def progress_text(job: Job, stages: dict[str, StageProgress]) -> str:
     """One line for the dashboard's spinner, e.g. ``events: 37/112 batches, 412,000 rows``."""
     if not job.active:
         return job.state
-    stage = job.stage or job.pending_stage()
+    stage = job.current_stage
     if stage is None:
         return job.state
     info = stages.get(stage)
@@ -125,7 +125,7 @@ def job_status(
         "created_at": int(job.created_at),
         "elapsed_seconds": job.elapsed_seconds(now if now is not None else time.time()),
         "error": error,
-        "stage": cast(Stage | None, job.stage),
+        "stage": cast(Stage | None, job.current_stage),
         "completed_stages": cast(list[Stage], list(job.completed)),
         "queue": job.queue,
         "stages": stages,

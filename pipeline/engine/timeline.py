@@ -171,7 +171,7 @@ def timeline(job: Job, registry: JobRegistry, max_rows: int, now: float | None =
     stages: list[StageStep] = []
     for stage in job.stages:
         began, done = stamps.get(f"began:{stage}"), stamps.get(f"done:{stage}")
-        state = _stage_state(job, stage)
+        state = _stage_state(job, stage, began)
         end = done if done is not None else job.finished_at if state != "running" else None
         work = _work(attempts, [p for p in attempts if p.partition(":")[0] == stage])
         step: StageStep = {
@@ -211,7 +211,7 @@ def timeline(job: Job, registry: JobRegistry, max_rows: int, now: float | None =
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "elapsed_seconds": job.elapsed_seconds(now),
-        "stage": cast(Stage | None, job.stage),
+        "stage": cast(Stage | None, job.current_stage),
         "stages": stages,
         "error": cast(JobError | None, job.error),
         "failed_domains": sorted(d for d in job.domains if d in states),
@@ -227,10 +227,11 @@ def _stamps(registry: JobRegistry, job: Job) -> dict[str, float]:
     return {n: float(v) for n, v in zip(names, values, strict=True) if v}
 
 
-def _stage_state(job: Job, stage: str) -> StepState:
+def _stage_state(job: Job, stage: str, began: float | None) -> StepState:
     if stage in job.completed:
         return "finished"
-    if job.stage != stage and not (job.error and job.error.get("stage") == stage):
+    here = job.stage == stage or (job.active and began is not None)  # two may run at once
+    if not here and not (job.error and job.error.get("stage") == stage):
         return "pending"
     if job.state == FAILED:
         return "failed"

@@ -11,8 +11,9 @@ import orjson
 import pytest
 import redis
 
+from pipeline import domains
 from pipeline.config import Settings
-from pipeline.engine import parts
+from pipeline.engine import keys, parts
 from pipeline.engine.broker import make_broker
 from pipeline.engine.job import AGGREGATION, CANCELLED, EVENTS, FINISHED, LINEAGE, SEED_RESOLVE
 from pipeline.engine.runtime import Runtime, runtime_for
@@ -67,6 +68,28 @@ def test_a_job_runs_to_the_end_on_a_dramatiq_worker(
     wait_ended(runtime, job.id)
     expected = expected_result(MSD, sqlite_source, runtime.settings, tmp_path)
     assert_same_result(runtime, job.id, expected)
+
+
+def test_an_analysis_runs_beside_the_domains_it_does_not_read(
+    runtime: Runtime, workers: Workers, sqlite_source: SqliteSource, tmp_path: Path
+) -> None:
+    # Given two worker processes, one thread each
+    workers.start(processes=2, threads=1)
+    # When a mid-section-defect job of every events domain is submitted
+    request = MSD.model_copy(update={"domains": domains.DOMAINS})
+    job, _ = runtime.submit(request)
+    wait_ended(runtime, job.id)
+    # Then its analysis began before its events stage ended (the other domains were fetched
+    # beside it), and the job finished after both, with the rows and analysis of the stage
+    # functions run directly
+    stamps = runtime.registry.redis.hgetall(keys.job(job.id))
+    began, events_done = (float(stamps[f.encode()]) for f in ("began:aggregation", "done:events"))
+    assert began < events_done
+    finished = runtime.registry.load(job.id)
+    assert finished.finished_at >= max(events_done, float(stamps[b"done:aggregation"]))
+    assert_same_result(
+        runtime, job.id, expected_result(request, sqlite_source, runtime.settings, tmp_path)
+    )
 
 
 @pytest.mark.parametrize("stage", [SEED_RESOLVE, LINEAGE, EVENTS, AGGREGATION])

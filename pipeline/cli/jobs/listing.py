@@ -27,7 +27,7 @@ def job_line(job: Job) -> dict[str, Any]:
         "profile": job.request.profile,
         "kind": job.request.job_kind,
         "cid_count": job.cid_count,
-        "stage": job.stage,
+        "stage": job.current_stage,
         "queue": job.queue,
         "created_at": job.created_at,
         "elapsed_seconds": job.elapsed_seconds(),

@@ -1,0 +1,175 @@
+"""An analysis that begins once the events domains it reads are in, while the job's other
+domains are still fetched (``pipeline.engine.flow``): against real Redis, messages run in this
+process in the order a worker would take them; the job finishes when both have ended, never
+before, and an operator retry or a lost hand-over sends what is missing once."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import redis
+
+from pipeline import domains
+from pipeline.config import Settings
+from pipeline.engine import keys, parts
+from pipeline.engine.job import AGGREGATION, EVENTS, FAILED, FINISHED, STARTED
+from pipeline.engine.messages import MessageKey
+from pipeline.engine.runtime import Runtime
+from pipeline.engine.status import job_status
+from pipeline.engine.timeline import timeline
+from tests.engine.helpers import InlineDispatcher
+from tests.engine.test_flow import MSD, faulty_runtime, run, run_until
+from tests.support.faults import FAULTS_KEY
+
+#: The MSD trace with every events domain: the analysis reads two (upstream history and
+#: materials, backward); the other five are only fetched.
+EVERY_DOMAIN = MSD.model_copy(update={"domains": domains.DOMAINS})
+READ = set(domains.MSD_DOMAINS[domains.BACKWARD])
+
+
+def queued(runtime: Runtime) -> list[MessageKey]:
+    dispatcher = runtime.dispatch
+    assert isinstance(dispatcher, InlineDispatcher)
+    return [key for _, key, _, _ in dispatcher.sent]
+
+
+def run_next(runtime: Runtime, count: int | None = None) -> None:
+    """Run the first ``count`` queued messages (all, and any they send, for ``None``)."""
+    dispatcher = runtime.dispatch
+    assert isinstance(dispatcher, InlineDispatcher)
+    if count is None:
+        dispatcher.run_all(runtime)
+        return
+    for _ in range(count):
+        job_id, key, resumed, _ = dispatcher.sent.pop(0)
+        runtime.handle(job_id, key, resumed=resumed)
+
+
+def analysis(runtime: Runtime, job_id: str) -> dict:
+    document = runtime.store.get_json(job_id, "aggregation")
+    assert document is not None
+    return orjson.loads(document)
+
+
+def test_the_analysis_begins_once_its_domains_are_in_and_the_job_ends_with_the_last_domain(
+    inline: Runtime,
+) -> None:
+    # Given a trace of every domain with the analysis, through seed-resolve and lineage
+    job, _ = inline.submit(EVERY_DOMAIN)
+    run_until(inline, EVENTS)
+    # Then only the domains the analysis reads are fetched first
+    first = queued(inline)
+    assert first and {key.domain for key in first} == READ
+    run_next(inline, len(first))
+    # ... and once they are in, the analysis is sent ahead of the other domains' messages
+    then = queued(inline)
+    assert then[0] == MessageKey(AGGREGATION)
+    assert {key.domain for key in then[1:]} == set(domains.DOMAINS) - READ
+    # When the analysis runs before any other domain is fetched
+    run_next(inline, 1)
+    # Then the job is still running: its events stage is not complete, and says so
+    during = inline.registry.load(job.id)
+    assert during.state == STARTED
+    assert AGGREGATION in during.completed and EVENTS not in during.completed
+    steps = timeline(during, inline.registry, inline.settings.max_rows_per_domain)["stages"]
+    states = {step["stage"]: step["state"] for step in steps}
+    assert states[EVENTS] == "running" and states[AGGREGATION] == "finished"
+    status = job_status(during, inline.registry, inline.settings.max_rows_per_domain)
+    assert status["status"] == STARTED and status["progress"].startswith("events:")
+    # When the other domains are in
+    run_next(inline)
+    # Then the job finished once, with every domain whole and the analysis of the trace
+    done = inline.registry.load(job.id)
+    assert done.state == FINISHED and done.trace_query_id
+    progress = inline.registry.progress(job.id)
+    for domain in domains.DOMAINS:
+        part = parts.events(domain)
+        assert len(inline.store.finished(job.id, part)) == progress[parts.total(part)] > 0
+    assert progress[parts.runs(AGGREGATION)] == 1
+    # ... the same analysis as the trace of the analysis's domains alone, run stage after stage
+    alone, _ = inline.submit(MSD, fresh=True)
+    run(inline)
+    assert inline.registry.load(alone.id).state == FINISHED
+    assert analysis(inline, job.id) == analysis(inline, alone.id)
+
+
+def test_an_analysis_ending_after_the_last_domain_finishes_the_job(inline: Runtime) -> None:
+    # Given a trace of every domain whose analysis was sent ahead of the other domains
+    job, _ = inline.submit(EVERY_DOMAIN)
+    run_until(inline, EVENTS)
+    run_next(inline, len(queued(inline)))
+    dispatcher = inline.dispatch
+    assert isinstance(dispatcher, InlineDispatcher)
+    aggregation = dispatcher.sent.pop(0)
+    assert aggregation[1] == MessageKey(AGGREGATION)
+    # When every other domain is in before the analysis runs
+    run_next(inline)
+    # Then the job waits for it (nothing sent again), and finishes when it ends
+    assert inline.registry.load(job.id).state == STARTED
+    assert EVENTS in inline.registry.load(job.id).completed
+    assert queued(inline) == []
+    inline.handle(aggregation[0], aggregation[1])
+    assert inline.registry.load(job.id).state == FINISHED
+    assert inline.registry.progress(job.id)[parts.runs(AGGREGATION)] == 1
+
+
+def test_a_retry_of_an_analysis_failed_beside_the_fetch_sends_it_again_and_fetches_the_rest(
+    settings: Settings, store_redis: redis.Redis
+) -> None:
+    # Given a trace of every domain whose analysis failed (its rejects lookup broken) while the
+    # other domains were still to be fetched
+    runtime = faulty_runtime(settings, store_redis)
+    store_redis.hset(FAULTS_KEY, "fail:msd/detection_rejects", "permanent")
+    job, _ = runtime.submit(EVERY_DOMAIN)
+    run_until(runtime, EVENTS)
+    run_next(runtime, len(queued(runtime)))
+    run_next(runtime, 1)  # the analysis: fails the job
+    failed = runtime.registry.load(job.id)
+    assert failed.state == FAILED and failed.error["stage"] == AGGREGATION
+    run_next(runtime)  # the other domains' messages: the job is no longer active
+    fetched = runtime.registry.queries(job.id)
+    # When the cause is fixed and an operator retries the job
+    store_redis.hdel(FAULTS_KEY, "fail:msd/detection_rejects")
+    assert runtime.retry(job.id)
+    # Then the analysis is sent again with the domains still missing, and the job finishes
+    assert MessageKey(AGGREGATION) in queued(runtime)
+    run(runtime)
+    done = runtime.registry.load(job.id)
+    assert done.state == FINISHED, done.error
+    assert runtime.registry.progress(job.id)[parts.runs(AGGREGATION)] == 2
+    # ... having asked nothing again of the analysis's domains
+    after = runtime.registry.queries(job.id)
+    for domain in READ:
+        name = parts.events(domain)
+        assert {k: v for k, v in after.items() if k.startswith(name)} == {
+            k: v for k, v in fetched.items() if k.startswith(name)
+        }
+
+
+def test_an_early_hand_over_lost_with_its_worker_is_sent_again_once_a_stall_later(
+    inline: Runtime,
+) -> None:
+    # Given a trace whose analysis's domains are in, the hand-over claimed, but the worker died
+    # before it sent the analysis and the other domains' messages
+    job, _ = inline.submit(EVERY_DOMAIN)
+    run_until(inline, EVENTS)
+    first = queued(inline)
+    run_next(inline, len(first))
+    dispatcher = inline.dispatch
+    assert isinstance(dispatcher, InlineDispatcher)
+    dispatcher.sent.clear()
+    resent = first[-1]
+    # When resumed work arrives within a stall of the claim, nothing is sent...
+    inline.handle(job.id, resent, resumed=True)
+    assert queued(inline) == []
+    # ... and a stall later the analysis and the missing domains are sent again, once
+    claim = keys.claim(job.id, AGGREGATION)
+    inline.registry.redis.set(claim, repr(time.time() - inline.settings.stall_seconds - 1))
+    for _ in range(3):
+        inline.handle(job.id, resent, resumed=True)
+    again = queued(inline)
+    assert again[0] == MessageKey(AGGREGATION) and again.count(MessageKey(AGGREGATION)) == 1
+    assert {key.domain for key in again[1:]} == set(domains.DOMAINS) - READ
+    run(inline)
+    assert inline.registry.load(job.id).state == FINISHED

@@ -130,16 +130,15 @@ def dispatch_stage(ctx: StageContext, stage: str, *, resumed: bool = False) -> N
     other domains. Resumed, it sends every domain's missing messages once the analysis's are in.
     """
     job = ctx.job
+    messages = stage_messages(ctx, stage)
     if stage == EVENTS and analysis_first(job) and AGGREGATION not in job.completed:
         read = analysis_domains(job)
         if not events_settled(ctx.registry, ctx.store, job, read):
-            ctx.dispatch(job, stage_messages(ctx, EVENTS, read), resumed=resumed)
-            return
-        if begin_analysis(ctx, resumed=resumed) or not resumed:
-            return
-    messages = stage_messages(ctx, stage)
+            messages = [m for m in messages if m.domain in read]  # the others held back
+        elif begin_analysis(ctx, resumed=resumed) or not resumed:
+            messages = []  # sent with the aggregation (here or by the hand-over's holder)
     if stage == EVENTS and not messages and events_settled(ctx.registry, ctx.store, job):
-        advance(ctx, EVENTS, resumed=resumed)
+        advance(ctx, EVENTS, resumed=resumed)  # nothing to fetch (a re-analysis's are linked)
         return
     ctx.dispatch(job, messages, resumed=resumed)
 

@@ -13,6 +13,7 @@ import redis
 from pipeline import domains
 from pipeline.config import Settings
 from pipeline.engine import keys, parts
+from pipeline.engine.analyses import reanalysis
 from pipeline.engine.job import AGGREGATION, EVENTS, FAILED, FINISHED, STARTED
 from pipeline.engine.messages import MessageKey
 from pipeline.engine.runtime import Runtime
@@ -173,3 +174,23 @@ def test_an_early_hand_over_lost_with_its_worker_is_sent_again_once_a_stall_late
     assert {key.domain for key in again[1:]} == set(domains.DOMAINS) - READ
     run(inline)
     assert inline.registry.load(job.id).state == FINISHED
+
+
+def test_a_re_analysis_of_a_trace_of_every_domain_finishes_as_its_analysis_ends(
+    inline: Runtime,
+) -> None:
+    # Given a finished trace of every domain
+    trace, _ = inline.submit(EVERY_DOMAIN)
+    run(inline)
+    trace = inline.registry.load(trace.id)
+    assert trace.state == FINISHED
+    # When it is analysed again under another mask (its events read in place: none to fetch)
+    job, _ = inline.submit(reanalysis(trace, {"loss_reasons": ("刀痕",)}))
+    # Then only the analysis is sent, and the job finishes when it ends (it once waited for an
+    # events stage nobody would complete, until the reaper revived it)
+    assert queued(inline) == [MessageKey(AGGREGATION)]
+    run_next(inline, 1)
+    ended = inline.registry.load(job.id)
+    assert ended.state == FINISHED, ended
+    assert set(ended.completed) >= {EVENTS, AGGREGATION}
+    assert ended.trace_query_id == trace.trace_query_id

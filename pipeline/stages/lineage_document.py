@@ -39,16 +39,19 @@ class ListPart:
         return self.items
 
 
-def payload_parts(graph: Lineage) -> Iterator[tuple[str, Any]]:
+def payload_parts(graph: Lineage, only: frozenset[str] | None = None) -> Iterator[tuple[str, Any]]:
     """The contract's lineage data one top-level key at a time (see the module docstring).
     Consume each part before asking for the next. Optional keys (backward) are left out when
     empty. Backward ``roots`` are the seeds; forward ``roots`` are the tops of the tree (the
     nodes no ``children_map`` link points to: wafers in the query tool's trees). Forward adds
     ``descendants`` per seed (an extension: merges included, which ``children_map`` leaves out
-    by contract)."""
+    by contract). ``only``: of the map and list fields, these alone (the others are never
+    read from the graph); the scalars all the same."""
     parts = _backward_parts(graph) if graph.backward else _forward_parts(graph)
     optional = OPTIONAL_KEYS if graph.backward else frozenset()
     for key, value in parts:
+        if only is not None and key not in only and isinstance(value, (MapPart, ListPart, dict)):
+            continue
         if key in optional and isinstance(value, (MapPart, ListPart)):
             value = _unless_empty(value)
         if value or key not in optional:

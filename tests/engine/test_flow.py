@@ -143,6 +143,35 @@ def test_a_job_whose_inputs_cannot_be_taken_fails_at_once_and_is_never_joined(
     assert inline.registry.ids(keys.RECENT)[0] != failed.id
 
 
+def test_a_trace_keeps_of_its_lineage_only_what_an_analysis_takes(inline: Runtime) -> None:
+    # Given a finished MSD trace, and the lineage job of the same seeds (the dashboard's
+    # second call, whose answer is the whole lineage document)
+    trace = finished_msd(inline)
+    seeds = [row[0] for b in inline.store.read(trace.id, parts.SEEDS) for row in b.rows]
+    lineage_job, _ = inline.submit(
+        TraceRequest(profile="mid_section_defect", container_ids=seeds, kind=LINEAGE)
+    )
+    run(inline)
+    assert inline.registry.load(lineage_job.id).state == FINISHED
+
+    def lineage_parts(job_id: str) -> set[str]:
+        names = inline.store.part_summaries(job_id)
+        return {n for n in names if n.startswith(f"{LINEAGE}:") and n != parts.LINEAGE_QUERIES}
+
+    # Then the trace stored the lot list and the two maps its analyses read, nothing else...
+    assert lineage_parts(trace.id) == {parts.lineage("ancestors"), parts.lineage("seed_roots")}
+    assert inline.registry.progress(trace.id)[parts.rows(parts.CIDS)] == trace.cid_count > 0
+    # ... the lineage job the whole document, the same maps among them
+    kept = lineage_parts(lineage_job.id)
+    assert kept > lineage_parts(trace.id) and parts.lineage("parent_map") in kept
+    for key in ("ancestors", "seed_roots"):
+        assert sorted(
+            row for b in inline.store.read(trace.id, parts.lineage(key)) for row in b.rows
+        ) == sorted(
+            row for b in inline.store.read(lineage_job.id, parts.lineage(key)) for row in b.rows
+        )
+
+
 def test_a_job_from_cids_skips_seed_resolve_and_lineage(
     inline: Runtime, sqlite_source: SqliteSource, settings: Settings, warehouse: Path
 ) -> None:

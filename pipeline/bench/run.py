@@ -34,6 +34,7 @@ from pipeline.config import Settings
 from pipeline.demo import info
 from pipeline.engine import codec, keys, lifecycle, parts
 from pipeline.engine.broker import make_broker
+from pipeline.engine.job import EVENTS
 from pipeline.engine.runtime import runtime_for
 from pipeline.engine.store import CheckpointStore
 from pipeline.tools import rss
@@ -368,7 +369,10 @@ def msd_page(
 
 def measure_resume(bench: BenchStack, stack: LocalStack) -> ResumeFigure:
     """A job failed in aggregation (the probe fails its queries), then retried: the retry's
-    seconds and the source queries each stage issued during it."""
+    seconds and the source queries each stage issued during it. The events' are the queries of
+    batches committed before the retry (asked again: redone work); the batches the failure
+    kept from being fetched at all (the analysis runs beside the domains it does not read, and
+    its failure stops them) are fetched by the retry for the first time, not counted."""
     bench.flush()
     client = bench.client()
     client.set(FAIL_AGGREGATION_KEY, 1)
@@ -380,6 +384,11 @@ def measure_resume(bench: BenchStack, stack: LocalStack) -> ResumeFigure:
     client.delete(FAIL_AGGREGATION_KEY, QUERIES_KEY)
     settings = bench.settings()
     runtime = runtime_for(settings, make_broker(settings))
+    store, registry = runtime.store, runtime.registry
+    job = registry.load(job_id)
+    assert job is not None
+    committed = {parts.events(d): store.finished(job_id, parts.events(d)) for d in job.domains}
+    asked = registry.queries(job_id)
     began = time.monotonic()
     if not runtime.retry(job_id):
         raise RuntimeError(f"job {job_id} could not be retried")
@@ -388,6 +397,14 @@ def measure_resume(bench: BenchStack, stack: LocalStack) -> ResumeFigure:
     if state != "finished":
         raise RuntimeError(f"the retry of job {job_id} ended {state}")
     queries = {codec.as_text(k): int(v) for k, v in client.hgetall(QUERIES_KEY).items()}
+    if queries.pop(EVENTS, 0):  # counted: those of batches committed before the retry
+        redone = 0
+        for name, count in registry.queries(job_id).items():
+            part, _, batch = name.rpartition(":")
+            if batch.isdigit() and int(batch) in committed.get(part, ()):
+                redone += count - asked.get(name, 0)
+        if redone:
+            queries[EVENTS] = redone
     return ResumeFigure(seconds, queries)
 
 

@@ -85,10 +85,27 @@ def end_to_end_of_floor(size: SizeResult) -> float | None:
     return seconds / floor if seconds is not None and floor else None
 
 
+def events_rows_per_process_s(run: RunFigures) -> float | None:
+    """The events rows over the seconds their batches took (fetch + store), added up over the
+    worker processes; ``None`` for figures without batch seconds."""
+    seconds = sum(run.domain_seconds.values())
+    return run.rows_stored / seconds if seconds > 0 else None
+
+
 def pipeline_of_scan(size: SizeResult) -> float | None:
-    """Median events rows/s over the bare scan's rows/s."""
+    """Median events rows per process-second over the bare scan's (its tasks' seconds added up
+    over its processes): the fetching's own throughput, whatever else shares the workers (an
+    analysis runs beside the domains it does not read, so the events stage's wall seconds
+    count time a worker spent on it). Figures without batch seconds: the events stage's rows/s
+    over the scan's."""
+    if size.limits is None:
+        return None
+    rate = median(size, events_rows_per_process_s)
+    scan = size.limits.scan_rows_per_process_s
+    if rate is not None and scan:
+        return rate / scan
     rate = median(size, events_rows_per_s)
-    if rate is None or size.limits is None or size.limits.scan_rows_per_s <= 0:
+    if rate is None or size.limits.scan_rows_per_s <= 0:
         return None
     return rate / size.limits.scan_rows_per_s
 

@@ -142,6 +142,12 @@ class LimitFigures:
         return sum(self.scan_rows.values()) / max(sum(self.scan_seconds.values()), 1e-9)
 
     @property
+    def scan_rows_per_process_s(self) -> float | None:
+        """Rows over the scan tasks' seconds added up (``None``: not recorded)."""
+        seconds = sum(self.scan_task_seconds.values())
+        return sum(self.scan_rows.values()) / seconds if seconds > 0 else None
+
+    @property
     def read_encode_rows_per_s(self) -> float:
         return self.read_encode_rows / max(self.read_encode_seconds, 1e-9)
 

@@ -232,8 +232,11 @@ SECTIONS: tuple[Section, ...] = (
         ),
         "Resume: a job failed in aggregation, then was retried; queries by earlier stages is the "
         "most any run's retry issued (the goal is 0). "
-        "Scan: a bare fetchmany of each domain's query over the run's lots; pipeline / scan "
-        "compares the events stage's rows/s with it. Read+decode+encode: a bare Redis GET + "
+        "Scan: a bare fetchmany of each domain's query over the run's lots (rows/s: over its "
+        "wall seconds); pipeline / scan compares rows per process-second, the events batches' "
+        "seconds (fetch + store) added up over the workers against the scan tasks' added up "
+        "(the analysis runs beside the domains it does not read: the stage's wall seconds "
+        "include a worker's time on it). Read+decode+encode: a bare Redis GET + "
         "decompress (of a compressed chunk) + msgpack unpack + JSON encode of the stored chunks "
         "(CheckpointStore.read_chunk and the stream's encoding) in one thread of a process "
         "with the API's allocator (PYTHONMALLOC=malloc, pipeline/bench/read_encode.py); "

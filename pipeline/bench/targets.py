@@ -253,7 +253,7 @@ TARGETS: tuple[Target, ...] = (
         " MB",
     ),
     _at_least(
-        "Pipeline rows/s (events stage) / bare scan rows/s (medians, worst size)",
+        "Events rows per process-second / bare scan's (medians, worst size)",
         PIPELINE_OF_SCAN_GOAL,
         pipeline_of_scan,
     ),

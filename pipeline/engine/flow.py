@@ -5,7 +5,7 @@ The fan-in counts distinct committed batches (manifest entries), never messages:
 events message finds its batches committed, adds nothing, and the hand-over to aggregation is
 claimed once (``JobRegistry.claim``), so it is dispatched once.
 
-The analysis reads only some events domains (``analysis_domains``). A job that fetches others
+The analysis reads only some events domains (``Job.analysis_domains``). A job that fetches others
 too fetches the analysis's first; once they are settled the aggregation is sent, ahead of the
 other domains' messages (held back until then: sent at once, they would queue in front of
 it), so the analysis runs on one worker while the others fetch the rest. The job finishes when
@@ -64,19 +64,10 @@ def group_batches(group: int, total: int, group_size: int) -> range:
     return range(group * group_size, min(total, (group + 1) * group_size))
 
 
-def analysis_domains(job: Job) -> tuple[str, ...]:
-    """The events domains of ``job`` its analysis reads (none for a job without one):
-    upstream history, and materials backward or downstream rejects forward."""
-    if AGGREGATION not in job.stages:
-        return ()
-    read = domains.MSD_DOMAINS[job.request.direction()]
-    return tuple(d for d in job.domains if d in read)
-
-
 def analysis_first(job: Job) -> bool:
     """Whether ``job``'s aggregation begins before its events stage is complete: it fetches
     events domains that the analysis does not read."""
-    return AGGREGATION in job.stages and len(analysis_domains(job)) < len(job.domains)
+    return AGGREGATION in job.stages and len(job.analysis_domains) < len(job.domains)
 
 
 def stage_messages(
@@ -91,7 +82,7 @@ def stage_messages(
     progress = ctx.registry.progress(job.id)
     failed = ctx.registry.domain_states(job.id)
     size = ctx.settings.events_group_batches
-    first = analysis_domains(job)
+    first = job.analysis_domains
     wanted = set(job.domains if only is None else only)
     messages = []
     for domain in (*first, *(d for d in job.domains if d not in first)):
@@ -132,7 +123,7 @@ def dispatch_stage(ctx: StageContext, stage: str, *, resumed: bool = False) -> N
     job = ctx.job
     messages = stage_messages(ctx, stage)
     if stage == EVENTS and analysis_first(job) and AGGREGATION not in job.completed:
-        read = analysis_domains(job)
+        read = job.analysis_domains
         if not events_settled(ctx.registry, ctx.store, job, read):
             messages = [m for m in messages if m.domain in read]  # the others held back
         elif begin_analysis(ctx, resumed=resumed) or not resumed:
@@ -151,13 +142,13 @@ def begin_analysis(ctx: StageContext, *, resumed: bool = False) -> bool:
     job = ctx.job
     if not analysis_first(job) or AGGREGATION in job.completed:
         return False
-    if not events_settled(ctx.registry, ctx.store, job, analysis_domains(job)):
+    if not events_settled(ctx.registry, ctx.store, job, job.analysis_domains):
         return False
     if not (
         ctx.registry.claim(job.id, AGGREGATION) or (resumed and _hand_over_lost(ctx, AGGREGATION))
     ):
         return False
-    rest = [d for d in job.domains if d not in analysis_domains(job)]
+    rest = [d for d in job.domains if d not in job.analysis_domains]
     ctx.dispatch(job, [MessageKey(AGGREGATION), *stage_messages(ctx, EVENTS, rest)])
     return True
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.domains import Domain
+from pipeline.domains import MSD_DOMAINS, Domain
 from pipeline.request import TraceRequest
 
 QUEUED = "queued"
@@ -84,6 +84,15 @@ class Job:
         return self.request.domains if EVENTS in self.stages else ()
 
     @property
+    def analysis_domains(self) -> tuple[Domain, ...]:
+        """The events domains the job's analysis reads (none for a job without one): upstream
+        history, and materials backward or downstream rejects forward."""
+        if AGGREGATION not in self.stages:
+            return ()
+        read = MSD_DOMAINS[self.request.direction()]
+        return tuple(d for d in self.domains if d in read)
+
+    @property
     def active(self) -> bool:
         return self.state in ACTIVE
 
@@ -99,10 +108,10 @@ class Job:
 
     @property
     def current_stage(self) -> str | None:
-        """The stage a status shows: an active job's first stage not completed (its events,
-        while an analysis that began beside them runs or has ended), else the stage it was in
-        when it ended."""
-        if self.active:
+        """The stage a status shows: a started job's first stage not completed (its events,
+        while an analysis that began beside them runs or has ended), else the stage it last
+        ran (``None`` for a job not started yet)."""
+        if self.state == STARTED:
             return self.pending_stage() or self.stage
         return self.stage
 

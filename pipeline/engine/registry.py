@@ -331,8 +331,9 @@ class JobRegistry:
     def reopen(self, job_id: str) -> bool:
         """failed (or finished with failed events domains) -> queued, keeping completed stages
         and committed batches (operator retry). A job with failed domains goes back to its
-        events stage: the domains' uncommitted batches run again, and the analysis computed
-        without them is dropped (it runs again once they are in). Stages not completed start
+        events stage: the domains' uncommitted batches run again, and an analysis computed
+        without them is dropped (it runs again once they are in; one that read none of them
+        stands). Stages not completed start
         afresh (their start is announced again and timed from the retry, and their hand-over
         is claimed again: an analysis that failed beside the events is sent again). Every key
         of the job gets a fresh TTL and the job goes back to the top of the recent index, so a
@@ -362,15 +363,23 @@ class JobRegistry:
         return True
 
     def _reopen_events(self, job_id: str, failed_domains: list[str]) -> None:
-        """The events stage of the job is not complete any more, nor anything after it."""
-        self.redis.hdel(keys.job(job_id), f"done:{EVENTS}", f"done:{AGGREGATION}")
-        for part in (*parts.ANALYSIS_OUTPUTS, parts.AGGREGATION_QUERIES):
-            self.store.drop_part(job_id, part)
+        """The events stage of the job is not complete any more, nor its analysis when it read
+        one of the failed domains (an analysis that read none of them stands: it is whole)."""
+        job = self.load(job_id)
+        read = job.analysis_domains if job is not None else ()
+        redone = any(domain in read for domain in failed_domains)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.unlink(keys.json_doc(job_id, "aggregation"), keys.blob(job_id, parts.LOT_RECORD_META))
+        pipe.hdel(keys.job(job_id), f"done:{EVENTS}", *([f"done:{AGGREGATION}"] if redone else []))
+        if redone:
+            pipe.unlink(
+                keys.json_doc(job_id, "aggregation"), keys.blob(job_id, parts.LOT_RECORD_META)
+            )
         for domain in failed_domains:  # indexed over the batches it had: built again at the end
             pipe.unlink(keys.page_index(job_id, parts.events(domain)))
         pipe.execute()
+        if redone:
+            for part in (*parts.ANALYSIS_OUTPUTS, parts.AGGREGATION_QUERIES):
+                self.store.drop_part(job_id, part)
 
     # ---- liveness (the reaper) -------------------------------------------------------------
     def quiet_jobs(self, since: float) -> list[tuple[str, float]]:

@@ -80,7 +80,7 @@ def progress_text(job: Job, stages: dict[str, StageProgress]) -> str:
     """One line for the dashboard's spinner, e.g. ``events: 37/112 batches, 412,000 rows``."""
     if not job.active:
         return job.state
-    stage = job.current_stage
+    stage = job.current_stage or job.pending_stage()
     if stage is None:
         return job.state
     info = stages.get(stage)

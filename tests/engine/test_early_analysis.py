@@ -194,3 +194,48 @@ def test_a_re_analysis_of_a_trace_of_every_domain_finishes_as_its_analysis_ends(
     assert ended.state == FINISHED, ended
     assert set(ended.completed) >= {EVENTS, AGGREGATION}
     assert ended.trace_query_id == trace.trace_query_id
+
+
+def test_a_retry_after_a_domain_the_analysis_does_not_read_failed_keeps_the_analysis(
+    settings: Settings, store_redis: redis.Redis
+) -> None:
+    # Given a trace of every domain that finished with its holds failed for good (the analysis
+    # never reads them: it ran beside them, whole)
+    runtime = faulty_runtime(settings, store_redis)
+    store_redis.hset(FAULTS_KEY, "fail:events/holds", "permanent")
+    job, _ = runtime.submit(EVERY_DOMAIN)
+    run(runtime)
+    partial = runtime.registry.load(job.id)
+    assert partial.state == FINISHED and "holds" in runtime.registry.domain_states(job.id)
+    before = analysis(runtime, job.id)
+    # When the cause is fixed and an operator retries the job
+    store_redis.hdel(FAULTS_KEY, "fail:events/holds")
+    assert runtime.retry(job.id)
+    # Then only the holds are fetched: the analysis stands and is not run again
+    assert {key.domain for key in queued(runtime)} == {"holds"}
+    run(runtime)
+    done = runtime.registry.load(job.id)
+    assert done.state == FINISHED and runtime.registry.domain_states(job.id) == {}
+    assert runtime.registry.progress(job.id)[parts.runs(AGGREGATION)] == 1
+    assert analysis(runtime, job.id) == before
+    whole = runtime.store.finished(job.id, parts.events("holds"))
+    assert len(whole) == runtime.registry.progress(job.id)[parts.total(parts.events("holds"))]
+
+
+def test_a_retry_after_a_domain_the_analysis_reads_failed_runs_the_analysis_again(
+    settings: Settings, store_redis: redis.Redis
+) -> None:
+    # Given a trace of every domain that finished with its materials (read by the analysis)
+    # failed for good: its analysis was computed without them
+    runtime = faulty_runtime(settings, store_redis)
+    store_redis.hset(FAULTS_KEY, "fail:events/materials", "permanent")
+    job, _ = runtime.submit(EVERY_DOMAIN)
+    run(runtime)
+    assert "materials" in runtime.registry.domain_states(job.id)
+    # When the cause is fixed and an operator retries the job
+    store_redis.hdel(FAULTS_KEY, "fail:events/materials")
+    assert runtime.retry(job.id)
+    run(runtime)
+    # Then the analysis ran again once the materials were in
+    assert runtime.registry.load(job.id).state == FINISHED
+    assert runtime.registry.progress(job.id)[parts.runs(AGGREGATION)] == 2

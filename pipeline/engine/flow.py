@@ -142,6 +142,8 @@ def begin_analysis(ctx: StageContext, *, resumed: bool = False) -> bool:
     job = ctx.job
     if not analysis_first(job) or AGGREGATION in job.completed:
         return False
+    if not resumed and ctx.registry.claimed_at(job.id, AGGREGATION) is not None:
+        return False  # handed over: one GET instead of the domains' state after each message
     if not events_settled(ctx.registry, ctx.store, job, job.analysis_domains):
         return False
     if not (

@@ -333,12 +333,11 @@ class JobRegistry:
         and committed batches (operator retry). A job with failed domains goes back to its
         events stage: the domains' uncommitted batches run again, and an analysis computed
         without them is dropped (it runs again once they are in; one that read none of them
-        stands). Stages not completed start
-        afresh (their start is announced again and timed from the retry, and their hand-over
-        is claimed again: an analysis that failed beside the events is sent again). Every key
-        of the job gets a fresh TTL and the job goes back to the top of the recent index, so a
-        job retried late in its life can neither expire mid-run nor drop out of ``jobs list``
-        and ``purge``. False when the job is neither."""
+        stands). Stages not completed start afresh (their start is announced again and timed
+        from the retry, and their hand-over is claimed again: an analysis that failed beside
+        the events is sent again). Every key of the job gets a fresh TTL and the job goes back
+        to the top of the recent index, so a job retried late in its life can neither expire
+        mid-run nor drop out of ``jobs list`` and ``purge``. False when the job is neither."""
         failed_domains = self.domain_states(job_id)
         allowed = (FAILED, FINISHED) if failed_domains else (FAILED,)
         if not self._set(job_id, allowed, state=QUEUED, error="", finished_at=""):

@@ -14,7 +14,7 @@ from pipeline import domains
 from pipeline.config import Settings
 from pipeline.engine import keys, parts
 from pipeline.engine.analyses import reanalysis
-from pipeline.engine.job import AGGREGATION, EVENTS, FAILED, FINISHED, STARTED
+from pipeline.engine.job import AGGREGATION, EVENTS, FAILED, FINISHED, STARTED, Job
 from pipeline.engine.messages import MessageKey
 from pipeline.engine.runtime import Runtime
 from pipeline.engine.status import job_status
@@ -51,6 +51,24 @@ def analysis(runtime: Runtime, job_id: str) -> dict:
     document = runtime.store.get_json(job_id, "aggregation")
     assert document is not None
     return orjson.loads(document)
+
+
+def finished_without(
+    settings: Settings, store_redis: redis.Redis, domain: str
+) -> tuple[Runtime, Job]:
+    """A trace of every domain run to its end with ``domain``'s query broken for good."""
+    runtime = faulty_runtime(settings, store_redis)
+    store_redis.hset(FAULTS_KEY, f"fail:events/{domain}", "permanent")
+    job, _ = runtime.submit(EVERY_DOMAIN)
+    run(runtime)
+    assert domain in runtime.registry.domain_states(job.id)
+    return runtime, job
+
+
+def retried(runtime: Runtime, store_redis: redis.Redis, job_id: str, domain: str) -> bool:
+    """``domain``'s query mended, then the job retried by an operator."""
+    store_redis.hdel(FAULTS_KEY, f"fail:events/{domain}")
+    return runtime.retry(job_id)
 
 
 def test_the_analysis_begins_once_its_domains_are_in_and_the_job_ends_with_the_last_domain(
@@ -201,16 +219,11 @@ def test_a_retry_after_a_domain_the_analysis_does_not_read_failed_keeps_the_anal
 ) -> None:
     # Given a trace of every domain that finished with its holds failed for good (the analysis
     # never reads them: it ran beside them, whole)
-    runtime = faulty_runtime(settings, store_redis)
-    store_redis.hset(FAULTS_KEY, "fail:events/holds", "permanent")
-    job, _ = runtime.submit(EVERY_DOMAIN)
-    run(runtime)
-    partial = runtime.registry.load(job.id)
-    assert partial.state == FINISHED and "holds" in runtime.registry.domain_states(job.id)
+    runtime, job = finished_without(settings, store_redis, "holds")
+    assert runtime.registry.load(job.id).state == FINISHED
     before = analysis(runtime, job.id)
     # When the cause is fixed and an operator retries the job
-    store_redis.hdel(FAULTS_KEY, "fail:events/holds")
-    assert runtime.retry(job.id)
+    assert retried(runtime, store_redis, job.id, "holds")
     # Then only the holds are fetched: the analysis stands and is not run again
     assert {key.domain for key in queued(runtime)} == {"holds"}
     run(runtime)
@@ -227,14 +240,9 @@ def test_a_retry_after_a_domain_the_analysis_reads_failed_runs_the_analysis_agai
 ) -> None:
     # Given a trace of every domain that finished with its materials (read by the analysis)
     # failed for good: its analysis was computed without them
-    runtime = faulty_runtime(settings, store_redis)
-    store_redis.hset(FAULTS_KEY, "fail:events/materials", "permanent")
-    job, _ = runtime.submit(EVERY_DOMAIN)
-    run(runtime)
-    assert "materials" in runtime.registry.domain_states(job.id)
+    runtime, job = finished_without(settings, store_redis, "materials")
     # When the cause is fixed and an operator retries the job
-    store_redis.hdel(FAULTS_KEY, "fail:events/materials")
-    assert runtime.retry(job.id)
+    assert retried(runtime, store_redis, job.id, "materials")
     run(runtime)
     # Then the analysis ran again once the materials were in
     assert runtime.registry.load(job.id).state == FINISHED

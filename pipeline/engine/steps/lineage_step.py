@@ -52,7 +52,8 @@ def kept_parts(job: Job) -> frozenset[str] | None:
         return None
     if not job.request.aggregates:
         return frozenset()
-    return frozenset((parts.RELATED[job.request.direction()], "seed_roots"))
+    taken = parts.trace_inputs(job.request.direction())
+    return frozenset(parts.name_in_stage(p) for p in taken if p.startswith(f"{LINEAGE}:"))
 
 
 def _store_graph(ctx: StageContext, graph: Lineage) -> None:

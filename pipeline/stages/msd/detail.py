@@ -58,14 +58,29 @@ EXPORT_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-def export_cells(direction: str, row: dict[str, Any]) -> tuple[Any, ...]:
-    """A detail row's CSV cells (``EXPORT_COLUMNS``; a missing value is empty)."""
-    return tuple("" if row.get(key) is None else row[key] for _, key in EXPORT_COLUMNS[direction])
-
-
 #: What a detail row adds to its lot's shared fields (backward: the loss reason's; forward:
 #: nothing, a lot is one row).
 Extra = dict[str, Any]
+
+
+class ExportCells:
+    """The CSV cells (``EXPORT_COLUMNS`` of a direction; a missing value is empty) of a lot's
+    detail rows: the lot's cells taken once, each row's own fields put in their places."""
+
+    def __init__(self, direction: str) -> None:
+        self.keys = [key for _, key in EXPORT_COLUMNS[direction]]
+        self.at = {key: i for i, key in enumerate(self.keys)}
+
+    def of(self, lot: dict[str, Any], extras: list[Extra]) -> Iterator[list[Any]]:
+        """Each of the lot's rows' cells, in the order of ``extras``."""
+        base = [lot.get(key) for key in self.keys]
+        at = self.at
+        for extra in extras:
+            cells = base.copy()
+            for key, value in extra.items():
+                if key in at:
+                    cells[at[key]] = value
+            yield ["" if cell is None else cell for cell in cells]
 
 
 class DetailLot(NamedTuple):
@@ -140,21 +155,20 @@ def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
         "CREATE TEMP TABLE sorted_detail "
         "(rate REAL, seq INTEGER PRIMARY KEY, pos INTEGER, tail BLOB, cells BLOB)"
     )
-    columns = [key for _, key in EXPORT_COLUMNS[direction]]
+    export, backward = ExportCells(direction), fold.backward
     try:
         for chunk in batched(detail_lots(fold), LOTS_PER_WRITE):
             heads, rows = [], []
             for pos, lot, extras, head in chunk:
                 if head is not None:
                     heads.append((pos, head))
-                cells_of = {key: lot.get(key) for key in columns}
-                for extra in extras:
+                for extra, cells in zip(extras, export.of(lot, extras), strict=True):
                     rows.append(
                         (
-                            (extra.get("DEFECT_RATE") or 0) if fold.backward else 0,
+                            (extra.get("DEFECT_RATE") or 0) if backward else 0,
                             pos,
                             b"," + orjson.dumps(extra)[1:] if extra else b"}",
-                            orjson.dumps(export_cells(direction, {**cells_of, **extra})),
+                            orjson.dumps(cells),
                         )
                     )
             db.executemany("INSERT INTO detail_lot VALUES (?, ?)", heads)
@@ -190,7 +204,7 @@ def _backward_details(fold: Fold, credit: MachineCredit) -> Iterator[DetailLot]:
     rejects_of = _by_position(
         db.rows(
             "SELECT d.pos, r.reason, r.qty FROM detail_order d JOIN rejects r ON r.idx = d.idx "
-            "WHERE r.qty <> 0 AND selected(r.reason) ORDER BY d.pos, r.reason"
+            "WHERE r.qty <> 0 AND r.reason IN counted_reasons ORDER BY d.pos, r.reason"
         )
     )
     # Built heads only: each lot's material lots, sorted (a lot record brings its heads).
@@ -267,7 +281,7 @@ def _forward_details(
     reasons_of = _by_position(
         db.rows(
             "SELECT d.pos, r.reason FROM detail_order d JOIN rejects r ON r.idx = d.idx "
-            "WHERE r.qty > 0 AND selected(r.reason) ORDER BY d.pos, r.qty DESC, r.reason"
+            "WHERE r.qty > 0 AND r.reason IN counted_reasons ORDER BY d.pos, r.qty DESC, r.reason"
         )
     )
     for row in lots:

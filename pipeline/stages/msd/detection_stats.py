@@ -15,7 +15,7 @@ from pipeline.stages.msd.fold import Fold
 from pipeline.stages.msd.pareto import UNKNOWN, Tally, rate
 
 #: The rejects of the detection lots that count as defects (the ``loss_reasons`` asked for).
-SELECTED_REJECTS = "FROM rejects WHERE qty <> 0 AND selected(reason)"
+SELECTED_REJECTS = "FROM rejects WHERE qty <> 0 AND reason IN counted_reasons"
 #: Lots, input and defects of a group of detection lots ``l``, as ``tallies`` reads them.
 SUMS = "COUNT(*), SUM(l.input_qty), SUM(l.defect_qty)"
 

@@ -113,7 +113,6 @@ class MsdAggregator:
         self.date_mode = date_mode
         self.top_n = top_n
         self.db = Scratch(SCHEMA, cache_mb=cache_mb)
-        self.db.function("selected", 1, self.selected)
         self.db.function("rate", 2, rate)
         self.lineage_given = False
         self._lineage_set = False  # detection rows before, events after
@@ -273,13 +272,19 @@ class MsdAggregator:
         self._end_families("SELECT idx, cid FROM lots")
 
     def _begin_families(self, *, lineage_given: bool) -> None:
-        """The detection lots are in: count each one's defects under the masks."""
+        """The detection lots are in: which loss reasons count (``counted_reasons``), and each
+        lot's defects under the masks."""
         self._require(lineage_set=False)
         self._lineage_set = True
         self.lineage_given = lineage_given
-        self.db.execute(  # a lot without selected rejects keeps its 0
+        db = self.db
+        reasons = [r for (r,) in db.execute("SELECT DISTINCT reason FROM rejects")]
+        db.executemany(
+            "INSERT INTO counted_reasons VALUES (?)", ((r,) for r in reasons if self.selected(r))
+        )
+        db.execute(  # a lot without selected rejects keeps its 0
             "UPDATE lots SET defect_qty = s.qty FROM (SELECT idx, SUM(qty) AS qty FROM rejects "
-            "WHERE selected(reason) GROUP BY idx) s WHERE s.idx = lots.idx"
+            "WHERE reason IN counted_reasons GROUP BY idx) s WHERE s.idx = lots.idx"
         )
 
     def _end_families(self, owners: str) -> None:

@@ -17,7 +17,9 @@ from pipeline.stages.msd.fold import Fold
 from pipeline.stages.msd.pareto import OTHER, rate
 
 #: A detection lot's rejects that count as defects, joined with the lot (``r``, ``l``).
-_DEFECTS = "FROM rejects r JOIN lots l ON l.idx = r.idx WHERE r.qty > 0 AND selected(r.reason)"
+_DEFECTS = (
+    "FROM rejects r JOIN lots l ON l.idx = r.idx WHERE r.qty > 0 AND r.reason IN counted_reasons"
+)
 
 
 def forward_kpi(fold: Fold) -> dict[str, Any]:
@@ -107,7 +109,7 @@ def reason_matrix(fold: Fold) -> dict[str, Any]:
     cells = fold.db.execute(
         "SELECT f.reason, c.reason, SUM(c.qty) FROM cid_reasons c JOIN (SELECT DISTINCT o.cid, "
         "r.reason FROM owners o JOIN rejects r ON r.idx = o.idx "
-        "WHERE r.qty > 0 AND selected(r.reason)) f ON f.cid = c.cid GROUP BY 1, 2"
+        "WHERE r.qty > 0 AND r.reason IN counted_reasons) f ON f.cid = c.cid GROUP BY 1, 2"
     ).fetchall()
     row_of = _buckets([(r, q) for r, _c, q in cells], fold.top_n)
     col_of = _buckets([(c, q) for _r, c, q in cells], fold.top_n)

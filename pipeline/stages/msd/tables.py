@@ -28,6 +28,10 @@ CREATE TABLE lots (
 CREATE TABLE rejects (
     idx INTEGER NOT NULL, reason TEXT NOT NULL, qty NOT NULL, PRIMARY KEY (idx, reason)
 ) WITHOUT ROWID;
+-- the loss reasons of the rejects that count as defects under the mask (every one without it):
+-- filled once the rejects are in, so readers filter with ``reason IN counted_reasons`` (SQL
+-- alone, not a Python call per reject row)
+CREATE TABLE counted_reasons (reason TEXT PRIMARY KEY) WITHOUT ROWID;
 -- each detection lot -> the lots of its family (itself, its ancestors or descendants); filled in
 -- detection-lot order, so it is written in key order (its index by lot comes after)
 CREATE TABLE owners (idx INTEGER NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (idx, cid))

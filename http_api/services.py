@@ -18,7 +18,7 @@ import dramatiq
 import redis
 
 from pipeline.config import Settings
-from pipeline.engine import options
+from pipeline.engine import lifecycle, options
 from pipeline.engine.broker import make_broker
 from pipeline.engine.job import ACTIVE, QUEUED, Job
 from pipeline.engine.messages import BrokerDispatcher
@@ -29,9 +29,12 @@ from pipeline.engine.runtime import Runtime
 from pipeline.sources import open_source
 from pipeline.sources.base import Source
 
-#: The longest pause between looks at a job a request waits for (seconds): one HGET per look,
-#: so a job that ends is answered within a tenth of a second (the pause starts at 0.02 s).
-MAX_WAIT_PAUSE_SECONDS = 0.1
+#: How often a request waiting for a job looks at it without being woken (seconds): one HGET
+#: per look. The job's end wakes the wait at once (its event in the job event log, which the
+#: wait blocks on between looks); the looks are the net for an event that never came.
+LOOK_EVERY_SECONDS = 0.25
+#: Events read per wake (any job's: each wake is one look at the waited job's state).
+WAKE_EVENTS = 1000
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +103,20 @@ class Services:
         registers when it boots, then every ``TRACE_HEARTBEAT_SECONDS``)."""
         return live_workers(self.redis, self.settings.stall_seconds) > 0
 
-    def wait_for(self, job: Job, seconds: float) -> Job:
-        """``job`` once it left queued/started, or as it is after ``seconds``. A queued job with
-        no live worker process is given up on early, but only after no worker was seen for
+    def wait_for(self, job: Job, seconds: float, *, look_every: float = LOOK_EVERY_SECONDS) -> Job:
+        """``job`` once it left queued/started, or as it is after ``seconds``: answered as the
+        job ends, woken by any new entry of the job event log (``lifecycle.read``, blocking up
+        to ``look_every`` seconds between looks at the job's state). A queued job with no live
+        worker process is given up on early, but only after no worker was seen for
         ``TRACE_HEARTBEAT_SECONDS`` (looking again meanwhile): workers started with the API
-        register as they boot, and a request must not be refused while they do."""
-        registry = self.runtime.registry
+        register as they boot, and a request must not be refused while they do. Redis errors
+        pass through (the API answers 503)."""
+        registry, client = self.runtime.registry, self.redis
         deadline = time.monotonic() + seconds
         no_worker_until: float | None = None  # when we stop waiting for a worker to appear
-        pause = 0.02
-        state: str | None = job.state
+        newest = lifecycle.latest(client, 1)  # events after this one wake the wait
+        after = newest[-1][0] if newest else "0-0"
+        state: str | None = registry.state(job.id)
         while state in ACTIVE:  # one HGET per look; the job is loaded once, at the end
             now = time.monotonic()
             left = deadline - now
@@ -122,7 +129,9 @@ class Services:
                     break
             else:
                 no_worker_until = None
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, MAX_WAIT_PAUSE_SECONDS)
+            block_ms = max(1, int(min(look_every, left) * 1000))  # never 0: "forever" to Redis
+            woken = lifecycle.read(client, after, count=WAKE_EVENTS, block_ms=block_ms)
+            if woken:
+                after = woken[-1][0]
             state = registry.state(job.id)
         return registry.load(job.id) or job

@@ -18,6 +18,7 @@ import pytest
 
 from http_api.services import Services
 from pipeline.engine import lifecycle
+from pipeline.request import TraceRequest
 from tests.api.conftest import AppFactory
 from tests.api.helpers import post_events
 
@@ -208,3 +209,27 @@ def test_it_shares_the_job_rate_limit_with_status_reads(make_app: AppFactory) ->
     limited = client.simulate_get(URL)
     assert limited.status_code == 429 and limited.headers["retry-after"]
     assert limited.json["error"]["code"] == "TOO_MANY_REQUESTS"
+
+
+def test_a_request_waiting_for_a_job_is_answered_as_the_job_ends(make_app: AppFactory) -> None:
+    """A synchronous wait (a trace's ``wait``, the MSD detail's re-analysis) looks at the job
+    only now and then; the job's end, written to the job event log, wakes it at once."""
+    _, services = make_app()
+    registry = services.runtime.registry
+    job, _ = registry.submit(TraceRequest(profile="query_tool", container_ids=["CID-WAIT"]))
+    assert registry.start_stage(job.id, "lineage")
+
+    def end_the_job() -> None:
+        time.sleep(0.3)
+        registry.finish(job.id)
+
+    ender = threading.Thread(target=end_the_job)
+    ender.start()
+    began = time.monotonic()
+    # When the request looks at the job every 10 s only
+    ended = services.wait_for(job, 30, look_every=10)
+    waited = time.monotonic() - began
+    ender.join()
+    # Then it is answered as the job finishes, long before its next look
+    assert ended.state == "finished"
+    assert 0.25 < waited < 5, waited

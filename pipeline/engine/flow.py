@@ -167,6 +167,11 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
     job, registry = ctx.job, ctx.registry
     if finished == EVENTS and _every_domain_failed(ctx):
         return
+    if finished == EVENTS:
+        # Named before it counts as complete: an analysis that began beside the events may
+        # end meanwhile and finish the job, and a finished job is indexed by its name (and
+        # refuses it later), so it would finish unnamed, unfindable by the MSD page.
+        _name_the_trace(ctx)
     if registry.complete_stage(job.id, finished):
         # A job may wait in its queue and run for longer than its TTL: every stage boundary
         # gives all its keys (earlier stages' outputs included) a fresh TTL.
@@ -175,7 +180,6 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
             index = PageIndex(ctx.store)
             for domain in job.domains:
                 index.ensure(job.id, parts.events(domain))
-            registry.update(job.id, trace_query_id=trace_identity(ctx))
         _record_stage(ctx, finished)
     fresh = registry.load(job.id)  # the other stages' ends, as they are now
     if fresh is None:
@@ -189,6 +193,14 @@ def advance(ctx: StageContext, finished: str, *, resumed: bool = False) -> None:
     if registry.claim(job.id, after) or (resumed and _hand_over_lost(ctx, after)):
         ctx.job = fresh  # queue and counts may have changed in this stage
         dispatch_stage(ctx, after)
+
+
+def _name_the_trace(ctx: StageContext) -> None:
+    """Set the job's ``trace_query_id`` (``trace_identity``) unless it has one: its events are
+    all in (a copy of this call, or a retry, finds it set and reads no seed again)."""
+    registry, job_id = ctx.registry, ctx.job.id
+    if not registry.field(job_id, "trace_query_id"):
+        registry.update(job_id, trace_query_id=trace_identity(ctx))
 
 
 def trace_identity(ctx: StageContext) -> str:

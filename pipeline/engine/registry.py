@@ -212,7 +212,11 @@ class JobRegistry:
         return job_from_hash(raw), counters_from(counters), domain_states_from(states)
 
     def state(self, job_id: str) -> str | None:
-        value = self.redis.hget(keys.job(job_id), "state")
+        return self.field(job_id, "state")
+
+    def field(self, job_id: str, name: str) -> str | None:
+        """One field of the job's hash (``None``: unset, or no such job)."""
+        value = self.redis.hget(keys.job(job_id), name)
         return codec.as_text(value) if value else None
 
     def progress(self, job_id: str) -> dict[str, int]:

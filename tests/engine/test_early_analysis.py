@@ -8,12 +8,13 @@ from __future__ import annotations
 import time
 
 import orjson
+import pytest
 import redis
 
 from pipeline import domains
 from pipeline.config import Settings
 from pipeline.engine import keys, parts
-from pipeline.engine.analyses import reanalysis
+from pipeline.engine.analyses import masks_key, reanalysis
 from pipeline.engine.job import AGGREGATION, EVENTS, FAILED, FINISHED, STARTED, Job
 from pipeline.engine.messages import MessageKey
 from pipeline.engine.runtime import Runtime
@@ -131,6 +132,44 @@ def test_an_analysis_ending_after_the_last_domain_finishes_the_job(inline: Runti
     inline.handle(aggregation[0], aggregation[1])
     assert inline.registry.load(job.id).state == FINISHED
     assert inline.registry.progress(job.id)[parts.runs(AGGREGATION)] == 1
+
+
+def test_an_analysis_ending_while_the_events_stage_names_the_trace_finishes_a_named_trace(
+    inline: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers: the last events message's worker names the trace (``trace_query_id``, the
+    digest of its seeds: ~1 s at 114K CIDs) while the other worker's analysis ends. The job
+    must finish named and indexed: the MSD page finds its detail and export by that id (it
+    finished unnamed, and a later naming is refused: the job no longer active)."""
+    # Given a trace of every domain whose analysis was sent ahead of the other domains
+    job, _ = inline.submit(EVERY_DOMAIN)
+    run_until(inline, EVENTS)
+    run_next(inline, len(queued(inline)))
+    dispatcher = inline.dispatch
+    assert isinstance(dispatcher, InlineDispatcher)
+    held = [dispatcher.sent.pop(0)]
+    assert held[0][1] == MessageKey(AGGREGATION)
+    registry = inline.registry
+    name_the_trace = registry.update
+
+    def analysis_ends_meanwhile(job_id: str, **values: object) -> bool:
+        if "trace_query_id" in values and held:  # the other worker's analysis ends now
+            job_id_held, key, _, _ = held.pop()
+            inline.handle(job_id_held, key)
+        return name_the_trace(job_id, **values)
+
+    monkeypatch.setattr(registry, "update", analysis_ends_meanwhile)
+    # When the other domains are fetched and the analysis ends as the trace is named
+    run_next(inline)
+    assert not held
+    # Then the job finished once, named, and the trace and its analysis are found by that name
+    done = registry.load(job.id)
+    assert done.state == FINISHED and done.trace_query_id
+    assert registry.progress(job.id)[parts.runs(AGGREGATION)] == 1
+    found = registry.stored_trace(done.trace_query_id)
+    assert found is not None and found.id == job.id
+    by_masks = keys.analysis(done.trace_query_id, masks_key(done.request.params))
+    assert inline.redis.get(by_masks) == job.id.encode()
 
 
 def test_a_retry_of_an_analysis_failed_beside_the_fetch_sends_it_again_and_fetches_the_rest(

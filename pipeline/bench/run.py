@@ -334,8 +334,8 @@ def msd_page(
     the warehouse meanwhile), its first and last page, and the CSV export."""
     status = api.json("GET", f"/api/trace/job/{job_id}")["data"]
     trace = status.get("trace_query_id")
-    if not trace:
-        return
+    if not trace:  # the page could not ask for its detail: a defect, not a figure to leave out
+        raise RuntimeError(f"job {job_id} finished without a trace_query_id")
     page = api.json("GET", f"/api/trace/job/{job_id}/result?domain={domain}&limit=1")["data"]
     reasons = [
         r["name"] for r in (page["aggregation"] or {}).get("charts", {}).get("by_loss_reason", [])

@@ -17,7 +17,7 @@ BOM = "\ufeff".encode()
 
 def csv_chunks(direction: str, chunks: Iterable[Iterable[Sequence[Any]]]) -> Iterator[bytes]:
     """The CSV file: the BOM and the header row first, then one piece per chunk of rows (each
-    row its cells, ``pipeline.stages.msd.detail.export_cells``)."""
+    row its cells, ``pipeline.stages.msd.detail.ExportCells``)."""
     yield BOM + _lines([[header for header, _ in COLUMNS[direction]]])
     for rows in chunks:
         yield _lines(rows)

@@ -24,7 +24,8 @@ from typing import Any
 
 from pipeline.engine import codec, keys, parts
 from pipeline.engine.job import FINISHED, LINEAGE, SEED_RESOLVE, Job
-from pipeline.engine.store import KEY_BATCH, CheckpointStore, Entry
+from pipeline.engine.manifest import Entry
+from pipeline.engine.store import KEY_BATCH, CheckpointStore
 
 #: Chunk keys ``ResultKeys`` keeps per process over all jobs (~150 bytes each: ~15 MB at
 #: most; a 1M-CID trace has ~10,000, a 114K one ~1,300).

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from pipeline.engine import codec, keys
-from pipeline.engine.store import CheckpointStore, ChunkRef
+from pipeline.engine.manifest import ChunkRef
+from pipeline.engine.store import CheckpointStore
 
 _END = codec.pack(["end"])
 

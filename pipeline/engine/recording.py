@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from pipeline.engine.context import StageContext
-from pipeline.engine.store import Entry
+from pipeline.engine.manifest import Entry
 from pipeline.errors import SourceQueryError
 from pipeline.rows import RowBatch
 from pipeline.sources.base import Binds, Source

@@ -28,10 +28,11 @@ import redis
 from pipeline.engine import job_ids, parts
 from pipeline.engine.documents import QualityMeta
 from pipeline.engine.job import ACTIVE, AGGREGATION, EVENTS, FINISHED, Job
+from pipeline.engine.manifest import Entry
 from pipeline.engine.pages import Located, Page, PageIndex
 from pipeline.engine.quality import domain_quality, job_quality
 from pipeline.engine.registry import JobRegistry
-from pipeline.engine.store import CheckpointStore, ChunkLost, Entry
+from pipeline.engine.store import CheckpointStore, ChunkLost
 from pipeline.errors import JobLost, ResultExpired, TraceError
 
 #: Seconds between looks at a followed job's state and manifests.

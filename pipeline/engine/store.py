@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import redis
 
 from pipeline.engine import codec, keys, parts
+from pipeline.engine.manifest import ChunkRef, Entry, KeyTtls, PartSummary, read_manifest
 from pipeline.errors import TraceError
 from pipeline.rows import RowBatch, batched
 
@@ -38,85 +39,6 @@ class ChunkLost(TraceError):
     def __init__(self, part: str, batch: int, key: str, why: str) -> None:
         super().__init__(f"{part} batch {batch}: {f'chunk {key} ' if key else ''}{why}")
         self.part, self.batch, self.key = part, batch, key
-
-
-@dataclass(frozen=True)
-class ChunkRef:
-    """One stored chunk: its key, how many of its rows count, its CRC-32."""
-
-    key: str
-    rows: int
-    checksum: int
-
-
-@dataclass(frozen=True)
-class Entry:
-    """The manifest entry of one committed batch."""
-
-    batch: int
-    chunks: tuple[ChunkRef, ...] = ()
-    truncated: bool = False  # the domain's row guard cut this batch (or dropped it)
-    note: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def rows(self) -> int:
-        return sum(c.rows for c in self.chunks)
-
-    def cut(self, keep: int) -> tuple[Entry, list[str]]:
-        """This entry keeping only its first ``keep`` rows, and the chunk keys no longer used."""
-        if keep >= self.rows:
-            return self, []
-        kept: list[ChunkRef] = []
-        dropped: list[str] = []
-        for ref in self.chunks:
-            if keep <= 0:
-                dropped.append(ref.key)
-            else:
-                kept.append(replace(ref, rows=min(ref.rows, keep)))
-                keep -= ref.rows
-        return replace(self, chunks=tuple(kept), truncated=True), dropped
-
-    def to_bytes(self) -> bytes:
-        return codec.pack(
-            {
-                "chunks": [(c.key, c.rows, c.checksum) for c in self.chunks],
-                "truncated": self.truncated,
-                "note": self.note,
-            }
-        )
-
-    @classmethod
-    def from_bytes(cls, batch: int, data: bytes) -> Entry:
-        raw = codec.unpack(data)
-        chunks = tuple(ChunkRef(k, r, c) for k, r, c in raw["chunks"])
-        return cls(batch, chunks, bool(raw.get("truncated")), raw.get("note") or {})
-
-    @staticmethod
-    def chunk_keys(data: bytes) -> list[str]:
-        """The chunk keys of an entry's bytes, nothing else decoded into objects (~2.5x faster
-        than ``from_bytes``: the whole-result check reads every entry of a trace)."""
-        return [chunk[0] for chunk in codec.unpack(data)["chunks"]]
-
-
-@dataclass(frozen=True)
-class PartSummary:
-    """What one part of a job holds, for operators (``CheckpointStore.part_summaries``)."""
-
-    batches: int  # committed batches
-    chunks: int
-    rows: int
-    seconds: float  # worker seconds its batches took, added up (only the events stage notes them)
-
-
-@dataclass(frozen=True)
-class KeyTtls:
-    """The TTLs of every key of a job (``CheckpointStore.key_ttls``), in seconds."""
-
-    keys: int  # the job's hash and key set included
-    min_seconds: int | None  # of the keys still there (None: none is)
-    max_seconds: int | None
-    gone: int  # registered, but expired or deleted
-    without_ttl: int  # would never expire: a bug if not 0
 
 
 class CheckpointStore:
@@ -317,7 +239,7 @@ class CheckpointStore:
 
     def manifest(self, job_id: str, part: str) -> dict[int, Entry]:
         """Every committed entry of ``part``, by batch number (in order)."""
-        return _entries(self.redis.hgetall(keys.manifest(job_id, part)))
+        return read_manifest(self.redis.hgetall(keys.manifest(job_id, part)))
 
     def columns(self, job_id: str, part: str) -> tuple[str, ...]:
         data = self.redis.get(keys.columns(job_id, part))
@@ -382,7 +304,7 @@ class CheckpointStore:
         pipe.hgetall(keys.manifest(job_id, part))
         pipe.hget(keys.progress(job_id), parts.done(part))
         raw, done = pipe.execute()
-        held = _entries(raw)
+        held = read_manifest(raw)
         committed = int(done or 0)
         if len(held) < committed:
             gone = min(set(range(committed)) - held.keys(), default=len(held))
@@ -545,9 +467,3 @@ class ChunkWriter:
         if not self.shared_columns:
             note["columns"] = list(self.columns)
         return Entry(self.batch, tuple(self.refs), truncated, note)
-
-
-def _entries(raw: dict[Any, Any]) -> dict[int, Entry]:
-    """A manifest hash's entries, by batch number (in order)."""
-    entries = {int(b): Entry.from_bytes(int(b), codec.as_bytes(d)) for b, d in raw.items()}
-    return dict(sorted(entries.items()))

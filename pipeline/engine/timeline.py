@@ -21,9 +21,9 @@ from typing_extensions import TypedDict
 from pipeline.engine import codec, keys, parts
 from pipeline.engine.documents import Count, JobError, QualityMeta, ServiceState, Stage
 from pipeline.engine.job import CANCELLED, EVENTS, FAILED, FINISHED, QUEUED, Job
+from pipeline.engine.manifest import KeyTtls
 from pipeline.engine.quality import domain_quality, query_quality
 from pipeline.engine.registry import JobRegistry
-from pipeline.engine.store import KeyTtls
 
 #: A stage's (or an events domain's) state in the timeline.
 StepState = Literal["pending", "queued", "running", "finished", "failed", "cancelled"]

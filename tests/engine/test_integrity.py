@@ -11,8 +11,8 @@ import redis
 from pipeline.engine import keys, parts
 from pipeline.engine.integrity import ResultKeys, chunk_keys, flaw, result_parts
 from pipeline.engine.job import Job
+from pipeline.engine.manifest import ChunkRef, Entry
 from pipeline.engine.runtime import Runtime
-from pipeline.engine.store import ChunkRef, Entry
 from tests.engine.test_flow import query_tool, run
 
 

@@ -12,14 +12,8 @@ import pytest
 import redis
 
 from pipeline.engine import codec, keys, parts
-from pipeline.engine.store import (
-    CheckpointStore,
-    ChunkLost,
-    ChunkRef,
-    Entry,
-    KeyTtls,
-    PartSummary,
-)
+from pipeline.engine.manifest import ChunkRef, Entry, KeyTtls, PartSummary
+from pipeline.engine.store import CheckpointStore, ChunkLost
 from pipeline.rows import RowBatch
 
 JOB = "0123456789abcdef0123456789abcdef"

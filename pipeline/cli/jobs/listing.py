@@ -15,8 +15,8 @@ from pipeline.cli.exit_codes import EXIT_NOT_FOUND, EXIT_OK
 from pipeline.cli.jobs.tool import JobsTool, when
 from pipeline.engine import codec, keys
 from pipeline.engine.job import Job
+from pipeline.engine.manifest import KeyTtls
 from pipeline.engine.status import job_status
-from pipeline.engine.store import KeyTtls
 
 
 def job_line(job: Job) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pipeline import domains
 from pipeline.engine import parts
 from pipeline.engine.context import StageContext
 from pipeline.engine.flow import group_batches, jobs_batches
-from pipeline.engine.store import Entry
+from pipeline.engine.manifest import Entry
 from pipeline.stages.events import fetch_events
 
 

@@ -12,6 +12,7 @@ from pipeline.engine import lifecycle, parts
 from pipeline.engine.flow import dispatch_stage, events_spans, events_totals
 from pipeline.engine.inputs import write_inputs
 from pipeline.engine.job import EVENTS, LARGE_QUEUE, LINEAGE, QUEUE, Job
+from pipeline.engine.store import ChunkLost
 from pipeline.errors import (
     InvalidInput,
     LineageJobNotFound,
@@ -43,11 +44,35 @@ def submit(
     Raises ``InvalidInput`` for a bad request (``CidLimitExceeded`` past the profile's limit,
     ``LineageJobNotFound``/``LineageJobNotReady`` for a ``lineage_job_id`` that cannot serve)
     and ``ServiceUnavailable`` when Redis or the broker is down (the job then fails at once).
+
+    A stored trace found whole that loses a piece before this job has linked it (``ChunkLost``:
+    a manifest evicted in between) is marked damaged, never reused again, and the request is
+    submitted as it came: it fetches its own events rather than fail.
     """
-    settings, registry = runtime.settings, runtime.registry
-    request.check(settings)  # refused up front, not in the job
+    request.check(runtime.settings)  # refused up front, not in the job
     try:
-        request = with_stored_trace(runtime, request, fresh=fresh)
+        reusing = with_stored_trace(runtime, request, fresh=fresh)
+    except redis.RedisError as error:
+        raise ServiceUnavailable(f"the job store cannot be reached: {error}") from error
+    stored = reusing.events_of if reusing is not request else None
+    if stored:
+        try:
+            return _submit(runtime, reusing, fresh=fresh, lineage=lineage)
+        except ChunkLost as lost:  # the failed job says why; the trace is set aside
+            runtime.registry.mark_damaged(stored, lost.message)
+    return _submit(runtime, request, fresh=fresh, lineage=lineage)
+
+
+def _submit(
+    runtime: Runtime,
+    request: TraceRequest,
+    *,
+    fresh: bool,
+    lineage: Mapping[str, Any] | None,
+) -> tuple[Job, bool]:
+    """``submit`` of ``request`` as it is (a stored trace already chosen or not)."""
+    settings, registry = runtime.settings, runtime.registry
+    try:
         request = with_stored_lineage(runtime, request)
         count = len(request.container_ids)
         if request.lineage_job_id:

@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 import redis
 
 from pipeline.config import Settings
 from pipeline.engine import keys, parts
 from pipeline.engine.analyses import reanalysis
-from pipeline.engine.job import AGGREGATION, EVENTS, FAILED, FINISHED
+from pipeline.engine.job import AGGREGATION, EVENTS, FAILED, FINISHED, Job
 from pipeline.engine.quality import domain_quality, query_quality
 from pipeline.engine.runtime import Runtime
 from pipeline.engine.status import job_status
@@ -348,3 +349,41 @@ def test_an_analysis_of_an_analysis_reads_the_trace_s_detection_lots_back_not_th
     ended = runtime.registry.load(again.id)
     assert ended is not None and ended.state == FINISHED, ended
     assert stored_aggregation(runtime, again.id) == stored_aggregation(runtime, expected.id)
+
+
+def test_a_stored_trace_losing_a_part_as_it_is_reused_is_set_aside_and_the_request_runs_whole(
+    settings: Settings, store_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = faulty_runtime(settings, store_redis)
+    # Given a finished trace, found whole by an equal analysis under another mask (the page's
+    # POST), whose events manifest is evicted before that job links it
+    trace = finished_msd(runtime)
+    find = runtime.registry.stored_trace
+
+    def evicted_once_found(trace_query_id: str) -> Job | None:
+        found = find(trace_query_id)
+        if found is not None:
+            store_redis.delete(keys.manifest(found.id, parts.events("upstream_history")))
+        return found
+
+    monkeypatch.setattr(runtime.registry, "stored_trace", evicted_once_found)
+    seeds = [row[0] for batch in runtime.store.read(trace.id, parts.SEEDS) for row in batch.rows]
+    masked = MSD.model_copy(
+        update={
+            "params": MSD.params.model_copy(update={"loss_reasons": ("刀痕",)}),
+            "container_ids": tuple(seeds),
+            "seed_container_ids": tuple(seeds),
+            "kind": EVENTS,  # the page's events request (POST /api/trace/events)
+        }
+    )
+    # When it is submitted
+    job, created = runtime.submit(masked)
+    run(runtime)
+    # Then it is not refused (CHUNK_LOST, a 500): it fetched the trace itself and finished
+    # whole, and the damaged trace is never reused again
+    assert created
+    ended = runtime.registry.load(job.id)
+    assert ended is not None and ended.state == FINISHED, ended
+    assert ended.request.events_of is None
+    assert runtime.registry.flaw(ended) is None
+    assert runtime.registry.damaged(trace.id)

@@ -110,7 +110,7 @@ def reason_matrix(fold: Fold) -> dict[str, Any]:
         "SELECT f.reason, c.reason, SUM(c.qty) FROM cid_reasons c JOIN (SELECT DISTINCT o.cid, "
         "r.reason FROM owners o JOIN rejects r ON r.idx = o.idx "
         "WHERE r.qty > 0 AND r.reason IN counted_reasons) f ON f.cid = c.cid GROUP BY 1, 2"
-    ).fetchall()
+    ).fetchall()  # one row per (front, downstream) loss-reason pair: the factory's size, read twice
     row_of = _buckets([(r, q) for r, _c, q in cells], fold.top_n)
     col_of = _buckets([(c, q) for _r, c, q in cells], fold.top_n)
     rows = list(dict.fromkeys(row_of.values()))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
 from pipeline.stages.msd.pareto import Tally
@@ -68,16 +67,10 @@ class MachineCredit:
         defects = self.defects
         for m in used:
             defects[m] += defect_qty
-        group_of, name_of, per_group, per_name = (
-            self._group_of,
-            self._name_of,
-            self._per_group,
-            self._per_name,
-        )
-        for totals in chain(
-            map(per_group.__getitem__, {group_of[m] for m in used}),
-            map(per_name.__getitem__, {name_of[m] for m in used}),
-        ):
+        group_of, name_of = self._group_of, self._name_of
+        for totals in [self._per_group[g] for g in {group_of[m] for m in used}] + [
+            self._per_name[k] for k in {name_of[m] for m in used}
+        ]:
             totals[0] += count
             totals[1] += input_qty
             totals[2] += defect_qty

@@ -27,6 +27,7 @@ from http_api.resources.base import Resource
 from pipeline import domains
 from pipeline.engine import codec, keys, parts
 from pipeline.engine.analyses import masks_key, reanalysis, window_key
+from pipeline.engine.detail_rows import detail_page
 from pipeline.engine.job import FINISHED, Job
 from pipeline.engine.results import ResultGone
 from pipeline.engine.store import ChunkLost
@@ -39,7 +40,6 @@ from pipeline.errors import (
 from pipeline.params import TraceParams
 from pipeline.validation import invalid_input
 
-DETAIL = parts.AGGREGATION_DETAIL
 EXPORT = parts.AGGREGATION_EXPORT
 CSV = "text/csv"
 ERRORS = (InvalidInput, CacheExpired, ServiceUnavailable)
@@ -126,11 +126,9 @@ class DetailResource(_Analysed):
             "packages": tuple(query.packages),
         }
         job = self.analysis(query, masks)
-        reader = self.services.results
         size = query.page_size
         try:
-            page = reader.part_page(job.id, DETAIL, (query.page - 1) * size, size)
-            rows = [_row(row) for chunk in reader.part_chunks(DETAIL, page) for (row,) in chunk]
+            page, found = detail_page(self.services.results, job.id, (query.page - 1) * size, size)
         except ResultGone:
             raise _expired(job.trace_query_id or "") from None
         pages = math.ceil(page.total / size)
@@ -139,7 +137,7 @@ class DetailResource(_Analysed):
         resp.media = {
             "success": True,
             "data": {
-                "detail": rows,
+                "detail": [_row(row) for row in found],
                 "pagination": {
                     "page": query.page,
                     "page_size": size,

@@ -157,14 +157,17 @@ def _write_seeds(store: CheckpointStore, job_id: str, cids: Iterable[str], size:
 
 def _link_lot_record(store: CheckpointStore, from_job: str, to_job: str) -> None:
     """The trace's lot record, when its analysis kept one (its blob is written last, so with
-    the blob the rows were all there): linked, and the blob copied; unless the record lost
-    batches since (evicted): then the analysis folds the events instead, as without a record."""
+    the blob the rows were all there): its heads and rows linked, and the blob copied last;
+    unless the record or its heads lost batches since (evicted): then the analysis folds the
+    events instead, as without a record."""
     meta = store.get_blob(from_job, parts.LOT_RECORD_META)
     if meta is None:
         return
     try:
+        store.link_part(from_job, to_job, parts.AGGREGATION_RECORD_HEADS)
         store.link_part(from_job, to_job, parts.AGGREGATION_LOT_RECORD)
     except ChunkLost as lost:
+        store.drop_part(to_job, parts.AGGREGATION_RECORD_HEADS)  # both or neither
         log.warning("job %s: the lot record of job %s: %s; not read", to_job, from_job, lost)
         return
     store.put_blob(to_job, parts.LOT_RECORD_META, meta)

@@ -111,7 +111,12 @@ def result_parts(store: CheckpointStore, job: Job) -> tuple[list[str], list[str]
     found = [parts.events(d) for d in job.domains]
     documents = []
     if job.request.aggregates:
-        found += [parts.AGGREGATION_DETAIL, parts.AGGREGATION_EXPORT]
+        found += [
+            parts.AGGREGATION_DETAIL,
+            parts.AGGREGATION_HEADS,
+            parts.AGGREGATION_RECORD_HEADS,
+            parts.AGGREGATION_EXPORT,
+        ]
         documents.append(keys.json_doc(job.id, "aggregation"))
     return found, documents
 

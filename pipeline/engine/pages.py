@@ -11,7 +11,7 @@ O(log n) whatever the offset, and only the chunks of the page are read.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -103,6 +103,21 @@ class PageIndex:
             if codec.as_bytes(member) != _END
         )
         return Page(total, offset, count, chunks)
+
+    def locate(self, job_id: str, part: str, offsets: Iterable[int]) -> dict[int, Located]:
+        """The chunk holding each row offset of ``offsets`` (one round trip); offsets past the
+        part's end are left out."""
+        total = self.ensure(job_id, part)
+        wanted = sorted({offset for offset in offsets if 0 <= offset < total})
+        key = keys.page_index(job_id, part)
+        pipe = self.redis.pipeline(transaction=False)
+        for offset in wanted:
+            pipe.zrevrangebyscore(key, offset, "-inf", start=0, num=1, withscores=True)
+        return {
+            offset: _located(codec.as_bytes(found[0][0]), int(found[0][1]))
+            for offset, found in zip(wanted, pipe.execute(), strict=True)
+            if found
+        }
 
 
 def _member(number: int, batch: int, ref: ChunkRef) -> bytes:

@@ -26,8 +26,15 @@ CIDS = "cids"
 #: The job's seed lots: rows of (container_id, container_name, lot_id), written by seed-resolve
 #: (or before the first stage of a lineage job, and of an aggregating events job).
 SEEDS = f"{SEED_RESOLVE}:seeds"
-#: The aggregation's detail rows (one dict per row).
+#: The aggregation's detail rows, in the table's order, each as the row of its lot's head in a
+#: heads part and its own fields (``pipeline.engine.detail_rows``).
 AGGREGATION_DETAIL = f"{AGGREGATION}:detail"
+#: The detail rows' heads (a detail lot's shared fields, once per lot) an analysis built, in
+#: its detail order.
+AGGREGATION_HEADS = f"{AGGREGATION}:heads"
+#: The heads the lot record names (``AGGREGATION_LOT_RECORD``): written, instead of
+#: ``AGGREGATION_HEADS``, by the analysis keeping the record, and linked with it.
+AGGREGATION_RECORD_HEADS = f"{AGGREGATION}:record-heads"
 #: The same rows, in the same order, as the CSV export's flat cells (one tuple per row,
 #: ``pipeline.stages.msd.detail.EXPORT_COLUMNS``): the export reads no nested lists.
 AGGREGATION_EXPORT = f"{AGGREGATION}:export"
@@ -37,7 +44,13 @@ AGGREGATION_LOT_RECORD = f"{AGGREGATION}:lot-record"
 #: The blob of what those rows refer to (``lot_record.LotRecordMeta``), written after them.
 LOT_RECORD_META = "lot-record"
 #: What an analysis writes from the events (dropped when its events are fetched again).
-ANALYSIS_OUTPUTS = (AGGREGATION_DETAIL, AGGREGATION_EXPORT, AGGREGATION_LOT_RECORD)
+ANALYSIS_OUTPUTS = (
+    AGGREGATION_DETAIL,
+    AGGREGATION_HEADS,
+    AGGREGATION_RECORD_HEADS,
+    AGGREGATION_EXPORT,
+    AGGREGATION_LOT_RECORD,
+)
 
 
 def queries(stage: str) -> str:

@@ -19,7 +19,7 @@ failed or was cancelled). Redis errors propagate as they are.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -214,6 +214,37 @@ class ResultReader:
                 self.found_damaged(job_id, f"a chunk of {part} is gone")
                 raise ResultGone(f"a chunk of {part} is gone")
         return page
+
+    def part_rows_at(
+        self, job_id: str, part: str, offsets: Iterable[int]
+    ) -> dict[int, tuple[Any, ...]]:
+        """The rows at ``offsets`` of any finished part, each chunk holding one read once (one
+        round trip to find them, one to read them). Raises ``ResultGone`` when one is gone,
+        fails its checksum, or the part holds no such row (it lost batches)."""
+        wanted = set(offsets)
+        located = self.pages.locate(job_id, part, wanted)
+        by_chunk: dict[int, list[int]] = {}
+        for offset, where in located.items():
+            by_chunk.setdefault(where.number, []).append(offset)
+        spans = [(located[found[0]], min(found), max(found) + 1) for found in by_chunk.values()]
+        try:
+            read = self.store.read_chunk_ranges(
+                part, [(w.batch, w.ref, low - w.start, high - w.start) for w, low, high in spans]
+            )
+        except ChunkLost as lost:
+            self.found_damaged(job_id, lost.message)
+            raise ResultGone(lost.message) from lost
+        rows = {
+            offset: row
+            for (_, low, _), chunk in zip(spans, read, strict=True)
+            for offset, row in enumerate(chunk, low)
+            if offset in wanted
+        }
+        if len(rows) < len(wanted):
+            reason = f"{part} holds no row {min(wanted - rows.keys())}"
+            self.found_damaged(job_id, reason)
+            raise ResultGone(reason)
+        return rows
 
     def page_chunks(self, domain: str, page: Page) -> Iterator[Rows]:
         """The rows of ``page``, one chunk's slice at a time (only those rows are decoded).

@@ -15,14 +15,14 @@ all and ``release`` unlinks them (non-blocking deletes) without any ``SCAN``.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 import redis
 
 from pipeline.engine import codec, keys, parts
+from pipeline.engine.chunk_writer import ChunkWriter
 from pipeline.engine.manifest import ChunkRef, Entry, KeyTtls, PartSummary, read_manifest
 from pipeline.errors import TraceError
 from pipeline.rows import RowBatch, batched
@@ -128,17 +128,29 @@ class CheckpointStore:
         pipe.execute()
 
     def write_rows(
-        self, job_id: str, part: str, columns: tuple[str, ...], rows: Iterable[Any], size: int
+        self,
+        job_id: str,
+        part: str,
+        columns: tuple[str, ...],
+        rows: Iterable[Any],
+        size: int,
+        *,
+        chunk_rows: int | None = None,
     ) -> int:
         """Store a stage's own output (not a query's): ``rows`` cut into batches of ``size``,
-        each committed as batch 0, 1, ... (already committed ones are kept). Returns batches."""
+        each committed as batch 0, 1, ... (already committed ones are kept), one chunk per
+        batch, or with ``chunk_rows`` chunks of that many rows (for a part read a few rows at a
+        time: a chunk is decompressed whole), written in one round trip. Returns batches."""
         done = self.finished(job_id, part)
         batch = -1
         for batch, chunk in enumerate(batched(rows, size)):
             if batch in done:
                 continue
-            entry = self.write_batch(job_id, part, batch, [RowBatch(columns, chunk)])
-            self.commit(job_id, part, entry)
+            step = chunk_rows or len(chunk)
+            pieces = [chunk[at : at + step] for at in range(0, len(chunk), step)]
+            writer = self.writer(job_id, part, batch)
+            writer.add_all([RowBatch(columns, piece) for piece in pieces])
+            self.commit(job_id, part, writer.entry())
         return batch + 1
 
     def copy_part(self, from_job: str, to_job: str, part: str) -> int:
@@ -272,15 +284,30 @@ class CheckpointStore:
     ) -> list[tuple[Any, ...]]:
         """Counted rows ``low`` .. ``high`` of one chunk (a result page), building only those;
         raises ``ChunkLost`` like ``read_chunk``."""
-        data = self._chunk_bytes(part, batch, ref)
-        try:
-            return codec.unpack_row_range(data, low, min(high, ref.rows))
-        except codec.UndecodableChunk as err:
-            raise ChunkLost(part, batch, ref.key, f"cannot be decoded ({err})") from err
+        return self.read_chunk_ranges(part, [(batch, ref, low, high)])[0]
+
+    def read_chunk_ranges(
+        self, part: str, ranges: Sequence[tuple[int, ChunkRef, int, int]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """``read_chunk_range`` of each (batch, ref, low, high) of ``ranges``, the chunks got in
+        one round trip; raises ``ChunkLost`` like it."""
+        found = self.redis.mget([ref.key for _, ref, _, _ in ranges]) if ranges else []
+        read = []
+        for (batch, ref, low, high), data in zip(ranges, found, strict=True):
+            checked = self._checked(part, batch, ref, data)
+            try:
+                read.append(codec.unpack_row_range(checked, low, min(high, ref.rows)))
+            except codec.UndecodableChunk as err:
+                raise ChunkLost(part, batch, ref.key, f"cannot be decoded ({err})") from err
+        return read
 
     def _chunk_bytes(self, part: str, batch: int, ref: ChunkRef) -> bytes:
         """The stored bytes of a chunk, checked against its checksum."""
-        found = self.redis.get(ref.key)
+        return self._checked(part, batch, ref, self.redis.get(ref.key))
+
+    @staticmethod
+    def _checked(part: str, batch: int, ref: ChunkRef, found: Any) -> bytes:
+        """A chunk's bytes as read (``found``), checked to be there and to match its checksum."""
         if found is None:
             raise ChunkLost(part, batch, ref.key, "is missing (expired or evicted)")
         data = codec.as_bytes(found)
@@ -367,6 +394,15 @@ class CheckpointStore:
         pipe.hdel(keys.progress(job_id), parts.done(part), parts.rows(part), parts.truncated(part))
         pipe.execute()
 
+    def drop_linked(self, job_id: str, part: str) -> None:
+        """Drop ``part`` of the job when it holds entries linked from another job's part, before
+        the job writes the part itself: ``write_rows`` keeps committed batches (a resumed
+        run's own), and linked ones may differ from what the job would write."""
+        own = keys.chunk_prefix(job_id, part)
+        entries = self.manifest(job_id, part).values()
+        if any(not ref.key.startswith(own) for entry in entries for ref in entry.chunks):
+            self.drop_part(job_id, part)
+
     def release(self, job_id: str) -> int:
         """Unlink every key of the job but its hash (its status stays readable until its TTL).
         Returns the keys released."""
@@ -422,48 +458,3 @@ class CheckpointStore:
             gone=sum(1 for t in ttls if t == -2),
             without_ttl=sum(1 for t in ttls if t == -1),
         )
-
-
-class ChunkWriter:
-    """Writes the row batches of one input batch as chunks, one round trip per chunk.
-
-    With ``shared_columns`` the part's columns are stored once for all its batches; otherwise
-    (recorded queries, whose columns differ) the entry's note carries them.
-    """
-
-    def __init__(
-        self, store: CheckpointStore, job_id: str, part: str, batch: int, *, shared_columns: bool
-    ) -> None:
-        self.store, self.job_id, self.part, self.batch = store, job_id, part, batch
-        self.shared_columns = shared_columns
-        self.attempt = secrets.token_hex(4)
-        self.refs: list[ChunkRef] = []
-        self.columns: tuple[str, ...] = ()
-        self.rows = 0
-
-    def add(self, rows: RowBatch) -> None:
-        """Store ``rows`` as the next chunk (an empty batch stores nothing)."""
-        if not rows.rows:
-            return
-        store, job_id = self.store, self.job_id
-        data = codec.pack_rows(rows.rows)
-        key = keys.chunk(job_id, self.part, self.batch, len(self.refs), self.attempt)
-        pipe = store.redis.pipeline(transaction=False)
-        pipe.set(key, data, ex=store.ttl)
-        names = [key]
-        if self.shared_columns and not self.refs:
-            columns_key = keys.columns(job_id, self.part)
-            pipe.set(columns_key, codec.pack(list(rows.columns)), nx=True, ex=store.ttl)
-            names.append(columns_key)
-        store.register(pipe, job_id, *names)
-        pipe.execute()
-        self.refs.append(ChunkRef(key, len(rows.rows), codec.checksum(data)))
-        self.columns = rows.columns
-        self.rows += len(rows.rows)
-
-    def entry(self, note: dict[str, Any] | None = None, *, truncated: bool = False) -> Entry:
-        """The manifest entry of what was written (commit it with ``CheckpointStore.commit``)."""
-        note = dict(note or {})
-        if not self.shared_columns:
-            note["columns"] = list(self.columns)
-        return Entry(self.batch, tuple(self.refs), truncated, note)

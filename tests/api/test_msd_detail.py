@@ -155,6 +155,30 @@ def test_a_detail_table_whose_rows_are_gone_is_410_not_an_empty_page(
     assert answer.json["error"]["code"] == "CACHE_EXPIRED"
 
 
+def test_a_detail_table_whose_heads_are_gone_is_410_not_rows_without_their_lots(
+    api: tuple[falcon.testing.TestClient, Services],
+) -> None:
+    client, services = api
+    events = trace(client, "backward")
+    trace_id, job_id = events["trace_query_id"], events["job_id"]
+    first = detail(client, f"trace_query_id={trace_id}&page=1&page_size=20")
+    assert first.status_code == 200 and first.json["data"]["detail"][0]["UPSTREAM_MACHINES"]
+    # Given the chunk holding the first page's heads (each lot's machines and materials, kept
+    # apart from its rows) is gone (evicted), its manifest intact
+    store = services.runtime.store
+    (entry, *_) = store.manifest(job_id, parts.AGGREGATION_RECORD_HEADS).values()
+    services.redis.delete(entry.chunks[0].key)
+    # Then the page is 410 CACHE_EXPIRED, for this mask and another (which would be analysed
+    # from the trace's lot record, naming the same heads)
+    for query in (
+        "",
+        f"&loss_reasons={events['aggregation']['charts']['by_loss_reason'][0]['name']}",
+    ):
+        answer = detail(client, f"trace_query_id={trace_id}&page=1&page_size=20{query}")
+        assert answer.status_code == 410, answer.text[:300]
+        assert answer.json["error"]["code"] == "CACHE_EXPIRED"
+
+
 def test_a_lot_record_whose_rows_are_gone_is_not_read_as_a_trace_without_lots(
     api: tuple[falcon.testing.TestClient, Services],
 ) -> None:

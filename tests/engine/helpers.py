@@ -13,8 +13,10 @@ import orjson
 from pipeline.config import Settings
 from pipeline.domains import TREE_PROFILES
 from pipeline.engine import parts
+from pipeline.engine.detail_rows import detail_page
 from pipeline.engine.job import Job
 from pipeline.engine.messages import MessageKey
+from pipeline.engine.results import ResultReader
 from pipeline.engine.runtime import Runtime
 from pipeline.engine.store import CheckpointStore
 from pipeline.request import TraceRequest
@@ -89,6 +91,12 @@ def job_rows(store: CheckpointStore, job_id: str, domains: Sequence[str]) -> dic
         ]
         for d in domains
     }
+
+
+def detail_rows(runtime: Runtime, job_id: str) -> list[bytes]:
+    """Every row of the job's stored detail table, as the detail page reads it (its JSON)."""
+    reader = ResultReader(runtime.store, runtime.registry, runtime.settings.max_rows_per_domain)
+    return detail_page(reader, job_id, 0, 0)[1]
 
 
 def job_digest(store: CheckpointStore, job_id: str, domains: Sequence[str]) -> str:

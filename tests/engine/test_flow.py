@@ -34,7 +34,7 @@ from pipeline.request import TraceRequest
 from pipeline.runner import run_trace
 from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.events import fetch_events
-from tests.engine.helpers import InlineDispatcher, direct_rows, job_rows
+from tests.engine.helpers import InlineDispatcher, detail_rows, direct_rows, job_rows
 from tests.support.faults import FAULTS_KEY, FaultySqliteSource
 from tests.support.warehouse import lots
 
@@ -98,7 +98,7 @@ def test_an_msd_job_computes_the_same_analysis_as_the_in_process_runner(
     job = inline.registry.load(job.id)
     assert job.state == FINISHED and job.completed[-1] == AGGREGATION
     assert orjson.loads(inline.store.get_json(job.id, "aggregation") or b"null") == expected
-    detail = [r[0] for b in inline.store.read(job.id, parts.AGGREGATION_DETAIL) for r in b.rows]
+    detail = detail_rows(inline, job.id)
     expected_detail = (tmp_path / "detail.ndjson").read_bytes().splitlines()
     assert detail and detail == expected_detail
 

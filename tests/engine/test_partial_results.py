@@ -22,7 +22,7 @@ from pipeline.engine.status import job_status
 from pipeline.request import TraceRequest
 from pipeline.runner import run_trace
 from pipeline.sources.sqlite import SqliteSource
-from tests.engine.helpers import direct_rows, job_rows
+from tests.engine.helpers import detail_rows, direct_rows, job_rows
 from tests.engine.test_flow import (
     MSD,
     faulty_runtime,
@@ -293,15 +293,38 @@ def test_a_lot_record_read_short_is_set_aside_for_the_events(
     ended = inline.registry.load(again.id)
     assert ended is not None and ended.state == FINISHED, ended
     assert stored_aggregation(inline, again.id) == stored_aggregation(inline, intact.id)
-    rows = {
-        job.id: [
-            row
-            for batch in inline.store.read(job.id, parts.AGGREGATION_DETAIL)
-            for row in batch.rows
-        ]
-        for job in (again, intact)
-    }
+    rows = {job.id: detail_rows(inline, job.id) for job in (again, intact)}
     assert rows[again.id] == rows[intact.id] and rows[again.id]
+
+
+def test_a_lot_record_linked_without_its_blob_is_written_afresh_not_kept(
+    inline: Runtime, store_redis: redis.Redis
+) -> None:
+    # Given a backward trace whose analysis kept its lot record, analysed again under a mask
+    # from that record
+    trace = finished_msd(inline)
+    masked = reanalysis(trace, {"loss_reasons": ("刀痕",)})
+    intact, _ = inline.submit(masked)
+    run(inline)
+    # When the same analysis runs again with the record and its heads linked but not its blob
+    # (copied last: the submitting process died before it), so it folds the events and keeps
+    # a record of its own, in the parts holding the linked ones
+    again, created = inline.submit(masked, fresh=True)
+    assert created and inline.store.finished(again.id, parts.AGGREGATION_RECORD_HEADS)
+    store_redis.delete(keys.blob(again.id, parts.LOT_RECORD_META))
+    run(inline)
+    # Then its detail rows are the same as the analysis's from the record: the linked heads
+    # (in the trace's detail order, not this mask's) were not kept as its own
+    ended = inline.registry.load(again.id)
+    assert ended is not None and ended.state == FINISHED, ended
+    assert detail_rows(inline, again.id) == detail_rows(inline, intact.id)
+    # And the record it kept serves the next analysis of it as the trace's did
+    other = {"loss_reasons": ("異物",)}
+    expected, _ = inline.submit(reanalysis(trace, other))
+    following, _ = inline.submit(reanalysis(ended, other))
+    run(inline)
+    assert inline.store.get_blob(following.id, parts.LOT_RECORD_META) is not None
+    assert detail_rows(inline, following.id) == detail_rows(inline, expected.id)
 
 
 def test_lineage_lost_before_the_analysis_fails_it_rather_than_read_lots_alone(

@@ -160,6 +160,30 @@ def test_a_page_that_needs_a_lost_chunk_is_gone_before_anything_is_read(
         reader.page(job.id, "history", chunks[2].start, 1)
 
 
+def test_rows_at_offsets_read_each_chunk_once_and_are_gone_with_a_lost_one(
+    inline: Runtime, reader: ResultReader, warehouse: Path
+) -> None:
+    # Given a finished job's history, over several chunks
+    job = finished(inline, warehouse)
+    rows = stored_rows(inline, job, "history")
+    chunks = list(reader.chunks(job.id, "history", follow=False))
+    part = parts.events("history")
+    # When rows are asked for by offset, scattered over the chunks (some in the same chunk)
+    offsets = {0, 1, chunks[1].start - 1, chunks[1].start, chunks[2].start + 3, len(rows) - 1}
+    # Then each is the row at that offset
+    assert reader.part_rows_at(job.id, part, offsets) == {n: rows[n] for n in offsets}
+    assert reader.part_rows_at(job.id, part, ()) == {}
+    # And an offset the part does not hold, or one in a chunk gone since, is gone (and the
+    # job marked damaged), never left out of the answer
+    with pytest.raises(ResultGone):
+        reader.part_rows_at(job.id, part, {0, len(rows)})
+    inline.redis.delete(chunks[2].ref.key)
+    assert reader.part_rows_at(job.id, part, {0}) == {0: rows[0]}
+    with pytest.raises(ResultGone):
+        reader.part_rows_at(job.id, part, {0, chunks[2].start})
+    assert inline.registry.flaw(job) is not None
+
+
 def test_a_chunk_damaged_after_its_page_was_checked_is_result_incomplete(
     inline: Runtime, reader: ResultReader, warehouse: Path
 ) -> None:

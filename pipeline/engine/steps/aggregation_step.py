@@ -14,6 +14,7 @@ from typing import Any
 from pipeline import domains
 from pipeline.engine import parts
 from pipeline.engine.context import StageContext
+from pipeline.engine.detail_rows import write_detail
 from pipeline.engine.recording import RecordingSource
 from pipeline.engine.steps.seed_step import seed_cids
 from pipeline.engine.store import ChunkLost
@@ -29,12 +30,9 @@ from pipeline.stages.msd.result import result_json
 
 log = logging.getLogger(__name__)
 
-#: One JSON object per row, encoded (the detail table's keys differ by direction): the page
-#: reader sends it on, nothing decodes and re-encodes 100K rows here.
-DETAIL_COLUMNS = ("json",)
-#: Detail rows per stored chunk: a row carries its lot's upstream machines and materials
-#: (about 1 KB of JSON backward), so a chunk of ``fetch_rows`` of them would be ~5 MB.
-DETAIL_CHUNK_ROWS = 500
+#: Lot record rows per stored chunk (a row is ~150 B: its lot's detection fields, machines,
+#: materials and rejects).
+RECORD_CHUNK_ROWS = 5000
 
 
 def run_aggregation(ctx: StageContext) -> None:
@@ -114,25 +112,28 @@ def _every_lot(aggregator: MsdAggregator, failed: Mapping[str, Any]) -> bool:
 
 
 def write_details(ctx: StageContext, fold: Fold, *, keeps_record: bool = False) -> None:
-    """The detail rows in the table's order (``parts.AGGREGATION_DETAIL``) and the same rows
-    as the CSV export's flat cells (``parts.AGGREGATION_EXPORT``); with ``keeps_record``, the
-    lot record (``parts.AGGREGATION_LOT_RECORD``, the blob ``parts.LOT_RECORD_META`` last: a
-    re-analysis takes the rows only once it is there)."""
-    job, store = ctx.job, ctx.store
+    """The detail rows in the table's order (``parts.AGGREGATION_DETAIL``, with the heads they
+    name: ``pipeline.engine.detail_rows``) and the same rows as the CSV export's flat cells
+    (``parts.AGGREGATION_EXPORT``); with ``keeps_record``, the lot record
+    (``parts.AGGREGATION_LOT_RECORD``, its heads those of the detail rows, the blob
+    ``parts.LOT_RECORD_META`` last: a re-analysis takes the rows only once it is there)."""
+    job, store, rows = ctx.job, ctx.store, ctx.settings.fetch_rows
+    recorded = keeps_record or fold.recorded
+    heads = parts.AGGREGATION_RECORD_HEADS if recorded else parts.AGGREGATION_HEADS
+    for part in (heads, parts.AGGREGATION_LOT_RECORD) if keeps_record else ():
+        # linked with a lot record this run did not read (lost since): refs into other heads
+        store.drop_linked(job.id, part)
     with sorted_details(fold) as table:
-        rows = ((row,) for row in table.json_rows())
-        store.write_rows(job.id, parts.AGGREGATION_DETAIL, DETAIL_COLUMNS, rows, DETAIL_CHUNK_ROWS)
+        write_detail(store, job.id, table, heads=heads, batch_rows=rows)
         columns = tuple(key for _, key in EXPORT_COLUMNS[fold.direction])
-        store.write_rows(
-            job.id, parts.AGGREGATION_EXPORT, columns, table.cells(), ctx.settings.fetch_rows
-        )
-        if keeps_record:  # a row carries its lot's head: chunked as the detail rows are
+        store.write_rows(job.id, parts.AGGREGATION_EXPORT, columns, table.cells(), rows)
+        if keeps_record:
             store.write_rows(
                 job.id,
                 parts.AGGREGATION_LOT_RECORD,
                 lot_record.COLUMNS,
                 table.lot_record(),
-                DETAIL_CHUNK_ROWS,
+                RECORD_CHUNK_ROWS,
             )
             store.put_blob(job.id, parts.LOT_RECORD_META, record_meta(fold).to_blob())
 

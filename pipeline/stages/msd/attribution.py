@@ -20,14 +20,24 @@ from pipeline.stages.msd.machines import MachineCredit
 from pipeline.stages.msd.pareto import UNKNOWN, joined, rate
 
 #: A detection lot in detail order: its position, the columns the detail table starts from,
-#: its defects and (backward) the distinct machines its family used, as "3,17,42"
-#: (``MsdAggregator.finish``).
-LOTS = """
+#: its defects, (backward) the distinct machines its family used, as "3,17,42"
+#: (``MsdAggregator.finish``), and where a lot record keeps its detail head (``head_ref``).
+_LOTS = """
 SELECT d.pos, l.name, l.pj_type, l.package, l.workflow, l.equipment, l.input_qty, l.runcard,
-       l.related_count, l.root, l.cid, l.defect_qty, l.machines
-FROM detail_order d JOIN lots l ON l.idx = d.idx
+       l.related_count, l.root, l.cid, l.defect_qty, l.machines, l.head_ref
+FROM detail_order d JOIN lots l ON l.idx = d.idx {where}
 ORDER BY d.pos
 """
+LOTS = _LOTS.format(where="")
+#: Whether a lot (``l``) has a counted reject (a detail row of its own per loss reason; any
+#: other lot's one row is the clean one).
+COUNTED = (
+    "EXISTS (SELECT 1 FROM rejects r WHERE r.idx = l.idx AND r.qty <> 0 "
+    "AND r.reason IN counted_reasons)"
+)
+#: ``LOTS`` of the lots with a counted reject: the detail pass of a lot record read under the
+#: loss-reason mask alone, whose clean rows are written in SQL (``pipeline.stages.msd.detail``).
+COUNTED_LOTS = _LOTS.format(where=f"WHERE {COUNTED}")
 
 
 def machine_credit(fold: Fold) -> MachineCredit:

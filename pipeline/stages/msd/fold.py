@@ -63,7 +63,7 @@ class Fold:
     lineage_given: bool  # False: each lot stood alone (genealogy_status: error)
     machines: tuple[Machine, ...]  # backward: every upstream machine seen, by index
     downstream: Downstream  # forward: totals per downstream station, machine, loss reason
-    recorded: bool = False  # the lots came from a lot record: their heads are recorded_heads
+    recorded: bool = False  # the lots came from a lot record: their heads are the record's
     # and, under no PJ-type or package mask, the credit of their number and input
     # (``MachineCredit.base``): only defects are credited
     credit_base: dict[str, Any] | None = None

@@ -236,7 +236,8 @@ class MsdAggregator:
         detection lots as an earlier analysis of the same trace recorded them (rows of
         ``lot_record.COLUMNS`` in the order the lots came, streamed; lots the masks leave out
         are skipped). Each lot then owns only itself, holding its family's machines and
-        materials, and its detail rows' head (``recorded_heads``)."""
+        materials, and where the record's heads part keeps its detail rows' head
+        (``lots.head_ref``: the head is never read here)."""
         if not self.backward:
             raise RuntimeError("a lot record serves the backward analysis only")
         self._require(lineage_set=False)
@@ -249,22 +250,19 @@ class MsdAggregator:
         db.executemany("INSERT INTO materials (idx, part, lot) VALUES (?, ?, ?)", meta.materials)
         for chunk in batched(enumerate(rows), RECORD_CHUNK):
             lots: list[tuple[Any, ...]] = []
-            heads: list[tuple[int, bytes]] = []
             rejects: list[tuple[int, str, Any]] = []
             for idx, row in chunk:
                 if self.masked(row[2], row[3]):
                     continue
-                lots.append((idx, *row[:13]))
+                lots.append((idx, *row[:13], row[14]))
                 rejects.extend((idx, reason, qty) for reason, qty in row[13])
-                heads.append((idx, row[14]))
             db.executemany(
                 "INSERT INTO lots (idx, cid, name, pj_type, package, workflow, runcard, "
-                "equipment, input_qty, trackin, related_count, root, machines, materials) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "equipment, input_qty, trackin, related_count, root, machines, materials, "
+                "head_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 lots,
             )
             db.executemany("INSERT INTO rejects VALUES (?, ?, ?)", rejects)
-            db.executemany("INSERT INTO recorded_heads VALUES (?, ?)", heads)
         self._recorded = True
         if not (self.pj_types or self.packages):  # the record's lots, every one
             self._credit_base = meta.credit

@@ -7,11 +7,13 @@ reasons do not matter: they decide which rejects are defects, not what a lot is)
 detection lot in the order the lots came: its detection row's fields, its rejects at the
 detection station per loss reason (every reason), its related lots' count and root, the
 machines and the material lots (indices into the fold's machines and materials) its family
-used before the detection station, and its detail rows' shared fields as the detail pass encoded
-them (the head). A later analysis of the same trace takes these in place of the detection
-queries, ``set_lineage`` and the event batches (``MsdAggregator.add_recorded_lots``): each lot
-then stands for its whole family, which is all the backward figures ask of it (MSD-11 counts a
-machine or material once per detection lot anyway), and its detail rows reuse the head.
+used before the detection station, and where its detail rows' shared fields (the head, ~1 KB:
+its machines and materials as the detail pass encoded them) are kept: a row of the record's
+heads, a part stored beside it (``pipeline.engine.detail_rows``). A later analysis of the same
+trace takes these in place of the detection queries, ``set_lineage`` and the event batches
+(``MsdAggregator.add_recorded_lots``): each lot then stands for its whole family, which is all
+the backward figures ask of it (MSD-11 counts a machine or material once per detection lot
+anyway), and its detail rows name the recorded head, which it never reads or writes again.
 
 Forward is not recorded: which lots are the seeds of the forward re-keying depends on the
 loss-reason mask, so a forward re-analysis folds the events again.
@@ -30,12 +32,12 @@ from pipeline.stages.msd.machines import Machine
 
 #: The record's layout (its rows' columns and what they hold, its meta's fields): raise it with
 #: any change to them, so a record written before is not read as if it were of this one.
-VERSION = 2
+VERSION = 3
 #: One row per detection lot (``lots`` of ``pipeline.stages.msd.tables`` but its defects): the
 #: detection row's fields, the related lots' count, the root lot name, the distinct machine
 #: indices comma-joined (``NULL``: none), the distinct material indices as a JSON array, the
-#: rejects as [loss reason, qty] pairs, and the detail rows' shared fields as a JSON object left
-#: open.
+#: rejects as [loss reason, qty] pairs, and the row of the record's heads holding the detail
+#: rows' shared fields (0-based).
 COLUMNS = (
     *DETECTION_COLUMNS,
     "RELATED_COUNT",
@@ -43,7 +45,7 @@ COLUMNS = (
     "MACHINES",
     "MATERIALS",
     "REJECTS",
-    "HEAD",
+    "HEAD_REF",
 )
 
 

@@ -23,7 +23,9 @@ CREATE TABLE lots (
     defect_qty NOT NULL DEFAULT 0, related_count INTEGER NOT NULL DEFAULT 0, root TEXT,
     -- backward, what the lot's family used before detection (finish, or a lot record):
     -- distinct machine indices comma-joined, distinct material indices as a JSON array
-    machines TEXT, materials TEXT
+    machines TEXT, materials TEXT,
+    -- a lot record's lot: the row of its detail head in the record's heads (lot_record)
+    head_ref INTEGER
 );
 CREATE TABLE rejects (
     idx INTEGER NOT NULL, reason TEXT NOT NULL, qty NOT NULL, PRIMARY KEY (idx, reason)
@@ -40,9 +42,6 @@ CREATE TABLE owners (idx INTEGER NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (idx, 
 CREATE TABLE staged_roots (cid TEXT NOT NULL, root TEXT);
 CREATE TABLE staged_related (seed TEXT NOT NULL, cid TEXT NOT NULL);
 CREATE TABLE staged_counts (seed TEXT NOT NULL, n INTEGER NOT NULL);
--- the detail rows' shared fields (a JSON object left open) of each lot a lot record gave
--- (lot_record, add_recorded_lots)
-CREATE TABLE recorded_heads (idx INTEGER PRIMARY KEY, head BLOB NOT NULL);
 CREATE TABLE machines (
     idx INTEGER PRIMARY KEY, grp TEXT NOT NULL, name TEXT NOT NULL, equipment_id TEXT NOT NULL
 );
@@ -68,6 +67,7 @@ CREATE TABLE cid_reasons (cid TEXT NOT NULL, reason TEXT NOT NULL, qty NOT NULL,
 -- finish: the detection lots in detail order (worst defect rate first); per material (part,
 -- lot), the detection lots using it; forward, each lot's rejects per downstream station, by
 -- position
+-- (pos counts from 1 without a gap: filled once, in order)
 CREATE TABLE detail_order (pos INTEGER PRIMARY KEY, idx INTEGER NOT NULL UNIQUE);
 CREATE TABLE material_totals (material INTEGER PRIMARY KEY, lots INTEGER NOT NULL,
     input NOT NULL, defects NOT NULL);

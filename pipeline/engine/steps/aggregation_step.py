@@ -30,9 +30,10 @@ from pipeline.stages.msd.result import result_json
 
 log = logging.getLogger(__name__)
 
-#: Lot record rows per stored chunk (a row is ~150 B: its lot's detection fields, machines,
-#: materials and rejects).
-RECORD_CHUNK_ROWS = 5000
+#: Lot record rows per stored chunk: a row is its lot's detection fields, machines, materials
+#: and rejects (~1-3 KB as Python objects at 1M CIDs); 5,000 rows took the writing worker's
+#: peak from ~110 to 142 MB there (`ops/bench`, 2026-12-06).
+RECORD_CHUNK_ROWS = 500
 
 
 def run_aggregation(ctx: StageContext) -> None:

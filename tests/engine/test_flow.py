@@ -13,6 +13,7 @@ import redis
 from pipeline.config import Settings
 from pipeline.engine import keys, parts
 from pipeline.engine.analyses import reanalysis
+from pipeline.engine.detail_rows import WHOLE_ROWS
 from pipeline.engine.job import (
     AGGREGATION,
     CANCELLED,
@@ -101,6 +102,18 @@ def test_an_msd_job_computes_the_same_analysis_as_the_in_process_runner(
     detail = detail_rows(inline, job.id)
     expected_detail = (tmp_path / "detail.ndjson").read_bytes().splitlines()
     assert detail and detail == expected_detail
+
+
+def test_a_detail_table_stored_with_its_rows_whole_is_read_as_it_was(inline: Runtime) -> None:
+    # Given a finished trace whose detail rows are stored as a release before the heads were
+    # kept apart stored them (each row's whole JSON object, a job still within its TTL)
+    job = finished_msd(inline)
+    whole = detail_rows(inline, job.id)
+    inline.store.drop_part(job.id, parts.AGGREGATION_DETAIL)
+    rows = ((row,) for row in whole)
+    inline.store.write_rows(job.id, parts.AGGREGATION_DETAIL, WHOLE_ROWS, rows, 500)
+    # Then its pages read those rows as they are
+    assert detail_rows(inline, job.id) == whole and len(whole) > 1
 
 
 def test_a_re_analysis_is_named_by_its_trace_without_reading_the_seed_lots_again(

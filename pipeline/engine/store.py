@@ -63,11 +63,10 @@ class CheckpointStore:
         return ChunkWriter(self, job_id, part, batch, shared_columns=shared_columns)
 
     def write_batch(self, job_id: str, part: str, batch: int, batches: Iterable[RowBatch]) -> Entry:
-        """Store every row batch of ``batches`` as chunks of input ``batch``; return the entry
-        to ``commit``."""
+        """Store every row batch of ``batches`` as chunks of input ``batch`` (one round trip);
+        return the entry to ``commit``."""
         writer = self.writer(job_id, part, batch)
-        for rows in batches:
-            writer.add(rows)
+        writer.add_all(list(batches))
         return writer.entry()
 
     def commit(
@@ -146,11 +145,9 @@ class CheckpointStore:
         for batch, chunk in enumerate(batched(rows, size)):
             if batch in done:
                 continue
-            step = chunk_rows or len(chunk)
-            pieces = [chunk[at : at + step] for at in range(0, len(chunk), step)]
-            writer = self.writer(job_id, part, batch)
-            writer.add_all([RowBatch(columns, piece) for piece in pieces])
-            self.commit(job_id, part, writer.entry())
+            pieces = batched(chunk, chunk_rows or len(chunk))
+            entry = self.write_batch(job_id, part, batch, (RowBatch(columns, p) for p in pieces))
+            self.commit(job_id, part, entry)
         return batch + 1
 
     def copy_part(self, from_job: str, to_job: str, part: str) -> int:

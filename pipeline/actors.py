@@ -34,9 +34,9 @@ _options: dict[str, Any] = {"queue_name": QUEUE, "broker": broker}
 
 
 @dramatiq.actor(actor_name=ACTOR_NAMES[SEED_RESOLVE], **_options)
-def seed_resolve(job_id: str, resumed: bool = False) -> None:
-    """Resolve the job's seeds."""
-    runtime.handle(job_id, MessageKey(SEED_RESOLVE), resumed=resumed)
+def seed_resolve(job_id: str, resumed: bool = False, window_range: int | None = None) -> None:
+    """Resolve the job's seeds (``window_range``: one date range of its detection window)."""
+    runtime.handle(job_id, MessageKey(SEED_RESOLVE, group=window_range), resumed=resumed)
 
 
 @dramatiq.actor(actor_name=ACTOR_NAMES[LINEAGE], **_options)

@@ -63,6 +63,10 @@ DEFAULT_MSD_OPTIONS_TTL_SECONDS = 86_400
 DEFAULT_JOB_TTL_SECONDS = 3600
 #: CID batches (of ``in_list_size`` lots) one events message fetches (batches).
 DEFAULT_EVENTS_GROUP_BATCHES = 4
+#: Date ranges a mid-section-defect detection window is read in (ranges; each its own
+#: seed-resolve message, so the workers read them at once; 1: the window in one query). Set it
+#: to the worker processes: at 114K lots two ranges took the stage from 6.7 to ~3.5 s.
+DEFAULT_DETECTION_RANGES = 2
 #: Dramatiq retries of a message after an error its worker reports (retries; a message starts at
 #: most 1 + this many times, then fails with the error's own code), and their backoff (ms).
 DEFAULT_MAX_RETRIES = 3
@@ -223,6 +227,7 @@ class Settings(BaseModel):
     msd_options_ttl_seconds: _Positive = DEFAULT_MSD_OPTIONS_TTL_SECONDS
     job_ttl_seconds: _Positive = DEFAULT_JOB_TTL_SECONDS
     events_group_batches: _Positive = DEFAULT_EVENTS_GROUP_BATCHES
+    detection_ranges: _Positive = DEFAULT_DETECTION_RANGES
     max_retries: _NonNegative = DEFAULT_MAX_RETRIES
     retry_min_backoff_ms: _Positive = DEFAULT_RETRY_MIN_BACKOFF_MS
     retry_max_backoff_ms: int = DEFAULT_RETRY_MAX_BACKOFF_MS  # >= retry_min_backoff_ms

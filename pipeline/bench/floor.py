@@ -84,16 +84,19 @@ def _replay(task: tuple[str, str, int]) -> StageFloor:
 
 def aggregation_parts(store: CheckpointStore, job_id: str) -> list[str]:
     """The stored parts a trace's first analysis reads, in the order it reads them: the seeds,
-    seed-resolve's recorded queries (the detection lots), the lineage map of its direction and
+    seed-resolve's recorded queries (the detection lots; their merge for a window read in date
+    ranges), the lineage map of its direction and
     the seeds' roots, then each events domain ``MsdAggregator.uses``."""
     lineage = store.get_blob(job_id, "lineage") or {}
     direction = str(lineage.get("direction") or domains.BACKWARD)
     related = "ancestors" if direction == domains.BACKWARD else "descendants"
     with MsdAggregator(direction=direction) as aggregator:
         folded = [domain for domain in domains.DOMAINS if aggregator.uses(domain)]
+    # a window read in date ranges: the analysis reads their merge, not the ranges
+    merged = bool(store.finished(job_id, parts.DETECTION_LOTS))
     return [
         parts.SEEDS,
-        parts.SEED_QUERIES,
+        parts.DETECTION_LOTS if merged else parts.SEED_QUERIES,
         parts.lineage(related),
         parts.lineage("seed_roots"),
         *(parts.events(domain) for domain in folded),

@@ -40,6 +40,9 @@ class StageContext:
     dispatch: Dispatcher
     #: The batch this work started last (``{part}:{batch}``): the one an error it reports was in.
     last_batch: str | None = None
+    #: Whether this work was sent again (a dead worker's, or an operator's retry) rather than
+    #: dispatched in the job's course: it may redo a step whose claim another call holds.
+    resumed: bool = False
 
     def check_active(self) -> None:
         """Raise ``JobInactive`` once the job is no longer queued or started (cancelled)."""
@@ -47,8 +50,9 @@ class StageContext:
         if state not in ACTIVE:
             raise JobInactive(f"job {self.job.id} is {state or 'gone'}")
 
-    def start_batch(self, part: str, batch: int) -> None:
-        """Count a start of ``batch`` of ``part``, and one source query for it; raise
+    def start_batch(self, part: str, batch: int, *, query: bool = True) -> None:
+        """Count a start of ``batch`` of ``part``, and one source query for it (unless
+        ``query`` is false: its rows come from the job's own checkpoints); raise
         ``BatchAttemptsExceeded`` once its worker died ``TRACE_BATCH_MAX_ATTEMPTS`` times while
         running it (starts that never reported back: a redelivery after a crash ignores
         Dramatiq's retry count, so this is what stops a batch that kills its worker from coming
@@ -63,7 +67,8 @@ class StageContext:
                 f"(limit {limit}); it keeps killing its worker"
             )
         self.last_batch = tag
-        self.registry.add_query(self.job.id, tag)
+        if query:
+            self.registry.add_query(self.job.id, tag)
 
     def batch_ended(self) -> None:
         """The batch started last ended with an error this worker reports (not a crash)."""

@@ -23,13 +23,14 @@ from pipeline import domains
 from pipeline.config import Settings
 from pipeline.engine import lifecycle, metrics, parts
 from pipeline.engine.context import StageContext
-from pipeline.engine.job import AGGREGATION, EVENTS, Job
+from pipeline.engine.job import AGGREGATION, EVENTS, SEED_RESOLVE, Job
 from pipeline.engine.messages import MessageKey
 from pipeline.engine.pages import PageIndex
 from pipeline.engine.registry import JobRegistry
 from pipeline.engine.store import CheckpointStore
 from pipeline.identities import trace_query_id
 from pipeline.stages.events import lots_per_fetch
+from pipeline.stages.msd.scope import DetectionScope
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,9 @@ def stage_messages(
 ) -> list[MessageKey]:
     """The messages ``stage`` still needs: events groups with an uncommitted batch (domains
     that failed excluded; ``only`` these domains when given), the analysis's domains first;
-    one message for the other stages."""
+    seed-resolve's (``_seed_messages``); one message for the other stages."""
+    if stage == SEED_RESOLVE:
+        return _seed_messages(ctx)
     if stage != EVENTS:
         return [MessageKey(stage)]
     job, store = ctx.job, ctx.store
@@ -95,6 +98,44 @@ def stage_messages(
             if any(b not in done for b in group_batches(group, total, size)):
                 messages.append(MessageKey(EVENTS, domain, group))
     return messages
+
+
+def detection_ranges(ctx: StageContext) -> list[DetectionScope]:
+    """The date ranges the job's detection window is read in, one message each (at most
+    ``TRACE_DETECTION_RANGES``); empty when its seeds are read in one query (not a
+    mid-section-defect date window, a window of one day, or one range configured)."""
+    request = ctx.job.request
+    if not request.params.detects(request.profile):
+        return []
+    ranges = DetectionScope.window(request.params).ranges(ctx.settings.detection_ranges)
+    return ranges if len(ranges) > 1 else []
+
+
+def seeds_settled(ctx: StageContext) -> bool:
+    """Whether the job's seeds are stored whole (the summary blob is written last)."""
+    return ctx.store.get_blob(ctx.job.id, parts.SEED_SUMMARY) is not None
+
+
+def _seed_messages(ctx: StageContext) -> list[MessageKey]:
+    """Seed-resolve's messages: one, or for a detection window read in date ranges one per
+    range not yet read (every range read: one, which merges them)."""
+    ranges = detection_ranges(ctx)
+    if not ranges:
+        return [MessageKey(SEED_RESOLVE)]
+    read = ctx.store.finished(ctx.job.id, parts.SEED_QUERIES)
+    unread = [MessageKey(SEED_RESOLVE, group=n) for n in range(len(ranges)) if n not in read]
+    return unread or [MessageKey(SEED_RESOLVE, group=0)]
+
+
+def stage_settled(ctx: StageContext, stage: str) -> bool:
+    """Whether ``stage``'s work is all done once one of its messages has ended: the events'
+    when every domain is (``events_settled``), seed-resolve's once its seeds are stored (a
+    window read in date ranges: after the message that merges them), the others' always."""
+    if stage == EVENTS:
+        return events_settled(ctx.registry, ctx.store, ctx.job)
+    if stage == SEED_RESOLVE:
+        return seeds_settled(ctx)
+    return True
 
 
 def events_settled(

@@ -1,6 +1,7 @@
 """The messages of a job: which actor runs which piece of work, and how they are sent.
 
-A *message key* names one piece of work of a job: ``seed-resolve``, ``lineage``,
+A *message key* names one piece of work of a job: ``seed-resolve`` (or
+``seed-resolve:{range}``, one date range of a detection window), ``lineage``,
 ``events:{domain}:{group}`` or ``aggregation``. The key is what leases and the reaper track, and
 ``BrokerDispatcher`` turns it back into a Dramatiq message on the job's queue.
 """
@@ -37,6 +38,8 @@ class MessageKey:
     def __str__(self) -> str:
         if self.stage == EVENTS:
             return f"{EVENTS}:{self.domain}:{self.group}"
+        if self.group is not None:  # a date range of a detection window
+            return f"{self.stage}:{self.group}"
         return self.stage
 
     @classmethod
@@ -44,14 +47,16 @@ class MessageKey:
         stage, _, rest = text.partition(":")
         if stage not in STAGES:
             raise ValueError(f"not a message key: {text!r}")
-        if stage != EVENTS:
-            return cls(stage)
-        domain, _, group = rest.rpartition(":")
-        return cls(stage, domain, int(group))
+        if stage == EVENTS:
+            domain, _, group = rest.rpartition(":")
+            return cls(stage, domain, int(group))
+        return cls(stage, group=int(rest)) if rest else cls(stage)
 
     def actor_kwargs(self) -> dict[str, Any]:
         if self.stage == EVENTS:
             return {"domain": self.domain, "group": self.group}
+        if self.group is not None:
+            return {"window_range": self.group}
         return {}
 
 

@@ -26,6 +26,8 @@ CIDS = "cids"
 #: The job's seed lots: rows of (container_id, container_name, lot_id), written by seed-resolve
 #: (or before the first stage of a lineage job, and of an aggregating events job).
 SEEDS = f"{SEED_RESOLVE}:seeds"
+#: The blob of seed-resolve's summary (seed count, values not found), written after the seeds.
+SEED_SUMMARY = SEED_RESOLVE
 #: The aggregation's detail rows, in the table's order, each as the row of its lot's head in a
 #: heads part and its own fields (``pipeline.engine.detail_rows``).
 AGGREGATION_DETAIL = f"{AGGREGATION}:detail"
@@ -63,6 +65,10 @@ def queries(stage: str) -> str:
 SEED_QUERIES = queries(SEED_RESOLVE)
 LINEAGE_QUERIES = queries(LINEAGE)
 AGGREGATION_QUERIES = queries(AGGREGATION)
+#: A detection window read in date ranges (``TRACE_DETECTION_RANGES``): the ranges' lots
+#: merged, recorded as the whole window's detection query (batch 0), which the analysis then
+#: reads as it reads that query's answer (``SEED_QUERIES`` holds the ranges' own queries).
+DETECTION_LOTS = f"{SEED_RESOLVE}:detection"
 #: A re-analysis's copy of the queries its trace's earlier analyses ran (linked in place from
 #: the job it takes the trace from: its ``AGGREGATION_QUERIES``, then its own ``PRIOR_QUERIES``,
 #: so a chain of re-analyses keeps the first one's): the detection lots and their rejects are

@@ -31,7 +31,11 @@ from pipeline.sources.base import Binds, Source
 class RecordingSource(Source):
     """Wraps ``ctx.source``; records its queries under ``part`` of the job."""
 
-    def __init__(self, ctx: StageContext, part: str, *, reuse: Sequence[str] = ()) -> None:
+    def __init__(
+        self, ctx: StageContext, part: str, *, reuse: Sequence[str] = (), first: int = 0
+    ) -> None:
+        """``first``: the number of this source's first query (a stage whose queries run in
+        several messages gives each its own numbers)."""
         inner = ctx.source
         super().__init__(fetch_rows=inner.fetch_rows, in_list_size=inner.in_list_size)
         self.dialect = inner.dialect  # type: ignore[misc]  # the wrapped source's SQL
@@ -40,7 +44,15 @@ class RecordingSource(Source):
         self.part = part
         self.reuse = tuple(reuse)
         self._reusable: dict[str, tuple[str, Entry]] | None = None
-        self._next = 0
+        self._next = first
+        self._answer: Callable[[], Iterator[RowBatch]] | None = None
+
+    def answer_next_with(self, rows: Callable[[], Iterator[RowBatch]]) -> None:
+        """Answer the next query with ``rows()`` instead of the wrapped source, and record it as
+        that query's answer: for rows that are exactly what the query would answer, produced
+        another way (the detection window's lots, merged from its date ranges), so that whoever
+        reuses this stage's queries finds them under the query they answer."""
+        self._answer = rows
 
     def query(
         self, name: str, binds: Binds | None = None, *, fragments: Mapping[str, str] | None = None
@@ -54,6 +66,9 @@ class RecordingSource(Source):
                 default=str,
             )
         ).hexdigest()[:16]
+        answer, self._answer = self._answer, None
+        if answer is not None:
+            return self._replay_or_run(number, digest, answer, asks_source=False)
         return self._replay_or_run(
             number, digest, lambda: self.inner.query(name, binds, fragments=fragments)
         )
@@ -62,7 +77,12 @@ class RecordingSource(Source):
         raise NotImplementedError("RecordingSource runs whole queries through the wrapped source")
 
     def _replay_or_run(
-        self, number: int, digest: str, run: Callable[[], Iterator[RowBatch]]
+        self,
+        number: int,
+        digest: str,
+        run: Callable[[], Iterator[RowBatch]],
+        *,
+        asks_source: bool = True,
     ) -> Iterator[RowBatch]:
         ctx, job_id = self.ctx, self.ctx.job.id
         entry = ctx.store.entry(job_id, self.part, number)
@@ -83,7 +103,7 @@ class RecordingSource(Source):
             yield from ctx.store.read_entry(job_id, self.part, linked)
             return
         ctx.check_active()
-        ctx.start_batch(self.part, number)
+        ctx.start_batch(self.part, number, query=asks_source)
         writer = ctx.store.writer(job_id, self.part, number, shared_columns=False)
         for batch in run():
             writer.add(batch)

@@ -469,6 +469,10 @@ class JobRegistry:
         self.store.register(pipe, job_id, key)
         return bool(pipe.execute()[0])
 
+    def release_claim(self, job_id: str, step: str) -> None:
+        """Give ``step``'s claim back (its holder failed before doing it: a retry may claim it)."""
+        self.redis.delete(keys.claim(job_id, step))
+
     def claimed_at(self, job_id: str, step: str) -> float | None:
         """When ``step`` was claimed (epoch seconds; ``None``: not claimed)."""
         value = self.redis.get(keys.claim(job_id, step))

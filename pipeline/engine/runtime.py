@@ -31,7 +31,7 @@ from pipeline import logs
 from pipeline.config import Settings
 from pipeline.engine import lifecycle, operator, options, submission
 from pipeline.engine.context import JobInactive, StageContext
-from pipeline.engine.flow import advance, begin_analysis, events_settled
+from pipeline.engine.flow import advance, begin_analysis, events_settled, stage_settled
 from pipeline.engine.job import EVENTS, Job
 from pipeline.engine.leases import LeaseBook
 from pipeline.engine.messages import BrokerDispatcher, Dispatcher, MessageKey
@@ -140,6 +140,7 @@ class Runtime:
             log.info("job %s: %s; %s not needed", job_id, job.state, key)
             return
         ctx = self.context(job)
+        ctx.resumed = resumed
         if key.stage in job.completed:  # a redelivery after the stage finished
             if resumed:
                 advance(ctx, key.stage, resumed=True)
@@ -175,7 +176,7 @@ class Runtime:
                     raise
                 self._give_up(ctx, key, INTERNAL_ERROR, f"{type(error).__name__}: {error}")
             if key.stage != EVENTS:
-                if self.registry.state(job_id) == "started":
+                if self.registry.state(job_id) == "started" and stage_settled(ctx, key.stage):
                     advance(ctx, key.stage, resumed=resumed)
             elif events_settled(self.registry, self.store, ctx.job):
                 advance(ctx, EVENTS, resumed=resumed)

@@ -92,9 +92,20 @@ def test_an_analysis_runs_beside_the_domains_it_does_not_read(
     )
 
 
-@pytest.mark.parametrize("stage", [SEED_RESOLVE, LINEAGE, EVENTS, AGGREGATION])
+@pytest.mark.parametrize(
+    ("stage", "msd"),
+    [
+        (SEED_RESOLVE, False),
+        (SEED_RESOLVE, True),  # a detection window read in date ranges, one message each
+        (LINEAGE, False),
+        (EVENTS, False),
+        (AGGREGATION, True),
+    ],
+    ids=["seed-resolve", "seed-resolve-ranges", "lineage", "events", "aggregation"],
+)
 def test_a_worker_killed_mid_stage_resumes_without_requerying_finished_batches(
     stage: str,
+    msd: bool,
     runtime: Runtime,
     workers: Workers,
     store_redis: redis.Redis,
@@ -102,10 +113,11 @@ def test_a_worker_killed_mid_stage_resumes_without_requerying_finished_batches(
     warehouse: Path,
     tmp_path: Path,
 ) -> None:
-    # Given slow queries (so each stage spans several of them) and a job under way
+    # Given slow queries (so each stage spans several of them) and a job under way (the
+    # ranges on one thread: the first read, the second under way when the worker is killed)
     store_redis.hset(FAULTS_KEY, "delay_ms", 120)
-    request = MSD if stage == AGGREGATION else query_tool(warehouse, 300)
-    first = workers.start()
+    request = MSD if msd else query_tool(warehouse, 300)
+    first = workers.start(threads=1) if msd and stage == SEED_RESOLVE else workers.start()
     job, _ = runtime.submit(request)
     part = STAGE_PARTS[stage]
 
@@ -142,7 +154,8 @@ def test_a_worker_killed_mid_stage_resumes_without_requerying_finished_batches(
     progress = runtime.registry.progress(job.id)
     for earlier in at_kill.completed:
         assert progress[parts.runs(earlier)] == runs_before[parts.runs(earlier)]
-    assert all(progress[parts.runs(s)] == 1 for s in (SEED_RESOLVE, LINEAGE) if s != stage)
+    messages = {SEED_RESOLVE: runtime.settings.detection_ranges if msd else 1, LINEAGE: 1}
+    assert all(progress[parts.runs(s)] == n for s, n in messages.items() if s != stage)
 
 
 def test_a_message_that_keeps_killing_its_worker_fails_its_batch_after_the_attempt_limit(
@@ -321,7 +334,8 @@ def test_a_job_failed_in_a_stage_and_retried_does_not_rerun_earlier_stages(
         runtime, job.id, expected_result(MSD, sqlite_source, runtime.settings, tmp_path)
     )
     progress = runtime.registry.progress(job.id)
-    assert (progress[parts.runs(SEED_RESOLVE)], progress[parts.runs(LINEAGE)]) == (1, 1)
+    ranges = runtime.settings.detection_ranges  # seed-resolve: a message per date range
+    assert (progress[parts.runs(SEED_RESOLVE)], progress[parts.runs(LINEAGE)]) == (ranges, 1)
     after = runtime.registry.queries(job.id)
     earlier = {k: v for k, v in before.items() if not k.startswith("aggregation")}
     assert (

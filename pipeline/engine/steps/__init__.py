@@ -22,7 +22,7 @@ def _events(ctx: StageContext, key: MessageKey) -> None:
 
 #: The step of each stage, given the job's context and the message's key.
 STEPS: dict[str, Callable[[StageContext, MessageKey], None]] = {
-    SEED_RESOLVE: lambda ctx, key: run_seed_resolve(ctx),
+    SEED_RESOLVE: lambda ctx, key: run_seed_resolve(ctx, key.group),
     LINEAGE: lambda ctx, key: run_lineage(ctx),
     EVENTS: _events,
     AGGREGATION: lambda ctx, key: run_aggregation(ctx),

@@ -49,7 +49,7 @@ def run_aggregation(ctx: StageContext) -> None:
     the events: never an analysis of the lots that were left.
     """
     job, store, settings = ctx.job, ctx.store, ctx.settings
-    reuse = (parts.SEED_QUERIES, parts.PRIOR_QUERIES)
+    reuse = (parts.SEED_QUERIES, parts.DETECTION_LOTS, parts.PRIOR_QUERIES)
     source = RecordingSource(ctx, parts.AGGREGATION_QUERIES, reuse=reuse)
     request = job.request
     direction = request.direction()

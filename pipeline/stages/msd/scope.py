@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from pipeline.params import TraceParams
@@ -40,6 +41,18 @@ class DetectionScope:
     def lots(cls, params: TraceParams, cids: Iterable[str]) -> DetectionScope:
         """The lots named (container mode), at the params' stations, any day."""
         return cls(params.stations, container_ids=tuple(cids))
+
+    def ranges(self, count: int) -> list[DetectionScope]:
+        """This window cut at whole days into at most ``count`` consecutive ranges of as
+        near the same number of days as can be (fewer when it has fewer days; ``[self]`` for a
+        list of lots or ``count`` 1). Each lot tracked in within exactly one of them; a lot
+        detected in two ranges is the latest range's in the window (``merge_ranges``)."""
+        if self.container_ids or self.start_date is None or self.end_date is None:
+            return [self]
+        days = (self.end_date - self.start_date).days
+        count = max(1, min(count, days))
+        cuts = [self.start_date + dt.timedelta(days=days * i // count) for i in range(count + 1)]
+        return [DetectionScope(self.stations, start, end) for start, end in pairwise(cuts)]
 
     def station_filter(self, column: str) -> tuple[str, dict[str, str]]:
         """The predicate (an OR over the stations) on ``column``, and its binds."""

@@ -72,10 +72,11 @@ def analysis_first(job: Job) -> bool:
 
 
 def stage_messages(
-    ctx: StageContext, stage: str, only: Iterable[str] | None = None
+    ctx: StageContext, stage: str, only: Iterable[str] | None = None, *, resumed: bool = False
 ) -> list[MessageKey]:
     """The messages ``stage`` still needs: events groups with an uncommitted batch (domains
-    that failed excluded; ``only`` these domains when given), the analysis's domains first;
+    that failed excluded; ``only`` these domains when given; the groups sent while lineage
+    walked, ``parts.early``, only when ``resumed``), the analysis's domains first;
     seed-resolve's (``_seed_messages``); one message for the other stages."""
     if stage == SEED_RESOLVE:
         return _seed_messages(ctx)
@@ -94,7 +95,8 @@ def stage_messages(
         part = parts.events(domain)
         total = progress.get(parts.total(part), 0)
         done = store.finished(job.id, part)
-        for group in range(events_groups(total, size)):
+        sent = 0 if resumed else progress.get(parts.early(part), 0)  # under way, or done
+        for group in range(sent, events_groups(total, size)):
             if any(b not in done for b in group_batches(group, total, size)):
                 messages.append(MessageKey(EVENTS, domain, group))
     return messages
@@ -142,14 +144,16 @@ def events_settled(
     registry: JobRegistry, store: CheckpointStore, job: Job, only: Iterable[str] | None = None
 ) -> bool:
     """Every domain (``only`` these, when given) either failed or has every input batch
-    committed."""
+    committed; never before its totals are set (the events of the seed lots begin while
+    lineage walks: ``pipeline.engine.early_events``)."""
     progress = registry.progress(job.id)
     failed = registry.domain_states(job.id)
     for domain in job.domains if only is None else only:
         if domain in failed:
             continue
         part = parts.events(domain)
-        if len(store.finished(job.id, part)) < progress.get(parts.total(part), 0):
+        total = progress.get(parts.total(part))
+        if total is None or len(store.finished(job.id, part)) < total:
             return False
     return True
 
@@ -162,7 +166,7 @@ def dispatch_stage(ctx: StageContext, stage: str, *, resumed: bool = False) -> N
     other domains. Resumed, it sends every domain's missing messages once the analysis's are in.
     """
     job = ctx.job
-    messages = stage_messages(ctx, stage)
+    messages = stage_messages(ctx, stage, resumed=resumed)
     if stage == EVENTS and analysis_first(job) and AGGREGATION not in job.completed:
         read = job.analysis_domains
         if not events_settled(ctx.registry, ctx.store, job, read):
@@ -192,7 +196,10 @@ def begin_analysis(ctx: StageContext, *, resumed: bool = False) -> bool:
     ):
         return False
     rest = [d for d in job.domains if d not in job.analysis_domains]
-    ctx.dispatch(job, [MessageKey(AGGREGATION), *stage_messages(ctx, EVENTS, rest)])
+    others = stage_messages(ctx, EVENTS, rest, resumed=resumed)
+    # as the job is now: a message begun while lineage walked knows neither its lots nor its
+    # queue (``TRACE_LARGE_JOB_CIDS``)
+    ctx.dispatch(ctx.registry.load(job.id) or job, [MessageKey(AGGREGATION), *others])
     return True
 
 

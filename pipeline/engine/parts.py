@@ -125,6 +125,12 @@ def total(part: str) -> str:
     return f"{part}:total"
 
 
+def early(part: str) -> str:
+    """Groups of events ``part`` (its first ones) sent while lineage walked, before its totals
+    were known (``pipeline.engine.early_events``): the stage does not send them again."""
+    return f"{part}:early"
+
+
 def span(part: str) -> str:
     """Batches of ``CIDS`` one input batch of events ``part`` reads (1, or more for ``jobs``):
     how a missing input batch is named as a range of lots (``quality_meta.failed_ranges``)."""

@@ -420,10 +420,15 @@ class JobRegistry:
         ones (lot-list batches per input batch)."""
         if not totals:
             return
-        counters: dict[Any, int] = {parts.total(p): n for p, n in totals.items()}
+        counters: dict[str, int] = {parts.total(p): n for p, n in totals.items()}
         counters.update({parts.span(p): n for p, n in (spans or {}).items()})
+        self.set_progress(job_id, counters)
+
+    def set_progress(self, job_id: str, counters: Mapping[str, int]) -> None:
+        """Set counters of the job's progress hash (``pipeline.engine.parts`` names them)."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(keys.progress(job_id), mapping=counters)
+        fields: dict[Any, int] = dict(counters)
+        pipe.hset(keys.progress(job_id), mapping=fields)
         self.store.register(pipe, job_id, keys.progress(job_id))
         pipe.execute()
 

@@ -15,7 +15,7 @@ what is stored from them does not depend on the order the warehouse returned row
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from itertools import chain, groupby
 from operator import itemgetter
 from typing import Any
@@ -270,8 +270,8 @@ class Lineage:
     def node_count(self) -> int:
         return int(self.db.value("SELECT COUNT(*) FROM nodes"))
 
-    def seed_ids(self) -> Iterator[str]:
-        """The seeds, in the order given."""
+    def seed_ids(self) -> Generator[str, None, None]:
+        """The seeds, in the order given (close it to drop its cursor early)."""
         return (cid for (cid,) in self.db.rows("SELECT cid FROM seeds ORDER BY pos"))
 
     def cid_count(self) -> int:

@@ -26,7 +26,7 @@ import pytest
 from pipeline.config import Settings
 from pipeline.engine import parts
 from pipeline.engine.broker import make_broker
-from pipeline.engine.job import EVENTS, FAILED, FINISHED, Job
+from pipeline.engine.job import EVENTS, FAILED, FINISHED, LINEAGE, Job
 from pipeline.engine.runtime import Runtime, runtime_for
 from pipeline.request import TraceRequest
 from pipeline.sources.sqlite import SqliteSource
@@ -100,16 +100,19 @@ def locked(path: Path) -> Iterator[None]:
 
 def under_way_in_events(runtime: Runtime, workers: Workers, delay_ms: int) -> Job:
     """A worker started and the trace submitted, every query slowed by ``delay_ms`` so a fault
-    finds it mid-stage; returns once its first events batch is committed."""
+    finds it mid-stage; returns once lineage has ended and an events batch is committed."""
     runtime.redis.hset(FAULTS_KEY, "delay_ms", delay_ms)
     workers.start()
     job, _ = runtime.submit(MSD)
 
     def committed() -> bool:
+        now = runtime.registry.load(job.id)  # the seeds' events begin while lineage walks
+        if now is None or LINEAGE not in now.completed:
+            return False
         progress = runtime.registry.progress(job.id)
         return any(progress.get(parts.done(parts.events(d)), 0) for d in MSD.domains)
 
-    wait_for(committed, timeout=90, what="the first events batch")
+    wait_for(committed, timeout=90, what="lineage's end and an events batch")
     return job
 
 

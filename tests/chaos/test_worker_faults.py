@@ -166,7 +166,10 @@ def kill_mid_stage(
         return committed
     renewed = max(lease.renewed for lease in dead)
     runs = stack.runtime.registry.progress(job_id).get(parts.runs(stage), 0)
-    dead_keys = {lease.key for lease in dead} if stage == EVENTS else set()
+    # (the process may also have held lineage's: the seeds' events begin while it walks)
+    dead_keys = (
+        {lease.key for lease in dead if lease.key.startswith(prefix)} if stage == EVENTS else set()
+    )
     pending = _pending(stack, job_id, dead_keys)
     reaped = started = up = None
     deadline = killed + stack.settings.stall_seconds + OUTAGE_SECONDS * whole + 90

@@ -26,7 +26,9 @@ def run_events_group(ctx: StageContext, domain: str, group: int) -> None:
     """
     job, store, registry = ctx.job, ctx.store, ctx.registry
     part = parts.events(domain)
-    total = registry.progress(job.id).get(parts.total(part), 0)
+    total = registry.progress(job.id).get(parts.total(part))
+    if total is None:  # sent while lineage walks: its batches are lot-list batches stored
+        total = len(store.finished(job.id, parts.CIDS))  # before it was sent (early_events)
     done = store.finished(job.id, part)
     for batch in group_batches(group, total, ctx.settings.events_group_batches):
         if batch in done:

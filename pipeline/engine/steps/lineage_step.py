@@ -7,11 +7,13 @@ This is where a trace's size becomes known: past the profile's limit the job fai
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Any
 
 from pipeline import domains
 from pipeline.engine import parts
 from pipeline.engine.context import StageContext
+from pipeline.engine.early_events import send_early_events
 from pipeline.engine.flow import events_spans, events_totals
 from pipeline.engine.job import LARGE_QUEUE, LINEAGE, QUEUE, Job
 from pipeline.engine.recording import RecordingSource
@@ -37,7 +39,10 @@ def run_lineage(ctx: StageContext) -> None:
     direction, tree = request.direction(), request.profile in domains.TREE_PROFILES
     depth, cache_mb = settings.lineage_max_depth, settings.scratch_cache_mb
     with Lineage(direction, seed_cids(ctx), depth, cache_mb=cache_mb, semantic=tree) as graph:
-        if graph.seed_count():
+        if seeds := graph.seed_count():
+            # the seeds' own events begin meanwhile, on the workers lineage leaves idle
+            with closing(graph.seed_ids()) as ids:
+                send_early_events(ctx, ids, seeds)
             walk(RecordingSource(ctx, parts.LINEAGE_QUERIES), graph)
         _store_graph(ctx, graph)
 

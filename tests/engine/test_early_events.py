@@ -1,0 +1,110 @@
+"""The events of the seed lots begun while lineage walks (``pipeline.engine.early_events``):
+against real Redis, messages run in this process in the order a worker would take them, and
+on real workers. The early groups are sent once and not again by the events stage; one that
+ends before lineage hands nothing on; the job's rows and analysis are those of the stage
+functions run directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+
+from pipeline.engine import keys, parts
+from pipeline.engine.early_events import send_early_events
+from pipeline.engine.flow import events_settled
+from pipeline.engine.job import AGGREGATION, EVENTS, LINEAGE
+from pipeline.engine.messages import MessageKey
+from pipeline.engine.runtime import Runtime
+from pipeline.engine.steps.seed_step import seed_cids
+from pipeline.sources.sqlite import SqliteSource
+from tests.engine.conftest import Workers
+from tests.engine.helpers import wait_ended
+from tests.engine.test_early_analysis import EVERY_DOMAIN, READ, queued, run_next
+from tests.engine.test_flow import run, run_until
+from tests.engine.test_workers import assert_same_result, expected_result
+from tests.support.faults import FAULTS_KEY
+
+
+def early_groups(runtime: Runtime, job_id: str) -> dict[str, int]:
+    progress = runtime.registry.progress(job_id)
+    found = {d: progress.get(parts.early(parts.events(d))) for d in EVERY_DOMAIN.domains}
+    return {d: n for d, n in found.items() if n is not None}
+
+
+def test_the_seed_lots_events_are_sent_before_lineage_walks_and_not_sent_again(
+    inline: Runtime, sqlite_source: SqliteSource, tmp_path: Path
+) -> None:
+    # Given a trace of every domain with the analysis, its seeds resolved
+    job, _ = inline.submit(EVERY_DOMAIN)
+    run_until(inline, LINEAGE)
+    # When lineage runs
+    run_next(inline, 1)
+    # Then the analysis's domains' groups that read seeds only were sent first (before the
+    # walk), and the events stage sent every other group of those domains, none twice
+    sent = early_groups(inline, job.id)
+    assert set(sent) == READ and len(set(sent.values())) == 1
+    groups = sent.popitem()[1]
+    assert groups >= 2
+    early = [
+        MessageKey(EVENTS, d, g) for d in EVERY_DOMAIN.domains if d in READ for g in range(groups)
+    ]
+    messages = queued(inline)
+    assert messages[: len(early)] == early
+    assert len(set(messages)) == len(messages)
+    rest = messages[len(early) :]
+    assert rest and all(m.domain in READ and m.group >= groups for m in rest)
+    # And the trace ends with the rows and analysis of the stage functions run directly
+    run(inline)
+    expected = expected_result(EVERY_DOMAIN, sqlite_source, inline.settings, tmp_path)
+    assert_same_result(inline, job.id, expected)
+
+
+def test_early_groups_that_end_before_lineage_hand_nothing_on(
+    inline: Runtime, sqlite_source: SqliteSource, tmp_path: Path
+) -> None:
+    # Given a trace whose lineage has sent the seeds' events groups and walks on
+    job, _ = inline.submit(EVERY_DOMAIN)
+    run_until(inline, LINEAGE)
+    lineage = inline.dispatch.sent.pop(0)  # type: ignore[attr-defined]
+    ctx = inline.context(inline.registry.load(job.id))
+    seeds = list(dict.fromkeys(seed_cids(ctx)))
+    assert send_early_events(ctx, iter(seeds), len(seeds)) >= 1
+    # When every early group is fetched before lineage ends
+    run(inline)
+    # Then the events stage is not settled, nothing was handed on, lineage not complete
+    job_now = inline.registry.load(job.id)
+    assert not events_settled(inline.registry, inline.store, job_now)
+    assert EVENTS not in job_now.completed and LINEAGE not in job_now.completed
+    assert inline.registry.claimed_at(job.id, AGGREGATION) is None
+    assert queued(inline) == []
+    # When lineage ends (its early groups already sent: not sent again)
+    inline.dispatch.sent.append(lineage)  # type: ignore[attr-defined]
+    run_next(inline, 1)
+    assert all(m.group >= early_groups(inline, job.id)[m.domain] for m in queued(inline))
+    # Then the trace finishes with the rows and analysis of the stage functions run directly
+    run(inline)
+    expected = expected_result(EVERY_DOMAIN, sqlite_source, inline.settings, tmp_path)
+    assert_same_result(inline, job.id, expected)
+
+
+def test_the_events_begin_while_lineage_walks_on_real_workers(
+    runtime: Runtime,
+    workers: Workers,
+    store_redis: redis.Redis,
+    sqlite_source: SqliteSource,
+    tmp_path: Path,
+) -> None:
+    # Given two worker processes, one thread each, and a lineage that takes its time
+    store_redis.hset(FAULTS_KEY, "delay_ms:lineage/containers", 150)
+    workers.start(processes=2, threads=1)
+    # When a trace of every domain is submitted
+    job, _ = runtime.submit(EVERY_DOMAIN)
+    wait_ended(runtime, job.id, timeout=120)
+    # Then its events began before its lineage ended, and it finished with the rows and
+    # analysis of the stage functions run directly
+    stamps = store_redis.hgetall(keys.job(job.id))
+    assert float(stamps[b"began:events"]) < float(stamps[b"done:lineage"])
+    store_redis.delete(FAULTS_KEY)
+    expected = expected_result(EVERY_DOMAIN, sqlite_source, runtime.settings, tmp_path)
+    assert_same_result(runtime, job.id, expected)

@@ -6,7 +6,8 @@ events' input is known. The lot list (``parts.CIDS``) lists the seeds first, in 
 finds. ``send_early_events`` stores those batches before the walk and sends the events groups
 that read only them: of the analysis's domains for a job with an analysis (the others are held
 back behind it as usual, ``pipeline.engine.flow``), of every domain but ``jobs`` otherwise
-(its input batches span several lot-list batches).
+(its input batches span several lot-list batches). They go to the large-job queue when the
+seeds alone pass ``TRACE_LARGE_JOB_CIDS`` (the job then is one, whatever lineage adds).
 
 What keeps "finished" true while the lot list is not whole:
 
@@ -28,7 +29,7 @@ from itertools import islice
 from pipeline import domains
 from pipeline.engine import parts
 from pipeline.engine.context import StageContext
-from pipeline.engine.job import EVENTS, LINEAGE
+from pipeline.engine.job import EVENTS, LARGE_QUEUE, LINEAGE
 from pipeline.engine.messages import MessageKey
 
 #: The claim of sending a job's early events groups (once, whatever redelivers lineage).
@@ -53,6 +54,10 @@ def send_early_events(ctx: StageContext, seeds: Iterable[str], seed_count: int) 
     store.write_rows(job.id, parts.CIDS, ("CONTAINERID",), lots, size)
     if not ctx.registry.claim(job.id, EARLY_CLAIM):
         return 0  # sent by an earlier run of this lineage
+    if seed_count > settings.large_job_cids and job.queue != LARGE_QUEUE:
+        # at least this many lots: lineage will find it a large job, and so its events are
+        ctx.registry.update(job.id, queue=LARGE_QUEUE)
+        job = ctx.registry.load(job.id) or job
     ctx.dispatch(job, [MessageKey(EVENTS, d, g) for d in wanted for g in range(groups)])
     ctx.registry.set_progress(job.id, {parts.early(parts.events(d)): groups for d in wanted})
     return groups

@@ -10,16 +10,17 @@ from pathlib import Path
 
 import redis
 
+from pipeline.config import Settings
 from pipeline.engine import keys, parts
 from pipeline.engine.early_events import send_early_events
 from pipeline.engine.flow import events_settled
-from pipeline.engine.job import AGGREGATION, EVENTS, LINEAGE
+from pipeline.engine.job import AGGREGATION, EVENTS, LARGE_QUEUE, LINEAGE
 from pipeline.engine.messages import MessageKey
 from pipeline.engine.runtime import Runtime
 from pipeline.engine.steps.seed_step import seed_cids
 from pipeline.sources.sqlite import SqliteSource
 from tests.engine.conftest import Workers
-from tests.engine.helpers import wait_ended
+from tests.engine.helpers import InlineDispatcher, wait_ended
 from tests.engine.test_early_analysis import EVERY_DOMAIN, READ, queued, run_next
 from tests.engine.test_flow import run, run_until
 from tests.engine.test_workers import assert_same_result, expected_result
@@ -108,3 +109,20 @@ def test_the_events_begin_while_lineage_walks_on_real_workers(
     store_redis.delete(FAULTS_KEY)
     expected = expected_result(EVERY_DOMAIN, sqlite_source, runtime.settings, tmp_path)
     assert_same_result(runtime, job.id, expected)
+
+
+def test_the_seeds_events_go_to_the_large_job_queue_when_the_seeds_alone_make_it_large(
+    settings: Settings, store_redis: redis.Redis
+) -> None:
+    # Given a service whose large jobs start at fewer lots than the trace has seeds
+    runtime = Runtime(settings.model_copy(update={"large_job_cids": 100}), InlineDispatcher())
+    job, _ = runtime.submit(EVERY_DOMAIN)
+    run_until(runtime, LINEAGE)
+    # When lineage runs
+    run_next(runtime, 1)
+    # Then the seeds' events were sent to the large-job queue, as everything after them
+    sent = runtime.dispatch.sent  # type: ignore[attr-defined]
+    early = early_groups(runtime, job.id)
+    assert early and sent
+    assert {queue for _, key, _, queue in sent} == {LARGE_QUEUE}
+    assert runtime.registry.load(job.id).queue == LARGE_QUEUE

@@ -104,12 +104,14 @@ def stage_messages(
 
 def detection_ranges(ctx: StageContext) -> list[DetectionScope]:
     """The date ranges the job's detection window is read in, one message each (at most
-    ``TRACE_DETECTION_RANGES``); empty when its seeds are read in one query (not a
+    ``TRACE_DETECTION_RANGES`` as it was when its first messages were sent:
+    ``parts.SEED_RANGES``); empty when its seeds are read in one query (not a
     mid-section-defect date window, a window of one day, or one range configured)."""
     request = ctx.job.request
     if not request.params.detects(request.profile):
         return []
-    ranges = DetectionScope.window(request.params).ranges(ctx.settings.detection_ranges)
+    count = ctx.registry.progress(ctx.job.id).get(parts.SEED_RANGES)
+    ranges = DetectionScope.window(request.params).ranges(count or ctx.settings.detection_ranges)
     return ranges if len(ranges) > 1 else []
 
 
@@ -122,6 +124,11 @@ def _seed_messages(ctx: StageContext) -> list[MessageKey]:
     """Seed-resolve's messages: one, or for a detection window read in date ranges one per
     range not yet read (every range read: one, which merges them)."""
     ranges = detection_ranges(ctx)
+    request = ctx.job.request
+    if request.params.detects(request.profile):
+        # the count the messages are sent for, whatever the settings of the workers
+        ranges_read = {parts.SEED_RANGES: max(1, len(ranges))}
+        ctx.registry.set_progress(ctx.job.id, ranges_read, once=True)
     if not ranges:
         return [MessageKey(SEED_RESOLVE)]
     read = ctx.store.finished(ctx.job.id, parts.SEED_QUERIES)

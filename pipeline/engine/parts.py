@@ -69,6 +69,10 @@ AGGREGATION_QUERIES = queries(AGGREGATION)
 #: merged, recorded as the whole window's detection query (batch 0), which the analysis then
 #: reads as it reads that query's answer (``SEED_QUERIES`` holds the ranges' own queries).
 DETECTION_LOTS = f"{SEED_RESOLVE}:detection"
+#: Progress field: the date ranges a job's detection window is read in, fixed when its first
+#: seed-resolve messages are sent (a worker with another ``TRACE_DETECTION_RANGES`` reads the
+#: job's ranges, not its own).
+SEED_RANGES = f"{SEED_RESOLVE}:ranges"
 #: A re-analysis's copy of the queries its trace's earlier analyses ran (linked in place from
 #: the job it takes the trace from: its ``AGGREGATION_QUERIES``, then its own ``PRIOR_QUERIES``,
 #: so a chain of re-analyses keeps the first one's): the detection lots and their rejects are

@@ -424,11 +424,16 @@ class JobRegistry:
         counters.update({parts.span(p): n for p, n in (spans or {}).items()})
         self.set_progress(job_id, counters)
 
-    def set_progress(self, job_id: str, counters: Mapping[str, int]) -> None:
-        """Set counters of the job's progress hash (``pipeline.engine.parts`` names them)."""
+    def set_progress(self, job_id: str, counters: Mapping[str, int], *, once: bool = False) -> None:
+        """Set counters of the job's progress hash (``pipeline.engine.parts`` names them);
+        ``once``: only those not set yet."""
         pipe = self.redis.pipeline(transaction=False)
         fields: dict[Any, int] = dict(counters)
-        pipe.hset(keys.progress(job_id), mapping=fields)
+        if once:
+            for name, value in fields.items():
+                pipe.hsetnx(keys.progress(job_id), name, value)
+        else:
+            pipe.hset(keys.progress(job_id), mapping=fields)
         self.store.register(pipe, job_id, keys.progress(job_id))
         pipe.execute()
 

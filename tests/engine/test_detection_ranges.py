@@ -141,3 +141,19 @@ def test_a_failed_range_is_read_again_alone_by_an_operator_retry(
     asked = runtime.registry.queries(job.id)
     assert asked[f"{parts.SEED_QUERIES}:0"] == 1
     assert asked[f"{parts.SEED_QUERIES}:1"] == 2
+
+
+def test_workers_set_for_another_count_read_the_ranges_the_job_was_sent_for(
+    settings: Settings, store_redis: redis.Redis
+) -> None:
+    # Given a trace sent by a service that reads a window in two ranges
+    sender = Runtime(in_ranges(settings, 2), InlineDispatcher())
+    job, _ = sender.submit(MSD, fresh=True)
+    assert queued(sender) == [MessageKey(SEED_RESOLVE, group=0), MessageKey(SEED_RESOLVE, group=1)]
+    # When workers set for three ranges (a configuration rolled out meanwhile) run it
+    worker = Runtime(in_ranges(settings, 3), sender.dispatch)
+    run(worker)
+    # Then they read the two ranges it was sent for, merged them, and it finished
+    done = worker.registry.load(job.id)
+    assert done is not None and done.state == FINISHED, done
+    assert sorted(worker.store.manifest(job.id, parts.SEED_QUERIES)) == [0, 1]

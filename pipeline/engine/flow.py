@@ -137,14 +137,10 @@ def _seed_messages(ctx: StageContext) -> list[MessageKey]:
 
 
 def stage_settled(ctx: StageContext, stage: str) -> bool:
-    """Whether ``stage``'s work is all done once one of its messages has ended: the events'
-    when every domain is (``events_settled``), seed-resolve's once its seeds are stored (a
-    window read in date ranges: after the message that merges them), the others' always."""
-    if stage == EVENTS:
-        return events_settled(ctx.registry, ctx.store, ctx.job)
-    if stage == SEED_RESOLVE:
-        return seeds_settled(ctx)
-    return True
+    """Whether the work of ``stage`` (not the events: ``events_settled``) is all done once one
+    of its messages has ended: seed-resolve's once its seeds are stored (a window read in date
+    ranges: after the message that merges them), the others' always (one message each)."""
+    return seeds_settled(ctx) if stage == SEED_RESOLVE else True
 
 
 def events_settled(

@@ -100,9 +100,15 @@ class Runtime:
                 self._source = open_source(self.settings)
             return self._source
 
-    def context(self, job: Job) -> StageContext:
+    def context(self, job: Job, *, resumed: bool = False) -> StageContext:
         return StageContext(
-            job, self.store, self.registry, self.source, self.settings, self.dispatch
+            job,
+            self.store,
+            self.registry,
+            self.source,
+            self.settings,
+            self.dispatch,
+            resumed=resumed,
         )
 
     # ---- what the API and the CLI ask of it (each in its own module) ----------------------------
@@ -139,8 +145,7 @@ class Runtime:
         if not job.active:
             log.info("job %s: %s; %s not needed", job_id, job.state, key)
             return
-        ctx = self.context(job)
-        ctx.resumed = resumed
+        ctx = self.context(job, resumed=resumed)
         if key.stage in job.completed:  # a redelivery after the stage finished
             if resumed:
                 advance(ctx, key.stage, resumed=True)

@@ -29,6 +29,14 @@ def in_ranges(settings: Settings, count: int) -> Settings:
     return settings.model_copy(update={"detection_ranges": count})
 
 
+def sent_in_two_ranges(settings: Settings) -> tuple[Runtime, Job]:
+    """The ``MSD`` trace submitted by a service reading windows in two ranges: one message each."""
+    runtime = Runtime(in_ranges(settings, 2), InlineDispatcher())
+    job, _ = runtime.submit(MSD, fresh=True)
+    assert queued(runtime) == [MessageKey(SEED_RESOLVE, group=0), MessageKey(SEED_RESOLVE, group=1)]
+    return runtime, job
+
+
 def rows(store: CheckpointStore, job_id: str, part: str) -> list[tuple[Any, ...]]:
     return [tuple(row) for batch in store.read(job_id, part) for row in batch.rows]
 
@@ -70,10 +78,8 @@ def test_a_window_read_in_ranges_gives_what_one_query_gives_and_the_analysis_ask
 def test_the_stage_hands_on_once_after_the_message_that_merges(
     settings: Settings, store_redis: redis.Redis
 ) -> None:
-    # Given a trace whose window is read in two ranges
-    runtime = Runtime(in_ranges(settings, 2), InlineDispatcher())
-    job, _ = runtime.submit(MSD, fresh=True)
-    assert queued(runtime) == [MessageKey(SEED_RESOLVE, group=0), MessageKey(SEED_RESOLVE, group=1)]
+    # Given a trace whose window is read in two ranges, one message each
+    runtime, job = sent_in_two_ranges(settings)
     # When the first range is read, the stage is not complete and nothing else is sent
     run_next(runtime, 1)
     assert queued(runtime) == [MessageKey(SEED_RESOLVE, group=1)]
@@ -147,9 +153,7 @@ def test_workers_set_for_another_count_read_the_ranges_the_job_was_sent_for(
     settings: Settings, store_redis: redis.Redis
 ) -> None:
     # Given a trace sent by a service that reads a window in two ranges
-    sender = Runtime(in_ranges(settings, 2), InlineDispatcher())
-    job, _ = sender.submit(MSD, fresh=True)
-    assert queued(sender) == [MessageKey(SEED_RESOLVE, group=0), MessageKey(SEED_RESOLVE, group=1)]
+    sender, job = sent_in_two_ranges(settings)
     # When workers set for three ranges (a configuration rolled out meanwhile) run it
     worker = Runtime(in_ranges(settings, 3), sender.dispatch)
     run(worker)

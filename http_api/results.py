@@ -46,8 +46,10 @@ def refuse_damaged(services: Services, job: Job) -> None:
     """Raise ``ResultDamaged`` (410) when a piece of the finished ``job``'s result is gone (one
     ``EXISTS`` per 500 chunks) or was found failing its checksum earlier; the job is marked, so
     an equal request starts a new one. Run before the first byte of any answer that carries the
-    result: the July client ignores a stream's ``error`` line and trusts every 200."""
-    problem = services.runtime.registry.flaw(job)
+    result: the July client ignores a stream's ``error`` line and trusts every 200. The
+    analysis's row tables (detail, heads, export) are not looked at: these answers do not carry
+    them; the detail page and the export check them (``http_api.resources.msd_detail``)."""
+    problem = services.runtime.registry.flaw(job, detail=False)
     reason = problem.reason if problem is not None and problem.damaged else None
     if reason is not None:
         raise ResultDamaged(

@@ -1,7 +1,11 @@
 """Whether a finished job's result is whole: before an equal request is given that job instead
 of a new one (``JobRegistry.submit``, within ``TRACE_RESULT_REUSE_SECONDS``), and before the
 first byte of any answer that carries the result (result pages, streams, the analysis's detail
-rows): the July client trusts every 200.
+rows): the July client trusts every 200. The result pages and the stream, which carry the
+events and the analysis document but none of the analysis's row tables (its detail rows, their
+heads, its export), check those without the tables (``detail=False``): the tables' pieces are
+most of a large analysis's chunk keys (the heads: ~1 per 10 detection lots), and the detail page
+and the export, which do carry them, check everything.
 
 Whole means: no events domain failed, every input batch of every domain is committed, every
 result part's manifest still holds every batch committed to it (a manifest gone would read as
@@ -49,23 +53,25 @@ class ResultKeys:
 
     def __init__(self, limit: int = KEPT_CHUNK_KEYS) -> None:
         self.limit = limit
-        self._kept: OrderedDict[tuple[str, float | None], tuple[tuple[int, ...], list[str]]] = (
-            OrderedDict()
-        )
+        #: (job id, finishing, parts) -> (the parts' committed counts, their chunk keys)
+        self._kept: OrderedDict[
+            tuple[str, float | None, tuple[str, ...]], tuple[tuple[int, ...], list[str]]
+        ] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
 
     def jobs(self) -> list[str]:
         """The ids of the jobs whose keys are kept, least recently used first."""
         with self._lock:
-            return [job_id for job_id, _ in self._kept]
+            return list(dict.fromkeys(job_id for job_id, _, _ in self._kept))
 
     def of(
         self, store: CheckpointStore, job: Job, result: list[str], counters: Mapping[str, int]
     ) -> list[str]:
-        """The chunk keys the manifests of the ``result`` parts name, in part order."""
+        """The chunk keys the manifests of the ``result`` parts name, in part order (kept per
+        set of parts: the detail page's and the result pages' sets are both kept)."""
         done = tuple(counters.get(parts.done(part), 0) for part in result)
-        key = (job.id, job.finished_at)
+        key = (job.id, job.finished_at, tuple(result))
         with self._lock:
             kept = self._kept.get(key)
             if kept is not None and kept[0] == done:
@@ -98,8 +104,21 @@ def chunk_keys(store: CheckpointStore, job_id: str, result: list[str]) -> list[s
     ]
 
 
-def result_parts(store: CheckpointStore, job: Job) -> tuple[list[str], list[str]]:
-    """The parts of the job's result and the keys of its documents (summaries, analysis)."""
+#: The analysis's row tables: carried by the detail page and the export, not by the result
+#: pages and the stream.
+ANALYSIS_TABLES = (
+    parts.AGGREGATION_DETAIL,
+    parts.AGGREGATION_HEADS,
+    parts.AGGREGATION_RECORD_HEADS,
+    parts.AGGREGATION_EXPORT,
+)
+
+
+def result_parts(
+    store: CheckpointStore, job: Job, *, detail: bool = True
+) -> tuple[list[str], list[str]]:
+    """The parts of the job's result and the keys of its documents (summaries, analysis);
+    ``detail=False``: without the analysis's row tables (``ANALYSIS_TABLES``)."""
     kind = job.request.job_kind
     if kind == SEED_RESOLVE:
         return [parts.SEEDS], [keys.blob(job.id, SEED_RESOLVE)]
@@ -111,12 +130,7 @@ def result_parts(store: CheckpointStore, job: Job) -> tuple[list[str], list[str]
     found = [parts.events(d) for d in job.domains]
     documents = []
     if job.request.aggregates:
-        found += [
-            parts.AGGREGATION_DETAIL,
-            parts.AGGREGATION_HEADS,
-            parts.AGGREGATION_RECORD_HEADS,
-            parts.AGGREGATION_EXPORT,
-        ]
+        found += ANALYSIS_TABLES if detail else ()
         documents.append(keys.json_doc(job.id, "aggregation"))
     return found, documents
 
@@ -148,10 +162,13 @@ def flaw(
     failed_domains: Mapping[str, Any],
     counters: Mapping[str, int],
     kept: ResultKeys | None = None,
+    *,
+    detail: bool = True,
 ) -> Flaw | None:
     """What keeps the finished ``job``'s result from being whole (``None``: it is whole). A
     piece gone is found whether or not domains failed (a partial result may be damaged too);
-    failed domains alone make it incomplete, not damaged. ``kept``: chunk keys read before."""
+    failed domains alone make it incomplete, not damaged. ``kept``: chunk keys read before;
+    ``detail=False``: the analysis's row tables are not looked at (``result_parts``)."""
     for domain in job.domains:
         if domain in failed_domains:
             continue
@@ -159,7 +176,7 @@ def flaw(
         total, done = counters.get(parts.total(part)), counters.get(parts.done(part), 0)
         if total is None or done < total:
             return Flaw(f"{domain}: {done} of {total} input batches committed", damaged=True)
-    result, documents = result_parts(store, job)
+    result, documents = result_parts(store, job, detail=detail)
     chunks = kept.of(store, job, result, counters) if kept else chunk_keys(store, job.id, result)
     names = [*documents, *chunks]
     batches = [names[start : start + KEY_BATCH] for start in range(0, len(names), KEY_BATCH)]

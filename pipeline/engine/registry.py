@@ -143,15 +143,21 @@ class JobRegistry:
             return False
         return self.flaw(job) is None
 
-    def flaw(self, job: Job) -> integrity.Flaw | None:
+    def flaw(self, job: Job, *, detail: bool = True) -> integrity.Flaw | None:
         """What keeps the finished ``job``'s result from being whole (``integrity.flaw``;
-        ``None``: it is whole). A piece found gone marks the job damaged; a job marked damaged
-        before (a chunk failing its checksum) is damaged for that reason."""
+        ``None``: it is whole; ``detail=False``: without the analysis's row tables, for an
+        answer that does not carry them). A piece found gone marks the job damaged; a job
+        marked damaged before (a chunk failing its checksum) is damaged for that reason."""
         reason = self.damaged(job.id)
         if reason is not None:
             return integrity.Flaw(reason, damaged=True)
         problem = integrity.flaw(
-            self.store, job, self.domain_states(job.id), self.progress(job.id), self.result_keys
+            self.store,
+            job,
+            self.domain_states(job.id),
+            self.progress(job.id),
+            self.result_keys,
+            detail=detail,
         )
         if problem is not None and problem.damaged:
             self.mark_damaged(job.id, problem.reason)

@@ -179,6 +179,36 @@ def test_a_detail_table_whose_heads_are_gone_is_410_not_rows_without_their_lots(
         assert answer.json["error"]["code"] == "CACHE_EXPIRED"
 
 
+def test_the_result_and_its_stream_check_what_they_carry_not_the_detail_tables_pieces(
+    api: tuple[falcon.testing.TestClient, Services],
+) -> None:
+    client, services = api
+    events = trace(client, "backward")
+    trace_id, job_id = events["trace_query_id"], events["job_id"]
+    # Given a chunk of the detail table's heads is gone (evicted): a piece the result pages and
+    # the stream never carry (the detail page does, and the export its own rows)
+    (entry, *_) = services.runtime.store.manifest(job_id, parts.AGGREGATION_RECORD_HEADS).values()
+    services.redis.delete(entry.chunks[0].key)
+    # Then the result pages and the stream answer whole, the analysis in them ...
+    page = client.simulate_get(f"/api/trace/job/{job_id}/result", params={"limit": "5"})
+    assert page.status_code == 200, page.text[:300]
+    assert page.json["data"]["aggregation"] == events["aggregation"]
+    stream = client.simulate_get(f"/api/trace/job/{job_id}/stream")
+    assert stream.status_code == 200 and '"type":"aggregation"' in stream.text.replace(" ", "")
+    # ... while the detail page is refused, never rows without their lots
+    answer = detail(client, f"trace_query_id={trace_id}&page=1&page_size=20")
+    assert answer.status_code == 410 and answer.json["error"]["code"] == "CACHE_EXPIRED"
+    # And the job is marked damaged, so an equal request starts a new job
+    assert "gone" in (services.runtime.registry.damaged(job_id) or "")
+    # A piece the result carries (a chunk of an events domain) still refuses them
+    (entry, *_) = services.runtime.store.manifest(job_id, parts.events("materials")).values()
+    services.redis.delete(entry.chunks[0].key)
+    for path in ("result", "stream"):
+        refused = client.simulate_get(f"/api/trace/job/{job_id}/{path}")
+        assert refused.status_code == 410, (path, refused.text[:300])
+        assert refused.json["error"]["code"] == "JOB_RESULT_DAMAGED"
+
+
 def test_a_lot_record_whose_rows_are_gone_is_not_read_as_a_trace_without_lots(
     api: tuple[falcon.testing.TestClient, Services],
 ) -> None:

@@ -77,3 +77,20 @@ def test_kept_keys_stay_within_their_bound_dropping_the_oldest(
         kept.of(store, job, result, inline.registry.progress(job.id))
     # Then only the newest job's keys are kept
     assert kept.jobs() == [new.id]
+
+
+def test_keys_of_two_sets_of_parts_of_one_job_are_kept_apart(
+    inline: Runtime, warehouse: Path, store_redis: redis.Redis
+) -> None:
+    store = inline.store
+    job = finished(inline, warehouse, 150)
+    result, _ = result_parts(store, job)
+    counters = inline.registry.progress(job.id)
+    kept = ResultKeys()
+    # Given the keys of all parts and of the first two (as the detail page and a result page ask)
+    whole, some = kept.of(store, job, result, counters), kept.of(store, job, result[:2], counters)
+    # Then each set has its own keys, both kept, and neither is given for the other
+    assert some == chunk_keys(store, job.id, result[:2]) and len(some) < len(whole)
+    assert kept.of(store, job, result, counters) is whole
+    assert kept.of(store, job, result[:2], counters) is some
+    assert kept.jobs() == [job.id]

@@ -48,7 +48,7 @@ from pipeline.rows import RowBatch, batched
 from pipeline.stages.msd.fold import Downstream, Fold
 from pipeline.stages.msd.machines import Machine
 from pipeline.stages.msd.pareto import UNKNOWN, rate
-from pipeline.stages.msd.tables import DETAIL_ORDER, FINISH, SCHEMA
+from pipeline.stages.msd.tables import DETAIL_ORDER, FINISH, LOTS_BY_CID, SCHEMA
 from pipeline.stages.scratch import Scratch
 from pipeline.workcenters import DEFAULT_STATION, UNKNOWN_ORDER, group_order, require_group
 
@@ -248,6 +248,7 @@ class MsdAggregator:
         db = self.db
         db.executemany("INSERT INTO part_descriptions VALUES (?, ?)", meta.descriptions.items())
         db.executemany("INSERT INTO materials (idx, part, lot) VALUES (?, ?, ?)", meta.materials)
+        db.execute("DROP INDEX lots_by_cid")  # built once the lots are in
         for chunk in batched(enumerate(rows), RECORD_CHUNK):
             lots: list[tuple[Any, ...]] = []
             rejects: list[tuple[int, str, Any]] = []
@@ -263,6 +264,7 @@ class MsdAggregator:
                 lots,
             )
             db.executemany("INSERT INTO rejects VALUES (?, ?, ?)", rejects)
+        db.execute(LOTS_BY_CID)  # a lot twice in a record fails here, as its insert did
         self._recorded = True
         if not (self.pj_types or self.packages):  # the record's lots, every one
             self._credit_base = meta.credit

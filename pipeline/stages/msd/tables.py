@@ -13,12 +13,18 @@ from __future__ import annotations
 
 from pipeline import domains
 
-SCHEMA = """
+#: The lots' index by lot id (``SCHEMA``), built again in one sort after a lot record's lots,
+#: which are inserted without it: reading a record of 85K lots (114K CIDs) took 1.33 s against
+#: 1.53 s with the index kept up to date row by row (medians of four alternating pairs, one
+#: process, 2026-12-07).
+LOTS_BY_CID = "CREATE UNIQUE INDEX lots_by_cid ON lots (cid)"
+
+SCHEMA = f"""
 CREATE TABLE wanted (cid TEXT PRIMARY KEY) WITHOUT ROWID;
 -- every detection lot that came (the masks not applied), in the order it came
 CREATE TABLE detected (seq INTEGER PRIMARY KEY, cid TEXT NOT NULL UNIQUE);
 CREATE TABLE lots (
-    idx INTEGER PRIMARY KEY, cid TEXT NOT NULL UNIQUE, name TEXT NOT NULL, pj_type TEXT,
+    idx INTEGER PRIMARY KEY, cid TEXT NOT NULL, name TEXT NOT NULL, pj_type TEXT,
     package TEXT, workflow TEXT, runcard TEXT, equipment TEXT, input_qty NOT NULL, trackin TEXT,
     defect_qty NOT NULL DEFAULT 0, related_count INTEGER NOT NULL DEFAULT 0, root TEXT,
     -- backward, what the lot's family used before detection (finish, or a lot record):
@@ -27,6 +33,9 @@ CREATE TABLE lots (
     -- a lot record's lot: the row of its detail head in the record's heads (lot_record)
     head_ref INTEGER
 );
+-- a lot once (a repeated detection row keeps its first); a lot record's lots come without it,
+-- which is built once they are in (LOTS_BY_CID)
+{LOTS_BY_CID};
 CREATE TABLE rejects (
     idx INTEGER NOT NULL, reason TEXT NOT NULL, qty NOT NULL, PRIMARY KEY (idx, reason)
 ) WITHOUT ROWID;

@@ -605,3 +605,23 @@ def test_a_lot_record_of_an_earlier_version_is_not_read() -> None:
     for blob in ({k: v for k, v in current.items() if k != "version"}, {**current, "version": 1}):
         # Then it is not taken (the analysis reads the detection rows, lineage and events)
         assert LotRecordMeta.from_blob(blob) is None
+
+
+def test_an_error_while_the_detail_rows_are_read_is_reported_as_itself(
+    sqlite_source: SqliteSource,
+) -> None:
+    # Given the detail rows of a fold being read (a cursor on them open), as the engine stores
+    # them when Dramatiq's time limit interrupts the message
+    class Interrupted(Exception):
+        pass
+
+    with _folded(sqlite_source) as aggregator:
+        fold = aggregator.finish()
+        # When the reading is interrupted
+        with pytest.raises(Interrupted), sorted_details(fold) as table:
+            rows = table.stored_rows()
+            next(rows)
+            raise Interrupted
+        # Then that error is what the caller sees: dropping the tables under the open cursor
+        # failed ("database table is locked") and hid it, so an analysis over its time limit
+        # was retried as an internal error rather than as TIME_LIMIT_EXCEEDED

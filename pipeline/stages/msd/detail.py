@@ -10,8 +10,9 @@ fold, so the result afterwards reads no lot again.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from itertools import groupby
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -24,6 +25,7 @@ from pipeline.stages.msd.attribution import COUNTED, COUNTED_LOTS, LOTS, credit_
 from pipeline.stages.msd.fold import Fold
 from pipeline.stages.msd.machines import MachineCredit
 from pipeline.stages.msd.pareto import rate
+from pipeline.stages.scratch import Scratch
 from pipeline.workcenters import group_order
 
 #: Detection lots whose detail rows are written to the scratch database per round trip (lots).
@@ -205,9 +207,19 @@ def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
             )
         db.execute("CREATE INDEX sorted_detail_order ON sorted_detail (rate DESC, pos, seq)")
         yield SortedDetails(fold)
-    finally:
-        db.execute("DROP TABLE sorted_detail")
-        db.execute("DROP TABLE detail_lot")
+    except BaseException:
+        # A reader interrupted mid-table (Dramatiq's time limit, a lost chunk) may still hold
+        # a cursor on them: dropping them then fails, and must not hide why it stopped (the
+        # scratch database goes with the fold's aggregator anyway).
+        with suppress(sqlite3.OperationalError):
+            _drop_details(db)
+        raise
+    _drop_details(db)
+
+
+def _drop_details(db: Scratch) -> None:
+    db.execute("DROP TABLE IF EXISTS sorted_detail")
+    db.execute("DROP TABLE IF EXISTS detail_lot")
 
 
 def detail_lots(fold: Fold, *, counted_only: bool = False) -> Iterator[DetailLot]:

@@ -17,7 +17,7 @@ import dramatiq
 
 from pipeline import logs
 from pipeline.config import Settings
-from pipeline.engine.broker import make_broker
+from pipeline.engine.broker import make_broker, time_limit_seconds
 from pipeline.engine.job import AGGREGATION, EVENTS, LINEAGE, QUEUE, SEED_RESOLVE
 from pipeline.engine.messages import ACTOR_NAMES, OPTIONS_ACTOR, MessageKey
 from pipeline.engine.middleware import EngineMiddleware
@@ -33,25 +33,30 @@ dramatiq.set_broker(broker)
 _options: dict[str, Any] = {"queue_name": QUEUE, "broker": broker}
 
 
-@dramatiq.actor(actor_name=ACTOR_NAMES[SEED_RESOLVE], **_options)
+def _stage(stage: str) -> dict[str, Any]:
+    """The options of ``stage``'s actor: its time limit (``time_limit_seconds``, in ms)."""
+    return {**_options, "time_limit": time_limit_seconds(settings, stage) * 1000}
+
+
+@dramatiq.actor(actor_name=ACTOR_NAMES[SEED_RESOLVE], **_stage(SEED_RESOLVE))
 def seed_resolve(job_id: str, resumed: bool = False, window_range: int | None = None) -> None:
     """Resolve the job's seeds (``window_range``: one date range of its detection window)."""
     runtime.handle(job_id, MessageKey(SEED_RESOLVE, group=window_range), resumed=resumed)
 
 
-@dramatiq.actor(actor_name=ACTOR_NAMES[LINEAGE], **_options)
+@dramatiq.actor(actor_name=ACTOR_NAMES[LINEAGE], **_stage(LINEAGE))
 def lineage(job_id: str, resumed: bool = False) -> None:
     """Trace the genealogy of the job's seeds."""
     runtime.handle(job_id, MessageKey(LINEAGE), resumed=resumed)
 
 
-@dramatiq.actor(actor_name=ACTOR_NAMES[EVENTS], **_options)
+@dramatiq.actor(actor_name=ACTOR_NAMES[EVENTS], **_stage(EVENTS))
 def events(job_id: str, domain: str, group: int, resumed: bool = False) -> None:
     """Fetch one group of input batches of one domain."""
     runtime.handle(job_id, MessageKey(EVENTS, domain, group), resumed=resumed)
 
 
-@dramatiq.actor(actor_name=ACTOR_NAMES[AGGREGATION], **_options)
+@dramatiq.actor(actor_name=ACTOR_NAMES[AGGREGATION], **_stage(AGGREGATION))
 def aggregation(job_id: str, resumed: bool = False) -> None:
     """Run the mid-section-defect analysis over the stored events."""
     runtime.handle(job_id, MessageKey(AGGREGATION), resumed=resumed)

@@ -72,8 +72,14 @@ DEFAULT_DETECTION_RANGES = 2
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_RETRY_MIN_BACKOFF_MS = 1000
 DEFAULT_RETRY_MAX_BACKOFF_MS = 10_000
-#: A message running longer than this is interrupted and retried (seconds).
+#: A message running longer than this is interrupted and retried (seconds): an events message,
+#: a few batches (seconds when healthy).
 DEFAULT_MESSAGE_TIME_LIMIT_SECONDS = 300
+#: The same for a message whose work grows with the trace: a date range of seed-resolve's
+#: detection window, the lineage walk, the analysis (seconds). At 1M CIDs they took 134, 118
+#: and over 300 s on a slow day (``ops/bench``, 2026-12-07), where 300 s cut the analysis off at
+#: every try: the limit is there to end a hung message, not a large one.
+DEFAULT_STAGE_TIME_LIMIT_SECONDS = 3600
 #: Times a batch's worker may die running it (starts that never reported back) before the batch
 #: fails for good with BATCH_ATTEMPTS_EXCEEDED (attempts); reported errors count only as retries.
 DEFAULT_BATCH_MAX_ATTEMPTS = 3
@@ -232,6 +238,7 @@ class Settings(BaseModel):
     retry_min_backoff_ms: _Positive = DEFAULT_RETRY_MIN_BACKOFF_MS
     retry_max_backoff_ms: int = DEFAULT_RETRY_MAX_BACKOFF_MS  # >= retry_min_backoff_ms
     message_time_limit_seconds: _Positive = DEFAULT_MESSAGE_TIME_LIMIT_SECONDS
+    stage_time_limit_seconds: _Positive = DEFAULT_STAGE_TIME_LIMIT_SECONDS
     batch_max_attempts: _Positive = DEFAULT_BATCH_MAX_ATTEMPTS
     heartbeat_seconds: _Positive = DEFAULT_HEARTBEAT_SECONDS
     stall_seconds: int = DEFAULT_STALL_SECONDS  # >= 2 x heartbeat_seconds

@@ -20,7 +20,7 @@ from dramatiq.middleware import (
 
 from pipeline import logs
 from pipeline.config import Settings
-from pipeline.engine.job import QUEUES
+from pipeline.engine.job import EVENTS, QUEUES
 
 AMQP_SCHEMES = ("amqp://", "amqps://")
 
@@ -57,6 +57,16 @@ class JobLogContext(Middleware):
         self._leave()
 
 
+def time_limit_seconds(settings: Settings, stage: str) -> int:
+    """How long a message of ``stage`` may run before Dramatiq interrupts it (it is then retried,
+    as ``TIME_LIMIT_EXCEEDED``): an events message is a few batches
+    (``TRACE_MESSAGE_TIME_LIMIT_SECONDS``, also every message without a stage); the other
+    stages' work grows with the trace (``TRACE_STAGE_TIME_LIMIT_SECONDS``)."""
+    if stage == EVENTS:
+        return settings.message_time_limit_seconds
+    return settings.stage_time_limit_seconds
+
+
 def make_broker(settings: Settings, *extra: Middleware) -> dramatiq.Broker:
     """A broker for ``TRACE_BROKER_URL``, with the job queues declared.
 
@@ -67,6 +77,8 @@ def make_broker(settings: Settings, *extra: Middleware) -> dramatiq.Broker:
     middleware: list[Middleware] = [
         JobLogContext(),  # first: its after-hooks run last (Dramatiq calls them in reverse)
         AgeLimit(),
+        # the default; the actors of the stages whose work grows with the trace set their own
+        # (``time_limit_seconds``)
         TimeLimit(time_limit=settings.message_time_limit_seconds * 1000),
         ShutdownNotifications(),
         Callbacks(),

@@ -30,6 +30,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from pipeline import logs
 from pipeline.config import Settings
 from pipeline.engine import lifecycle, operator, options, submission
+from pipeline.engine.broker import time_limit_seconds
 from pipeline.engine.context import JobInactive, StageContext
 from pipeline.engine.flow import advance, begin_analysis, events_settled, stage_settled
 from pipeline.engine.job import EVENTS, Job
@@ -170,7 +171,7 @@ class Runtime:
                 raise
             except TimeLimitExceeded:
                 self._reported(ctx)
-                limit = self.settings.message_time_limit_seconds
+                limit = time_limit_seconds(self.settings, key.stage)
                 self._retrying(job_id, key, "TIME_LIMIT_EXCEEDED", f"over {limit} s")
                 raise
             except Exception as error:

@@ -19,6 +19,7 @@ from pipeline.engine.runtime import Runtime
 from pipeline.request import TraceRequest
 from tests.engine.conftest import BROKER_DB, Workers
 from tests.engine.helpers import wait_ended, wait_for
+from tests.engine.test_flow import MSD
 from tests.support.faults import FAULTS_KEY
 from tests.support.redis_dbs import REDIS
 from tests.support.warehouse import lots
@@ -151,6 +152,29 @@ def test_log_lines_are_structured_with_the_job_on_every_line_about_it(
     assert "code=SOURCE_UNAVAILABLE" in retry and 'reason="injected outage' in retry
     stage = next(line for line in about_job if " event=stage_finished " in line)
     assert re.search(r" stage=events rows=\d+ seconds=\d+\.\d{3}", stage), stage
+
+
+def test_the_stages_whose_work_grows_with_the_trace_have_the_stage_time_limit(
+    runtime: Runtime, workers: Workers, store_redis: redis.Redis
+) -> None:
+    # Given workers whose events messages may take 1 s and whose whole-trace messages (the
+    # detection window's reads, the lineage walk, the analysis: 134, 118 and over 300 s at 1M
+    # CIDs on a slow day) may take 60, and a warehouse answering their queries in 1.5 s
+    for query in ("msd/detection_lots", "lineage/containers", "msd/detection_rejects"):
+        store_redis.hset(FAULTS_KEY, f"delay_ms:{query}", 1500)
+    workers.start(TRACE_MESSAGE_TIME_LIMIT_SECONDS="1", TRACE_STAGE_TIME_LIMIT_SECONDS="60")
+    # When a mid-section-defect trace runs
+    job, _ = runtime.submit(MSD)
+    ended = wait_ended(runtime, job.id, timeout=120)
+    # Then it finishes with no message interrupted: under the events' limit alone each of
+    # those messages was cut off at 1 s and retried until the job failed
+    assert ended.state == FINISHED, ended.error
+    limits = [
+        e
+        for _, e in lifecycle.latest(store_redis, 500)
+        if e["event"] == "retry" and e["job"] == job.id
+    ]
+    assert limits == []
 
 
 def test_a_message_over_its_time_limit_is_a_retry_event_with_the_reason(

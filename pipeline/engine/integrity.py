@@ -4,8 +4,8 @@ first byte of any answer that carries the result (result pages, streams, the ana
 rows): the July client trusts every 200. The result pages and the stream, which carry the
 events and the analysis document but none of the analysis's row tables (its detail rows, their
 heads, its export), check those without the tables (``detail=False``): the tables' pieces are
-most of a large analysis's chunk keys (the heads: ~1 per 10 detection lots), and the detail page
-and the export, which do carry them, check everything.
+about half of an analysis's chunk keys (at 10K CIDs 123 of 244, 117 of them the lot record's
+heads), and the detail page and the export, which do carry them, check everything.
 
 Whole means: no events domain failed, every input batch of every domain is committed, every
 result part's manifest still holds every batch committed to it (a manifest gone would read as

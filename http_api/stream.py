@@ -106,9 +106,24 @@ class JobStream:
             yield error_line(ended.code, ended.message)
         except redis.RedisError as error:
             log.warning("stream of job %s: Redis failed: %s", self.job.id, error)
-            yield error_line("SERVICE_UNAVAILABLE", "Redis unavailable")
+            yield self._outage_line(error)
         finally:
             metrics.count(self.services.redis, "stream_bytes", self.sent)
+
+    def _outage_line(self, error: redis.RedisError) -> bytes:
+        """The last line of a stream that met Redis unreachable. Following, the reads that wait
+        for batches ride the outage out, the others fail at once: the job is then looked for
+        once Redis answers again, so a job a restart without persistence lost ends the stream
+        as ``JOB_LOST`` whichever read met the restart, and one still there as
+        ``SERVICE_UNAVAILABLE`` (resume it from the last ``records`` line's batch)."""
+        if self.follow and isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
+            try:
+                gone = self.reader.after_outage(self.job.id)
+            except redis.RedisError:
+                gone = None
+            if gone is not None:
+                return error_line(gone.code, gone.message)
+        return error_line("SERVICE_UNAVAILABLE", "Redis unavailable")
 
     # ---- the lines -------------------------------------------------------------------------
     def _lines(self) -> Iterator[bytes]:

@@ -362,6 +362,14 @@ class ResultReader:
             raise JobEnded(state, f"the job {state} while it was streamed")
         time.sleep(self.poll_seconds)
 
+    def after_outage(self, job_id: str) -> TraceError | None:
+        """Why a followed stream that met Redis unreachable in any read ends: once Redis answers
+        again (within ``outage_seconds``), ``JobLost`` (or ``ResultGone``) when the job is no
+        longer there, a restart without persistence; ``None`` when it is. Raises the
+        connection error when Redis stays away."""
+        job = self._riding_out(self.registry.load, job_id)
+        return self._gone(job_id) if job is None else None
+
     def _gone(self, job_id: str) -> TraceError:
         """Why the job is no longer there: ``JobLost`` when its id says it cannot have expired
         yet, else ``ResultGone``."""

@@ -45,6 +45,12 @@ def trace(client: falcon.testing.TestClient, direction: str, **masks: Any) -> di
     return events.json["data"]  # type: ignore[no-any-return]
 
 
+def lose_first_chunk(services: Services, job_id: str, part: str) -> None:
+    """The first chunk of a part of the job gone (evicted), its manifest intact."""
+    (entry, *_) = services.runtime.store.manifest(job_id, part).values()
+    assert services.redis.delete(entry.chunks[0].key) == 1
+
+
 def detail(client: falcon.testing.TestClient, query: str) -> falcon.testing.Result:
     return client.simulate_get("/api/mid-section-defect/analysis/detail", query_string=query)
 
@@ -165,9 +171,7 @@ def test_a_detail_table_whose_heads_are_gone_is_410_not_rows_without_their_lots(
     assert first.status_code == 200 and first.json["data"]["detail"][0]["UPSTREAM_MACHINES"]
     # Given the chunk holding the first page's heads (each lot's machines and materials, kept
     # apart from its rows) is gone (evicted), its manifest intact
-    store = services.runtime.store
-    (entry, *_) = store.manifest(job_id, parts.AGGREGATION_RECORD_HEADS).values()
-    services.redis.delete(entry.chunks[0].key)
+    lose_first_chunk(services, job_id, parts.AGGREGATION_RECORD_HEADS)
     # Then the page is 410 CACHE_EXPIRED, for this mask and another (which would be analysed
     # from the trace's lot record, naming the same heads)
     for query in (
@@ -187,8 +191,7 @@ def test_the_result_and_its_stream_check_what_they_carry_not_the_detail_tables_p
     trace_id, job_id = events["trace_query_id"], events["job_id"]
     # Given a chunk of the detail table's heads is gone (evicted): a piece the result pages and
     # the stream never carry (the detail page does, and the export its own rows)
-    (entry, *_) = services.runtime.store.manifest(job_id, parts.AGGREGATION_RECORD_HEADS).values()
-    services.redis.delete(entry.chunks[0].key)
+    lose_first_chunk(services, job_id, parts.AGGREGATION_RECORD_HEADS)
     # Then the result pages and the stream answer whole, the analysis in them ...
     page = client.simulate_get(f"/api/trace/job/{job_id}/result", params={"limit": "5"})
     assert page.status_code == 200, page.text[:300]
@@ -201,8 +204,7 @@ def test_the_result_and_its_stream_check_what_they_carry_not_the_detail_tables_p
     # And the job is marked damaged, so an equal request starts a new job
     assert "gone" in (services.runtime.registry.damaged(job_id) or "")
     # A piece the result carries (a chunk of an events domain) still refuses them
-    (entry, *_) = services.runtime.store.manifest(job_id, parts.events("materials")).values()
-    services.redis.delete(entry.chunks[0].key)
+    lose_first_chunk(services, job_id, parts.events("materials"))
     for path in ("result", "stream"):
         refused = client.simulate_get(f"/api/trace/job/{job_id}/{path}")
         assert refused.status_code == 410, (path, refused.text[:300])

@@ -4,8 +4,9 @@ A ``Runtime`` holds what a process shares between its threads: the Redis client,
 registry, the leases, the source and the dispatcher. ``Runtime.handle`` is what every actor
 calls: it loads the job, skips work that is no longer wanted, holds a lease while the step runs,
 turns errors into retries or failures, and hands the job on. Transient errors
-(``SourceUnavailable``, Redis hiccups, anything unexpected) are raised for Dramatiq to retry while
-retries are left; permanent ones (``InvalidInput``, ``SourceQueryError``, too many attempts) fail
+(``SourceUnavailable``, a message over its time limit, anything unexpected) are raised for
+Dramatiq to retry while retries are left, then fail the job (Redis away: retried until it
+answers, the reaper resuming what Dramatiq gave up); permanent ones (``InvalidInput``, ``SourceQueryError``, too many attempts) fail
 the job at once, or, in the events stage, only the domain (the job then ends with
 ``EVENTS_PARTIAL_FAILURE``).
 
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: The code of a failure nobody planned for (a bug); its message names the exception.
 INTERNAL_ERROR = InternalError.code
+#: The code of a message Dramatiq interrupted at its time limit (``time_limit_seconds``).
+TIME_LIMIT_EXCEEDED = "TIME_LIMIT_EXCEEDED"
 
 
 class Runtime:
@@ -171,9 +174,13 @@ class Runtime:
                 raise
             except TimeLimitExceeded:
                 self._reported(ctx)
-                limit = time_limit_seconds(self.settings, key.stage)
-                self._retrying(job_id, key, "TIME_LIMIT_EXCEEDED", f"over {limit} s")
-                raise
+                limit = f"over {time_limit_seconds(self.settings, key.stage)} s"
+                if self._retries_left():
+                    self._retrying(job_id, key, TIME_LIMIT_EXCEEDED, limit)
+                    raise
+                # Given up here, not by Dramatiq: a message it drops unseen leaves the job
+                # started and quiet, and the reaper would revive it without end.
+                self._give_up(ctx, key, TIME_LIMIT_EXCEEDED, limit)
             except Exception as error:
                 self._reported(ctx)
                 if self._retries_left():

@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 
 from pipeline.engine import lifecycle, parts
-from pipeline.engine.job import FINISHED, QUEUE, QUEUED
+from pipeline.engine.job import FAILED, FINISHED, QUEUE, QUEUED
 from pipeline.engine.runtime import Runtime
 from pipeline.request import TraceRequest
 from tests.engine.conftest import BROKER_DB, Workers
@@ -175,6 +175,33 @@ def test_the_stages_whose_work_grows_with_the_trace_have_the_stage_time_limit(
         if e["event"] == "retry" and e["job"] == job.id
     ]
     assert limits == []
+
+
+def test_a_stage_over_its_time_limit_at_every_try_fails_the_job_with_that_reason(
+    runtime: Runtime, workers: Workers, store_redis: redis.Redis
+) -> None:
+    # Given workers whose lineage may take 1 s, 2 retries, and a warehouse answering the
+    # lineage's queries in 2.5 s: every try of the stage is cut off
+    store_redis.hset(FAULTS_KEY, "delay_ms:lineage/containers", 2500)
+    workers.start(TRACE_STAGE_TIME_LIMIT_SECONDS="1")
+    # When a mid-section-defect trace runs
+    job, _ = runtime.submit(MSD)
+    # Then the job ends, failed with the time limit as its reason, after the retries it has:
+    # it used to stay started, Dramatiq giving the message up unseen and the reaper reviving
+    # the quiet job again and again (lineage ran 38 times in two minutes)
+    ended = wait_ended(runtime, job.id, timeout=60)
+    assert ended.state == FAILED, (ended.state, ended.error)
+    assert ended.error is not None
+    assert ended.error["code"] == "TIME_LIMIT_EXCEEDED" and ended.error["stage"] == "lineage"
+    retries = [
+        e
+        for _, e in lifecycle.latest(store_redis, 500)
+        if e["event"] == "retry" and e["job"] == job.id
+    ]
+    assert [e["code"] for e in retries] == ["TIME_LIMIT_EXCEEDED"] * 2
+    # And the reaper does not bring it back
+    time.sleep(5)
+    assert runtime.registry.load(job.id).state == FAILED
 
 
 def test_a_message_over_its_time_limit_is_a_retry_event_with_the_reason(

@@ -6,9 +6,9 @@ calls: it loads the job, skips work that is no longer wanted, holds a lease whil
 turns errors into retries or failures, and hands the job on. Transient errors
 (``SourceUnavailable``, a message over its time limit, anything unexpected) are raised for
 Dramatiq to retry while retries are left, then fail the job (Redis away: retried until it
-answers, the reaper resuming what Dramatiq gave up); permanent ones (``InvalidInput``, ``SourceQueryError``, too many attempts) fail
-the job at once, or, in the events stage, only the domain (the job then ends with
-``EVENTS_PARTIAL_FAILURE``).
+answers, the reaper resuming what Dramatiq gave up); permanent ones (``InvalidInput``,
+``SourceQueryError``, too many attempts) fail the job at once, or, in the events stage, only
+the domain (the job then ends with ``EVENTS_PARTIAL_FAILURE``).
 
 Submitting (``engine/submission.py``), dead workers (``engine/reaper.py``, run by
 ``engine/middleware.py``) and the operator's retry and purge (``engine/operator.py``) are modules

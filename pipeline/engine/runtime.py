@@ -8,7 +8,8 @@ turns errors into retries or failures, and hands the job on. Transient errors
 Dramatiq to retry while retries are left, then fail the job (Redis away: retried until it
 answers, the reaper resuming what Dramatiq gave up); permanent ones (``InvalidInput``,
 ``SourceQueryError``, too many attempts) fail the job at once, or, in the events stage, only
-the domain (the job then ends with ``EVENTS_PARTIAL_FAILURE``).
+the domain (the job then ends with ``EVENTS_PARTIAL_FAILURE``). Handing on after the work
+(``_hand_on``) is guarded the same way, and a failure there fails the whole job.
 
 Submitting (``engine/submission.py``), dead workers (``engine/reaper.py``, run by
 ``engine/middleware.py``) and the operator's retry and purge (``engine/operator.py``) are modules
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -152,49 +153,65 @@ class Runtime:
         ctx = self.context(job, resumed=resumed)
         if key.stage in job.completed:  # a redelivery after the stage finished
             if resumed:
-                advance(ctx, key.stage, resumed=True)
+                self._guarded(ctx, key, lambda: advance(ctx, key.stage, resumed=True), whole=True)
             return
         if not self.registry.start_stage(job_id, key.stage):
             return
         with self.leases.hold(job_id, str(key)), logs.stage_context(key.stage):
-            try:
-                STEPS[key.stage](ctx, key)
-            except JobInactive:
-                log.info("job %s: no longer active; %s stopped", job_id, key)
-                return
-            except TraceError as error:
-                self._reported(ctx)
-                if error.retryable and self._retries_left():
-                    self._retrying(job_id, key, error.code, error.message)
-                    raise
-                self._give_up(ctx, key, error.code, error.message, bad_input=error.bad_input)
-            except (redis.ConnectionError, redis.TimeoutError) as error:
-                # The store is away: the event reaches the log only; Dramatiq retries.
-                self._retrying(job_id, key, "SERVICE_UNAVAILABLE", f"Redis: {error}", log_only=True)
-                raise
-            except TimeLimitExceeded:
-                self._reported(ctx)
-                limit = f"over {time_limit_seconds(self.settings, key.stage)} s"
-                if self._retries_left():
-                    self._retrying(job_id, key, TIME_LIMIT_EXCEEDED, limit)
-                    raise
-                # Given up here, not by Dramatiq: a message it drops unseen leaves the job
-                # started and quiet, and the reaper would revive it without end.
-                self._give_up(ctx, key, TIME_LIMIT_EXCEEDED, limit)
-            except Exception as error:
-                self._reported(ctx)
-                if self._retries_left():
+            if self._guarded(ctx, key, lambda: STEPS[key.stage](ctx, key)):
+                # Handing on reads stored parts too (naming a trace reads its seeds): what
+                # fails there fails the job, never escapes to be retried and revived unseen.
+                self._guarded(ctx, key, lambda: self._hand_on(ctx, key, resumed), whole=True)
+
+    def _hand_on(self, ctx: StageContext, key: MessageKey, resumed: bool) -> None:
+        """After the work of ``key``: hand the job on once its stage is settled."""
+        job_id = ctx.job.id
+        if key.stage != EVENTS:
+            if self.registry.state(job_id) == "started" and stage_settled(ctx, key.stage):
+                advance(ctx, key.stage, resumed=resumed)
+        elif events_settled(self.registry, self.store, ctx.job):
+            advance(ctx, EVENTS, resumed=resumed)
+        else:  # the analysis may begin once the domains it reads are in
+            begin_analysis(ctx, resumed=resumed)
+
+    def _guarded(
+        self, ctx: StageContext, key: MessageKey, work: Callable[[], None], *, whole: bool = False
+    ) -> bool:
+        """Run ``work`` for message ``key``; False when the job stopped being active meanwhile.
+        An error is raised again for Dramatiq to retry while the message has retries left
+        (Redis away: always, the event to the log only); past them, or for an error no retry
+        mends, it is given up here (``_give_up``; ``whole``: the job fails even in the events
+        stage), never by Dramatiq: a message it drops unseen leaves the job started and quiet,
+        and the reaper would revive it without end."""
+        job_id = ctx.job.id
+        try:
+            work()
+        except JobInactive:
+            log.info("job %s: no longer active; %s stopped", job_id, key)
+            return False
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            self._retrying(job_id, key, "SERVICE_UNAVAILABLE", f"Redis: {error}", log_only=True)
+            raise
+        except (TimeLimitExceeded, Exception) as error:
+            code, reason, retryable, bad_input = self._failure(key, error)
+            self._reported(ctx)
+            if retryable and self._retries_left():
+                if code == INTERNAL_ERROR:
                     log.exception("job %s: %s failed; it will be retried", job_id, key)
-                    self._retrying(job_id, key, INTERNAL_ERROR, f"{type(error).__name__}: {error}")
-                    raise
-                self._give_up(ctx, key, INTERNAL_ERROR, f"{type(error).__name__}: {error}")
-            if key.stage != EVENTS:
-                if self.registry.state(job_id) == "started" and stage_settled(ctx, key.stage):
-                    advance(ctx, key.stage, resumed=resumed)
-            elif events_settled(self.registry, self.store, ctx.job):
-                advance(ctx, EVENTS, resumed=resumed)
-            else:  # the analysis may begin once the domains it reads are in
-                begin_analysis(ctx, resumed=resumed)
+                self._retrying(job_id, key, code, reason)
+                raise
+            self._give_up(ctx, key, code, reason, bad_input=bad_input, whole=whole)
+        return True
+
+    def _failure(self, key: MessageKey, error: BaseException) -> tuple[str, str, bool, bool]:
+        """What ``error`` in the work of ``key`` is: its code, its reason, whether a retry may
+        mend it and whether the caller's input is at fault."""
+        if isinstance(error, TimeLimitExceeded):
+            limit = time_limit_seconds(self.settings, key.stage)
+            return TIME_LIMIT_EXCEEDED, f"over {limit} s", True, False
+        if isinstance(error, TraceError):
+            return error.code, error.message, error.retryable, error.bad_input
+        return INTERNAL_ERROR, f"{type(error).__name__}: {error}", True, False
 
     def _retrying(
         self, job_id: str, key: MessageKey, code: str, reason: str, *, log_only: bool = False
@@ -226,9 +243,12 @@ class Runtime:
         message: str,
         *,
         bad_input: bool = False,
+        whole: bool = False,
     ) -> None:
+        """Fail the job in ``key``'s stage with ``code`` (an events message: only its domain,
+        unless ``whole``)."""
         job_id = ctx.job.id
-        if key.stage == EVENTS and key.domain is not None:
+        if key.stage == EVENTS and key.domain is not None and not whole:
             if self.registry.mark_domain(job_id, key.domain, "failed", code, message):
                 self.registry.announce(
                     lifecycle.DOMAIN_FAILED,

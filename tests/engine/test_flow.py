@@ -136,6 +136,31 @@ def test_a_re_analysis_is_named_by_its_trace_without_reading_the_seed_lots_again
     assert ended.trace_query_id == trace.trace_query_id
 
 
+def test_a_job_that_cannot_be_handed_on_fails_saying_why(
+    inline: Runtime, store_redis: redis.Redis, warehouse: Path
+) -> None:
+    # Given a trace by lot names whose seeds and lineage are done, and whose seed lots' chunks
+    # are then lost (evicted): naming the trace, once its events are in, reads them
+    request = query_tool(warehouse)
+    job, _ = inline.submit(
+        TraceRequest(profile=request.profile, params=request.params, domains=("holds",))
+    )
+    assert isinstance(inline.dispatch, InlineDispatcher)
+    while LINEAGE not in inline.registry.load(job.id).completed:
+        assert inline.dispatch.run_all(inline, limit=1) == 1
+    seeds = [r.key for e in inline.store.manifest(job.id, parts.SEEDS).values() for r in e.chunks]
+    assert seeds and store_redis.delete(*seeds) == len(seeds)
+    # When its events run and the stage hands on
+    run(inline)
+    # Then the job failed with the lost chunk as its reason: the error escaped the hand-on,
+    # so under Dramatiq the message was retried, dropped, and the job, still started, revived
+    # by the reaper again and again, never ending
+    ended = inline.registry.load(job.id)
+    assert ended is not None and ended.state == FAILED, (ended.state, ended.error)
+    assert ended.error is not None and ended.error["code"] == "CHUNK_LOST"
+    assert ended.error["stage"] == "events" and parts.SEEDS in ended.error["message"]
+
+
 def test_a_job_whose_inputs_cannot_be_taken_fails_at_once_and_is_never_joined(
     inline: Runtime, store_redis: redis.Redis
 ) -> None:

@@ -14,12 +14,12 @@ from pathlib import Path
 import redis
 
 from pipeline.engine import lifecycle, parts
-from pipeline.engine.job import FAILED, FINISHED, QUEUE, QUEUED
+from pipeline.engine.job import EVENTS, FAILED, FINISHED, QUEUE, QUEUED
 from pipeline.engine.runtime import Runtime
 from pipeline.request import TraceRequest
 from tests.engine.conftest import BROKER_DB, Workers
 from tests.engine.helpers import wait_ended, wait_for
-from tests.engine.test_flow import MSD
+from tests.engine.test_flow import MSD, query_tool
 from tests.support.faults import FAULTS_KEY
 from tests.support.redis_dbs import REDIS
 from tests.support.warehouse import lots
@@ -202,6 +202,28 @@ def test_a_stage_over_its_time_limit_at_every_try_fails_the_job_with_that_reason
     # And the reaper does not bring it back
     time.sleep(5)
     assert runtime.registry.load(job.id).state == FAILED
+
+
+def test_a_job_whose_hand_on_fails_ends_failed_not_revived_without_end(
+    runtime: Runtime, workers: Workers, store_redis: redis.Redis, warehouse: Path
+) -> None:
+    # Given workers, and a trace by lot names whose holds are read in 2 s a query
+    store_redis.hset(FAULTS_KEY, "delay_ms:events/holds", 2000)
+    workers.start()
+    names = query_tool(warehouse).params
+    job, _ = runtime.submit(TraceRequest(profile="query_tool", params=names, domains=("holds",)))
+    # When its seed lots' chunks are lost (evicted) while its events are read: naming the
+    # trace, as the events stage hands on, reads them
+    wait_for(lambda: runtime.registry.field(job.id, "stage") == EVENTS, timeout=30, what="events")
+    seeds = [r.key for e in runtime.store.manifest(job.id, parts.SEEDS).values() for r in e.chunks]
+    assert seeds and store_redis.delete(*seeds) == len(seeds)
+    store_redis.hdel(FAULTS_KEY, "delay_ms:events/holds")
+    # Then the job fails with the lost chunk as its reason; it used to stay started for good:
+    # the error escaped the hand-on, Dramatiq dropped the message after its retries and the
+    # reaper revived the quiet job again and again
+    ended = wait_ended(runtime, job.id, timeout=30)
+    assert ended.state == FAILED, (ended.state, ended.error)
+    assert ended.error is not None and ended.error["code"] == "CHUNK_LOST"
 
 
 def test_a_message_over_its_time_limit_is_a_retry_event_with_the_reason(

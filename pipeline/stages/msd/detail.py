@@ -173,8 +173,11 @@ class SortedDetails:
 @contextmanager
 def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
     """The detail rows (``detail_lots``) read once (to its end: the machines are credited)
-    into the fold's scratch database; the tables are dropped on leaving."""
+    into the fold's scratch database. Its tables stay there until the fold's scratch database
+    is closed (dropping ~100K rows of them took ~2 % of a 114K analysis; the closing frees
+    them at no cost), or until the next ``sorted_details`` of the fold."""
     db, direction = fold.db, fold.direction
+    _drop_details(db)
     db.execute("CREATE TEMP TABLE detail_lot (pos INTEGER PRIMARY KEY, head BLOB)")
     db.execute(
         "CREATE TEMP TABLE sorted_detail "
@@ -214,7 +217,6 @@ def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
         with suppress(sqlite3.OperationalError):
             _drop_details(db)
         raise
-    _drop_details(db)
 
 
 def _drop_details(db: Scratch) -> None:

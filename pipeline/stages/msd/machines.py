@@ -43,8 +43,9 @@ class MachineCredit:
         self._names = sorted({m.name for m in machines})
         self._group_of = [self._groups.index(m.group) for m in machines]
         self._name_of = [self._names.index(m.name) for m in machines]
-        self._per_group: list[list[float]] = [[0, 0, 0] for _ in self._groups]  # lots, in, def
-        self._per_name: list[list[float]] = [[0, 0, 0] for _ in self._names]
+        # per group and per machine name: lots, input, defects (parallel lists, by index)
+        self._per_group = _Totals(len(self._groups))
+        self._per_name = _Totals(len(self._names))
         self._profiles: dict[tuple[Any, ...], set[int]] = {}
 
     def add(self, used: list[int], input_qty: float, defect_qty: float, profile: tuple) -> None:
@@ -67,13 +68,11 @@ class MachineCredit:
         defects = self.defects
         for m in used:
             defects[m] += defect_qty
-        group_of, name_of = self._group_of, self._name_of
-        for totals in [self._per_group[g] for g in {group_of[m] for m in used}] + [
-            self._per_name[k] for k in {name_of[m] for m in used}
-        ]:
-            totals[0] += count
-            totals[1] += input_qty
-            totals[2] += defect_qty
+        for totals, index_of in (
+            (self._per_group, self._group_of),
+            (self._per_name, self._name_of),
+        ):
+            totals.add(set(map(index_of.__getitem__, used)), count, input_qty, defect_qty)
 
     def base(self) -> dict[str, Any]:
         """What no loss-reason mask changes (lots, input, profiles per machine, group and
@@ -82,10 +81,8 @@ class MachineCredit:
         return {
             "lots": self.lots,
             "inputs": self.inputs,
-            "groups": [
-                [n, c, i] for n, (c, i, _d) in zip(self._groups, self._per_group, strict=True)
-            ],
-            "names": [[n, c, i] for n, (c, i, _d) in zip(self._names, self._per_name, strict=True)],
+            "groups": self._per_group.base(self._groups),
+            "names": self._per_name.base(self._names),
             "profiles": [[list(p), sorted(used)] for p, used in self._profiles.items()],
         }
 
@@ -103,7 +100,7 @@ class MachineCredit:
         ):
             at = {name: i for i, name in enumerate(names)}
             for name, count, input_qty in rows:
-                totals[at[name]][:2] = [count, input_qty]
+                totals.lots[at[name]], totals.inputs[at[name]] = count, input_qty
         credit._profiles = {tuple(p): set(used) for p, used in base["profiles"]}
         return credit
 
@@ -112,11 +109,36 @@ class MachineCredit:
         return [p for p, used in self._profiles.items() if machine in used]
 
     def by_group(self) -> dict[str, Tally]:
-        return _tallies_of(self._groups, self._per_group)
+        return self._per_group.tallies(self._groups)
 
     def by_name(self) -> dict[str, Tally]:
-        return _tallies_of(self._names, self._per_name)
+        return self._per_name.tallies(self._names)
 
 
-def _tallies_of(names: list[str], totals: list[list[float]]) -> dict[str, Tally]:
-    return {n: Tally(i, d, int(c)) for n, (c, i, d) in zip(names, totals, strict=True) if c}
+class _Totals:
+    """Lots, input and defects per group (or machine name), by index: three lists, so a lot's
+    credit is a few list additions (the credit runs once per detection lot)."""
+
+    def __init__(self, n: int) -> None:
+        self.lots: list[float] = [0] * n
+        self.inputs: list[float] = [0] * n
+        self.defects: list[float] = [0] * n
+
+    def add(self, indices: set[int], count: int, input_qty: float, defect_qty: float) -> None:
+        """One lot's credit to each of ``indices`` (``count`` 0: its defects alone)."""
+        if count:
+            lots, inputs = self.lots, self.inputs
+            for i in indices:
+                lots[i] += count
+                inputs[i] += input_qty
+        at = self.defects
+        for i in indices:
+            at[i] += defect_qty
+
+    def base(self, names: list[str]) -> list[list[Any]]:
+        """``[name, lots, input]`` per index (what ``MachineCredit.base`` records)."""
+        return [list(row) for row in zip(names, self.lots, self.inputs, strict=True)]
+
+    def tallies(self, names: list[str]) -> dict[str, Tally]:
+        rows = zip(names, self.lots, self.inputs, self.defects, strict=True)
+        return {n: Tally(i, d, int(c)) for n, c, i, d in rows if c}

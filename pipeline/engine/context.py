@@ -20,8 +20,9 @@ class JobInactive(TraceError):
 
 
 class BatchAttemptsExceeded(TraceError):
-    """A batch's worker died while running it ``TRACE_BATCH_MAX_ATTEMPTS`` times (it keeps
-    killing its worker, e.g. out of memory): it fails for good. Errors the worker lived to
+    """A batch's (or a message's: ``StageContext.start_message``) worker died while running it
+    ``TRACE_BATCH_MAX_ATTEMPTS`` times (it keeps killing its worker, e.g. out of memory): it
+    fails for good. Errors the worker lived to
     report are not counted here: Dramatiq retries those ``TRACE_MAX_RETRIES`` times, then the
     batch fails with the error's own code."""
 
@@ -58,17 +59,35 @@ class StageContext:
         Dramatiq's retry count, so this is what stops a batch that kills its worker from coming
         back forever; errors reported back are ``ended`` and left to the retry budget)."""
         tag = f"{part}:{batch}"
+        self._start(tag, f"{part} batch {batch}")
+        self.last_batch = tag
+        if query:
+            self.registry.add_query(self.job.id, tag)
+
+    def start_message(self, key: str) -> str:
+        """Count a start of the work of message ``key`` (its attempt tag is returned: end it
+        with ``message_ended`` whatever the outcome the worker lives to see); raise
+        ``BatchAttemptsExceeded`` once its worker died ``TRACE_BATCH_MAX_ATTEMPTS`` times while
+        running it. The batches' own count misses a worker killed between them (in the
+        analysis's fold or detail pass, after its queries are recorded): the reaper would send
+        that message again and again, each run killing its worker, until the job expired."""
+        tag = f"message/{key}"
+        self._start(tag, f"{key}")
+        return tag
+
+    def message_ended(self, tag: str) -> None:
+        """The message whose attempt is ``tag`` ended (done, or an error its worker reports)."""
+        self.registry.end_attempt(self.job.id, tag)
+
+    def _start(self, tag: str, what: str) -> None:
         starts, ended = self.registry.add_attempt(self.job.id, tag)
         died = starts - 1 - ended  # earlier starts that never reported back
         limit = self.settings.batch_max_attempts
         if died >= limit:
             raise BatchAttemptsExceeded(
-                f"{part} batch {batch}: its worker died {died} times while running it "
+                f"{what}: its worker died {died} times while running it "
                 f"(limit {limit}); it keeps killing its worker"
             )
-        self.last_batch = tag
-        if query:
-            self.registry.add_query(self.job.id, tag)
 
     def batch_ended(self) -> None:
         """The batch started last ended with an error this worker reports (not a crash)."""

@@ -7,7 +7,8 @@ turns errors into retries or failures, and hands the job on. Transient errors
 (``SourceUnavailable``, a message over its time limit, anything unexpected) are raised for
 Dramatiq to retry while retries are left, then fail the job (Redis away: retried until it
 answers, the reaper resuming what Dramatiq gave up); permanent ones (``InvalidInput``,
-``SourceQueryError``, too many attempts) fail the job at once, or, in the events stage, only
+``SourceQueryError``, too many attempts: a batch or a message whose worker died running it
+``TRACE_BATCH_MAX_ATTEMPTS`` times) fail the job at once, or, in the events stage, only
 the domain (the job then ends with ``EVENTS_PARTIAL_FAILURE``). Handing on after the work
 (``_hand_on``) is guarded the same way, and a failure there fails the whole job.
 
@@ -158,10 +159,19 @@ class Runtime:
         if not self.registry.start_stage(job_id, key.stage):
             return
         with self.leases.hold(job_id, str(key)), logs.stage_context(key.stage):
-            if self._guarded(ctx, key, lambda: STEPS[key.stage](ctx, key)):
-                # Handing on reads stored parts too (naming a trace reads its seeds): what
-                # fails there fails the job, never escapes to be retried and revived unseen.
-                self._guarded(ctx, key, lambda: self._hand_on(ctx, key, resumed), whole=True)
+            # This run counts as an attempt of the message; one its worker never ends (killed
+            # in the work) is a death, and too many fail the job (``start_message``).
+            attempt: list[str] = []
+            self._guarded(ctx, key, lambda: attempt.append(ctx.start_message(str(key))))
+            if not attempt:  # over the limit (the job failed), or no longer active
+                return
+            try:
+                if self._guarded(ctx, key, lambda: STEPS[key.stage](ctx, key)):
+                    # Handing on reads stored parts too (naming a trace reads its seeds): what
+                    # fails there fails the job, never escapes to be retried and revived unseen.
+                    self._guarded(ctx, key, lambda: self._hand_on(ctx, key, resumed), whole=True)
+            finally:
+                self._message_ended(ctx, attempt)
 
     def _hand_on(self, ctx: StageContext, key: MessageKey, resumed: bool) -> None:
         """After the work of ``key``: hand the job on once its stage is settled."""
@@ -220,6 +230,16 @@ class Runtime:
         where the event stream lives, is away)."""
         record = lifecycle.note if log_only else self.registry.announce
         record(lifecycle.RETRY, job_id, level=logging.WARNING, work=key, code=code, reason=reason)
+
+    @staticmethod
+    def _message_ended(ctx: StageContext, attempt: list[str]) -> None:
+        """The message's attempt (``StageContext.start_message``; none: its start failed)
+        ended with an outcome this worker saw: not a death."""
+        try:
+            for tag in attempt:
+                ctx.message_ended(tag)
+        except redis.RedisError as error:
+            log.warning("job %s: the end of a message was not noted: %s", ctx.job.id, error)
 
     @staticmethod
     def _reported(ctx: StageContext) -> None:

@@ -248,3 +248,37 @@ def test_a_message_over_its_time_limit_is_a_retry_event_with_the_reason(
     assert retries[0]["code"] == "TIME_LIMIT_EXCEEDED" and retries[0]["reason"] == "over 1 s"
     # And the retry finishes the job
     assert wait_ended(runtime, job.id).state == FINISHED
+
+
+def test_a_stage_that_keeps_killing_its_worker_outside_any_query_fails_after_the_attempt_limit(
+    runtime: Runtime, workers: Workers, store_redis: redis.Redis
+) -> None:
+    # Given an analysis whose worker is killed once its work has begun, before any query (as
+    # an OOM kill in its fold would be: no batch is started, so no batch's attempts count it)
+    store_redis.hset(FAULTS_KEY, "kill_stage:aggregation", "1")
+    job, _ = runtime.submit(MSD)
+    # When workers (one thread) keep being restarted, as systemd would
+    proc = workers.start(threads=1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and runtime.registry.state(job.id) in (QUEUED, "started"):
+        if proc.poll() is not None:
+            proc = workers.start(threads=1)
+        time.sleep(0.1)
+    # Then the job fails in the analysis past the attempt limit, saying why (before: the
+    # reaper sent the message again after every death, the job started until its TTL)
+    ended = runtime.registry.load(job.id)
+    assert ended is not None and ended.state == FAILED, (
+        ended and (ended.state, ended.stage),
+        runtime.registry.progress(job.id).get(parts.runs("aggregation")),
+    )
+    assert ended.error is not None
+    assert (ended.error["stage"], ended.error["code"]) == ("aggregation", "BATCH_ATTEMPTS_EXCEEDED")
+    assert "died 3 times" in ended.error["message"]
+    starts = store_redis.hget(f"trace:job:{job.id}:attempts", "message/aggregation")
+    assert int(starts or 0) == runtime.settings.batch_max_attempts + 1
+    # And the message is not run again: the job stays failed and its workers alive
+    time.sleep(4)
+    assert runtime.registry.load(job.id).state == FAILED
+    assert proc.poll() is None
+    starts = store_redis.hget(f"trace:job:{job.id}:attempts", "message/aggregation")
+    assert int(starts or 0) == runtime.settings.batch_max_attempts + 1

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from pipeline.config import Settings
+from pipeline.domains import MSD_DOMAINS
 from pipeline.demo.generator import generate
 from pipeline.demo.info import read_truth
 from pipeline.params import TraceParams
@@ -23,7 +24,7 @@ from pipeline.sources.sqlite import SqliteSource
 from pipeline.stages.events import fetch_events
 from pipeline.stages.lineage import trace_lineage
 from pipeline.stages.lineage_document import payload
-from pipeline.stages.msd.detail import detail_lots, sorted_details
+from pipeline.stages.msd.detail import EXPORT_COLUMNS, detail_lots, sorted_details
 from pipeline.stages.msd.detection import prepare_aggregator, recorded_aggregator
 from pipeline.stages.msd.families import machine_families
 from pipeline.stages.msd.folding import DETECTION_COLUMNS, MsdAggregator
@@ -507,8 +508,9 @@ def _folded(source: SqliteSource, direction: str = "backward", **masks: Any) -> 
         document = payload(graph)
         cids = list(graph.all_cids())
     agg = prepare_aggregator(source, params, seeds, direction, Settings())
-    agg.set_lineage(document["ancestors"].items(), document["seed_roots"])
-    for domain in ("upstream_history", "materials"):
+    related = document["ancestors" if direction == "backward" else "descendants"]
+    agg.set_lineage(related.items(), document.get("seed_roots"))
+    for domain in MSD_DOMAINS[direction]:
         for batch in fetch_events(source, domain, cids):
             agg.add_events(domain, batch)
     return agg
@@ -557,6 +559,38 @@ def test_container_mode_analyses_the_containers_detected_and_ignores_the_type_ma
     assert summary.aggregation["kpi"]["lot_count"] == summary.seed_count
     assert summary.aggregation["daily_trend"] == []
     assert stale.aggregation == summary.aggregation
+
+
+@pytest.mark.parametrize("direction", ["backward", "forward"])
+def test_the_export_cells_are_each_detail_rows_fields_in_the_tables_order(
+    sqlite_source: SqliteSource, direction: str
+) -> None:
+    # Given a trace folded afresh, and (backward) the same trace under a loss-reason mask read
+    # from its lot record, whose clean rows are written by one SQL statement
+    keys = [key for _, key in EXPORT_COLUMNS[direction]]
+    tables = []
+    with _folded(sqlite_source, direction) as first:
+        fold = first.finish()
+        with sorted_details(fold) as table:
+            tables.append(([orjson.loads(r) for r in table.json_rows()], list(table.cells())))
+            if direction == "backward":
+                record, heads = list(table.lot_record()), list(table.heads())
+                meta = record_meta(fold)
+    if direction == "backward":
+        reasons = sorted({reason for row in record for reason, _ in row[13]})
+        params = TraceParams.model_validate(
+            {"station": "測試", **WINDOW, "loss_reasons": reasons[:1]}
+        )
+        with recorded_aggregator(params, iter(record), meta, Settings()) as again:
+            with sorted_details(again.finish()) as table:
+                rows = [orjson.loads(r) for r in table.json_rows(heads)]
+                tables.append((rows, list(table.cells())))
+    for rows, cells in tables:
+        # Then the export has a row per detail row, in the same order, each the row's fields
+        # in the export's columns (empty for none)
+        assert rows and len(cells) == len(rows)
+        for row, cell in zip(rows, cells, strict=True):
+            assert list(cell) == ["" if row.get(k) is None else row[k] for k in keys], row
 
 
 def test_a_lot_record_gives_the_same_detail_rows_and_result_under_any_mask(

@@ -22,9 +22,8 @@ class JobInactive(TraceError):
 class BatchAttemptsExceeded(TraceError):
     """A batch's (or a message's: ``StageContext.start_message``) worker died while running it
     ``TRACE_BATCH_MAX_ATTEMPTS`` times (it keeps killing its worker, e.g. out of memory): it
-    fails for good. Errors the worker lived to
-    report are not counted here: Dramatiq retries those ``TRACE_MAX_RETRIES`` times, then the
-    batch fails with the error's own code."""
+    fails for good. Errors the worker lived to report are not counted here: Dramatiq retries
+    those ``TRACE_MAX_RETRIES`` times, then the batch fails with the error's own code."""
 
     code = "BATCH_ATTEMPTS_EXCEEDED"
 

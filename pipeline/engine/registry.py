@@ -1,4 +1,5 @@
-"""Jobs in Redis: creation with dedupe, state changes, progress counters, indexes, claims.
+"""Jobs in Redis: creation with dedupe, state changes, indexes, liveness; the job's counters
+and claims are ``pipeline.engine.job_counters`` (a part of the registry, in a module of its own).
 
 State changes are compare-and-set (a Lua script), so a cancel racing a finish leaves one answer.
 The indexes ``recent``, ``running`` and ``failed`` are sorted sets scored by time; entries older
@@ -31,6 +32,7 @@ from pipeline.engine.job import (
     STARTED,
     Job,
 )
+from pipeline.engine.job_counters import JobCounters
 from pipeline.engine.job_ids import new_job_id
 from pipeline.engine.store import CheckpointStore
 from pipeline.request import TraceRequest
@@ -56,7 +58,7 @@ return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 """
 
 
-class JobRegistry:
+class JobRegistry(JobCounters):
     """Creates, reads and moves jobs; owns every job field but the checkpoints."""
 
     def __init__(
@@ -83,10 +85,6 @@ class JobRegistry:
         lifecycle.record(
             self.redis, event, job_id, max_events=self.max_events, level=level, **fields
         )
-
-    @property
-    def ttl(self) -> int:
-        return self.store.ttl
 
     # ---- creation --------------------------------------------------------------------------
     def submit(
@@ -417,85 +415,6 @@ class JobRegistry:
 
     def forget_running(self, job_id: str) -> None:
         self.redis.zrem(keys.RUNNING, job_id)
-
-    # ---- counters and claims ---------------------------------------------------------------
-    def set_totals(
-        self, job_id: str, totals: dict[str, int], spans: dict[str, int] | None = None
-    ) -> None:
-        """Set the ``parts.total`` counters (input batches per part) and the ``parts.span``
-        ones (lot-list batches per input batch)."""
-        if not totals:
-            return
-        counters: dict[str, int] = {parts.total(p): n for p, n in totals.items()}
-        counters.update({parts.span(p): n for p, n in (spans or {}).items()})
-        self.set_progress(job_id, counters)
-
-    def set_progress(self, job_id: str, counters: Mapping[str, int], *, once: bool = False) -> None:
-        """Set counters of the job's progress hash (``pipeline.engine.parts`` names them);
-        ``once``: only those not set yet."""
-        pipe = self.redis.pipeline(transaction=False)
-        fields: dict[Any, int] = dict(counters)
-        if once:
-            for name, value in fields.items():
-                pipe.hsetnx(keys.progress(job_id), name, value)
-        else:
-            pipe.hset(keys.progress(job_id), mapping=fields)
-        self.store.register(pipe, job_id, keys.progress(job_id))
-        pipe.execute()
-
-    def add_attempt(self, job_id: str, tag: str) -> tuple[int, int]:
-        """Count one more start of batch ``tag``; returns its starts so far and how many of
-        them ended with an error their worker reported (``end_attempt``)."""
-        key = keys.attempts(job_id)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(key, tag, 1)
-        pipe.hget(key, f"{tag}:ended")
-        self.store.register(pipe, job_id, key)
-        starts, ended = pipe.execute()[:2]
-        return int(starts), int(ended or 0)
-
-    def end_attempt(self, job_id: str, tag: str) -> None:
-        """A start of batch ``tag`` ended with an error its worker lived to report."""
-        self._count(keys.attempts(job_id), job_id, f"{tag}:ended")
-
-    def add_query(self, job_id: str, tag: str) -> int:
-        """Count one source query issued for batch ``tag``."""
-        return self._count(keys.queries(job_id), job_id, tag)
-
-    def _count(self, key: str, job_id: str, tag: str) -> int:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(key, tag, 1)
-        self.store.register(pipe, job_id, key)
-        return int(pipe.execute()[0])
-
-    def mark_domain(self, job_id: str, domain: str, status: str, code: str, message: str) -> bool:
-        """Record that ``domain`` ended ``failed`` (first reason kept). True if this call did."""
-        value = orjson.dumps({"status": status, "code": code, "message": message})
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hsetnx(keys.domains(job_id), domain, value)
-        self.store.register(pipe, job_id, keys.domains(job_id))
-        return bool(pipe.execute()[0])
-
-    def claim(self, job_id: str, step: str) -> bool:
-        """True for the first caller only: that caller dispatches ``step`` (the claim holds
-        when it was made: ``claimed_at``)."""
-        key = keys.claim(job_id, step)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(key, repr(time.time()), nx=True, ex=self.ttl)
-        self.store.register(pipe, job_id, key)
-        return bool(pipe.execute()[0])
-
-    def release_claim(self, job_id: str, step: str) -> None:
-        """Give ``step``'s claim back (its holder failed before doing it: a retry may claim it)."""
-        self.redis.delete(keys.claim(job_id, step))
-
-    def claimed_at(self, job_id: str, step: str) -> float | None:
-        """When ``step`` was claimed (epoch seconds; ``None``: not claimed)."""
-        value = self.redis.get(keys.claim(job_id, step))
-        try:
-            return float(value) if value else None
-        except ValueError:  # claimed before claims held their time: treat as long ago
-            return 0.0
 
 
 def job_from_hash(raw: Mapping[Any, Any]) -> Job | None:

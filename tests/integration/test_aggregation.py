@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from pipeline.config import Settings
-from pipeline.domains import MSD_DOMAINS
 from pipeline.demo.generator import generate
 from pipeline.demo.info import read_truth
+from pipeline.domains import MSD_DOMAINS
 from pipeline.params import TraceParams
 from pipeline.rows import RowBatch
 from pipeline.runner import TraceRequest, run_trace
@@ -581,10 +581,12 @@ def test_the_export_cells_are_each_detail_rows_fields_in_the_tables_order(
         params = TraceParams.model_validate(
             {"station": "測試", **WINDOW, "loss_reasons": reasons[:1]}
         )
-        with recorded_aggregator(params, iter(record), meta, Settings()) as again:
-            with sorted_details(again.finish()) as table:
-                rows = [orjson.loads(r) for r in table.json_rows(heads)]
-                tables.append((rows, list(table.cells())))
+        with (
+            recorded_aggregator(params, iter(record), meta, Settings()) as again,
+            sorted_details(again.finish()) as table,
+        ):
+            rows = [orjson.loads(r) for r in table.json_rows(heads)]
+            tables.append((rows, list(table.cells())))
     for rows, cells in tables:
         # Then the export has a row per detail row, in the same order, each the row's fields
         # in the export's columns (empty for none)

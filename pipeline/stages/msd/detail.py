@@ -62,32 +62,6 @@ EXPORT_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-#: Backward, the export cells of ``sorted_detail``'s rows (``s``), by column: a row's own
-#: fields, the rest its lot's (``l``), as the detail rows carry them (a test compares them).
-_BACKWARD_CELL = {
-    "CONTAINERNAME": "l.name",
-    "PJ_TYPE": "l.pj_type",
-    "PRODUCTLINENAME": "l.package",
-    "WORKFLOW": "l.workflow",
-    "DETECTION_EQUIPMENTNAME": "l.equipment",
-    "INPUT_QTY": "l.input_qty",
-    "LOSS_REASON": "s.reason",
-    "DEFECT_QTY": "s.defects",
-    "DEFECT_RATE": "s.rate",
-    "ANCESTOR_COUNT": "l.related_count",
-    # the distinct machines, comma-joined (or NULL)
-    "UPSTREAM_MACHINE_COUNT": "CASE WHEN COALESCE(l.machines, '') = '' THEN 0 ELSE "
-    "length(l.machines) - length(replace(l.machines, ',', '')) + 1 END",
-}
-BACKWARD_CELLS = (
-    "SELECT "
-    + ", ".join(
-        f"COALESCE({_BACKWARD_CELL[key]}, '')" for _, key in EXPORT_COLUMNS[domains.BACKWARD]
-    )
-    + " FROM sorted_detail s JOIN detail_order d ON d.pos = s.pos JOIN lots l ON l.idx = d.idx"
-)
-
-
 #: What a detail row adds to its lot's shared fields (backward: the loss reason's; forward:
 #: nothing, a lot is one row).
 Extra = dict[str, Any]
@@ -95,8 +69,7 @@ Extra = dict[str, Any]
 
 class ExportCells:
     """The CSV cells (``EXPORT_COLUMNS`` of a direction; a missing value is empty) of a lot's
-    detail rows: the lot's cells taken once, each row's own fields put in their places
-    (forward; backward they are read in SQL: ``BACKWARD_CELLS``)."""
+    detail rows: the lot's cells taken once, each row's own fields put in their places."""
 
     def __init__(self, direction: str) -> None:
         self.keys = [key for _, key in EXPORT_COLUMNS[direction]]
@@ -116,11 +89,10 @@ class ExportCells:
 
 class DetailLot(NamedTuple):
     """One detection lot of the detail table: its position (worst defect rate first), the
-    fields its rows share (forward, their export cells are taken from them; backward, the
-    cells are read in SQL: ``BACKWARD_CELLS``; a lot a record gave: none), what each of its
-    rows adds, its head: all the fields its rows share, a JSON object left open (``None``: a
-    lot record gave the lot, and its record's heads keep the head), and ``ref``, the row of
-    the heads holding the head (built heads are kept in detail order: ``pos - 1``)."""
+    fields of the export's cells its rows share, what each of its rows adds, its head: all the
+    fields its rows share, a JSON object left open (``None``: a lot record gave the lot, and
+    its record's heads keep the head), and ``ref``, the row of the heads holding the head
+    (built heads are kept in detail order: ``pos - 1``)."""
 
     pos: int
     fields: dict[str, Any]
@@ -147,7 +119,6 @@ class SortedDetails:
     def __init__(self, fold: Fold) -> None:
         self.db = fold.db
         self.recorded = fold.recorded
-        self.backward = fold.backward
 
     def heads(self) -> Iterator[bytes]:
         """The heads this fold built, in detail order (row ``pos - 1``); none from a record."""
@@ -177,9 +148,6 @@ class SortedDetails:
         return (orjson.loads(row) for row in self.json_rows())
 
     def cells(self) -> Iterator[tuple[Any, ...]]:
-        """Each row's export cells (``EXPORT_COLUMNS`` of the direction; ``""`` for none)."""
-        if self.backward:
-            return self.db.rows(f"{BACKWARD_CELLS} {self.ORDER}")
         return (
             tuple(orjson.loads(d))
             for (d,) in self.db.rows(f"SELECT s.cells FROM sorted_detail s {self.ORDER}")
@@ -211,45 +179,33 @@ def sorted_details(fold: Fold) -> Iterator[SortedDetails]:
     db, direction = fold.db, fold.direction
     _drop_details(db)
     db.execute("CREATE TEMP TABLE detail_lot (pos INTEGER PRIMARY KEY, head BLOB)")
-    # backward, a row's own fields (its cells are read with its lot's: ``BACKWARD_CELLS``);
-    # forward, its export cells as JSON
     db.execute(
-        "CREATE TEMP TABLE sorted_detail (rate REAL, seq INTEGER PRIMARY KEY, pos INTEGER, "
-        "ref INTEGER, tail BLOB, reason TEXT, defects, cells BLOB)"
+        "CREATE TEMP TABLE sorted_detail "
+        "(rate REAL, seq INTEGER PRIMARY KEY, pos INTEGER, ref INTEGER, tail BLOB, cells BLOB)"
     )
     export, backward = ExportCells(direction), fold.backward
     in_sql = clean_rows_in_sql(fold)
     try:
         if in_sql:
-            _write_clean_rows(fold)
+            _write_clean_rows(fold, export)
         for chunk in batched(detail_lots(fold, counted_only=in_sql), LOTS_PER_WRITE):
-            heads: list[tuple[int, bytes]] = []
-            rows: list[tuple[Any, ...]] = []
+            heads, rows = [], []
             for pos, lot, extras, head, ref in chunk:
                 if head is not None:
                     heads.append((pos, head))
-                if backward:
-                    rows.extend(
+                for extra, cells in zip(extras, export.of(lot, extras), strict=True):
+                    rows.append(
                         (
-                            e["DEFECT_RATE"],
+                            (extra.get("DEFECT_RATE") or 0) if backward else 0,
                             pos,
                             ref,
-                            _tail(e),
-                            e["LOSS_REASON"],
-                            e["DEFECT_QTY"],
-                            None,
+                            _tail(extra),
+                            orjson.dumps(cells),
                         )
-                        for e in extras
-                    )
-                else:
-                    rows.extend(
-                        (0, pos, ref, _tail(extra), None, None, orjson.dumps(cells))
-                        for extra, cells in zip(extras, export.of(lot, extras), strict=True)
                     )
             db.executemany("INSERT INTO detail_lot VALUES (?, ?)", heads)
             db.executemany(
-                "INSERT INTO sorted_detail (rate, pos, ref, tail, reason, defects, cells) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO sorted_detail (rate, pos, ref, tail, cells) VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
         db.execute("CREATE INDEX sorted_detail_order ON sorted_detail (rate DESC, pos, seq)")
@@ -294,17 +250,30 @@ def clean_rows_in_sql(fold: Fold) -> bool:
     return fold.backward and fold.recorded and fold.credit_base is not None
 
 
-def _write_clean_rows(fold: Fold) -> None:
-    """The clean rows of ``clean_rows_in_sql``'s fold into ``sorted_detail``: the same rows
-    the lot-by-lot pass writes (``_backward_details``; a test compares their rows and cells),
+def _write_clean_rows(fold: Fold, export: ExportCells) -> None:
+    """The clean rows of ``clean_rows_in_sql``'s fold into ``sorted_detail``: the same tail
+    and export cells the lot-by-lot pass writes (``_backward_details``; a test compares them),
     their head the recorded one."""
-    reason, defects = CLEAN
-    extra = _extra(reason, defects, 0)
+    extra = _extra(*CLEAN, 0)
+    values = {
+        "CONTAINERNAME": "l.name",
+        "PJ_TYPE": "l.pj_type",
+        "PRODUCTLINENAME": "l.package",
+        "WORKFLOW": "l.workflow",
+        "DETECTION_EQUIPMENTNAME": "l.equipment",
+        "INPUT_QTY": "l.input_qty",
+        "ANCESTOR_COUNT": "l.related_count",
+        # the distinct machines, comma-joined (or NULL)
+        "UPSTREAM_MACHINE_COUNT": "CASE WHEN COALESCE(l.machines, '') = '' THEN 0 ELSE "
+        "length(l.machines) - length(replace(l.machines, ',', '')) + 1 END",
+        **{key: f":{key}" for key in extra},
+    }
+    cells = ", ".join(f"COALESCE({values[key]}, '')" for key in export.keys)
     fold.db.execute(
-        "INSERT INTO sorted_detail (rate, pos, ref, tail, reason, defects) "
-        "SELECT :rate, d.pos, l.head_ref, :tail, :reason, :defects "
+        "INSERT INTO sorted_detail (rate, pos, ref, tail, cells) "
+        f"SELECT 0, d.pos, l.head_ref, :tail, json_array({cells}) "
         f"FROM detail_order d JOIN lots l ON l.idx = d.idx WHERE NOT {COUNTED} ORDER BY d.pos",
-        {"rate": extra["DEFECT_RATE"], "tail": _tail(extra), "reason": reason, "defects": defects},
+        {**extra, "tail": _tail(extra)},
     )
 
 
@@ -348,14 +317,18 @@ def _backward_details(
         pos, name, pj, package, workflow, equipment, qty, runcard, related, root, cid = row[:11]
         used = credit_lot(credit, row)
         extras = [_extra(reason, defects, qty) for reason, defects in rejects_of(pos) or [CLEAN]]
-        if fold.recorded:  # the head is recorded (the export's cells are read in SQL)
-            yield DetailLot(pos, {}, extras, None, row[13])
+        base = _base(name, pj, package, workflow, equipment, qty)
+        if fold.recorded:  # the head is recorded: only the export's cells
+            # (machines the credit did not look at are counted in their comma-joined list)
+            count = len(used) if used is not None else (row[12] or "").count(",") + bool(row[12])
+            cells = {**base, "ANCESTOR_COUNT": related, "UPSTREAM_MACHINE_COUNT": count}
+            yield DetailLot(pos, cells, extras, None, row[13])
             continue
         assert used is not None  # a credit made from a base serves recorded folds only
         used.sort(key=machine_order.__getitem__)
         materials = materials_of(pos)
         upstream = {
-            **_base(name, pj, package, workflow, equipment, qty),
+            **base,
             "CONTAINERID": cid,
             "FINISHEDRUNCARD": runcard,
             "ANCESTOR_COUNT": related,

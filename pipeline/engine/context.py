@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.config import Settings
-from pipeline.engine.job import ACTIVE, Job
-from pipeline.engine.messages import Dispatcher
+from pipeline.engine import parts
+from pipeline.engine.job import ACTIVE, EVENTS, Job
+from pipeline.engine.messages import Dispatcher, MessageKey
 from pipeline.engine.registry import JobRegistry
 from pipeline.engine.store import CheckpointStore
 from pipeline.errors import TraceError
@@ -63,23 +64,35 @@ class StageContext:
         if query:
             self.registry.add_query(self.job.id, tag)
 
-    def start_message(self, key: str) -> str:
+    def start_message(self, key: MessageKey) -> str:
         """Count a start of the work of message ``key`` (its attempt tag is returned: end it
         with ``message_ended`` whatever the outcome the worker lives to see); raise
         ``BatchAttemptsExceeded`` once its worker died ``TRACE_BATCH_MAX_ATTEMPTS`` times while
-        running it. The batches' own count misses a worker killed between them (in the
-        analysis's fold or detail pass, after its queries are recorded): the reaper would send
-        that message again and again, each run killing its worker, until the job expired."""
+        running it without its stage committing anything meanwhile (a long message killed
+        for other reasons while it progresses is not stopped). The batches' own count misses
+        a worker killed between them (in the analysis's fold or detail pass, after its queries
+        are recorded): the reaper would send that message again and again, each run killing
+        its worker, until the job expired."""
         tag = f"message/{key}"
-        self._start(tag, f"{key}")
+        self._start(tag, str(key), committed=self._committed(key))
         return tag
+
+    def _committed(self, key: MessageKey) -> int:
+        """The batches committed so far to the parts ``key``'s work writes (an events message:
+        its domain's; any other: its stage's)."""
+        prefix = parts.events(key.domain) if key.stage == EVENTS and key.domain else key.stage
+        return sum(
+            count
+            for name, count in self.registry.progress(self.job.id).items()
+            if name.startswith(f"{prefix}:") and name.endswith(":done")
+        )
 
     def message_ended(self, tag: str) -> None:
         """The message whose attempt is ``tag`` ended (done, or an error its worker reports)."""
         self.registry.end_attempt(self.job.id, tag)
 
-    def _start(self, tag: str, what: str) -> None:
-        starts, ended = self.registry.add_attempt(self.job.id, tag)
+    def _start(self, tag: str, what: str, *, committed: int | None = None) -> None:
+        starts, ended = self.registry.add_attempt(self.job.id, tag, committed=committed)
         died = starts - 1 - ended  # earlier starts that never reported back
         limit = self.settings.batch_max_attempts
         if died >= limit:

@@ -51,16 +51,29 @@ class JobCounters:
         self.store.register(pipe, job_id, keys.progress(job_id))
         pipe.execute()
 
-    def add_attempt(self, job_id: str, tag: str) -> tuple[int, int]:
-        """Count one more start of batch ``tag``; returns its starts so far and how many of
-        them ended with an error their worker reported (``end_attempt``)."""
+    def add_attempt(
+        self, job_id: str, tag: str, *, committed: int | None = None
+    ) -> tuple[int, int]:
+        """Count one more start of batch (or message) ``tag``; returns its starts so far and how
+        many of them ended with an error their worker reported (``end_attempt``). With
+        ``committed`` (the batches its stage has committed, as this start finds them): when
+        they grew since its previous start, the runs in between made progress, and their
+        deaths are no longer held against it (counted as ended)."""
         key = keys.attempts(job_id)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hincrby(key, tag, 1)
         pipe.hget(key, f"{tag}:ended")
+        if committed is not None:
+            pipe.hget(key, f"{tag}:committed")
+            pipe.hset(key, f"{tag}:committed", committed)
         self.store.register(pipe, job_id, key)
-        starts, ended = pipe.execute()[:2]
-        return int(starts), int(ended or 0)
+        answers = pipe.execute()
+        starts, ended = int(answers[0]), int(answers[1] or 0)
+        earlier = answers[2] if committed is not None else None
+        if earlier is not None and int(earlier) != committed and ended < starts - 1:
+            ended = starts - 1
+            self.redis.hset(key, f"{tag}:ended", ended)
+        return starts, ended
 
     def end_attempt(self, job_id: str, tag: str) -> None:
         """A start of batch ``tag`` ended with an error its worker lived to report."""

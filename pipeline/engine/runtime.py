@@ -162,7 +162,7 @@ class Runtime:
             # This run counts as an attempt of the message; one its worker never ends (killed
             # in the work) is a death, and too many fail the job (``start_message``).
             attempt: list[str] = []
-            self._guarded(ctx, key, lambda: attempt.append(ctx.start_message(str(key))))
+            self._guarded(ctx, key, lambda: attempt.append(ctx.start_message(key)))
             if not attempt:  # over the limit (the job failed), or no longer active
                 return
             try:

@@ -282,3 +282,33 @@ def test_a_stage_that_keeps_killing_its_worker_outside_any_query_fails_after_the
     assert proc.poll() is None
     starts = store_redis.hget(f"trace:job:{job.id}:attempts", "message/aggregation")
     assert int(starts or 0) == runtime.settings.batch_max_attempts + 1
+
+
+def test_a_long_message_killed_while_it_progresses_is_not_failed_by_the_attempt_limit(
+    runtime: Runtime, workers: Workers, store_redis: redis.Redis
+) -> None:
+    # Given a lineage walk whose worker is killed after each query it gets through (a long
+    # message killed five times for other reasons, each run committing one more query)
+    query = "lineage/containers"
+    store_redis.hset(FAULTS_KEY, mapping={f"fail:{query}": "kill", f"pass:{query}": 1})
+    job, _ = runtime.submit(MSD)
+    # When workers (one thread) keep being restarted, as systemd would, and the kills stop
+    # after the fifth
+    proc, deaths = workers.start(threads=1), 0
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and runtime.registry.state(job.id) in (QUEUED, "started"):
+        if proc.poll() is not None:
+            deaths += 1
+            if deaths < 5:
+                store_redis.hset(FAULTS_KEY, f"pass:{query}", 1)
+            else:
+                store_redis.hdel(FAULTS_KEY, f"fail:{query}")
+            proc = workers.start(threads=1)
+        time.sleep(0.1)
+    # Then the trace finishes: deaths of a message that progressed are not held against it
+    # (each run committed a query), where three deaths without progress fail it
+    ended = runtime.registry.load(job.id)
+    assert deaths == 5, deaths
+    assert ended is not None and ended.state == FINISHED, (ended and ended.error, deaths)
+    starts = store_redis.hget(f"trace:job:{job.id}:attempts", "message/lineage")
+    assert int(starts or 0) == 6

@@ -76,7 +76,8 @@ class JobCounters:
         return starts, ended
 
     def end_attempt(self, job_id: str, tag: str) -> None:
-        """A start of batch ``tag`` ended with an error its worker lived to report."""
+        """A start of ``tag`` ended and its worker lived to say so (a batch: with an error it
+        reported; a message: in any way), so it is not counted as a death."""
         self._count(keys.attempts(job_id), job_id, f"{tag}:ended")
 
     def add_query(self, job_id: str, tag: str) -> int:

@@ -48,7 +48,14 @@ from pipeline.rows import RowBatch, batched
 from pipeline.stages.msd.fold import Downstream, Fold
 from pipeline.stages.msd.machines import Machine
 from pipeline.stages.msd.pareto import UNKNOWN, rate
-from pipeline.stages.msd.tables import DETAIL_ORDER, FINISH, LOTS_BY_CID, SCHEMA
+from pipeline.stages.msd.tables import (
+    DETAIL_ORDER,
+    FINISH,
+    LOTS_BY_CID,
+    MATERIAL_DEFECTS,
+    MATERIAL_TOTALS,
+    SCHEMA,
+)
 from pipeline.stages.scratch import Scratch
 from pipeline.workcenters import DEFAULT_STATION, UNKNOWN_ORDER, group_order, require_group
 
@@ -118,6 +125,8 @@ class MsdAggregator:
         self._lineage_set = False  # detection rows before, events after
         self._recorded = False  # add_recorded_lots stood in for the detection, lineage, events
         self._credit_base: dict[str, Any] | None = None  # what the record's credit holds
+        # the record's (material, lots, input) rows, for the same lots (``MATERIAL_DEFECTS``)
+        self._material_base: Sequence[Sequence[Any]] | None = None
         self._restricted = False
         self._fold: Fold | None = None  # made by finish; nothing is folded after it
         self.machines: list[Machine] = []
@@ -235,9 +244,11 @@ class MsdAggregator:
         """Backward, in place of the detection rows, ``set_lineage`` and the events: the
         detection lots as an earlier analysis of the same trace recorded them (rows of
         ``lot_record.COLUMNS`` in the order the lots came, streamed; lots the masks leave out
-        are skipped). Each lot then owns only itself, holding its family's machines and
-        materials, and where the record's heads part keeps its detail rows' head
-        (``lots.head_ref``: the head is never read here)."""
+        are skipped). Each lot then stands for its whole family, holding its family's machines
+        and materials, and where the record's heads part keeps its detail rows' head
+        (``lots.head_ref``: the head is never read here). Under no PJ-type or package mask
+        (the record's lots, every one) the machines' credit and the materials' totals start
+        from what the record says of their lots and input: only defects are added up."""
         if not self.backward:
             raise RuntimeError("a lot record serves the backward analysis only")
         self._require(lineage_set=False)
@@ -268,8 +279,10 @@ class MsdAggregator:
         self._recorded = True
         if not (self.pj_types or self.packages):  # the record's lots, every one
             self._credit_base = meta.credit
+            self._material_base = meta.material_base
+        # The record holds each lot's root and related count, and its family's machines and
+        # materials: no ``owners`` (``_end_families``) are needed.
         self._begin_families(lineage_given=meta.lineage_given)
-        self._end_families("SELECT idx, cid FROM lots")
 
     def _begin_families(self, *, lineage_given: bool) -> None:
         """The detection lots are in: which loss reasons count (``counted_reasons``), and each
@@ -447,12 +460,20 @@ class MsdAggregator:
         if self._fold is not None:
             return self._fold
         db = self.db
+        # A lot without defects rates 0 (``rate``'s value, asked of Python only for the others:
+        # a 114K trace's ~85K lots are mostly clean under a one-reason mask).
         db.execute(
             f"INSERT INTO detail_order (idx) SELECT idx FROM lots {DETAIL_ORDER[self.direction]} "
-            "ORDER BY rate(defect_qty, input_qty) DESC, name, idx"
+            "ORDER BY CASE WHEN defect_qty = 0 THEN 0.0 ELSE rate(defect_qty, input_qty) END DESC, "
+            "name, idx"
         )
         for statement in FINISH[self.direction]:
             db.execute(statement)
+        if self.backward and self._material_base is not None:
+            db.executemany("INSERT INTO material_totals VALUES (?, ?, ?, 0)", self._material_base)
+            db.execute(MATERIAL_DEFECTS)
+        elif self.backward:
+            db.execute(MATERIAL_TOTALS)
         self._fold = Fold(
             db=db,
             direction=self.direction,

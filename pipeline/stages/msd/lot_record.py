@@ -32,7 +32,7 @@ from pipeline.stages.msd.machines import Machine
 
 #: The record's layout (its rows' columns and what they hold, its meta's fields): raise it with
 #: any change to them, so a record written before is not read as if it were of this one.
-VERSION = 3
+VERSION = 4
 #: One row per detection lot (``lots`` of ``pipeline.stages.msd.tables`` but its defects): the
 #: detection row's fields, the related lots' count, the root lot name, the distinct machine
 #: indices comma-joined (``NULL``: none), the distinct material indices as a JSON array, the
@@ -53,13 +53,15 @@ COLUMNS = (
 class LotRecordMeta:
     """What the rows refer to: the machines and the material lots by index, the material
     parts' descriptions, whether the trace had its lineage (``genealogy_status``), and what
-    the machines are credited with that no loss-reason mask changes (``MachineCredit.base``)."""
+    no loss-reason mask changes: the machines' credit (``MachineCredit.base``) and each
+    material lot's detection lots and their input (``material_totals`` but the defects)."""
 
     machines: tuple[Machine, ...]
     descriptions: dict[str, str]
     lineage_given: bool
     credit: dict[str, Any]  # the machines' credit of every lot but its defects (``base``)
     materials: tuple[tuple[int, str, str], ...]  # (index, part, lot) of the material lots
+    material_base: tuple[tuple[int, int, Any], ...]  # (index, lots, input) of the same
 
     def to_blob(self) -> dict[str, Any]:
         return {
@@ -69,6 +71,7 @@ class LotRecordMeta:
             "lineage_given": self.lineage_given,
             "credit": self.credit,
             "materials": self.materials,
+            "material_base": self.material_base,
         }
 
     @classmethod
@@ -84,6 +87,7 @@ class LotRecordMeta:
             bool(blob["lineage_given"]),
             dict(blob["credit"]),
             tuple((int(i), p, lot) for i, p, lot in blob["materials"]),
+            tuple((int(i), int(n), qty) for i, n, qty in blob["material_base"]),
         )
 
 
@@ -93,4 +97,5 @@ def record_meta(fold: Fold) -> LotRecordMeta:
     descriptions = dict(fold.db.rows("SELECT part, description FROM part_descriptions"))
     credit = machine_credit(fold).base()
     materials = tuple(fold.db.rows("SELECT idx, part, lot FROM materials ORDER BY idx"))
-    return LotRecordMeta(fold.machines, descriptions, fold.lineage_given, credit, materials)
+    totals = tuple(fold.db.rows("SELECT material, lots, input FROM material_totals ORDER BY 1"))
+    return LotRecordMeta(fold.machines, descriptions, fold.lineage_given, credit, materials, totals)

@@ -97,10 +97,6 @@ FINISH = {
         "UPDATE lots SET materials = (SELECT json_group_array(material) FROM (SELECT DISTINCT "
         "c.material FROM owners o JOIN cid_materials c ON c.cid = o.cid "
         "WHERE o.idx = lots.idx)) WHERE materials IS NULL",
-        # A detection lot counts once per material (part, lot), however many of its family
-        # used it (MSD-11).
-        "INSERT INTO material_totals SELECT j.value, COUNT(*), SUM(l.input_qty), "
-        "SUM(l.defect_qty) FROM lots l, json_each(l.materials) j GROUP BY j.value",
     ),
     domains.FORWARD: (
         "INSERT INTO pos_downstream SELECT d.pos, c.grp, SUM(c.qty) FROM cid_downstream c "
@@ -108,6 +104,20 @@ FINISH = {
         "GROUP BY d.pos, c.grp",
     ),
 }
+#: Backward, after ``FINISH``: each material's detection lots, their input and defects. A
+#: detection lot counts once per material (part, lot), however many of its family used it
+#: (MSD-11).
+MATERIAL_TOTALS = (
+    "INSERT INTO material_totals SELECT j.value, COUNT(*), SUM(l.input_qty), "
+    "SUM(l.defect_qty) FROM lots l, json_each(l.materials) j GROUP BY j.value"
+)
+#: ``MATERIAL_TOTALS`` from a lot record's (material, lots, input) rows (``?``, inserted with no
+#: defects): the lots' defects are added up here, of the lots that have any (the others add 0).
+MATERIAL_DEFECTS = (
+    "UPDATE material_totals SET defects = d.qty FROM (SELECT j.value AS material, "
+    "SUM(l.defect_qty) AS qty FROM lots l, json_each(l.materials) j WHERE l.defect_qty <> 0 "
+    "GROUP BY j.value) d WHERE d.material = material_totals.material"
+)
 #: Detection lots in detail order (backward every lot; forward those with defects).
 DETAIL_ORDER = {
     domains.BACKWARD: "",

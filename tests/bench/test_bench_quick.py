@@ -1,6 +1,7 @@
-"""The benchmark's smoke test: ``python -m pipeline.bench --quick`` (what ``ops/bench --quick``
+"""The benchmark's smoke tests: ``python -m pipeline.bench --quick`` (what ``ops/bench --quick``
 runs) goes through the real stack once at a small size (Redis databases 4 and 5) and prints and
-writes its report. The benchmark's figures themselves are never asserted here."""
+writes its report; ``pipeline.bench.analysis_alone`` times the analysis in process on the same
+databases. The benchmark's figures themselves are never asserted here."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+import redis
 
+from pipeline.bench import analysis_alone
+from pipeline.bench.run import BenchStack
+from pipeline.engine import keys
 from tests.support.redis_dbs import REDIS, clean_databases
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,3 +93,21 @@ def test_the_quick_benchmark_runs_and_prints_its_table(bench_redis: None, tmp_pa
     assert redone.returncode == 0, redone.stderr.decode(errors="replace")[-4000:]
     first = (tmp_path / "BENCHMARKS.md").read_text()
     assert (tmp_path / "again" / "BENCHMARKS.md").read_text() == first
+
+
+def test_the_analysis_alone_times_a_first_analysis_and_its_reanalyses(
+    bench_redis: None, warehouse: Path
+) -> None:
+    # Given the benchmark's trace of a small warehouse, run in this process
+    bench = BenchStack(db=warehouse, redis_url=REDIS, store_db=STORE_DB, broker_db=BROKER_DB)
+    # When the analysis is timed alone, with three re-analyses
+    times = analysis_alone.measure(bench, 3)
+    # Then the trace had lots, each step took time, and every re-analysis finished (a job that
+    # did not would have raised) under one of the first result's loss reasons
+    assert times.lots > 0 and times.before_seconds > 0 and times.first_seconds > 0
+    assert len(times.reanalysis_seconds) == 3 and min(times.reanalysis_seconds) > 0
+    summary = times.summary()
+    assert summary["reanalysis_min"] <= summary["reanalysis_median"] <= summary["reanalysis_max"]
+    # (each one a job of its own: the trace and three)
+    jobs = redis.Redis.from_url(f"{REDIS}/{STORE_DB}").zcard(keys.RECENT)
+    assert jobs == 4

@@ -30,11 +30,8 @@ ORDER BY d.pos
 """
 LOTS = _LOTS.format(where="")
 #: Whether a lot (``l``) has a counted reject (a detail row of its own per loss reason; any
-#: other lot's one row is the clean one).
-COUNTED = (
-    "EXISTS (SELECT 1 FROM rejects r WHERE r.idx = l.idx AND r.qty <> 0 "
-    "AND r.reason IN counted_reasons)"
-)
+#: other lot's one row is the clean one): ``lots.counted``, set with the lots' defects.
+COUNTED = "l.counted"
 #: ``LOTS`` of the lots with a counted reject: the detail pass of a lot record read under the
 #: loss-reason mask alone, whose clean rows are written in SQL (``pipeline.stages.msd.detail``).
 COUNTED_LOTS = _LOTS.format(where=f"WHERE {COUNTED}")

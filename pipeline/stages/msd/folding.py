@@ -295,8 +295,9 @@ class MsdAggregator:
         db.executemany(
             "INSERT INTO counted_reasons VALUES (?)", ((r,) for r in reasons if self.selected(r))
         )
-        db.execute(  # a lot without selected rejects keeps its 0
-            "UPDATE lots SET defect_qty = s.qty FROM (SELECT idx, SUM(qty) AS qty FROM rejects "
+        db.execute(  # a lot without selected rejects keeps its 0s
+            "UPDATE lots SET defect_qty = s.qty, counted = s.counted FROM (SELECT idx, "
+            "SUM(qty) AS qty, MAX(qty <> 0) AS counted FROM rejects "
             "WHERE reason IN counted_reasons GROUP BY idx) s WHERE s.idx = lots.idx"
         )
 

@@ -27,6 +27,9 @@ CREATE TABLE lots (
     idx INTEGER PRIMARY KEY, cid TEXT NOT NULL, name TEXT NOT NULL, pj_type TEXT,
     package TEXT, workflow TEXT, runcard TEXT, equipment TEXT, input_qty NOT NULL, trackin TEXT,
     defect_qty NOT NULL DEFAULT 0, related_count INTEGER NOT NULL DEFAULT 0, root TEXT,
+    -- 1: the lot has a reject that counts (a reason the mask selects, a quantity not 0): a row
+    -- of its own per such reason in the detail table; set with ``defect_qty``
+    counted INTEGER NOT NULL DEFAULT 0,
     -- backward, what the lot's family used before detection (finish, or a lot record):
     -- distinct machine indices comma-joined, distinct material indices as a JSON array
     machines TEXT, materials TEXT,

@@ -636,7 +636,7 @@ def test_a_lot_record_gives_the_same_detail_rows_and_result_under_any_mask(
 
 def test_a_lot_record_of_an_earlier_version_is_not_read() -> None:
     # Given the meta of a record written by an earlier release (without a version, or another)
-    current = LotRecordMeta((Machine("切割", "M-1", "EQ-1"),), {}, True, {}, (), ()).to_blob()
+    current = LotRecordMeta((Machine("切割", "M-1", "EQ-1"),), {}, True, {}, (), (), ()).to_blob()
     assert LotRecordMeta.from_blob(current) is not None
     for blob in ({k: v for k, v in current.items() if k != "version"}, {**current, "version": 1}):
         # Then it is not taken (the analysis reads the detection rows, lineage and events)

@@ -260,6 +260,12 @@ class MsdAggregator:
         db.executemany("INSERT INTO part_descriptions VALUES (?, ?)", meta.descriptions.items())
         db.executemany("INSERT INTO materials (idx, part, lot) VALUES (?, ?, ?)", meta.materials)
         db.execute("DROP INDEX lots_by_cid")  # built once the lots are in
+        # Every lot kept (no PJ-type or package mask): the record says which loss reasons
+        # there are, and the rejects of the others than the mask's are never read.
+        every_lot = not (self.pj_types or self.packages)
+        if every_lot:
+            db.executemany("INSERT INTO available_reasons VALUES (?)", ((r,) for r in meta.reasons))
+        wanted = self.selected if every_lot else None
         for chunk in batched(enumerate(rows), RECORD_CHUNK):
             lots: list[tuple[Any, ...]] = []
             rejects: list[tuple[int, str, Any]] = []
@@ -267,7 +273,11 @@ class MsdAggregator:
                 if self.masked(row[2], row[3]):
                     continue
                 lots.append((idx, *row[:13], row[14]))
-                rejects.extend((idx, reason, qty) for reason, qty in row[13])
+                rejects.extend(
+                    (idx, reason, qty)
+                    for reason, qty in row[13]
+                    if wanted is None or wanted(reason)
+                )
             db.executemany(
                 "INSERT INTO lots (idx, cid, name, pj_type, package, workflow, runcard, "
                 "equipment, input_qty, trackin, related_count, root, machines, materials, "
@@ -277,7 +287,7 @@ class MsdAggregator:
             db.executemany("INSERT INTO rejects VALUES (?, ?, ?)", rejects)
         db.execute(LOTS_BY_CID)  # a lot twice in a record fails here, as its insert did
         self._recorded = True
-        if not (self.pj_types or self.packages):  # the record's lots, every one
+        if every_lot:
             self._credit_base = meta.credit
             self._material_base = meta.material_base
         # The record holds each lot's root and related count, and its family's machines and
@@ -468,6 +478,10 @@ class MsdAggregator:
             "ORDER BY CASE WHEN defect_qty = 0 THEN 0.0 ELSE rate(defect_qty, input_qty) END DESC, "
             "name, idx"
         )
+        if not (self._recorded and self._credit_base is not None):  # else the record's
+            db.execute(
+                "INSERT INTO available_reasons SELECT DISTINCT reason FROM rejects WHERE qty > 0"
+            )
         for statement in FINISH[self.direction]:
             db.execute(statement)
         if self.backward and self._material_base is not None:

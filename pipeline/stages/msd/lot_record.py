@@ -53,8 +53,10 @@ COLUMNS = (
 class LotRecordMeta:
     """What the rows refer to: the machines and the material lots by index, the material
     parts' descriptions, whether the trace had its lineage (``genealogy_status``), and what
-    no loss-reason mask changes: the machines' credit (``MachineCredit.base``) and each
-    material lot's detection lots and their input (``material_totals`` but the defects)."""
+    no loss-reason mask changes: the machines' credit (``MachineCredit.base``), each
+    material lot's detection lots and their input (``material_totals`` but the defects) and
+    the loss reasons of the lots' rejects (``available_reasons``; a re-analysis of every lot
+    then takes only the rejects its mask counts)."""
 
     machines: tuple[Machine, ...]
     descriptions: dict[str, str]
@@ -62,6 +64,7 @@ class LotRecordMeta:
     credit: dict[str, Any]  # the machines' credit of every lot but its defects (``base``)
     materials: tuple[tuple[int, str, str], ...]  # (index, part, lot) of the material lots
     material_base: tuple[tuple[int, int, Any], ...]  # (index, lots, input) of the same
+    reasons: tuple[str, ...]  # the loss reasons of the rejects of a quantity > 0
 
     def to_blob(self) -> dict[str, Any]:
         return {
@@ -72,6 +75,7 @@ class LotRecordMeta:
             "credit": self.credit,
             "materials": self.materials,
             "material_base": self.material_base,
+            "reasons": self.reasons,
         }
 
     @classmethod
@@ -88,6 +92,7 @@ class LotRecordMeta:
             dict(blob["credit"]),
             tuple((int(i), p, lot) for i, p, lot in blob["materials"]),
             tuple((int(i), int(n), qty) for i, n, qty in blob["material_base"]),
+            tuple(blob["reasons"]),
         )
 
 
@@ -98,4 +103,7 @@ def record_meta(fold: Fold) -> LotRecordMeta:
     credit = machine_credit(fold).base()
     materials = tuple(fold.db.rows("SELECT idx, part, lot FROM materials ORDER BY idx"))
     totals = tuple(fold.db.rows("SELECT material, lots, input FROM material_totals ORDER BY 1"))
-    return LotRecordMeta(fold.machines, descriptions, fold.lineage_given, credit, materials, totals)
+    reasons = tuple(r for (r,) in fold.db.rows("SELECT reason FROM available_reasons ORDER BY 1"))
+    return LotRecordMeta(
+        fold.machines, descriptions, fold.lineage_given, credit, materials, totals, reasons
+    )

@@ -58,9 +58,7 @@ def _analysis(fold: Fold, families: Mapping[str, str], *, encoded: bool) -> dict
     in a big trace) comes as JSON already (``orjson.Fragment``), encoded while it is read."""
     db = fold.db
     lots = fold.lot_count()
-    available = [
-        r for (r,) in db.execute("SELECT DISTINCT reason FROM rejects WHERE qty > 0 ORDER BY 1")
-    ]
+    available = [r for (r,) in db.execute("SELECT reason FROM available_reasons ORDER BY 1")]
     common: dict[str, Any] = {
         "direction": fold.direction,
         "station": fold.station,

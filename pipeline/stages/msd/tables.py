@@ -46,6 +46,10 @@ CREATE TABLE rejects (
 -- filled once the rejects are in, so readers filter with ``reason IN counted_reasons`` (SQL
 -- alone, not a Python call per reject row)
 CREATE TABLE counted_reasons (reason TEXT PRIMARY KEY) WITHOUT ROWID;
+-- the loss reasons of the detection lots' rejects of a quantity > 0, every one, the mask
+-- aside (the result's ``available_loss_reasons``): filled by finish from ``rejects``, or from
+-- a lot record, which then brings the counted rejects alone
+CREATE TABLE available_reasons (reason TEXT PRIMARY KEY) WITHOUT ROWID;
 -- each detection lot -> the lots of its family (itself, its ancestors or descendants); filled in
 -- detection-lot order, so it is written in key order (its index by lot comes after)
 CREATE TABLE owners (idx INTEGER NOT NULL, cid TEXT NOT NULL, PRIMARY KEY (idx, cid))

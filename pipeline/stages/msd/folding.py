@@ -127,6 +127,7 @@ class MsdAggregator:
         self._credit_base: dict[str, Any] | None = None  # what the record's credit holds
         # the record's (material, lots, input) rows, for the same lots (``MATERIAL_DEFECTS``)
         self._material_base: Sequence[Sequence[Any]] | None = None
+        self._reasons_given = False  # the record filled ``available_reasons``
         self._restricted = False
         self._fold: Fold | None = None  # made by finish; nothing is folded after it
         self.machines: list[Machine] = []
@@ -265,6 +266,7 @@ class MsdAggregator:
         every_lot = not (self.pj_types or self.packages)
         if every_lot:
             db.executemany("INSERT INTO available_reasons VALUES (?)", ((r,) for r in meta.reasons))
+            self._reasons_given = True
         wanted = self.selected if every_lot else None
         for chunk in batched(enumerate(rows), RECORD_CHUNK):
             lots: list[tuple[Any, ...]] = []
@@ -478,7 +480,7 @@ class MsdAggregator:
             "ORDER BY CASE WHEN defect_qty = 0 THEN 0.0 ELSE rate(defect_qty, input_qty) END DESC, "
             "name, idx"
         )
-        if not (self._recorded and self._credit_base is not None):  # else the record's
+        if not self._reasons_given:
             db.execute(
                 "INSERT INTO available_reasons SELECT DISTINCT reason FROM rejects WHERE qty > 0"
             )

@@ -124,10 +124,10 @@ class MsdAggregator:
         self.lineage_given = False
         self._lineage_set = False  # detection rows before, events after
         self._recorded = False  # add_recorded_lots stood in for the detection, lineage, events
-        self._credit_base: dict[str, Any] | None = None  # what the record's credit holds
-        # the record's (material, lots, input) rows, for the same lots (``MATERIAL_DEFECTS``)
-        self._material_base: Sequence[Sequence[Any]] | None = None
-        self._reasons_given = False  # the record filled ``available_reasons``
+        # the meta of a lot record read with every lot kept (no PJ-type or package mask): what
+        # no loss-reason mask changes (the machines' credit, the materials' lots and input, the
+        # loss reasons there are) is taken from it, not added up again
+        self._base: LotRecordMeta | None = None
         self._restricted = False
         self._fold: Fold | None = None  # made by finish; nothing is folded after it
         self.machines: list[Machine] = []
@@ -264,9 +264,6 @@ class MsdAggregator:
         # Every lot kept (no PJ-type or package mask): the record says which loss reasons
         # there are, and the rejects of the others than the mask's are never read.
         every_lot = not (self.pj_types or self.packages)
-        if every_lot:
-            db.executemany("INSERT INTO available_reasons VALUES (?)", ((r,) for r in meta.reasons))
-            self._reasons_given = True
         wanted = self.selected if every_lot else None
         for chunk in batched(enumerate(rows), RECORD_CHUNK):
             lots: list[tuple[Any, ...]] = []
@@ -290,8 +287,7 @@ class MsdAggregator:
         db.execute(LOTS_BY_CID)  # a lot twice in a record fails here, as its insert did
         self._recorded = True
         if every_lot:
-            self._credit_base = meta.credit
-            self._material_base = meta.material_base
+            self._base = meta
         # The record holds each lot's root and related count, and its family's machines and
         # materials: no ``owners`` (``_end_families``) are needed.
         self._begin_families(lineage_given=meta.lineage_given)
@@ -480,14 +476,17 @@ class MsdAggregator:
             "ORDER BY CASE WHEN defect_qty = 0 THEN 0.0 ELSE rate(defect_qty, input_qty) END DESC, "
             "name, idx"
         )
-        if not self._reasons_given:
+        base = self._base
+        if base is not None:  # the record's rejects were read for the mask's reasons only
+            db.executemany("INSERT INTO available_reasons VALUES (?)", ((r,) for r in base.reasons))
+        else:
             db.execute(
                 "INSERT INTO available_reasons SELECT DISTINCT reason FROM rejects WHERE qty > 0"
             )
         for statement in FINISH[self.direction]:
             db.execute(statement)
-        if self.backward and self._material_base is not None:
-            db.executemany("INSERT INTO material_totals VALUES (?, ?, ?, 0)", self._material_base)
+        if self.backward and base is not None:
+            db.executemany("INSERT INTO material_totals VALUES (?, ?, ?, 0)", base.material_base)
             db.execute(MATERIAL_DEFECTS)
         elif self.backward:
             db.execute(MATERIAL_TOTALS)
@@ -501,6 +500,6 @@ class MsdAggregator:
             machines=tuple(self.machines),
             downstream=self.downstream,
             recorded=self._recorded,
-            credit_base=self._credit_base,
+            credit_base=base.credit if base is not None else None,
         )
         return self._fold

@@ -4,9 +4,11 @@ contract gives their values (numbers, ``YYYY-MM-DD HH:MM:SS`` text; JSON written
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import orjson
@@ -50,6 +52,26 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
+
+
+def rows_at(rows: Iterator[tuple[Any, ...]]) -> Callable[[int], list[tuple[Any, ...]]]:
+    """A reader of rows whose first column is an increasing key (a position, an index): ``at(key)``
+    returns the rest of the rows at ``key`` (``[]`` for none); keys are asked for in increasing
+    order, each row read once (the rows are streamed, never held)."""
+    groups = groupby(rows, key=itemgetter(0))
+    current = next(groups, None)
+
+    def at(pos: int) -> list[tuple[Any, ...]]:
+        nonlocal current
+        while current is not None and current[0] < pos:
+            current = next(groups, None)
+        if current is None or current[0] != pos:
+            return []
+        found = [row[1:] for row in current[1]]
+        current = next(groups, None)
+        return found
+
+    return at
 
 
 class Counted(Iterator[T]):

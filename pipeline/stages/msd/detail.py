@@ -11,16 +11,14 @@ fold, so the result afterwards reads no lot again.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from itertools import groupby
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
 
 from pipeline import domains
-from pipeline.rows import batched
+from pipeline.rows import batched, rows_at
 from pipeline.stages.msd.attribution import COUNTED, COUNTED_LOTS, LOTS, credit_lot, new_credit
 from pipeline.stages.msd.fold import Fold
 from pipeline.stages.msd.machines import MachineCredit
@@ -158,9 +156,7 @@ class SortedDetails:
         (``pipeline.stages.msd.lot_record.COLUMNS``), its head the row of ``heads``."""
         if self.recorded:
             raise ValueError("a lot record is kept by an analysis that built its heads")
-        rejects_of = _by_position(
-            self.db.rows("SELECT idx, reason, qty FROM rejects ORDER BY 1, 2")
-        )
+        rejects_of = rows_at(self.db.rows("SELECT idx, reason, qty FROM rejects ORDER BY 1, 2"))
         for row in self.db.rows(
             "SELECT l.idx, l.cid, l.name, l.pj_type, l.package, l.workflow, l.runcard, "
             "l.equipment, l.input_qty, l.trackin, l.related_count, l.root, l.machines, "
@@ -294,14 +290,14 @@ def _backward_details(
     detail order and merged here: one query each, whatever the number of lots."""
     db = fold.db
     lots = db.rows(COUNTED_LOTS if counted_only else LOTS)
-    rejects_of = _by_position(
+    rejects_of = rows_at(
         db.rows(
             "SELECT d.pos, r.reason, r.qty FROM detail_order d JOIN rejects r ON r.idx = d.idx "
             "WHERE r.qty <> 0 AND r.reason IN counted_reasons ORDER BY d.pos, r.reason"
         )
     )
     # Built heads only: each lot's material lots, sorted (a lot record brings its heads).
-    materials_of = _by_position(
+    materials_of = rows_at(
         db.rows(
             "SELECT d.pos, m.part, m.lot FROM detail_order d JOIN lots l ON l.idx = d.idx, "
             "json_each(l.materials) j JOIN materials m ON m.idx = j.value "
@@ -341,25 +337,6 @@ def _backward_details(
         yield DetailLot(pos, upstream, extras, orjson.dumps(upstream)[:-1], pos - 1)
 
 
-def _by_position(rows: Iterator[tuple[Any, ...]]) -> Callable[[int], list[tuple[Any, ...]]]:
-    """A reader of rows whose first column is an increasing position: ``at(pos)`` returns the
-    rest of the rows at ``pos`` (``[]`` for none); positions are asked for in increasing order."""
-    groups = groupby(rows, key=itemgetter(0))
-    current = next(groups, None)
-
-    def at(pos: int) -> list[tuple[Any, ...]]:
-        nonlocal current
-        while current is not None and current[0] < pos:
-            current = next(groups, None)
-        if current is None or current[0] != pos:
-            return []
-        found = [row[1:] for row in current[1]]
-        current = next(groups, None)
-        return found
-
-    return at
-
-
 def _forward_details(
     fold: Fold, lots: Iterator[tuple[Any, ...]]
 ) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -367,8 +344,8 @@ def _forward_details(
     summary) met at the stations after detection: stations reached, rejects, their rate per
     piece of the lot's detection input (percent) and the station that rejected most."""
     db = fold.db
-    downstream_of = _by_position(db.rows("SELECT pos, grp, qty FROM pos_downstream ORDER BY pos"))
-    reasons_of = _by_position(
+    downstream_of = rows_at(db.rows("SELECT pos, grp, qty FROM pos_downstream ORDER BY pos"))
+    reasons_of = rows_at(
         db.rows(
             "SELECT d.pos, r.reason FROM detail_order d JOIN rejects r ON r.idx = d.idx "
             "WHERE r.qty > 0 AND r.reason IN counted_reasons ORDER BY d.pos, r.qty DESC, r.reason"

@@ -45,6 +45,7 @@ from pipeline import domains
 from pipeline.config import DEFAULT_PARETO_TOP_N, DEFAULT_SCRATCH_CACHE_MB
 from pipeline.errors import InvalidInput
 from pipeline.rows import RowBatch, batched
+from pipeline.stages.msd.family_use import fill_family_use, joined
 from pipeline.stages.msd.fold import Downstream, Fold
 from pipeline.stages.msd.machines import Machine
 from pipeline.stages.msd.pareto import UNKNOWN, rate
@@ -371,7 +372,7 @@ class MsdAggregator:
         name_at, id_at = batch.index("EQUIPMENTNAME"), batch.index("EQUIPMENTID")
         qty_at = batch.index("TRACKINQTY")
         upstream_before, downstream_after = self.upstream_before, self.downstream_after
-        used: set[tuple[str, int]] = set()
+        used: dict[str, set[int]] = {}  # backward: each lot's machines in this batch
         reached: set[tuple[str, str]] = set()
         machine_lots: set[tuple[str, str]] = set()
         for row in batch.rows:
@@ -383,13 +384,16 @@ class MsdAggregator:
             machine_name = row[name_at] or NA
             if self.backward:
                 if order < upstream_before:  # only stations before detection explain it
-                    used.add((cid, self._machine(group, machine_name, row[id_at] or "")))
+                    machine = self._machine(group, machine_name, row[id_at] or "")
+                    used.setdefault(cid, set()).add(machine)
             elif downstream_after < order < UNKNOWN_ORDER:
                 self.downstream.add_input(group, machine_name, row[qty_at] or 0)
                 reached.add((group, cid))
                 machine_lots.add((machine_name, cid))
         db = self.db
-        db.executemany("INSERT INTO cid_machines VALUES (?, ?)", used)
+        db.executemany(
+            "INSERT INTO cid_machines VALUES (?, ?)", ((c, joined(m)) for c, m in used.items())
+        )
         db.executemany("INSERT OR IGNORE INTO station_lots VALUES (?, ?)", reached)
         db.executemany("INSERT OR IGNORE INTO machine_lots VALUES (?, ?)", machine_lots)
         db.executemany(
@@ -485,6 +489,8 @@ class MsdAggregator:
             )
         for statement in FINISH[self.direction]:
             db.execute(statement)
+        if self.backward and not self._recorded:
+            fill_family_use(db)
         if self.backward and base is not None:
             db.executemany("INSERT INTO material_totals VALUES (?, ?, ?, 0)", base.material_base)
             db.execute(MATERIAL_DEFECTS)

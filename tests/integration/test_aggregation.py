@@ -300,7 +300,7 @@ def test_a_loss_reason_filter_counts_only_those_defects(
 
 def test_a_batch_seen_twice_changes_nothing(warehouse: Path) -> None:
     # A lot counts once per machine, so folding the same rows again must not move any number;
-    # the aggregator keeps (lot, its machines) facts, never the rows: the same facts after the repeat.
+    # the aggregator keeps (lot, its machines) facts, never the rows: the same after the repeat.
     cids = _some_lots(warehouse)
     with SqliteSource(warehouse) as source:
 

@@ -278,7 +278,8 @@ def _hand_over_lost(ctx: StageContext, after: str) -> bool:
     ``TRACE_STALL_SECONDS`` ago and ``after`` never began: its message was lost with the worker
     that claimed it (or never sent). A message merely waiting in its queue stays the only one
     for a stall; after that a copy is sent at most once per stall (committed work is skipped,
-    so a copy is harmless, only not free)."""
+    so a copy is harmless, only not free): a copy's claim lapses a stall after it was made,
+    wherever that falls on the clock."""
     registry, job_id = ctx.registry, ctx.job.id
     stall = ctx.settings.stall_seconds
     if registry.stage_began(job_id, after) is not None:
@@ -287,7 +288,7 @@ def _hand_over_lost(ctx: StageContext, after: str) -> bool:
     now = time.time()
     if claimed is not None and now - claimed < stall:
         return False
-    return registry.claim(job_id, f"{after}:again:{int(now // stall)}")
+    return registry.claim(job_id, f"{after}:again", hold_seconds=stall)
 
 
 def _every_domain_failed(ctx: StageContext) -> bool:

@@ -98,10 +98,15 @@ class JobCounters:
         self.store.register(pipe, job_id, keys.domains(job_id))
         return bool(pipe.execute()[0])
 
-    def claim(self, job_id: str, step: str) -> bool:
+    def claim(self, job_id: str, step: str, *, hold_seconds: float | None = None) -> bool:
         """True for the first caller only: that caller dispatches ``step`` (the claim holds
-        when it was made: ``claimed_at``)."""
+        when it was made: ``claimed_at``). With ``hold_seconds`` the claim lapses that long
+        after it was made (then the next caller is the first again): it is not one of the
+        job's keys, whose TTL every stage boundary renews; else it lasts as long as the job."""
         key = keys.claim(job_id, step)
+        if hold_seconds is not None:
+            hold_ms = max(1, round(hold_seconds * 1000))
+            return bool(self.redis.set(key, repr(time.time()), nx=True, px=hold_ms))
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(key, repr(time.time()), nx=True, ex=self.ttl)
         self.store.register(pipe, job_id, key)

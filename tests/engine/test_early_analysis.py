@@ -221,14 +221,24 @@ def test_an_early_hand_over_lost_with_its_worker_is_sent_again_once_a_stall_late
     # When resumed work arrives within a stall of the claim, nothing is sent...
     inline.handle(job.id, resent, resumed=True)
     assert queued(inline) == []
-    # ... and a stall later the analysis and the missing domains are sent again, once
+    # ... and a stall later the analysis and the missing domains are sent again, once, however
+    # the copies fall on the clock: here half a second apart, across a multiple of the stall
+    # since the epoch (a copy's claim used to hold until the next such multiple, not a stall)
     claim = keys.claim(job.id, AGGREGATION)
-    inline.registry.redis.set(claim, repr(time.time() - inline.settings.stall_seconds - 1))
+    stall = inline.settings.stall_seconds
+    inline.registry.redis.set(claim, repr(time.time() - stall - 1))
+    time.sleep((-time.time() - 0.5) % stall)  # to half a second before the next multiple
     for _ in range(3):
         inline.handle(job.id, resent, resumed=True)
+        time.sleep(0.5)
     again = queued(inline)
     assert again[0] == MessageKey(AGGREGATION) and again.count(MessageKey(AGGREGATION)) == 1
     assert {key.domain for key in again[1:]} == set(domains.DOMAINS) - READ
+    # ... and once more a stall after that copy, should it be lost too
+    dispatcher.sent.clear()
+    time.sleep(stall)
+    inline.handle(job.id, resent, resumed=True)
+    assert queued(inline).count(MessageKey(AGGREGATION)) == 1
     run(inline)
     assert inline.registry.load(job.id).state == FINISHED
 

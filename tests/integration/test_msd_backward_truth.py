@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -444,6 +445,17 @@ def test_the_detail_rows_carry_the_contract_fields(
     rejects = {
         (cid, reason): qty for cid, reason, qty in truth.execute("SELECT cid, reason, qty FROM rej")
     }
+    # worst rate first; a lot's rows of one rate in the order of their loss reasons
+    ties = 0
+    for before, after in pairwise(rows):
+        assert before["DEFECT_RATE"] >= after["DEFECT_RATE"]
+        if (before["CONTAINERID"], before["DEFECT_RATE"]) == (
+            after["CONTAINERID"],
+            after["DEFECT_RATE"],
+        ):
+            assert before["LOSS_REASON"] < after["LOSS_REASON"]
+            ties += 1
+    assert ties  # (the window has such lots)
     for r in rows:
         assert r["DEFECT_QTY"] == rejects.get((r["CONTAINERID"], r["LOSS_REASON"]), 0)
         assert r["DEFECT_RATE"] == _pct(r["DEFECT_QTY"], r["INPUT_QTY"])

@@ -47,8 +47,9 @@ def scan_domains(
     """Rows, wall seconds and process seconds (its tasks' seconds added up) per domain of a
     bare scan of each domain's events query over the lots ``cids``, spread over ``processes``
     processes as the workers spread the events stage: the same SQL, binds and IN batches
-    (``source.query_in``), one task per events message's worth of batches
-    (``TRACE_EVENTS_GROUP_BATCHES``; ``jobs``: one per jobs batch), but the fetched rows are
+    (``source.query_in``), one task per ``TRACE_EVENTS_GROUP_BATCHES`` batches (the smallest
+    events message: the pipeline's longer ones do not make the scan's tail longer, so the
+    floor is not raised with them; ``jobs``: one per jobs batch), but the fetched rows are
     only counted. For ``jobs`` the rows are the scanned jobs, not the job-per-lot rows the
     pipeline derives from them. The processes are started and have their warehouse open
     before the clock starts. Each domain is scanned ``repeats`` times and its seconds are the

@@ -29,6 +29,7 @@ from itertools import islice
 from pipeline import domains
 from pipeline.engine import parts
 from pipeline.engine.context import StageContext
+from pipeline.engine.flow import fix_group_size
 from pipeline.engine.job import EVENTS, LARGE_QUEUE, LINEAGE
 from pipeline.engine.messages import MessageKey
 
@@ -47,8 +48,11 @@ def send_early_events(ctx: StageContext, seeds: Iterable[str], seed_count: int) 
     wanted = [d for d in (job.analysis_domains or job.domains) if d != domains.JOBS]
     size = settings.in_list_size
     batches = seed_count // size
-    groups = batches // settings.events_group_batches
-    if not wanted or not groups:
+    if not wanted or batches < settings.events_group_batches:
+        return 0
+    # the job's group size, fixed here from its seeds (lineage only adds lots)
+    groups = batches // fix_group_size(ctx.registry, job.id, batches, settings)
+    if not groups:
         return 0
     lots = ((cid,) for cid in islice(seeds, batches * size))
     store.write_rows(job.id, parts.CIDS, ("CONTAINERID",), lots, size)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from pipeline import domains
 from pipeline.config import Settings
@@ -56,6 +56,24 @@ def jobs_batches(settings: Settings) -> int:
     return lots // settings.in_list_size
 
 
+def fix_group_size(registry: JobRegistry, job_id: str, batches: int, settings: Settings) -> int:
+    """Fix the input batches per events message of a job whose domains read ``batches`` input
+    batches (the most any domain reads; at least, when more may come) unless fixed already,
+    and return the job's: ``events_group_batches`` at least, more when a domain would
+    otherwise take more than about ``events_messages_per_domain`` messages."""
+    planned = max(
+        settings.events_group_batches, math.ceil(batches / settings.events_messages_per_domain)
+    )
+    registry.set_progress(job_id, {parts.EVENTS_GROUP_BATCHES: planned}, once=True)
+    return group_size(registry.progress(job_id), settings)
+
+
+def group_size(progress: Mapping[str, int], settings: Settings) -> int:
+    """The input batches per events message of the job of ``progress`` (``fix_group_size``;
+    ``events_group_batches`` for a job whose messages were sent before it was fixed)."""
+    return progress.get(parts.EVENTS_GROUP_BATCHES) or settings.events_group_batches
+
+
 def events_groups(total: int, group_batches: int) -> int:
     return math.ceil(total / group_batches)
 
@@ -85,7 +103,7 @@ def stage_messages(
     job, store = ctx.job, ctx.store
     progress = ctx.registry.progress(job.id)
     failed = ctx.registry.domain_states(job.id)
-    size = ctx.settings.events_group_batches
+    size = group_size(progress, ctx.settings)
     first = job.analysis_domains
     wanted = set(job.domains if only is None else only)
     messages = []

@@ -73,6 +73,10 @@ DETECTION_LOTS = f"{SEED_RESOLVE}:detection"
 #: seed-resolve messages are sent (a worker with another ``TRACE_DETECTION_RANGES`` reads the
 #: job's ranges, not its own).
 SEED_RANGES = f"{SEED_RESOLVE}:ranges"
+#: Progress field: the input batches of each events message of the job, fixed before its first
+#: events message is sent (``pipeline.engine.flow.fix_group_size``), so every worker groups
+#: the batches the same way whatever its own settings.
+EVENTS_GROUP_BATCHES = "events:group_batches"
 #: A re-analysis's copy of the queries its trace's earlier analyses ran (linked in place from
 #: the job it takes the trace from: its ``AGGREGATION_QUERIES``, then its own ``PRIOR_QUERIES``,
 #: so a chain of re-analyses keeps the first one's): the detection lots and their rejects are

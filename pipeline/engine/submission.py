@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from pipeline.engine import lifecycle, parts
-from pipeline.engine.flow import dispatch_stage, events_spans, events_totals
+from pipeline.engine.flow import dispatch_stage, events_spans, events_totals, fix_group_size
 from pipeline.engine.inputs import write_inputs
 from pipeline.engine.job import EVENTS, LARGE_QUEUE, LINEAGE, QUEUE, Job
 from pipeline.engine.store import ChunkLost
@@ -99,9 +99,9 @@ def _submit(
         if request.from_cids:
             if cids != job.cid_count:
                 registry.update(job.id, cid_count=cids)
-            registry.set_totals(
-                job.id, events_totals(job, cids, settings), events_spans(job, settings)
-            )
+            totals = events_totals(job, cids, settings)
+            fix_group_size(registry, job.id, max(totals.values(), default=0), settings)
+            registry.set_totals(job.id, totals, events_spans(job, settings))
         # Recorded before the first message goes out: a fast worker's stage_started must not
         # come first in the job's event log.
         registry.announce(

@@ -31,6 +31,7 @@ import redis
 from pipeline.config import Settings
 from pipeline.engine import keys, parts
 from pipeline.engine.broker import make_broker
+from pipeline.engine.flow import group_size
 from pipeline.engine.job import AGGREGATION, EVENTS, FINISHED, LINEAGE, SEED_RESOLVE
 from pipeline.engine.runtime import Runtime, runtime_for
 from tests.chaos.conftest import RedisServer
@@ -212,8 +213,8 @@ def kill_mid_stage(
 
 def _pending(stack: Stack, job_id: str, message_keys: set[str]) -> set[str]:
     """The batches of the events messages ``message_keys`` not committed yet."""
-    size = stack.settings.events_group_batches
     progress = stack.runtime.registry.progress(job_id)
+    size = group_size(progress, stack.settings)
     left = set()
     for key in message_keys:
         _stage, domain, group = key.split(":")

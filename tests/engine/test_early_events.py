@@ -126,3 +126,45 @@ def test_the_seeds_events_go_to_the_large_job_queue_when_the_seeds_alone_make_it
     assert early and sent
     assert {queue for _, key, _, queue in sent} == {LARGE_QUEUE}
     assert runtime.registry.load(job.id).queue == LARGE_QUEUE
+
+
+def test_a_domains_events_take_the_messages_the_job_fixed_whatever_the_workers_settings(
+    settings: Settings, store_redis: redis.Redis, sqlite_source: SqliteSource, tmp_path: Path
+) -> None:
+    # Given a service that splits a domain's events into about two messages (a batch at least)
+    planned = settings.model_copy(
+        update={"events_group_batches": 1, "events_messages_per_domain": 2}
+    )
+    runtime = Runtime(planned, InlineDispatcher())
+    job, _ = runtime.submit(EVERY_DOMAIN)
+    run_until(runtime, LINEAGE)
+    # When lineage runs: its seeds' events are sent before it walks
+    run_next(runtime, 1)
+    progress = runtime.registry.progress(job.id)
+    seeds = set(seed_cids(runtime.context(runtime.registry.load(job.id))))
+    seed_batches = len(seeds) // planned.in_list_size
+    size = progress[parts.EVENTS_GROUP_BATCHES]
+    # Then the job's messages were sized from its seeds: two per domain of them
+    assert seed_batches >= 4 and size == -(-seed_batches // 2)
+    assert len(runtime.store.finished(job.id, parts.CIDS)) > seed_batches  # lineage added
+    assert set(early_groups(runtime, job.id).values()) == {seed_batches // size}
+    # When the rest runs on workers of other settings (three batches a message at least,
+    # about eight messages a domain)
+    dispatcher = runtime.dispatch
+    assert isinstance(dispatcher, InlineDispatcher)
+    other = Runtime(settings, dispatcher)
+    ran: dict[str, list[int]] = {}
+    while dispatcher.sent:
+        job_id, key, resumed, _ = dispatcher.sent.pop(0)
+        if key.stage == EVENTS:
+            ran.setdefault(key.domain, []).append(key.group)
+        other.handle(job_id, key, resumed=resumed)
+    # Then every domain's batches were fetched in the job's groups, each group once
+    progress = other.registry.progress(job.id)
+    assert progress[parts.EVENTS_GROUP_BATCHES] == size
+    for domain in EVERY_DOMAIN.domains:
+        total = progress[parts.total(parts.events(domain))]
+        assert sorted(ran[domain]) == list(range(-(-total // size))), domain
+    # And the trace ends with the rows and analysis of the stage functions run directly
+    expected = expected_result(EVERY_DOMAIN, sqlite_source, settings, tmp_path)
+    assert_same_result(other, job.id, expected)

@@ -13,7 +13,7 @@ import time
 from pipeline import domains
 from pipeline.engine import parts
 from pipeline.engine.context import StageContext
-from pipeline.engine.flow import group_batches, jobs_batches
+from pipeline.engine.flow import group_batches, group_size, jobs_batches
 from pipeline.engine.manifest import Entry
 from pipeline.stages.events import fetch_events
 
@@ -26,11 +26,12 @@ def run_events_group(ctx: StageContext, domain: str, group: int) -> None:
     """
     job, store, registry = ctx.job, ctx.store, ctx.registry
     part = parts.events(domain)
-    total = registry.progress(job.id).get(parts.total(part))
+    progress = registry.progress(job.id)
+    total = progress.get(parts.total(part))
     if total is None:  # sent while lineage walks: its batches are lot-list batches stored
         total = len(store.finished(job.id, parts.CIDS))  # before it was sent (early_events)
     done = store.finished(job.id, part)
-    for batch in group_batches(group, total, ctx.settings.events_group_batches):
+    for batch in group_batches(group, total, group_size(progress, ctx.settings)):
         if batch in done:
             continue
         ctx.check_active()

@@ -14,7 +14,7 @@ from pipeline import domains
 from pipeline.engine import parts
 from pipeline.engine.context import StageContext
 from pipeline.engine.early_events import send_early_events
-from pipeline.engine.flow import events_spans, events_totals
+from pipeline.engine.flow import events_spans, events_totals, fix_group_size
 from pipeline.engine.job import LARGE_QUEUE, LINEAGE, QUEUE, Job
 from pipeline.engine.recording import RecordingSource
 from pipeline.engine.steps.seed_step import seed_cids
@@ -89,4 +89,5 @@ def _store_graph(ctx: StageContext, graph: Lineage) -> None:
     queue = LARGE_QUEUE if count > settings.large_job_cids else QUEUE
     ctx.registry.update(job.id, cid_count=count, queue=queue)
     totals = events_totals(job, count, settings)
+    fix_group_size(ctx.registry, job.id, max(totals.values(), default=0), settings)
     ctx.registry.set_totals(job.id, totals, events_spans(job, settings))

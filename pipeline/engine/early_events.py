@@ -50,14 +50,12 @@ def send_early_events(ctx: StageContext, seeds: Iterable[str], seed_count: int) 
     batches = seed_count // size
     if not wanted or batches < settings.events_group_batches:
         return 0
-    # the job's group size, fixed here from its seeds (lineage only adds lots)
-    groups = batches // fix_group_size(ctx.registry, job.id, batches, settings)
-    if not groups:
-        return 0
     lots = ((cid,) for cid in islice(seeds, batches * size))
     store.write_rows(job.id, parts.CIDS, ("CONTAINERID",), lots, size)
     if not ctx.registry.claim(job.id, EARLY_CLAIM):
         return 0  # sent by an earlier run of this lineage
+    # the job's group size, fixed here from its seeds (lineage only adds lots)
+    groups = batches // fix_group_size(ctx.registry, job.id, batches, settings)
     if seed_count > settings.large_job_cids and job.queue != LARGE_QUEUE:
         # at least this many lots: lineage will find it a large job, and so its events are
         ctx.registry.update(job.id, queue=LARGE_QUEUE)

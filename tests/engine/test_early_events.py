@@ -12,7 +12,7 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.engine import keys, parts
-from pipeline.engine.early_events import send_early_events
+from pipeline.engine.early_events import EARLY_CLAIM, send_early_events
 from pipeline.engine.flow import events_settled
 from pipeline.engine.job import AGGREGATION, EVENTS, LARGE_QUEUE, LINEAGE
 from pipeline.engine.messages import MessageKey
@@ -168,3 +168,36 @@ def test_a_domains_events_take_the_messages_the_job_fixed_whatever_the_workers_s
     # And the trace ends with the rows and analysis of the stage functions run directly
     expected = expected_result(EVERY_DOMAIN, sqlite_source, settings, tmp_path)
     assert_same_result(other, job.id, expected)
+
+
+def test_early_events_sent_before_the_size_was_fixed_keep_the_settings_size(
+    settings: Settings, store_redis: redis.Redis, sqlite_source: SqliteSource, tmp_path: Path
+) -> None:
+    # Given a trace whose seeds' events were sent as an earlier release sent them: groups of
+    # TRACE_EVENTS_GROUP_BATCHES, claimed and recorded, no size fixed for the job (this
+    # release, about two messages a domain, would group them otherwise)
+    settings = settings.model_copy(update={"events_messages_per_domain": 2})
+    runtime = Runtime(settings, InlineDispatcher())
+    job, _ = runtime.submit(EVERY_DOMAIN)
+    run_until(runtime, LINEAGE)
+    ctx = runtime.context(runtime.registry.load(job.id))
+    seeds = list(dict.fromkeys(seed_cids(ctx)))
+    size = settings.events_group_batches
+    batches = len(seeds) // settings.in_list_size
+    lots = ((cid,) for cid in seeds[: batches * settings.in_list_size])
+    runtime.store.write_rows(job.id, parts.CIDS, ("CONTAINERID",), lots, settings.in_list_size)
+    assert runtime.registry.claim(job.id, EARLY_CLAIM)
+    groups = batches // size
+    early = [MessageKey(EVENTS, d, g) for d in sorted(READ) for g in range(groups)]
+    assert len(early) > 2 and -(-batches // 2) > size
+    dispatcher = runtime.dispatch
+    assert isinstance(dispatcher, InlineDispatcher)
+    dispatcher.sent[1:1] = [(job.id, key, False, job.queue) for key in early]
+    runtime.registry.set_progress(job.id, {parts.early(parts.events(d)): groups for d in READ})
+    # When this release's lineage and the rest run
+    run(runtime)
+    # Then the job kept the size its early groups were sent with, and it ends with the rows
+    # and analysis of the stage functions run directly
+    assert runtime.registry.progress(job.id)[parts.EVENTS_GROUP_BATCHES] == size
+    expected = expected_result(EVERY_DOMAIN, sqlite_source, settings, tmp_path)
+    assert_same_result(runtime, job.id, expected)

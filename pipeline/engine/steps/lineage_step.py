@@ -13,7 +13,7 @@ from typing import Any
 from pipeline import domains
 from pipeline.engine import parts
 from pipeline.engine.context import StageContext
-from pipeline.engine.early_events import send_early_events
+from pipeline.engine.early_events import EARLY_CLAIM, send_early_events
 from pipeline.engine.flow import events_spans, events_totals, fix_group_size
 from pipeline.engine.job import LARGE_QUEUE, LINEAGE, QUEUE, Job
 from pipeline.engine.recording import RecordingSource
@@ -89,5 +89,9 @@ def _store_graph(ctx: StageContext, graph: Lineage) -> None:
     queue = LARGE_QUEUE if count > settings.large_job_cids else QUEUE
     ctx.registry.update(job.id, cid_count=count, queue=queue)
     totals = events_totals(job, count, settings)
-    fix_group_size(ctx.registry, job.id, max(totals.values(), default=0), settings)
+    # Early events claimed with no size fixed (by an earlier release, or a run that died
+    # before fixing it) were grouped by the setting: the job keeps that size.
+    legacy = ctx.registry.claimed_at(job.id, EARLY_CLAIM) is not None
+    batches = 0 if legacy else max(totals.values(), default=0)
+    fix_group_size(ctx.registry, job.id, batches, settings)
     ctx.registry.set_totals(job.id, totals, events_spans(job, settings))
